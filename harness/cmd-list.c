@@ -1,0 +1,153 @@
+/*
+ * cmd-list.c - `attnbench list variants|tasks|suites|runs`.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "error.h"
+#include "store.h"
+#include "suite.h"
+
+const char usage_list[] =
+	"usage: attnbench list variants|tasks|suites|runs [--db PATH]\n"
+	"\n"
+	"  variants   family, patterns (* = harness extension), exactness, citation and\n"
+	"             hyperparameters (set with --set variant.param=value)\n"
+	"  tasks      what each task measures, its patterns and input regimes\n"
+	"  suites     the built-in suites and their rows, in the suite CSV format\n"
+	"  runs       the runs stored in the database (default " DEFAULT_DB ")\n";
+
+static void print_patterns(unsigned int patterns, unsigned int extensions)
+{
+	bool first = true;
+
+	for (int p = 0; p < ATTN_PATTERN_COUNT; p++)
+		if (patterns & PATTERN_BIT(p)) {
+			printf("%s%s%s", first ? "" : ",", pattern_name(p),
+			       extensions & PATTERN_BIT(p) ? "*" : "");
+			first = false;
+		}
+}
+
+static int list_variants(void)
+{
+	for (int i = 0; i < variant_count(); i++) {
+		const struct variant_ops *v = variant_at(i);
+
+		printf("%-10s %-8s ", v->name, v->family);
+		print_patterns(v->patterns, v->extensions);
+		printf("  %s\n", v->flags & VARIANT_EXACT ? "exact" :
+		       v->flags & VARIANT_MASK_EXACT ? "exact under its mask" : "approximate");
+		printf("           %s\n           %s\n", v->summary, v->citation);
+		for (int p = 0; p < v->n_params; p++) {
+			const struct variant_param *d = &v->params[p];
+
+			printf("           %s.%s = %g  (%s%g..%g) %s\n", v->name, d->name, d->def,
+			       d->integer ? "whole, " : "", d->min, d->max, d->help);
+		}
+	}
+	return EXIT_OK;
+}
+
+static int list_tasks(void)
+{
+	for (int i = 0; i < task_count(); i++) {
+		const struct task_ops *t = task_at(i);
+
+		printf("%-10s ", t->name);
+		print_patterns(t->patterns, 0);
+		printf("  %s\n", t->summary);
+		if (t->regimes) {
+			printf("           regimes:");
+			for (int r = 0; t->regimes[r]; r++)
+				printf(" %s", t->regimes[r]);
+			printf("\n");
+		}
+	}
+	return EXIT_OK;
+}
+
+static int list_suites(void)
+{
+	for (int i = 0; suite_builtins[i].name; i++) {
+		const char *csv = suite_builtin_csv(suite_builtins[i].name);
+
+		printf("%-10s %s\n", suite_builtins[i].name, suite_builtins[i].summary);
+		for (const char *line = csv; *line; ) {
+			size_t len = strcspn(line, "\n");
+
+			printf("           %.*s\n", (int)len, line);
+			line += len + (line[len] == '\n');
+		}
+	}
+	return EXIT_OK;
+}
+
+static int list_runs(const char *db)
+{
+	static const char sql[] =
+		"SELECT r.id, r.started, r.status, r.suite, r.threads, r.sgemm_gflops,"
+		" r.cpu_model, (SELECT count(*) FROM cells c WHERE c.run_id = r.id)"
+		" FROM runs r ORDER BY r.id";
+	struct store *st;
+	sqlite3_stmt *stmt;
+	char why[256];
+	int rc;
+
+	if (store_open(db, STORE_READONLY, &st, why, sizeof(why)))
+		return error("cannot open database '%s': %s", db, why);
+	if (sqlite3_prepare_v2(store_db(st), sql, -1, &stmt, NULL) != SQLITE_OK) {
+		error("cannot list runs in '%s': %s", db, store_errmsg(st));
+		store_close(st);
+		return EXIT_USAGE;
+	}
+	printf("%-5s %-24s %-12s %-10s %7s %6s %9s  %s\n", "run", "started", "status", "suite",
+	       "threads", "cells", "sgemm", "cpu");
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+		printf("%-5lld %-24s %-12s %-10s %7d %6d %9.1f  %s\n",
+		       (long long)sqlite3_column_int64(stmt, 0), sqlite3_column_text(stmt, 1),
+		       sqlite3_column_text(stmt, 2), sqlite3_column_text(stmt, 3),
+		       sqlite3_column_int(stmt, 4), sqlite3_column_int(stmt, 7),
+		       sqlite3_column_double(stmt, 5),
+		       sqlite3_column_text(stmt, 6) ? (const char *)sqlite3_column_text(stmt, 6) :
+		       "?");
+	sqlite3_finalize(stmt);
+	store_close(st);
+	return rc == SQLITE_DONE ? EXIT_OK : error("cannot list runs in '%s'", db);
+}
+
+int cmd_list(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "db", required_argument, NULL, 'd' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *db = DEFAULT_DB, *what;
+	int opt;
+
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+		if (opt == 'd')
+			db = optarg;
+		else if (opt == ':')
+			return error("option '%s' needs a value", argv[optind - 1]);
+		else
+			return error("unknown option '%s' (see 'attnbench list --help')",
+				     argv[optind - 1]);
+	}
+	if (optind != argc - 1)
+		return error("list needs one of: variants, tasks, suites, runs");
+	what = argv[optind];
+	if (!strcmp(what, "variants"))
+		return list_variants();
+	if (!strcmp(what, "tasks"))
+		return list_tasks();
+	if (!strcmp(what, "suites"))
+		return list_suites();
+	if (!strcmp(what, "runs"))
+		return list_runs(db);
+	return error("cannot list '%s' (accepted: variants, tasks, suites, runs)", what);
+}

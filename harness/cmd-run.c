@@ -1,0 +1,453 @@
+/*
+ * cmd-run.c - `attnbench run`: plan the cells, run each in a child, store each result
+ * as soon as it is known.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "error.h"
+#include "plan.h"
+#include "provenance.h"
+#include "runner.h"
+#include "store.h"
+#include "threads.h"
+#include "timing.h"
+
+const char usage_run[] =
+	"usage: attnbench run [--suite NAME|FILE.csv] [selection] [options]\n"
+	"\n"
+	"Runs every cell of a suite (default: 'default'), each in its own process, and\n"
+	"stores each result as soon as it is known.\n"
+	"\n"
+	"selection (lists separated by commas; narrow or replace the suite's values):\n"
+	"  --variants LIST     variants to run (default: all of the suite's)\n"
+	"  --tasks LIST        tasks: fidelity, speed, causality\n"
+	"  --patterns LIST     patterns: ns, cs, nc, cc\n"
+	"  --lengths LIST      sequence lengths N, or NxM for cross patterns\n"
+	"  --dims LIST         head dimensions d\n"
+	"  --heads LIST        query heads H\n"
+	"  --kv-heads LIST     key/value heads (must divide H; default H)\n"
+	"  --batch LIST        batch sizes B\n"
+	"  --set V.P=X         a variant hyperparameter (repeatable; see 'list variants')\n"
+	"\n"
+	"options:\n"
+	"  --suite NAME|FILE   quick, default, full, or a suite CSV file\n"
+	"  --seed N            input and variant seed (default 0)\n"
+	"  --threads N         threads per cell for OpenMP and OpenBLAS (default: all cores)\n"
+	"  --repeats N         timed repeats at least (default: the suite's)\n"
+	"  --min-time S        timed seconds at least per cell (default: the suite's)\n"
+	"  --time-limit S      wall-clock limit per cell (default 600)\n"
+	"  --mem-limit GIB     address-space limit per cell (default 90% of RAM)\n"
+	"  --db PATH           database (default " DEFAULT_DB ")\n"
+	"  --dry-run           print the cells and exit\n"
+	"  -q, --quiet         no progress line\n";
+
+enum {
+	OPT_SUITE = 256, OPT_VARIANTS, OPT_TASKS, OPT_PATTERNS, OPT_LENGTHS, OPT_DIMS,
+	OPT_HEADS, OPT_KV_HEADS, OPT_BATCH, OPT_SET, OPT_SEED, OPT_THREADS, OPT_REPEATS,
+	OPT_MIN_TIME, OPT_TIME_LIMIT, OPT_MEM_LIMIT, OPT_DB, OPT_DRY_RUN,
+};
+
+static const struct option run_options[] = {
+	{ "suite", required_argument, NULL, OPT_SUITE },
+	{ "variants", required_argument, NULL, OPT_VARIANTS },
+	{ "tasks", required_argument, NULL, OPT_TASKS },
+	{ "patterns", required_argument, NULL, OPT_PATTERNS },
+	{ "lengths", required_argument, NULL, OPT_LENGTHS },
+	{ "dims", required_argument, NULL, OPT_DIMS },
+	{ "heads", required_argument, NULL, OPT_HEADS },
+	{ "kv-heads", required_argument, NULL, OPT_KV_HEADS },
+	{ "batch", required_argument, NULL, OPT_BATCH },
+	{ "set", required_argument, NULL, OPT_SET },
+	{ "seed", required_argument, NULL, OPT_SEED },
+	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "repeats", required_argument, NULL, OPT_REPEATS },
+	{ "min-time", required_argument, NULL, OPT_MIN_TIME },
+	{ "time-limit", required_argument, NULL, OPT_TIME_LIMIT },
+	{ "mem-limit", required_argument, NULL, OPT_MEM_LIMIT },
+	{ "db", required_argument, NULL, OPT_DB },
+	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+	{ "quiet", no_argument, NULL, 'q' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+struct run_args {
+	const char *suite;
+	const char *db;
+	struct selection sel;
+	int repeats;
+	double min_time, time_limit, mem_limit_gib;
+	bool dry_run, quiet;
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+/* Parses a number in [min, max]; 0 or -EINVAL. */
+static int parse_number(const char *text, double min, double max, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(text, &end);
+	return *text && !*end && !errno && *out >= min && *out <= max ? 0 : -EINVAL;
+}
+
+static int parse_args(int argc, char **argv, struct run_args *a)
+{
+	struct selection *s = &a->sel;
+	char why[512];
+	double x;
+	int opt;
+
+	*a = (struct run_args){ .suite = "default", .db = DEFAULT_DB, .time_limit = 600 };
+	s->threads = threads_online();
+	optind = 1;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":qh", run_options, NULL)) != -1) {
+		int ret = 0;
+
+		switch (opt) {
+		case OPT_SUITE:
+			a->suite = optarg;
+			break;
+		case OPT_VARIANTS:
+			ret = parse_variant_list(optarg, s->variants, &s->n_variants, why,
+						 sizeof(why));
+			break;
+		case OPT_TASKS:
+			ret = parse_task_list(optarg, s->tasks, &s->n_tasks, why, sizeof(why));
+			break;
+		case OPT_PATTERNS:
+			ret = parse_pattern_list(optarg, &s->patterns, why, sizeof(why));
+			break;
+		case OPT_LENGTHS:
+			ret = parse_length_list(optarg, s->lengths, &s->n_lengths, why, sizeof(why));
+			break;
+		case OPT_DIMS:
+			ret = parse_int_list(optarg, "dim", 1, SUITE_MAX_DIM, s->dims, &s->n_dims,
+					     why, sizeof(why));
+			break;
+		case OPT_HEADS:
+			ret = parse_int_list(optarg, "heads", 1, SUITE_MAX_HEADS, s->heads,
+					     &s->n_heads, why, sizeof(why));
+			break;
+		case OPT_KV_HEADS:
+			ret = parse_int_list(optarg, "kv_heads", 1, SUITE_MAX_HEADS, s->kv_heads,
+					     &s->n_kv_heads, why, sizeof(why));
+			break;
+		case OPT_BATCH:
+			ret = parse_int_list(optarg, "batch", 1, SUITE_MAX_BATCH, s->batch,
+					     &s->n_batch, why, sizeof(why));
+			break;
+		case OPT_SET:
+			ret = params_parse(&s->params, optarg, why, sizeof(why));
+			break;
+		case OPT_SEED:
+			if (parse_number(optarg, 0, 9007199254740992.0, &x) || x != (double)(uint64_t)x)
+				return error("--seed '%s' is not a whole number in 0..2^53", optarg);
+			s->seed = (uint64_t)x;
+			break;
+		case OPT_THREADS:
+			if (parse_number(optarg, 1, 1024, &x) || x != (int)x)
+				return error("--threads '%s' is not a whole number in 1..1024", optarg);
+			s->threads = (int)x;
+			break;
+		case OPT_REPEATS:
+			if (parse_number(optarg, 1, 1000000, &x) || x != (int)x)
+				return error("--repeats '%s' is not a whole number in 1..1000000",
+					     optarg);
+			a->repeats = (int)x;
+			break;
+		case OPT_MIN_TIME:
+			if (parse_number(optarg, 0, 86400, &a->min_time))
+				return error("--min-time '%s' is not a number of seconds in 0..86400",
+					     optarg);
+			break;
+		case OPT_TIME_LIMIT:
+			if (parse_number(optarg, 0.1, 86400 * 7, &a->time_limit))
+				return error("--time-limit '%s' is not a number of seconds in "
+					     "0.1..604800", optarg);
+			break;
+		case OPT_MEM_LIMIT:
+			if (parse_number(optarg, 0.01, 1 << 20, &a->mem_limit_gib))
+				return error("--mem-limit '%s' is not a number of GiB in 0.01..1048576",
+					     optarg);
+			break;
+		case OPT_DB:
+			a->db = optarg;
+			break;
+		case OPT_DRY_RUN:
+			a->dry_run = true;
+			break;
+		case 'q':
+			a->quiet = true;
+			break;
+		case 'h':
+			fputs(usage_run, stdout);
+			return -1;
+		case ':':
+			return error("option '%s' needs a value", argv[optind - 1]);
+		default:
+			return error("unknown option '%s' (see 'attnbench run --help')",
+				     argv[optind - 1]);
+		}
+		if (ret)
+			return error("%s", why);
+	}
+	if (optind < argc)
+		return error("unexpected argument '%s' (see 'attnbench run --help')",
+			     argv[optind]);
+	return 0;
+}
+
+static void format_duration(double seconds, char *buf, size_t len)
+{
+	long s = (long)(seconds + 0.5);
+
+	if (s >= 3600)
+		snprintf(buf, len, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+	else
+		snprintf(buf, len, "%ld:%02ld", s / 60, s % 60);
+}
+
+static void describe_cell(const struct cell *c, char *buf, size_t len)
+{
+	int used = snprintf(buf, len, "%s %s %s n=%d", c->task->name, c->variant->name,
+			    pattern_name(c->pattern), c->n);
+
+	if (c->m != c->n)
+		used += snprintf(buf + used, len - (size_t)used, " m=%d", c->m);
+	snprintf(buf + used, len - (size_t)used, " d=%d h=%d%s%s", c->d, c->heads,
+		 c->regime ? " " : "", c->regime ? c->regime : "");
+}
+
+static void show_progress(size_t done, size_t total, double started, const struct cell *c)
+{
+	double elapsed = timing_now() - started;
+	char what[160], spent[32], left[32] = "?";
+
+	describe_cell(c, what, sizeof(what));
+	format_duration(elapsed, spent, sizeof(spent));
+	if (done > 0)
+		format_duration(elapsed / (double)done * (double)(total - done), left,
+				sizeof(left));
+	fprintf(stderr, "\r[%zu/%zu] %s elapsed, ~%s left: %s\033[K", done, total, spent, left,
+		what);
+}
+
+/* Creates the folder of the default database when the command runs elsewhere. */
+static void make_parent(const char *path)
+{
+	char dir[4096];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return;
+	*slash = '\0';
+	mkdir(dir, 0777);
+}
+
+static size_t default_mem_limit(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+
+	/* Leave a tenth for the parent and the system, so a runaway cell dies alone. */
+	return pages > 0 && size > 0 ? (size_t)pages * (size_t)size / 10 * 9 : 0;
+}
+
+struct tally {
+	size_t by_status[CELL_NAN + 1];
+};
+
+static bool tally_failed(const struct tally *t)
+{
+	for (int s = 0; s <= CELL_NAN; s++)
+		if (s != CELL_OK && s != CELL_UNSUPPORTED && t->by_status[s])
+			return true;
+	return false;
+}
+
+static void print_summary(int64_t run_id, const char *status, size_t done,
+			  const struct tally *t, double seconds, const char *db)
+{
+	char spent[32];
+	bool first = true;
+
+	format_duration(seconds, spent, sizeof(spent));
+	printf("run %lld %s: %zu cells (", (long long)run_id, status, done);
+	for (int s = 0; s <= CELL_NAN; s++)
+		if (t->by_status[s]) {
+			printf("%s%zu %s", first ? "" : ", ", t->by_status[s], cell_status_name(s));
+			first = false;
+		}
+	printf(") in %s -> %s\n", spent, db);
+}
+
+static int run_cells(struct store *st, int64_t run_id, const struct cell *cells,
+		     size_t count, const struct run_args *a, struct tally *t, size_t *done)
+{
+	struct runner_limits limits = {
+		.seconds = a->time_limit,
+		.bytes = a->mem_limit_gib > 0 ? (size_t)(a->mem_limit_gib * (1 << 30)) :
+			 default_mem_limit(),
+	};
+	bool progress = !a->quiet && isatty(STDERR_FILENO);
+	double started = timing_now();
+
+	for (*done = 0; *done < count && !interrupted; ) {
+		const struct cell *c = &cells[*done];
+		struct runner_outcome out;
+		struct cell_result r;
+		struct cell_record rec = { c, &r, 0, -1 };
+		char what[160];
+		int ret;
+
+		if (progress)
+			show_progress(*done, count, started, c);
+		ret = runner_run_cell(c, &limits, &r, &out);
+		if (ret)
+			return error("cannot start a child process: %s", strerror(-ret));
+		if (interrupted) {
+			result_release(&r);
+			break;
+		}
+		rec.wall_seconds = out.wall_seconds;
+		rec.rss_bytes = out.rss_bytes;
+		ret = store_add_cell(st, run_id, &rec);
+		if (ret) {
+			result_release(&r);
+			return error("cannot store a result in '%s': %s", a->db, store_errmsg(st));
+		}
+		t->by_status[r.status]++;
+		(*done)++;
+		if (r.status != CELL_OK && r.status != CELL_UNSUPPORTED) {
+			describe_cell(c, what, sizeof(what));
+			if (progress)
+				fputs("\r\033[K", stderr);
+			warning("%s: %s: %s", what, cell_status_name(r.status), r.reason);
+		}
+		result_release(&r);
+	}
+	if (progress)
+		fputs("\r\033[K", stderr);
+	return 0;
+}
+
+static void print_plan(const struct cell *cells, size_t count)
+{
+	char what[160];
+
+	for (size_t i = 0; i < count; i++) {
+		describe_cell(&cells[i], what, sizeof(what));
+		printf("%s\n", what);
+	}
+	printf("%zu cells\n", count);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct sigaction sa = { .sa_handler = on_interrupt }, old_int, old_term;
+	struct provenance prov;
+	struct run_args a;
+	struct suite *suite;
+	struct store *st = NULL;
+	struct cell *cells = NULL;
+	struct tally tally = { 0 };
+	size_t count, done = 0;
+	int64_t run_id;
+	double peak, started = timing_now();
+	char why[512];
+	int ret = parse_args(argc, argv, &a);
+
+	if (ret)
+		return ret < 0 ? EXIT_OK : ret;
+	suite = calloc(1, sizeof(*suite));
+	if (!suite)
+		return error("out of memory");
+	if (suite_load(a.suite, suite, why, sizeof(why))) {
+		ret = error("%s", why);
+		goto out_free_suite;
+	}
+	if (a.repeats)
+		suite->measure.min_repeats = a.repeats;
+	if (a.min_time)
+		suite->measure.min_seconds = a.min_time;
+	if (plan_cells(suite, &a.sel, &cells, &count, why, sizeof(why))) {
+		ret = error("%s", why);
+		goto out_free_suite;
+	}
+	if (a.dry_run) {
+		print_plan(cells, count);
+		ret = EXIT_OK;
+		goto out_free_cells;
+	}
+
+	if (!strcmp(a.db, DEFAULT_DB))
+		make_parent(a.db);
+	if (store_open(a.db, 0, &st, why, sizeof(why))) {
+		ret = error("cannot open database '%s': %s", a.db, why);
+		goto out_free_cells;
+	}
+	if (provenance_collect(&prov, a.sel.threads, (unsigned long long)a.sel.seed, a.suite,
+			       argc + 1, argv - 1)) {
+		ret = error("out of memory");
+		goto out_close;
+	}
+	if (prov.values[PROV_WARNINGS])
+		warning("timings may be unreliable: %s", prov.values[PROV_WARNINGS]);
+	ret = store_begin_run(st, &prov, &run_id);
+	provenance_release(&prov);
+	if (ret) {
+		ret = error("cannot record the run in '%s': %s", a.db, store_errmsg(st));
+		goto out_close;
+	}
+	sigaction(SIGINT, &sa, &old_int);
+	sigaction(SIGTERM, &sa, &old_term);
+
+	if (!a.quiet)
+		fprintf(stderr, "run %lld: %zu cells of suite '%s' with %d threads into %s\n",
+			(long long)run_id, count, a.suite, a.sel.threads, a.db);
+	if (!runner_sgemm_peak(a.sel.threads, &peak)) {
+		store_set_run_peak(st, run_id, peak);
+		if (!a.quiet)
+			fprintf(stderr, "SGEMM peak of this machine: %.1f GFLOP/s\n", peak);
+	} else {
+		warning("could not measure the SGEMM peak; peak_fraction will be empty");
+	}
+	ret = run_cells(st, run_id, cells, count, &a, &tally, &done);
+	if (ret) {
+		store_finish_run(st, run_id, "failed");
+	} else {
+		const char *status = interrupted ? "interrupted" :
+				     tally_failed(&tally) ? "failed" : "complete";
+
+		store_finish_run(st, run_id, status);
+		print_summary(run_id, status, done, &tally, timing_now() - started, a.db);
+		ret = interrupted ? 130 : tally_failed(&tally) ? EXIT_FAILED : EXIT_OK;
+	}
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGTERM, &old_term, NULL);
+out_close:
+	store_close(st);
+out_free_cells:
+	free(cells);
+out_free_suite:
+	free(suite);
+	return ret;
+}

@@ -1,0 +1,32 @@
+/*
+ * cmd.h - the subcommands of attnbench.
+ *
+ * How to add a command: write harness/cmd-<name>.c with
+ *   int cmd_<name>(int argc, char **argv);
+ * and a usage string, declare both here, add a line to commands[] in
+ * harness/attnbench.c and the file to harness/meson.build. A command parses its options
+ * with getopt_long (argv[0] is the command's name), prints results to stdout and
+ * errors with error(), and returns the exit status (0, 1 or 2; see error.h).
+ */
+#ifndef ATTNBENCH_CMD_H
+#define ATTNBENCH_CMD_H
+
+/* Where results go unless --db says otherwise. */
+#define DEFAULT_DB "results/attnbench.db"
+
+int cmd_run(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_query(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_help(int argc, char **argv);
+
+extern const char usage_run[];
+extern const char usage_list[];
+extern const char usage_query[];
+extern const char usage_eval[];
+extern const char usage_help[];
+
+/* Prints the usage of a command (or the overview for NULL) to stdout; 0 or 2. */
+int help_show(const char *command);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * npy.h - reading and writing NumPy .npy arrays (format versions 1.0, 2.0 and 3.0).
+ *
+ * Reads little-endian float32 ('<f4') and float64 ('<f8') arrays in C order and converts
+ * them to float32; writes float32 C-order version 1.0 files. Everything else (Fortran
+ * order, other dtypes, big-endian, object arrays, truncated data, absurd shapes) is
+ * refused: the header is parsed strictly, never evaluated.
+ */
+#ifndef ATTNBENCH_NPY_H
+#define ATTNBENCH_NPY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NPY_MAX_DIMS 8
+
+struct npy_array {
+	int ndim;
+	int64_t shape[NPY_MAX_DIMS];
+	size_t count;		/* product of shape */
+	float *data;		/* count floats, from malloc() */
+};
+
+/*
+ * Loads `path` into a. Returns 0; -ENOENT/-EACCES/-EIO when the file cannot be read;
+ * -EINVAL for a malformed or unsupported file, with a one-line reason (no trailing
+ * newline) in why[why_len] when why is not NULL.
+ */
+int npy_read(const char *path, struct npy_array *a, char *why, size_t why_len);
+/* Writes count = prod(shape) floats as float32 .npy; 0 or -errno. */
+int npy_write(const char *path, const float *data, int ndim, const int64_t *shape);
+/* Frees a's data; a may be reused. */
+void npy_release(struct npy_array *a);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * plan.h - expands a suite and the command line's selection into the list of cells.
+ */
+#ifndef ATTNBENCH_PLAN_H
+#define ATTNBENCH_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "params.h"
+#include "suite.h"
+#include "task.h"
+
+/* What the command line narrows (lists with count 0 leave the suite's values). */
+struct selection {
+	const struct variant_ops *variants[SUITE_MAX_LIST];
+	int n_variants;
+	const struct task_ops *tasks[SUITE_MAX_LIST];
+	int n_tasks;
+	unsigned int patterns;	/* 0: as the suite says */
+	struct length lengths[SUITE_MAX_LIST];
+	int n_lengths;
+	int dims[SUITE_MAX_LIST], n_dims;
+	int heads[SUITE_MAX_LIST], n_heads;
+	int kv_heads[SUITE_MAX_LIST], n_kv_heads;
+	int batch[SUITE_MAX_LIST], n_batch;
+	struct param_overrides params;
+	uint64_t seed;
+	int threads;
+};
+
+/*
+ * Builds the cells (malloc()ed array) of s narrowed by sel. Variants are skipped on
+ * patterns they do not support, unless the variant was named in sel and supports none
+ * of the patterns asked for: that, a kv_heads that does not divide heads, and an empty
+ * plan are -EINVAL with a one-line reason in why.
+ */
+int plan_cells(const struct suite *s, const struct selection *sel, struct cell **cells,
+	       size_t *count, char *why, size_t why_len);
+
+/* The input seed of a cell: the same for every variant and parameter setting. */
+uint64_t plan_cell_seed(uint64_t run_seed, const struct cell *c);
+
+#endif

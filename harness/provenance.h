@@ -1,0 +1,48 @@
+/*
+ * provenance.h - where and how a run was made (SPEC section 5), stored with every run.
+ */
+#ifndef ATTNBENCH_PROVENANCE_H
+#define ATTNBENCH_PROVENANCE_H
+
+/* One column of the runs table each; the names are the column names. */
+enum provenance_field {
+	PROV_HARNESS_VERSION,
+	PROV_GIT_COMMIT,
+	PROV_COMPILER,
+	PROV_CFLAGS,
+	PROV_CPU_MODEL,
+	PROV_CPU_FLAGS,
+	PROV_CORES,
+	PROV_THREADS,
+	PROV_BLAS_CONFIG,
+	PROV_SQLITE_VERSION,
+	PROV_KERNEL,
+	PROV_HOSTNAME,
+	PROV_GOVERNOR,
+	PROV_LOAD_AVG,
+	PROV_SMT,
+	PROV_ASLR,
+	PROV_WARNINGS,
+	PROV_SEED,
+	PROV_SUITE,
+	PROV_COMMAND,
+	PROV_COUNT,
+};
+
+struct provenance {
+	char *values[PROV_COUNT];	/* malloc()ed strings; NULL is stored as NULL */
+};
+
+/* Column name of a field. */
+const char *provenance_name(enum provenance_field f);
+
+/*
+ * Collects the build, machine and system state; threads, seed, suite and the command
+ * line come from the caller. Warnings name what makes timings unreliable (a governor
+ * other than performance, load at start, SMT, ASLR). Returns 0 or -ENOMEM.
+ */
+int provenance_collect(struct provenance *p, int threads, unsigned long long seed,
+		       const char *suite, int argc, char **argv);
+void provenance_release(struct provenance *p);
+
+#endif

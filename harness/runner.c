@@ -1,0 +1,260 @@
+/*
+ * runner.c - child processes for cells: limits, a pipe back, wait4() for the rusage.
+ *
+ * The child writes one line per item ("metric NAME VALUE UNIT", "sample SECONDS",
+ * "status CODE REASON") and "end" last; a child that dies before "end" is recorded by
+ * how it died.
+ */
+#include "runner.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "threads.h"
+#include "timing.h"
+
+static void write_result(int fd, const struct cell_result *r)
+{
+	FILE *f = fdopen(fd, "w");
+
+	if (!f)
+		_exit(3);
+	for (int i = 0; i < r->n_metrics; i++)
+		fprintf(f, "metric %s %.17g %s\n", r->metrics[i].name, r->metrics[i].value,
+			r->metrics[i].unit[0] ? r->metrics[i].unit : "-");
+	for (size_t i = 0; i < r->n_samples; i++)
+		fprintf(f, "sample %.17g\n", r->samples[i]);
+	fprintf(f, "status %d ", (int)r->status);
+	for (const char *c = r->reason; *c; c++)
+		fputc(*c == '\n' ? ' ' : *c, f);
+	fprintf(f, "\nend\n");
+	if (fclose(f))
+		_exit(3);
+}
+
+static const int default_signals[] = {
+	SIGINT, SIGTERM, SIGPIPE, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT,
+};
+
+static void child_main(int fd, int (*fn)(void *, struct cell_result *), void *arg,
+		       int threads, const struct runner_limits *limits)
+{
+	struct cell_result r = { 0 };
+	int ret;
+
+	if (limits->bytes) {
+		struct rlimit rl = { limits->bytes, limits->bytes };
+
+		setrlimit(RLIMIT_AS, &rl);
+	}
+	/* Die as the signal says, whatever handlers the parent had. */
+	for (size_t i = 0; i < sizeof(default_signals) / sizeof(default_signals[0]); i++)
+		signal(default_signals[i], SIG_DFL);
+	threads_set(threads);
+	ret = fn(arg, &r);
+	if (ret == -ENOTSUP)
+		result_status(&r, CELL_UNSUPPORTED, "%s", r.reason[0] ? r.reason :
+			      "the variant does not support this problem");
+	else if (ret == -ENOMEM)
+		result_status(&r, CELL_OOM, "out of memory (limit %.1f GiB)",
+			      (double)limits->bytes / (1 << 30));
+	else if (ret)
+		result_status(&r, CELL_FAILED, "%s", strerror(-ret));
+	write_result(fd, &r);
+	_exit(0);
+}
+
+/* Reads the child's report until EOF or the deadline; returns false on timeout. */
+static bool read_report(int fd, double deadline, char **text, size_t *len)
+{
+	size_t cap = 0;
+
+	*text = NULL;
+	*len = 0;
+	for (;;) {
+		double left = deadline - timing_now();
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		ssize_t got;
+
+		if (left <= 0)
+			return false;
+		if (poll(&pfd, 1, left > 60 ? 60000 : (int)(left * 1000) + 1) == 0)
+			continue;
+		if (*len + 4096 + 1 > cap) {
+			char *grown = realloc(*text, cap = 2 * cap + 8192);
+
+			if (!grown)
+				return true;	/* the report is lost: recorded as crashed */
+			*text = grown;
+		}
+		got = read(fd, *text + *len, cap - *len - 1);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			break;
+		*len += (size_t)got;
+	}
+	if (*text)
+		(*text)[*len] = '\0';
+	return true;
+}
+
+/* Parses the report into r; returns false if it is incomplete. */
+static bool parse_report(char *text, struct cell_result *r)
+{
+	char *line, *save = NULL;
+	bool ended = false;
+
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char name[64], unit[32];
+		double value;
+		int code, used = 0;
+
+		if (sscanf(line, "metric %63s %lf %31s", name, &value, unit) == 3) {
+			result_metric(r, name, value, strcmp(unit, "-") ? unit : "");
+		} else if (sscanf(line, "sample %lf", &value) == 1) {
+			if (result_sample(r, value))
+				return false;
+		} else if (sscanf(line, "status %d %n", &code, &used) == 1 && code >= CELL_OK &&
+			   code <= CELL_NAN) {
+			r->status = code;
+			snprintf(r->reason, sizeof(r->reason), "%s", line + used);
+		} else if (!strcmp(line, "end")) {
+			ended = true;
+		}
+	}
+	return ended;
+}
+
+int runner_call(int (*fn)(void *arg, struct cell_result *r), void *arg, int threads,
+		const struct runner_limits *limits, struct cell_result *r,
+		struct runner_outcome *out)
+{
+	double start = timing_now();
+	struct rusage ru;
+	int fds[2], status;
+	bool in_time;
+	size_t len;
+	char *text;
+	pid_t pid;
+
+	if (pipe(fds))
+		return -errno;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		int err = errno;
+
+		close(fds[0]);
+		close(fds[1]);
+		return -err;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		child_main(fds[1], fn, arg, threads, limits);
+	}
+	close(fds[1]);
+	in_time = read_report(fds[0], start + limits->seconds, &text, &len);
+	close(fds[0]);
+	if (!in_time)
+		kill(pid, SIGKILL);
+	while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR)
+		;
+	out->wall_seconds = timing_now() - start;
+	out->rss_bytes = (long long)ru.ru_maxrss * 1024;
+
+	memset(r, 0, sizeof(*r));
+	if (!in_time)
+		result_status(r, CELL_TIMEOUT, "exceeded the time limit of %g s", limits->seconds);
+	else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+		result_status(r, CELL_OOM, "killed by SIGKILL (most likely the out-of-memory "
+			      "killer)");
+	else if (WIFSIGNALED(status))
+		result_status(r, CELL_CRASHED, "killed by signal %d (%s)", WTERMSIG(status),
+			      strsignal(WTERMSIG(status)));
+	else if (!WIFEXITED(status) || WEXITSTATUS(status) || !text ||
+		 !parse_report(text, r)) {
+		result_release(r);
+		memset(r, 0, sizeof(*r));
+		result_status(r, CELL_CRASHED, "exited with status %d before reporting",
+			      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	}
+	free(text);
+	return 0;
+}
+
+static int run_cell_fn(void *arg, struct cell_result *r)
+{
+	const struct cell *c = arg;
+
+	return c->task->run(c, r);
+}
+
+int runner_run_cell(const struct cell *c, const struct runner_limits *limits,
+		    struct cell_result *r, struct runner_outcome *out)
+{
+	return runner_call(run_cell_fn, (void *)c, c->threads, limits, r, out);
+}
+
+/* 2048^3 is far beyond the caches and takes ~0.1 s: the rate BLAS sustains. */
+#define PEAK_SIZE 2048
+
+static int sgemm_peak_fn(void *arg, struct cell_result *r)
+{
+	size_t count = (size_t)PEAK_SIZE * PEAK_SIZE;
+	float *a = malloc(count * sizeof(float)), *b = malloc(count * sizeof(float));
+	float *c = malloc(count * sizeof(float));
+	double best = 0, start = timing_now();
+
+	(void)arg;
+	if (!a || !b || !c) {
+		free(a);
+		free(b);
+		free(c);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < count; i++) {
+		a[i] = (float)(i % 13) * 0.01f;
+		b[i] = (float)(i % 7) * 0.01f;
+	}
+	/* One warm-up product, then the best of at least three within about a second. */
+	for (int rep = 0; rep < 4 || timing_now() - start < 1.0; rep++) {
+		double t0 = timing_now(), rate;
+
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, PEAK_SIZE, PEAK_SIZE,
+			    PEAK_SIZE, 1.0f, a, PEAK_SIZE, b, PEAK_SIZE, 0.0f, c, PEAK_SIZE);
+		rate = 2.0 * PEAK_SIZE * PEAK_SIZE * (double)PEAK_SIZE / (timing_now() - t0);
+		if (rep > 0 && rate > best)
+			best = rate;
+		if (rep > 100)
+			break;
+	}
+	free(a);
+	free(b);
+	free(c);
+	return result_metric(r, "sgemm_gflops", best * 1e-9, "GFLOP/s");
+}
+
+int runner_sgemm_peak(int threads, double *gflops)
+{
+	struct runner_limits limits = { 120, 0 };
+	struct runner_outcome out;
+	struct cell_result r;
+	int ret = runner_call(sgemm_peak_fn, NULL, threads, &limits, &r, &out);
+
+	if (ret)
+		return ret;
+	ret = r.status == CELL_OK && r.n_metrics == 1 ? 0 : -EIO;
+	if (!ret)
+		*gflops = r.metrics[0].value;
+	result_release(&r);
+	return ret;
+}

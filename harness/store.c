@@ -1,0 +1,387 @@
+/*
+ * store.c - SQLite schema, migrations and the prepared statements that write results.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* migrations[v] takes a database from user_version v to v + 1. */
+static const char *const migrations[] = {
+	"CREATE TABLE runs ("
+	"  id INTEGER PRIMARY KEY,"
+	"  started TEXT NOT NULL,"
+	"  finished TEXT,"
+	"  status TEXT NOT NULL,"
+	"  sgemm_gflops REAL,"
+	"  harness_version TEXT, git_commit TEXT, compiler TEXT, cflags TEXT,"
+	"  cpu_model TEXT, cpu_flags TEXT, cores INTEGER, threads INTEGER,"
+	"  blas_config TEXT, sqlite_version TEXT, kernel TEXT, hostname TEXT,"
+	"  governor TEXT, load_avg REAL, smt TEXT, aslr TEXT, warnings TEXT,"
+	"  seed INTEGER, suite TEXT, command TEXT"
+	");"
+	"CREATE TABLE cells ("
+	"  id INTEGER PRIMARY KEY,"
+	"  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	"  variant TEXT NOT NULL, task TEXT NOT NULL, pattern TEXT NOT NULL, regime TEXT,"
+	"  n INTEGER NOT NULL, m INTEGER NOT NULL, d INTEGER NOT NULL,"
+	"  heads INTEGER NOT NULL, kv_heads INTEGER NOT NULL, batch INTEGER NOT NULL,"
+	"  params TEXT NOT NULL, seed INTEGER NOT NULL, threads INTEGER NOT NULL,"
+	"  status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'crashed', 'timeout',"
+	"    'oom', 'unsupported', 'nan')),"
+	"  reason TEXT, wall_seconds REAL, rss_bytes INTEGER, finished TEXT NOT NULL"
+	");"
+	"CREATE INDEX cells_by_run ON cells(run_id, task, variant);"
+	"CREATE TABLE metrics ("
+	"  cell_id INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE,"
+	"  name TEXT NOT NULL, value REAL, unit TEXT NOT NULL,"
+	"  PRIMARY KEY (cell_id, name)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE samples ("
+	"  cell_id INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL, seconds REAL NOT NULL,"
+	"  PRIMARY KEY (cell_id, idx)"
+	") WITHOUT ROWID;"
+	"CREATE VIEW results AS SELECT"
+	"  c.run_id, c.id AS cell_id, c.variant, c.task, c.pattern, c.regime,"
+	"  c.n, c.m, c.d, c.heads, c.kv_heads, c.batch, c.params, c.status, c.reason,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'accuracy') AS accuracy,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'rel_err') AS rel_err,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'cosine') AS cosine,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'max_abs_err')"
+	"    AS max_abs_err,"
+	"  1000 * (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_median')"
+	"    AS latency_ms,"
+	"  1000 * (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_ci_lo')"
+	"    AS latency_lo_ms,"
+	"  1000 * (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_ci_hi')"
+	"    AS latency_hi_ms,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'peak_bytes')"
+	"    AS peak_bytes,"
+	"  c.rss_bytes,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gflops') AS gflops,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gflops') / r.sgemm_gflops"
+	"    AS peak_fraction,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'depth') AS depth,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'pairs') AS pairs,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gap') AS gap,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'trials') AS trials,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'state_bytes')"
+	"    AS state_bytes,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'causal_change')"
+	"    AS causal_change,"
+	"  c.wall_seconds"
+	" FROM cells c JOIN runs r ON r.id = c.run_id;",
+};
+
+#define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+_Static_assert(MIGRATION_COUNT == STORE_SCHEMA_VERSION, "one migration per version");
+
+struct store {
+	sqlite3 *db;
+	sqlite3_stmt *insert_cell, *insert_metric, *insert_sample;
+};
+
+static void set_why(char *why, size_t len, const char *fmt, const char *detail)
+{
+	if (why && len)
+		snprintf(why, len, fmt, detail);
+}
+
+static int exec(struct store *s, const char *sql)
+{
+	return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
+}
+
+static int user_version(struct store *s, int *version)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+
+	if (rc != SQLITE_OK)
+		return -EIO;
+	rc = sqlite3_step(st);
+	*version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+/* Applies the migrations the file lacks, each with its version bump, atomically. */
+static int migrate(struct store *s, int from)
+{
+	char bump[64];
+
+	if (exec(s, "BEGIN IMMEDIATE"))
+		return -EIO;
+	for (int v = from; v < MIGRATION_COUNT; v++) {
+		snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
+		if (exec(s, migrations[v]) || exec(s, bump)) {
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			return -EIO;
+		}
+	}
+	return exec(s, "COMMIT");
+}
+
+static int prepare(struct store *s)
+{
+	static const char insert_cell[] =
+		"INSERT INTO cells (run_id, variant, task, pattern, regime, n, m, d, heads,"
+		" kv_heads, batch, params, seed, threads, status, reason, wall_seconds,"
+		" rss_bytes, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+		" ?, ?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))";
+	static const char insert_metric[] =
+		"INSERT OR REPLACE INTO metrics (cell_id, name, value, unit) VALUES (?, ?, ?, ?)";
+	static const char insert_sample[] =
+		"INSERT INTO samples (cell_id, idx, seconds) VALUES (?, ?, ?)";
+
+	if (sqlite3_prepare_v2(s->db, insert_cell, -1, &s->insert_cell, NULL) ||
+	    sqlite3_prepare_v2(s->db, insert_metric, -1, &s->insert_metric, NULL) ||
+	    sqlite3_prepare_v2(s->db, insert_sample, -1, &s->insert_sample, NULL))
+		return -EIO;
+	return 0;
+}
+
+int store_open(const char *path, int flags, struct store **out, char *why, size_t why_len)
+{
+	bool readonly = flags & STORE_READONLY, memory = !strcmp(path, ":memory:");
+	int open_flags = readonly ? SQLITE_OPEN_READONLY :
+			 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	struct stat st;
+	struct store *s;
+	int version, ret = -EIO;
+
+	*out = NULL;
+	if (readonly && !memory && stat(path, &st)) {
+		set_why(why, why_len, "%s", "no such file");
+		return -ENOENT;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		set_why(why, why_len, "%s", "out of memory");
+		return -ENOMEM;
+	}
+	if (sqlite3_open_v2(path, &s->db, open_flags, NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_busy_timeout(s->db, 10000);
+	if (user_version(s, &version))
+		goto fail;
+	if (version > STORE_SCHEMA_VERSION) {
+		char text[128];
+
+		snprintf(text, sizeof(text), "schema version %d is newer than this build's %d",
+			 version, STORE_SCHEMA_VERSION);
+		set_why(why, why_len, "%s", text);
+		store_close(s);
+		return -EPROTO;
+	}
+	if (readonly) {
+		if (version < STORE_SCHEMA_VERSION) {
+			set_why(why, why_len, "%s", "not an attnbench database (or an older one: "
+				"open it once with 'attnbench run' to migrate)");
+			store_close(s);
+			return -EPROTO;
+		}
+		*out = s;
+		return 0;
+	}
+	if ((!memory && exec(s, "PRAGMA journal_mode = WAL")) ||
+	    exec(s, "PRAGMA foreign_keys = ON") || exec(s, "PRAGMA synchronous = NORMAL"))
+		goto fail;
+	if (version < STORE_SCHEMA_VERSION && migrate(s, version))
+		goto fail;
+	if (prepare(s))
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	set_why(why, why_len, "%s", s->db ? sqlite3_errmsg(s->db) : "cannot open");
+	store_close(s);
+	return ret;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	sqlite3_finalize(s->insert_cell);
+	sqlite3_finalize(s->insert_metric);
+	sqlite3_finalize(s->insert_sample);
+	sqlite3_close(s->db);
+	free(s);
+}
+
+sqlite3 *store_db(struct store *s)
+{
+	return s->db;
+}
+
+const char *store_errmsg(struct store *s)
+{
+	return sqlite3_errmsg(s->db);
+}
+
+static int step_done(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_begin_run(struct store *s, const struct provenance *p, int64_t *run_id)
+{
+	char sql[1024] = "INSERT INTO runs (started, status", *at;
+	sqlite3_stmt *st;
+	int ret;
+
+	for (int f = 0; f < PROV_COUNT; f++) {
+		strcat(sql, ", ");
+		strcat(sql, provenance_name(f));
+	}
+	strcat(sql, ") VALUES (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), 'running'");
+	at = sql + strlen(sql);
+	for (int f = 0; f < PROV_COUNT; f++, at += 3)
+		memcpy(at, ", ?", 4);
+	strcat(sql, ")");
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	for (int f = 0; f < PROV_COUNT; f++)
+		sqlite3_bind_text(st, f + 1, p->values[f], -1, SQLITE_TRANSIENT);
+	ret = step_done(st);
+	sqlite3_finalize(st);
+	*run_id = sqlite3_last_insert_rowid(s->db);
+	return ret;
+}
+
+static int update_run(struct store *s, const char *sql, int64_t run_id, const char *text,
+		      double number)
+{
+	sqlite3_stmt *st;
+	int ret;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	if (text)
+		sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_double(st, 1, number);
+	sqlite3_bind_int64(st, 2, run_id);
+	ret = step_done(st);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_set_run_peak(struct store *s, int64_t run_id, double sgemm_gflops)
+{
+	return update_run(s, "UPDATE runs SET sgemm_gflops = ? WHERE id = ?", run_id, NULL,
+			  sgemm_gflops);
+}
+
+int store_finish_run(struct store *s, int64_t run_id, const char *status)
+{
+	return update_run(s, "UPDATE runs SET status = ?, finished = "
+			  "strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?", run_id, status, 0);
+}
+
+int store_params_json(const struct cell *c, char *buf, size_t len)
+{
+	const struct variant_ops *v = c->variant;
+	size_t used = 0;
+	int n;
+
+	n = snprintf(buf, len, "{");
+	for (int i = 0; n >= 0 && (size_t)n < len - used && i < v->n_params; i++) {
+		used += (size_t)n;
+		n = snprintf(buf + used, len - used, "%s\"%s\":%.17g", i ? "," : "",
+			     v->params[i].name, c->params[i]);
+	}
+	if (n < 0 || (size_t)n >= len - used)
+		return -ENOSPC;
+	used += (size_t)n;
+	n = snprintf(buf + used, len - used, "}");
+	return n < 0 || (size_t)n >= len - used ? -ENOSPC : 0;
+}
+
+static int insert_cell(struct store *s, int64_t run_id, const struct cell_record *rec,
+		       int64_t *cell_id)
+{
+	const struct cell *c = rec->cell;
+	const struct cell_result *r = rec->result;
+	sqlite3_stmt *st = s->insert_cell;
+	char params[1024];
+	int i = 1;
+
+	if (store_params_json(c, params, sizeof(params)))
+		return -ENOSPC;
+	sqlite3_bind_int64(st, i++, run_id);
+	sqlite3_bind_text(st, i++, c->variant->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, i++, c->task->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, i++, pattern_name(c->pattern), -1, SQLITE_STATIC);
+	if (c->regime)
+		sqlite3_bind_text(st, i++, c->regime, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i++);
+	sqlite3_bind_int(st, i++, c->n);
+	sqlite3_bind_int(st, i++, c->m);
+	sqlite3_bind_int(st, i++, c->d);
+	sqlite3_bind_int(st, i++, c->heads);
+	sqlite3_bind_int(st, i++, c->kv_heads);
+	sqlite3_bind_int(st, i++, c->batch);
+	sqlite3_bind_text(st, i++, params, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, i++, (sqlite3_int64)c->seed);
+	sqlite3_bind_int(st, i++, c->threads);
+	sqlite3_bind_text(st, i++, cell_status_name(r->status), -1, SQLITE_STATIC);
+	if (r->reason[0])
+		sqlite3_bind_text(st, i++, r->reason, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i++);
+	sqlite3_bind_double(st, i++, rec->wall_seconds);
+	if (rec->rss_bytes >= 0)
+		sqlite3_bind_int64(st, i++, rec->rss_bytes);
+	else
+		sqlite3_bind_null(st, i++);
+	if (step_done(st))
+		return -EIO;
+	*cell_id = sqlite3_last_insert_rowid(s->db);
+	return 0;
+}
+
+int store_add_cell(struct store *s, int64_t run_id, const struct cell_record *rec)
+{
+	const struct cell_result *r = rec->result;
+	int64_t cell_id;
+	int ret;
+
+	if (exec(s, "BEGIN IMMEDIATE"))
+		return -EIO;
+	ret = insert_cell(s, run_id, rec, &cell_id);
+	for (int i = 0; !ret && i < r->n_metrics; i++) {
+		sqlite3_stmt *st = s->insert_metric;
+
+		sqlite3_bind_int64(st, 1, cell_id);
+		sqlite3_bind_text(st, 2, r->metrics[i].name, -1, SQLITE_STATIC);
+		sqlite3_bind_double(st, 3, r->metrics[i].value);
+		sqlite3_bind_text(st, 4, r->metrics[i].unit, -1, SQLITE_STATIC);
+		ret = step_done(st);
+	}
+	for (size_t i = 0; !ret && i < r->n_samples; i++) {
+		sqlite3_stmt *st = s->insert_sample;
+
+		sqlite3_bind_int64(st, 1, cell_id);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
+		sqlite3_bind_double(st, 3, r->samples[i]);
+		ret = step_done(st);
+	}
+	if (ret) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return ret;
+	}
+	return exec(s, "COMMIT");
+}

@@ -1,0 +1,62 @@
+/*
+ * store.h - the results database (SPEC section 6): SQLite on disk, WAL, one transaction
+ * per finished cell, schema versioned by PRAGMA user_version with forward migrations.
+ *
+ * Tables runs, cells, metrics, samples; the view `results` (one row per cell) is the
+ * stable contract for users' queries.
+ */
+#ifndef ATTNBENCH_STORE_H
+#define ATTNBENCH_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "provenance.h"
+#include "task.h"
+
+/* The schema version this build writes and reads. */
+#define STORE_SCHEMA_VERSION 1
+
+enum store_flags {
+	STORE_READONLY = 1 << 0,	/* open an existing database for reading only */
+};
+
+struct store;
+
+/*
+ * Opens (and for writing, creates and migrates) the database at path; ":memory:" works.
+ * Returns 0; -ENOENT when a read-only open finds no file; -EIO for SQLite trouble;
+ * -EPROTO when the file's schema is newer than this build. why gets a one-line reason.
+ */
+int store_open(const char *path, int flags, struct store **out, char *why, size_t why_len);
+/* Closes; accepts NULL. */
+void store_close(struct store *s);
+/* The connection, for read-only queries. */
+sqlite3 *store_db(struct store *s);
+/* The last SQLite error message. */
+const char *store_errmsg(struct store *s);
+
+/* Inserts a run with status 'running'; 0 or -EIO. */
+int store_begin_run(struct store *s, const struct provenance *p, int64_t *run_id);
+/* Records the machine's measured SGEMM rate for the run (GFLOP/s). */
+int store_set_run_peak(struct store *s, int64_t run_id, double sgemm_gflops);
+/* Sets the final status ('complete', 'failed', 'interrupted') and end time. */
+int store_finish_run(struct store *s, int64_t run_id, const char *status);
+
+/* What the parent saw of a cell besides the task's result. */
+struct cell_record {
+	const struct cell *cell;
+	const struct cell_result *result;
+	double wall_seconds;	/* fork to reap */
+	long long rss_bytes;	/* child's peak resident set; < 0 when unknown */
+};
+
+/* Writes a cell with its metrics and samples in one transaction; 0 or -EIO. */
+int store_add_cell(struct store *s, int64_t run_id, const struct cell_record *rec);
+
+/* Formats a cell's params as a JSON object ({"window":15}) into buf; 0 or -ENOSPC. */
+int store_params_json(const struct cell *c, char *buf, size_t len);
+
+#endif

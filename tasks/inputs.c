@@ -1,0 +1,293 @@
+/*
+ * inputs.c - random streams, input regimes and output comparison for the tasks.
+ *
+ * Regimes are drawn per KV slice first, then per query head from the KV slice that head
+ * reads, so structured regimes (peaked, sink, local) relate Q to the keys it sees.
+ */
+#include "inputs.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memory.h"
+
+static uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+void rng_seed(struct rng *r, uint64_t seed)
+{
+	for (int i = 0; i < 4; i++)
+		r->s[i] = splitmix64(&seed);
+}
+
+uint64_t rng_next(struct rng *r)
+{
+	uint64_t *s = r->s, result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = rotl(s[3], 45);
+	return result;
+}
+
+double rng_uniform(struct rng *r)
+{
+	return (double)(rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+double rng_normal(struct rng *r)
+{
+	double u = 1.0 - rng_uniform(r), w = rng_uniform(r);	/* u in (0, 1] */
+
+	return sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * w);
+}
+
+uint64_t rng_below(struct rng *r, uint64_t n)
+{
+	return (uint64_t)(rng_uniform(r) * (double)n) % n;
+}
+
+const char *const input_regimes[] = {
+	"gaussian", "peaked", "local", "sink", "lowrank", NULL,
+};
+
+size_t problem_q_count(const struct attn_problem *p)
+{
+	return (size_t)p->batch * p->heads * p->n * p->d;
+}
+
+size_t problem_kv_count(const struct attn_problem *p)
+{
+	return (size_t)p->batch * p->kv_heads * p->m * p->d;
+}
+
+static void fill_normal(struct rng *r, float *x, size_t count, double scale)
+{
+	for (size_t i = 0; i < count; i++)
+		x[i] = (float)(scale * rng_normal(r));
+}
+
+/* Rotary embedding of x (d values) at position pos, as RoPE with base 10000. */
+static void rotate(float *x, int d, double pos)
+{
+	for (int f = 0; f + 1 < d; f += 2) {
+		double theta = pos * pow(10000.0, -(double)f / d);
+		double c = cos(theta), s = sin(theta), a = x[f], b = x[f + 1];
+
+		x[f] = (float)(a * c - b * s);
+		x[f + 1] = (float)(a * s + b * c);
+	}
+}
+
+/* Keys and values of one KV slice; dir receives the directions Q shares with K. */
+static void generate_kv(int regime, struct rng *r, int m, int d, float *k, float *v,
+			float *dir)
+{
+	double sigma = 1.0 / sqrt(d);
+
+	fill_normal(r, v, (size_t)m * d, 1.0);
+	switch (regime) {
+	case 2:	/* local: one content vector, rotated by position, plus noise */
+		fill_normal(r, dir, d, 1.0);
+		for (int j = 0; j < m; j++) {
+			for (int c = 0; c < d; c++)
+				k[(size_t)j * d + c] = dir[c] + 0.5f * (float)rng_normal(r);
+			rotate(k + (size_t)j * d, d, j);
+		}
+		break;
+	case 3:	/* sink: key 0 carries a direction every query shares */
+		fill_normal(r, k, (size_t)m * d, 1.0);
+		fill_normal(r, dir, d, 1.0);
+		{
+			double norm = 0, amp = sqrt(6.0 / sigma);	/* sigma*amp^2 = 6 logits */
+
+			for (int c = 0; c < d; c++)
+				norm += (double)dir[c] * dir[c];
+			for (int c = 0; c < d; c++) {
+				dir[c] = (float)(dir[c] / sqrt(norm) * amp);
+				k[c] += dir[c];
+			}
+		}
+		break;
+	case 4:	/* lowrank: rows in a shared rank-r subspace, same energy as gaussian */
+		{
+			int rank = d >= 16 ? 4 : 1;
+
+			fill_normal(r, dir, (size_t)rank * d, 1.0 / sqrt(rank));
+			for (int j = 0; j < m; j++)
+				for (int c = 0; c < d; c++) {
+					double x = 0;
+
+					for (int t = 0; t < rank; t++)
+						x += rng_normal(r) * dir[(size_t)t * d + c];
+					k[(size_t)j * d + c] = (float)x;
+				}
+		}
+		break;
+	default:	/* gaussian, peaked */
+		fill_normal(r, k, (size_t)m * d, 1.0);
+		break;
+	}
+}
+
+/* Queries of one head, reading the KV slice k generated with the same dir. */
+static void generate_q(int regime, struct rng *r, const struct attn_problem *p,
+		       const float *k, const float *dir, float *q)
+{
+	int n = p->n, m = p->m, d = p->d;
+
+	switch (regime) {
+	case 1:	/* peaked: each query is twice one visible key plus noise */
+		for (int i = 0; i < n; i++) {
+			int visible = p->pattern == ATTN_CS ? i + 1 : m;
+			int j = (int)rng_below(r, (uint64_t)visible);
+
+			for (int c = 0; c < d; c++)
+				q[(size_t)i * d + c] = 2.0f * k[(size_t)j * d + c] +
+						       0.5f * (float)rng_normal(r);
+		}
+		break;
+	case 2:	/* local: same content vector, positions scaled onto the keys' range */
+		for (int i = 0; i < n; i++) {
+			for (int c = 0; c < d; c++)
+				q[(size_t)i * d + c] = dir[c] + 0.5f * (float)rng_normal(r);
+			rotate(q + (size_t)i * d, d, (double)i * m / n);
+		}
+		break;
+	case 3:	/* sink */
+		fill_normal(r, q, (size_t)n * d, 1.0);
+		for (int i = 0; i < n; i++)
+			for (int c = 0; c < d; c++)
+				q[(size_t)i * d + c] += dir[c];
+		break;
+	case 4: {	/* lowrank: the keys' subspace */
+		int rank = d >= 16 ? 4 : 1;
+
+		for (int i = 0; i < n; i++)
+			for (int c = 0; c < d; c++) {
+				double x = 0;
+
+				for (int t = 0; t < rank; t++)
+					x += rng_normal(r) * dir[(size_t)t * d + c];
+				q[(size_t)i * d + c] = (float)x;
+			}
+		break;
+	}
+	default:
+		fill_normal(r, q, (size_t)n * d, 1.0);
+		break;
+	}
+}
+
+int inputs_generate(const char *regime, const struct attn_problem *p, uint64_t seed,
+		    float *q, float *k, float *v)
+{
+	int which = -1, group = p->heads / p->kv_heads;
+	size_t slice_kv = (size_t)p->m * p->d, slice_q = (size_t)p->n * p->d;
+	struct rng r;
+	float *dir;
+
+	for (int i = 0; input_regimes[i]; i++)
+		if (!strcmp(regime, input_regimes[i]))
+			which = i;
+	if (which < 0)
+		return -EINVAL;
+	dir = malloc(sizeof(*dir) * 4 * (size_t)p->d);	/* lowrank keeps 4 basis rows */
+	if (!dir)
+		return -ENOMEM;
+	rng_seed(&r, seed);
+	for (int b = 0; b < p->batch; b++)
+		for (int g = 0; g < p->kv_heads; g++) {
+			size_t kv = ((size_t)b * p->kv_heads + g) * slice_kv;
+
+			generate_kv(which, &r, p->m, p->d, k + kv, v + kv, dir);
+			for (int h = g * group; h < (g + 1) * group; h++)
+				generate_q(which, &r, p, k + kv, dir,
+					   q + ((size_t)b * p->heads + h) * slice_q);
+		}
+	free(dir);
+	return 0;
+}
+
+void output_compare(const float *o, const double *ref, size_t rows, int d,
+		    struct output_error *e)
+{
+	double diff2 = 0, ref2 = 0, cos_sum = 0;
+
+	memset(e, 0, sizeof(*e));
+	for (size_t i = 0; i < rows; i++) {
+		double dot = 0, oo = 0, rr = 0;
+
+		for (int c = 0; c < d; c++) {
+			double x = o[i * d + c], y = ref[i * d + c], err = fabs(x - y);
+
+			if (!isfinite(x)) {
+				e->nonfinite++;
+				continue;
+			}
+			dot += x * y;
+			oo += x * x;
+			rr += y * y;
+			diff2 += (x - y) * (x - y);
+			if (err > e->max_abs_err)
+				e->max_abs_err = err;
+		}
+		ref2 += rr;
+		if (oo == 0 && rr == 0)
+			cos_sum += 1;
+		else if (oo > 0 && rr > 0)
+			cos_sum += dot / sqrt(oo * rr);
+	}
+	e->rel_err = ref2 > 0 ? sqrt(diff2 / ref2) : sqrt(diff2);
+	e->cosine = rows ? cos_sum / (double)rows : 1;
+}
+
+int forward_measured(const struct variant_ops *v, const struct attn_problem *p,
+		     const float *q, const float *k, const float *v_in, float *out,
+		     size_t *peak_bytes)
+{
+	size_t before = memory_live_bytes();
+	int ret;
+
+	memory_reset_peak();
+	ret = v->forward(p, q, k, v_in, out);
+	*peak_bytes = memory_peak_bytes() - before;
+	return ret;
+}
+
+int tensors_alloc(const struct attn_problem *p, float **q, float **k, float **v, float **o)
+{
+	*q = malloc(sizeof(float) * problem_q_count(p));
+	*k = malloc(sizeof(float) * problem_kv_count(p));
+	*v = malloc(sizeof(float) * problem_kv_count(p));
+	*o = malloc(sizeof(float) * problem_q_count(p));
+	if (*q && *k && *v && *o)
+		return 0;
+	tensors_free(*q, *k, *v, *o);
+	*q = *k = *v = *o = NULL;
+	return -ENOMEM;
+}
+
+void tensors_free(float *q, float *k, float *v, float *o)
+{
+	free(q);
+	free(k);
+	free(v);
+	free(o);
+}

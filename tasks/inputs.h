@@ -1,0 +1,64 @@
+/*
+ * inputs.h - what tasks share: a seeded random generator, input regimes that mimic real
+ * attention heads, and comparison of an output against the double reference.
+ */
+#ifndef ATTNBENCH_INPUTS_H
+#define ATTNBENCH_INPUTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "variant.h"
+
+/* xoshiro256** seeded through splitmix64: fast, and the same stream on every machine. */
+struct rng {
+	uint64_t s[4];
+};
+
+void rng_seed(struct rng *r, uint64_t seed);
+uint64_t rng_next(struct rng *r);
+/* Uniform in [0, 1). */
+double rng_uniform(struct rng *r);
+/* Standard normal (Box-Muller). */
+double rng_normal(struct rng *r);
+/* Uniform integer in [0, n). */
+uint64_t rng_below(struct rng *r, uint64_t n);
+
+/* The fidelity input regimes, NULL-terminated. */
+extern const char *const input_regimes[];
+
+/*
+ * Fills q [batch][heads][n][d], k and v [batch][kv_heads][m][d] with the named regime,
+ * deterministically from seed. Returns 0 or -EINVAL for an unknown regime.
+ */
+int inputs_generate(const char *regime, const struct attn_problem *p, uint64_t seed,
+		    float *q, float *k, float *v);
+
+/* Tensor sizes in floats. */
+size_t problem_q_count(const struct attn_problem *p);
+size_t problem_kv_count(const struct attn_problem *p);
+
+struct output_error {
+	double rel_err;		/* ||o - ref||_F / ||ref||_F (0 when both are 0) */
+	double cosine;		/* mean over rows of cos(o_i, ref_i); 1 for two zero rows */
+	double max_abs_err;
+	size_t nonfinite;	/* entries of o that are NaN or infinite */
+};
+
+/* Compares o (float) against ref (double), rows of length d. */
+void output_compare(const float *o, const double *ref, size_t rows, int d,
+		    struct output_error *e);
+
+/*
+ * Calls the variant once and measures its workspace: *peak_bytes is the allocator's peak
+ * above the live bytes before the call. Returns what forward() returned.
+ */
+int forward_measured(const struct variant_ops *v, const struct attn_problem *p,
+		     const float *q, const float *k, const float *v_in, float *out,
+		     size_t *peak_bytes);
+
+/* Allocates q, k, v and o for p (malloc, not counted as workspace); 0 or -ENOMEM. */
+int tensors_alloc(const struct attn_problem *p, float **q, float **k, float **v, float **o);
+void tensors_free(float *q, float *k, float *v, float *o);
+
+#endif

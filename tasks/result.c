@@ -1,0 +1,90 @@
+/*
+ * result.c - what a task reports about its cell.
+ */
+#include "task.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const status_names[] = {
+	[CELL_OK] = "ok",
+	[CELL_FAILED] = "failed",
+	[CELL_CRASHED] = "crashed",
+	[CELL_TIMEOUT] = "timeout",
+	[CELL_OOM] = "oom",
+	[CELL_UNSUPPORTED] = "unsupported",
+	[CELL_NAN] = "nan",
+};
+
+const char *cell_status_name(enum cell_status s)
+{
+	return status_names[s];
+}
+
+struct attn_problem cell_problem(const struct cell *c)
+{
+	return (struct attn_problem){
+		.batch = c->batch,
+		.heads = c->heads,
+		.kv_heads = c->kv_heads,
+		.n = c->n,
+		.m = c->m,
+		.d = c->d,
+		.pattern = c->pattern,
+		.seed = c->seed,
+		.params = c->params,
+	};
+}
+
+int result_metric(struct cell_result *r, const char *name, double value, const char *unit)
+{
+	struct metric *slot = NULL;
+
+	for (int i = 0; i < r->n_metrics; i++)
+		if (!strcmp(r->metrics[i].name, name))
+			slot = &r->metrics[i];
+	if (!slot) {
+		if (r->n_metrics == RESULT_MAX_METRICS)
+			return -ENOSPC;
+		slot = &r->metrics[r->n_metrics++];
+	}
+	snprintf(slot->name, sizeof(slot->name), "%s", name);
+	snprintf(slot->unit, sizeof(slot->unit), "%s", unit);
+	slot->value = value;
+	return 0;
+}
+
+int result_sample(struct cell_result *r, double seconds)
+{
+	if (r->n_samples == r->cap_samples) {
+		size_t cap = r->cap_samples ? 2 * r->cap_samples : 64;
+		double *grown = realloc(r->samples, cap * sizeof(*grown));
+
+		if (!grown)
+			return -ENOMEM;
+		r->samples = grown;
+		r->cap_samples = cap;
+	}
+	r->samples[r->n_samples++] = seconds;
+	return 0;
+}
+
+void result_status(struct cell_result *r, enum cell_status s, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->status = s;
+	va_start(ap, fmt);
+	vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
+	va_end(ap);
+}
+
+void result_release(struct cell_result *r)
+{
+	free(r->samples);
+	r->samples = NULL;
+	r->n_samples = r->cap_samples = 0;
+}

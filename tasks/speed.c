@@ -1,0 +1,90 @@
+/*
+ * speed.c - latency, work rate and workspace of one forward pass (SPEC sections 4, 5).
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "inputs.h"
+#include "stats.h"
+#include "task.h"
+
+struct speed_call {
+	const struct variant_ops *variant;
+	const struct attn_problem *problem;
+	const float *q, *k, *v;
+	float *o;
+};
+
+static int speed_forward(void *arg)
+{
+	struct speed_call *call = arg;
+
+	return call->variant->forward(call->problem, call->q, call->k, call->v, call->o);
+}
+
+static int speed_sample(void *arg, double seconds)
+{
+	return result_sample(arg, seconds);
+}
+
+static int speed_run(const struct cell *c, struct cell_result *r)
+{
+	struct attn_problem p = cell_problem(c);
+	struct measure_opts opts = c->measure;
+	struct sample_summary s;
+	struct speed_call call;
+	float *q, *k, *v, *o;
+	double timed = 0;
+	size_t peak;
+	int ret;
+
+	ret = tensors_alloc(&p, &q, &k, &v, &o);
+	if (ret)
+		return ret;
+	inputs_generate("gaussian", &p, c->seed, q, k, v);
+	/* The first call measures the workspace and counts as a warm-up call. */
+	ret = forward_measured(c->variant, &p, q, k, v, o, &peak);
+	if (ret)
+		goto out_free;
+	for (size_t i = 0; i < problem_q_count(&p); i++)
+		if (!isfinite(o[i])) {
+			result_status(r, CELL_NAN, "output is NaN or infinite");
+			goto out_free;
+		}
+	if (opts.warmup > 0)
+		opts.warmup--;
+	call = (struct speed_call){ c->variant, &p, q, k, v, o };
+	ret = timing_measure(speed_forward, &call, &opts, speed_sample, r);
+	if (ret)
+		goto out_free;
+	ret = stats_summarise(r->samples, r->n_samples, &s);
+	if (ret)
+		goto out_free;
+	for (size_t i = 0; i < r->n_samples; i++)
+		timed += r->samples[i];
+
+	result_metric(r, "peak_bytes", (double)peak, "B");
+	result_metric(r, "latency_median", s.median, "s");
+	result_metric(r, "latency_ci_lo", s.ci_lo, "s");
+	result_metric(r, "latency_ci_hi", s.ci_hi, "s");
+	result_metric(r, "latency_q1", s.q1, "s");
+	result_metric(r, "latency_q3", s.q3, "s");
+	result_metric(r, "latency_min", s.min, "s");
+	result_metric(r, "timed_seconds", timed, "s");
+	if (c->variant->flops) {
+		double flops = c->variant->flops(&p);
+
+		result_metric(r, "flops", flops, "FLOP");
+		result_metric(r, "gflops", flops / s.median * 1e-9, "GFLOP/s");
+	}
+out_free:
+	tensors_free(q, k, v, o);
+	return ret;
+}
+
+const struct task_ops speed_task = {
+	.name = "speed",
+	.summary = "latency (median, 95% CI, IQR), GFLOP/s and workspace over a length sweep",
+	.patterns = PATTERNS_ALL,
+	.run = speed_run,
+};

@@ -1,0 +1,100 @@
+/*
+ * task.h - the interface of a benchmark task, and the cell it runs.
+ *
+ * A cell is one unit of work: one variant on one task at one shape, pattern, input
+ * regime and parameter setting. The harness runs each cell in a child process and
+ * stores what the task reported into the cell's result.
+ *
+ * How to add a task:
+ *   1. write tasks/<name>.c with one `const struct task_ops <name>_task` whose run()
+ *      generates its inputs from the cell's seed, calls the variant and reports metrics
+ *      with result_metric() (and latency samples with result_sample());
+ *   2. add `&<name>_task` to tasks/registry.c and the file to tasks/meson.build;
+ *   3. give it rows in the built-in suites (harness/suites.c).
+ */
+#ifndef ATTNBENCH_TASK_H
+#define ATTNBENCH_TASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "timing.h"
+#include "variant.h"
+
+struct cell {
+	const struct variant_ops *variant;
+	const struct task_ops *task;
+	enum attn_pattern pattern;
+	int batch, heads, kv_heads, n, m, d;
+	double params[VARIANT_MAX_PARAMS];	/* the variant's params, in declared order */
+	const char *regime;	/* input regime, NULL when the task has none */
+	uint64_t seed;
+	int threads;
+	struct measure_opts measure;
+};
+
+/* The attention problem of a cell; its params point into c. */
+struct attn_problem cell_problem(const struct cell *c);
+
+/* What became of a cell (stored as text, see cell_status_name()). */
+enum cell_status {
+	CELL_OK,
+	CELL_FAILED,		/* ran, but a check failed (e.g. causality) */
+	CELL_CRASHED,
+	CELL_TIMEOUT,
+	CELL_OOM,
+	CELL_UNSUPPORTED,
+	CELL_NAN,		/* the variant produced NaN or infinity */
+};
+
+const char *cell_status_name(enum cell_status s);
+
+#define RESULT_MAX_METRICS 32
+
+struct metric {
+	char name[32];
+	double value;
+	char unit[16];
+};
+
+struct cell_result {
+	enum cell_status status;
+	char reason[256];
+	struct metric metrics[RESULT_MAX_METRICS];
+	int n_metrics;
+	double *samples;	/* latency samples in seconds, from malloc() */
+	size_t n_samples, cap_samples;
+};
+
+/* Records a metric (replaces one of the same name); 0 or -ENOSPC. */
+int result_metric(struct cell_result *r, const char *name, double value, const char *unit);
+/* Appends a latency sample in seconds; 0 or -ENOMEM. */
+int result_sample(struct cell_result *r, double seconds);
+/* Sets the status and a printf-style reason. */
+void result_status(struct cell_result *r, enum cell_status s, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Frees the samples; the result may be reused after. */
+void result_release(struct cell_result *r);
+
+struct task_ops {
+	const char *name;	/* CLI and database key */
+	const char *summary;	/* one line for `list tasks` */
+	unsigned int patterns;	/* PATTERN_BIT()s the task is defined for */
+	const char *const *regimes;	/* NULL-terminated input regimes, or NULL */
+
+	/*
+	 * Required: runs the cell and fills r (status CELL_OK unless a check failed).
+	 * Runs in a child process with the cell's thread count already set.
+	 * Returns 0; -ENOTSUP when the variant refuses the problem; -ENOMEM.
+	 */
+	int (*run)(const struct cell *c, struct cell_result *r);
+};
+
+/* The registry (tasks/registry.c). */
+int task_count(void);
+const struct task_ops *task_at(int i);
+const struct task_ops *task_find(const char *name);
+/* Index of a regime in t->regimes, or -1. */
+int task_regime_index(const struct task_ops *t, const char *regime);
+
+#endif

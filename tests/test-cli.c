@@ -1,0 +1,372 @@
+/*
+ * test-cli.c - the attnbench binary as a user meets it: real runs into real databases,
+ * exit codes, one-line errors, and bad input that leaves the database byte-for-byte
+ * unchanged. argv[1] is the binary.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "npy.h"
+#include "variant.h"
+
+static const char *binary;
+static char tmpdir[] = "/tmp/attnbench-cli-XXXXXX";
+static char db[256];
+
+struct outcome {
+	int status;
+	char out[65536];
+	char err[65536];
+};
+
+static void slurp(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t got = f ? fread(buf, 1, len - 1, f) : 0;
+
+	buf[got] = '\0';
+	if (f)
+		fclose(f);
+}
+
+/* Runs the binary with a NULL-terminated argument list. */
+static void run(struct outcome *o, const char *arg, ...)
+{
+	const char *argv[64] = { binary, arg };
+	char out_path[300], err_path[300];
+	int argc = 2, status;
+	va_list ap;
+	pid_t pid;
+
+	va_start(ap, arg);
+	while (arg && (argv[argc++] = va_arg(ap, const char *)))
+		;
+	va_end(ap);
+	snprintf(out_path, sizeof(out_path), "%s/stdout", tmpdir);
+	snprintf(err_path, sizeof(err_path), "%s/stderr", tmpdir);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+		dup2(out, 1);
+		dup2(err, 2);
+		execv(binary, (char *const *)argv);
+		_exit(127);
+	}
+	waitpid(pid, &status, 0);
+	o->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	slurp(out_path, o->out, sizeof(o->out));
+	slurp(err_path, o->err, sizeof(o->err));
+}
+
+static char *path_in_tmp(const char *name)
+{
+	static char paths[16][300];
+	static int next;
+	char *p = paths[next++ % 16];
+
+	snprintf(p, 300, "%s/%s", tmpdir, name);
+	return p;
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static long read_file(const char *path, char **data)
+{
+	FILE *f = fopen(path, "rb");
+	long len;
+
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	rewind(f);
+	*data = malloc((size_t)len + 1);
+	assert_int_equal(fread(*data, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	return len;
+}
+
+static const char tiny_suite[] =
+	"task,variants,patterns,lengths,dims,heads,kv_heads,batch,regimes\n"
+	"fidelity,all,all,48x40,16,2,1,1,gaussian sink\n"
+	"speed,all,all,64,16,2,,1,\n"
+	"causality,all,all,64,16,2,,1,\n";
+
+static int setup(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+
+	(void)state;
+	if (!mkdtemp(tmpdir))
+		return -1;
+	snprintf(db, sizeof(db), "%s/results.db", tmpdir);
+	write_text(path_in_tmp("tiny.csv"), tiny_suite);
+	/* one real run: the database the bad-input tests must leave alone */
+	run(o, "run", "--suite", path_in_tmp("tiny.csv"), "--db", db, "--repeats", "2",
+	    "--min-time", "0", "--threads", "1", "-q", NULL);
+	if (o->status != 0) {
+		fprintf(stderr, "setup run failed (%d): %s\n", o->status, o->err);
+		free(o);
+		return -1;
+	}
+	free(o);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	return system(cmd);
+}
+
+static void test_help_lists_the_commands_and_unknown_ones_fail(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+
+	(void)state;
+	run(o, "help", NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "run"));
+	assert_non_null(strstr(o->out, "query"));
+	run(o, "run", "--help", NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "--variants"));
+	run(o, "frobnicate", NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "attnbench: 'frobnicate' is not a command"));
+	free(o);
+}
+
+static void test_list_shows_variants_tasks_suites_and_runs(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+
+	(void)state;
+	run(o, "list", "variants", NULL);
+	assert_int_equal(o->status, 0);
+	for (int i = 0; i < variant_count(); i++)
+		assert_non_null(strstr(o->out, variant_at(i)->name));
+	assert_non_null(strstr(o->out, "local.window = 15"));
+	run(o, "list", "tasks", NULL);
+	assert_non_null(strstr(o->out, "causality"));
+	run(o, "list", "suites", NULL);
+	assert_non_null(strstr(o->out, "quick"));
+	run(o, "list", "runs", "--db", db, NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "complete"));
+	run(o, "list", "colours", NULL);
+	assert_int_equal(o->status, 2);
+	free(o);
+}
+
+static void test_a_run_stores_every_variant_on_every_supported_pattern(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	char expect[64];
+
+	(void)state;
+	run(o, "query", "--db", db, "--csv",
+	    "SELECT variant, pattern, count(*) FROM results WHERE status = 'ok' "
+	    "GROUP BY 1, 2 ORDER BY 1, 2", NULL);
+	assert_int_equal(o->status, 0);
+	for (int i = 0; i < variant_count(); i++)
+		for (int p = 0; p < ATTN_PATTERN_COUNT; p++) {
+			const struct variant_ops *v = variant_at(i);
+			/* fidelity 2 regimes + speed 1, and causality on cs and cc */
+			int cells = 3 + pattern_is_causal(p);
+
+			snprintf(expect, sizeof(expect), "%s,%s,%d\r\n", v->name, pattern_name(p),
+				 cells);
+			if ((v->patterns & PATTERN_BIT(p)) != 0)
+				assert_non_null(strstr(o->out, expect));
+			else
+				assert_null(strstr(o->out, expect));
+		}
+	run(o, "query", "--db", db, "--json",
+	    "SELECT count(*) AS n FROM results WHERE task = 'speed' AND latency_ms > 0 "
+	    "AND peak_fraction > 0 AND rss_bytes > 0", NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "\"n\": 10"));	/* 4 + 4 + 2 speed cells */
+	run(o, "query", "--db", db, "SELECT count(*) FROM samples", NULL);
+	assert_int_equal(o->status, 0);
+	free(o);
+}
+
+/* Each bad command exits 2 with one line on stderr and leaves the database as it was. */
+static void test_bad_input_exits_2_and_leaves_the_database_unchanged(void **state)
+{
+	static const char *const bad[][10] = {
+		{ "run", "--variants", "nope" },
+		{ "run", "--variants", "local", "--patterns", "nc" },
+		{ "run", "--patterns", "sideways" },
+		{ "run", "--set", "local.window=0" },
+		{ "run", "--set", "local.window=abc" },
+		{ "run", "--set", "flash.colour=3" },
+		{ "run", "--lengths", "0" },
+		{ "run", "--lengths", "64,huge" },
+		{ "run", "--heads", "8", "--kv-heads", "3" },
+		{ "run", "--threads", "0" },
+		{ "run", "--seed", "-1" },
+		{ "run", "--tasks", "sorting" },
+		{ "run", "--bogus" },
+		{ "run", "--suite", "/nonexistent/suite.csv" },
+		{ "run", "--suite", "BAD_SUITE" },
+		{ "run", "--suite", "TRUNCATED_SUITE" },
+		{ "query", "DELETE FROM runs" },
+		{ "query", "DROP TABLE cells" },
+		{ "query", "SELECT 1; DELETE FROM runs" },
+		{ "query", "SELECT * FROM no_such_table" },
+	};
+	struct outcome *o = malloc(sizeof(*o));
+	char *before, *after;
+	long len_before = read_file(db, &before);
+
+	(void)state;
+	write_text(path_in_tmp("bad.csv"), "task,lengths\nspeed,64\nsorting,64\n");
+	write_text(path_in_tmp("truncated.csv"), "task,lengths\nspeed,\"64");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *argv[16] = { NULL };
+		int argc = 0;
+
+		for (int j = 0; j < 10 && bad[i][j]; j++) {
+			const char *a = bad[i][j];
+
+			argv[argc++] = !strcmp(a, "BAD_SUITE") ? path_in_tmp("bad.csv") :
+				       !strcmp(a, "TRUNCATED_SUITE") ? path_in_tmp("truncated.csv") :
+				       a;
+		}
+		argv[argc++] = "--db";
+		argv[argc++] = db;
+		run(o, argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], argv[6], argv[7],
+		    argv[8], argv[9], argv[10], NULL);
+		if (o->status != 2)
+			fail_msg("'%s %s %s' exited %d: %s", argv[0], argv[1], argv[2] ? argv[2] : "",
+				 o->status, o->err);
+		assert_true(strncmp(o->err, "attnbench: ", 11) == 0);
+		/* exactly one line */
+		assert_non_null(strchr(o->err, '\n'));
+		assert_int_equal(strchr(o->err, '\n')[1], '\0');
+		assert_int_equal(read_file(db, &after), len_before);
+		assert_memory_equal(before, after, (size_t)len_before);
+		free(after);
+	}
+	free(before);
+	free(o);
+}
+
+static void test_query_and_list_refuse_a_missing_database(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+
+	(void)state;
+	run(o, "query", "--db", path_in_tmp("missing.db"), "SELECT 1", NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "cannot open database"));
+	assert_int_equal(access(path_in_tmp("missing.db"), F_OK), -1);	/* not created */
+	run(o, "list", "runs", "--db", path_in_tmp("missing.db"), NULL);
+	assert_int_equal(o->status, 2);
+	free(o);
+}
+
+static void test_eval_writes_what_exact_attention_gives(void **state)
+{
+	const int64_t qshape[4] = { 1, 4, 33, 16 }, kvshape[4] = { 1, 2, 20, 16 };
+	size_t nq = 4 * 33 * 16, nkv = 2 * 20 * 16;
+	float *q = malloc(nq * 4), *k = malloc(nkv * 4), *v = malloc(nkv * 4);
+	double *ref = malloc(nq * sizeof(double)), err = 0, norm = 0;
+	struct outcome *o = malloc(sizeof(*o));
+	struct npy_array out = { 0 };
+	char why[256];
+
+	(void)state;
+	for (size_t i = 0; i < nq; i++)
+		q[i] = (float)sin(0.37 * (double)i);
+	for (size_t i = 0; i < nkv; i++) {
+		k[i] = (float)cos(0.11 * (double)i);
+		v[i] = (float)sin(0.05 * (double)i + 1);
+	}
+	assert_int_equal(npy_write(path_in_tmp("q.npy"), q, 4, qshape), 0);
+	assert_int_equal(npy_write(path_in_tmp("k.npy"), k, 4, kvshape), 0);
+	assert_int_equal(npy_write(path_in_tmp("v.npy"), v, 4, kvshape), 0);
+	run(o, "eval", "flash", "--pattern", "cc", "--q", path_in_tmp("q.npy"), "--k",
+	    path_in_tmp("k.npy"), "--v", path_in_tmp("v.npy"), "--out", path_in_tmp("o.npy"),
+	    "--threads", "1", NULL);
+	assert_int_equal(o->status, 0);
+	assert_int_equal(npy_read(path_in_tmp("o.npy"), &out, why, sizeof(why)), 0);
+	assert_int_equal(out.ndim, 4);
+	assert_int_equal(out.count, nq);
+
+	struct attn_problem p = { .batch = 1, .heads = 4, .kv_heads = 2, .n = 33, .m = 20,
+				  .d = 16, .pattern = ATTN_CC };
+	reference_attention(&p, q, k, v, ref);
+	for (size_t i = 0; i < nq; i++) {
+		err += (out.data[i] - ref[i]) * (out.data[i] - ref[i]);
+		norm += ref[i] * ref[i];
+	}
+	assert_true(sqrt(err / norm) < 1e-5);
+
+	/* shapes that do not fit, and a file that is not .npy */
+	run(o, "eval", "vanilla", "--pattern", "ns", "--q", path_in_tmp("q.npy"), "--k",
+	    path_in_tmp("k.npy"), "--v", path_in_tmp("v.npy"), "--out", path_in_tmp("x.npy"),
+	    NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "N = M"));
+	run(o, "eval", "local", "--pattern", "nc", "--q", path_in_tmp("q.npy"), "--k",
+	    path_in_tmp("k.npy"), "--v", path_in_tmp("v.npy"), "--out", path_in_tmp("x.npy"),
+	    NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "does not support pattern 'nc'"));
+	run(o, "eval", "vanilla", "--pattern", "nc", "--q", path_in_tmp("tiny.csv"), "--k",
+	    path_in_tmp("k.npy"), "--v", path_in_tmp("v.npy"), "--out", path_in_tmp("x.npy"),
+	    NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "cannot read --q"));
+	npy_release(&out);
+	free(q);
+	free(k);
+	free(v);
+	free(ref);
+	free(o);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_help_lists_the_commands_and_unknown_ones_fail),
+		cmocka_unit_test(test_list_shows_variants_tasks_suites_and_runs),
+		cmocka_unit_test(test_a_run_stores_every_variant_on_every_supported_pattern),
+		cmocka_unit_test(test_bad_input_exits_2_and_leaves_the_database_unchanged),
+		cmocka_unit_test(test_query_and_list_refuse_a_missing_database),
+		cmocka_unit_test(test_eval_writes_what_exact_attention_gives),
+	};
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: test-cli PATH-TO-ATTNBENCH\n");
+		return 2;
+	}
+	binary = argv[1];
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,172 @@
+/*
+ * test-runner.c - real child processes: a crash, a hang, an allocation beyond the limit
+ * and a refused problem are each recorded, and a large report arrives whole.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runner.h"
+
+static const struct runner_limits limits = { 20, 0 };
+
+static int crashes(void *arg, struct cell_result *r)
+{
+	(void)arg;
+	(void)r;
+	raise(SIGSEGV);
+	return 0;
+}
+
+static int hangs(void *arg, struct cell_result *r)
+{
+	(void)arg;
+	(void)r;
+	for (;;)
+		pause();
+	return 0;
+}
+
+static int allocates_a_gibibyte(void *arg, struct cell_result *r)
+{
+	char *p = malloc((size_t)1 << 30);
+
+	(void)arg;
+	(void)r;
+	if (!p)
+		return -ENOMEM;
+	memset(p, 1, (size_t)1 << 30);
+	free(p);
+	return 0;
+}
+
+static int refuses(void *arg, struct cell_result *r)
+{
+	(void)arg;
+	(void)r;
+	return -ENOTSUP;
+}
+
+static int exits_early(void *arg, struct cell_result *r)
+{
+	(void)arg;
+	(void)r;
+	_exit(7);
+}
+
+/* Touches 64 MiB and reports 20000 samples: more than a pipe's buffer holds. */
+static int reports_a_lot(void *arg, struct cell_result *r)
+{
+	size_t bytes = (size_t)64 << 20;
+	char *p = malloc(bytes);
+
+	(void)arg;
+	if (!p)
+		return -ENOMEM;
+	memset(p, 1, bytes);
+	free(p);
+	for (int i = 0; i < 20000; i++)
+		result_sample(r, i * 1e-6);
+	result_metric(r, "answer", 42.5, "B");
+	result_metric(r, "unitless", 0.125, "");
+	result_status(r, CELL_FAILED, "a reason\nacross lines");
+	return 0;
+}
+
+static void test_a_crash_is_recorded_and_the_parent_goes_on(void **state)
+{
+	struct cell_result r;
+	struct runner_outcome out;
+
+	(void)state;
+	assert_int_equal(runner_call(crashes, NULL, 1, &limits, &r, &out), 0);
+	assert_int_equal(r.status, CELL_CRASHED);
+	assert_non_null(strstr(r.reason, "signal 11"));
+	result_release(&r);
+
+	assert_int_equal(runner_call(exits_early, NULL, 1, &limits, &r, &out), 0);
+	assert_int_equal(r.status, CELL_CRASHED);
+	assert_non_null(strstr(r.reason, "status 7"));
+	result_release(&r);
+}
+
+static void test_a_hang_is_killed_at_the_time_limit(void **state)
+{
+	struct runner_limits quick = { 0.3, 0 };
+	struct cell_result r;
+	struct runner_outcome out;
+
+	(void)state;
+	assert_int_equal(runner_call(hangs, NULL, 1, &quick, &r, &out), 0);
+	assert_int_equal(r.status, CELL_TIMEOUT);
+	assert_true(out.wall_seconds >= 0.3 && out.wall_seconds < 5);
+	result_release(&r);
+}
+
+static void test_an_allocation_beyond_the_limit_is_oom(void **state)
+{
+	struct runner_limits small = { 20, (size_t)512 << 20 };
+	struct cell_result r;
+	struct runner_outcome out;
+
+	(void)state;
+	assert_int_equal(runner_call(allocates_a_gibibyte, NULL, 1, &small, &r, &out), 0);
+	assert_int_equal(r.status, CELL_OOM);
+	result_release(&r);
+
+	assert_int_equal(runner_call(refuses, NULL, 1, &limits, &r, &out), 0);
+	assert_int_equal(r.status, CELL_UNSUPPORTED);
+	result_release(&r);
+}
+
+static void test_a_large_report_arrives_whole_with_the_child_rss(void **state)
+{
+	struct cell_result r;
+	struct runner_outcome out;
+
+	(void)state;
+	assert_int_equal(runner_call(reports_a_lot, NULL, 1, &limits, &r, &out), 0);
+	assert_int_equal(r.status, CELL_FAILED);
+	assert_string_equal(r.reason, "a reason across lines");
+	assert_int_equal(r.n_samples, 20000);
+	assert_float_equal(r.samples[19999], 19999e-6, 1e-18);
+	assert_int_equal(r.n_metrics, 2);
+	assert_string_equal(r.metrics[0].name, "answer");
+	assert_float_equal(r.metrics[0].value, 42.5, 0);
+	assert_string_equal(r.metrics[0].unit, "B");
+	assert_string_equal(r.metrics[1].unit, "");
+	/* the child touched 64 MiB; wait4() must have seen it */
+	assert_true(out.rss_bytes >= (64LL << 20));
+	result_release(&r);
+}
+
+static void test_the_sgemm_peak_is_a_plausible_rate(void **state)
+{
+	double gflops = 0;
+
+	(void)state;
+	assert_int_equal(runner_sgemm_peak(1, &gflops), 0);
+	/* any machine that runs this does more than 1 and less than 100000 GFLOP/s */
+	assert_true(gflops > 1 && gflops < 1e5);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_a_crash_is_recorded_and_the_parent_goes_on),
+		cmocka_unit_test(test_a_hang_is_killed_at_the_time_limit),
+		cmocka_unit_test(test_an_allocation_beyond_the_limit_is_oom),
+		cmocka_unit_test(test_a_large_report_arrives_whole_with_the_child_rss),
+		cmocka_unit_test(test_the_sgemm_peak_is_a_plausible_rate),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,252 @@
+/*
+ * test-store.c - the results database: schema, migrations, round trips, the results
+ * view, and paths that cannot be opened.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+
+static char tmpdir[] = "/tmp/attnbench-store-XXXXXX";
+
+static int make_tmpdir(void **state)
+{
+	(void)state;
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int remove_tmpdir(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	return system(cmd);
+}
+
+/* A fixed provenance, so runs can be inserted without reading the machine. */
+static void fake_provenance(struct provenance *p)
+{
+	memset(p, 0, sizeof(*p));
+	for (int f = 0; f < PROV_COUNT; f++)
+		p->values[f] = strdup(f == PROV_CORES || f == PROV_THREADS ? "2" : "x");
+}
+
+static struct cell test_cell(void)
+{
+	struct cell c = {
+		.variant = variant_find("local"),
+		.task = task_find("speed"),
+		.pattern = ATTN_CS,
+		.batch = 1, .heads = 8, .kv_heads = 2, .n = 1024, .m = 1024, .d = 64,
+		.seed = 7, .threads = 2,
+	};
+
+	c.params[0] = 15;
+	return c;
+}
+
+static double query_double(struct store *s, const char *sql)
+{
+	sqlite3_stmt *st;
+	double x;
+
+	assert_int_equal(sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	x = sqlite3_column_type(st, 0) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 0);
+	sqlite3_finalize(st);
+	return x;
+}
+
+static void test_store_roundtrips_one_result(void **state)
+{
+	struct cell c = test_cell();
+	struct cell_result r = { 0 };
+	struct cell_record rec = { &c, &r, 1.5, 123456789 };
+	struct provenance p;
+	struct store *s;
+	int64_t run;
+	char why[256];
+	sqlite3_stmt *st;
+
+	(void)state;
+	assert_int_equal(store_open(":memory:", 0, &s, why, sizeof(why)), 0);
+	fake_provenance(&p);
+	assert_int_equal(store_begin_run(s, &p, &run), 0);
+	provenance_release(&p);
+	assert_int_equal(store_set_run_peak(s, run, 100.0), 0);
+
+	result_metric(&r, "latency_median", 0.004, "s");
+	result_metric(&r, "latency_ci_lo", 0.003, "s");
+	result_metric(&r, "latency_ci_hi", 0.005, "s");
+	result_metric(&r, "gflops", 40.0, "GFLOP/s");
+	result_metric(&r, "peak_bytes", 4096, "B");
+	for (int i = 0; i < 5; i++)
+		result_sample(&r, 0.001 * (i + 1));
+	assert_int_equal(store_add_cell(s, run, &rec), 0);
+	assert_int_equal(store_finish_run(s, run, "complete"), 0);
+
+	assert_int_equal(sqlite3_prepare_v2(store_db(s),
+		"SELECT variant, task, pattern, n, heads, kv_heads, params, status, latency_ms,"
+		" latency_lo_ms, latency_hi_ms, peak_bytes, rss_bytes, gflops, peak_fraction,"
+		" accuracy, rel_err FROM results", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal(sqlite3_column_text(st, 0), "local");
+	assert_string_equal(sqlite3_column_text(st, 1), "speed");
+	assert_string_equal(sqlite3_column_text(st, 2), "cs");
+	assert_int_equal(sqlite3_column_int(st, 3), 1024);
+	assert_int_equal(sqlite3_column_int(st, 4), 8);
+	assert_int_equal(sqlite3_column_int(st, 5), 2);
+	assert_string_equal(sqlite3_column_text(st, 6), "{\"window\":15}");
+	assert_string_equal(sqlite3_column_text(st, 7), "ok");
+	assert_float_equal(sqlite3_column_double(st, 8), 4.0, 1e-12);
+	assert_float_equal(sqlite3_column_double(st, 9), 3.0, 1e-12);
+	assert_float_equal(sqlite3_column_double(st, 10), 5.0, 1e-12);
+	assert_int_equal(sqlite3_column_int64(st, 11), 4096);
+	assert_int_equal(sqlite3_column_int64(st, 12), 123456789);
+	assert_float_equal(sqlite3_column_double(st, 13), 40.0, 1e-12);
+	assert_float_equal(sqlite3_column_double(st, 14), 0.4, 1e-12);
+	assert_int_equal(sqlite3_column_type(st, 15), SQLITE_NULL);	/* no accuracy */
+	assert_int_equal(sqlite3_column_type(st, 16), SQLITE_NULL);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+
+	assert_float_equal(query_double(s, "SELECT count(*) FROM samples"), 5, 0);
+	assert_float_equal(query_double(s, "SELECT sum(seconds) FROM samples"), 0.015, 1e-15);
+	assert_float_equal(query_double(s, "SELECT json_extract(params, '$.window') FROM cells"),
+			   15, 0);
+	result_release(&r);
+	store_close(s);
+}
+
+static void test_store_keeps_results_across_reopen_in_wal_mode(void **state)
+{
+	struct cell c = test_cell();
+	struct cell_result r = { .status = CELL_CRASHED };
+	struct cell_record rec = { &c, &r, 0.1, -1 };
+	struct provenance p;
+	struct store *s;
+	char path[256], why[256];
+	int64_t run;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/keep.db", tmpdir);
+	snprintf(r.reason, sizeof(r.reason), "killed by signal 11");
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	fake_provenance(&p);
+	assert_int_equal(store_begin_run(s, &p, &run), 0);
+	provenance_release(&p);
+	assert_int_equal(store_add_cell(s, run, &rec), 0);
+	store_close(s);
+
+	assert_int_equal(store_open(path, STORE_READONLY, &s, why, sizeof(why)), 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM results WHERE status = "
+				       "'crashed' AND reason = 'killed by signal 11' AND rss_bytes IS NULL"),
+			   1, 0);
+	assert_float_equal(query_double(s, "PRAGMA user_version"), STORE_SCHEMA_VERSION, 0);
+	store_close(s);
+
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(store_db(s), "PRAGMA journal_mode", -1, &st, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal(sqlite3_column_text(st, 0), "wal");
+	sqlite3_finalize(st);
+	store_close(s);
+}
+
+static void test_store_refuses_paths_it_cannot_open(void **state)
+{
+	struct store *s;
+	char why[256] = "";
+
+	(void)state;
+	assert_int_equal(store_open("/nonexistent-dir/x/results.db", 0, &s, why, sizeof(why)),
+			 -EIO);
+	assert_null(s);
+	assert_true(strlen(why) > 0);
+	assert_int_equal(store_open("/nonexistent-dir/results.db", STORE_READONLY, &s, why,
+				    sizeof(why)), -ENOENT);
+}
+
+static void test_store_refuses_a_newer_schema_and_foreign_files(void **state)
+{
+	char path[256], why[256];
+	struct store *s;
+	sqlite3 *db;
+	FILE *f;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/future.db", tmpdir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), 0);
+	sqlite3_close(db);
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), -EPROTO);
+	assert_non_null(strstr(why, "99"));
+
+	snprintf(path, sizeof(path), "%s/text.db", tmpdir);
+	f = fopen(path, "w");
+	fputs("this is not a database, just some text that is long enough\n", f);
+	fclose(f);
+	assert_int_not_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	assert_int_not_equal(store_open(path, STORE_READONLY, &s, why, sizeof(why)), 0);
+}
+
+static void test_store_migrates_an_empty_file_to_the_current_version(void **state)
+{
+	char path[256], why[256];
+	struct store *s;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/empty.db", tmpdir);
+	fclose(fopen(path, "w"));
+	/* read-only refuses to migrate */
+	assert_int_equal(store_open(path, STORE_READONLY, &s, why, sizeof(why)), -EPROTO);
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	assert_float_equal(query_double(s, "PRAGMA user_version"), STORE_SCHEMA_VERSION, 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM sqlite_master WHERE name IN "
+				       "('runs', 'cells', 'metrics', 'samples', 'results')"), 5, 0);
+	store_close(s);
+}
+
+static void test_params_json_lists_every_declared_param(void **state)
+{
+	struct cell c = test_cell();
+	char buf[64], tiny[8];
+
+	(void)state;
+	c.variant = variant_find("flash");
+	c.params[0] = 32;
+	c.params[1] = 128;
+	assert_int_equal(store_params_json(&c, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "{\"block_q\":32,\"block_k\":128}");
+	assert_int_equal(store_params_json(&c, tiny, sizeof(tiny)), -ENOSPC);
+	c.variant = variant_find("vanilla");
+	assert_int_equal(store_params_json(&c, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "{}");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_store_roundtrips_one_result),
+		cmocka_unit_test(test_store_keeps_results_across_reopen_in_wal_mode),
+		cmocka_unit_test(test_store_refuses_paths_it_cannot_open),
+		cmocka_unit_test(test_store_refuses_a_newer_schema_and_foreign_files),
+		cmocka_unit_test(test_store_migrates_an_empty_file_to_the_current_version),
+		cmocka_unit_test(test_params_json_lists_every_declared_param),
+	};
+
+	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
+}

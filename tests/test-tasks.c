@@ -1,0 +1,364 @@
+/*
+ * test-tasks.c - the input regimes have the structure they claim, and the tasks score
+ * known cases right: exact attention passes, a leaky or broken variant is caught.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "inputs.h"
+#include "task.h"
+
+/* A "variant" that averages all of V for every row: it ignores causality. */
+static int leaky_forward(const struct attn_problem *p, const float *q, const float *k,
+			 const float *v, float *out)
+{
+	(void)q;
+	(void)k;
+	for (int b = 0; b < p->batch; b++)
+		for (int h = 0; h < p->heads; h++) {
+			const float *vs = v + problem_kv_offset(p, b, h);
+			float *o = out + problem_q_offset(p, b, h);
+
+			for (int c = 0; c < p->d; c++) {
+				double sum = 0;
+
+				for (int j = 0; j < p->m; j++)
+					sum += vs[(size_t)j * p->d + c];
+				for (int i = 0; i < p->n; i++)
+					o[(size_t)i * p->d + c] = (float)(sum / p->m);
+			}
+		}
+	return 0;
+}
+
+static const struct variant_ops leaky_variant = {
+	.name = "leaky",
+	.family = "test",
+	.summary = "mean of V everywhere",
+	.citation = "none",
+	.patterns = PATTERNS_ALL,
+	.forward = leaky_forward,
+};
+
+static int nan_forward(const struct attn_problem *p, const float *q, const float *k,
+		       const float *v, float *out)
+{
+	leaky_forward(p, q, k, v, out);
+	out[3] = NAN;
+	return 0;
+}
+
+static const struct variant_ops nan_variant = {
+	.name = "nan",
+	.family = "test",
+	.summary = "one NaN",
+	.citation = "none",
+	.patterns = PATTERNS_ALL,
+	.forward = nan_forward,
+};
+
+static struct cell make_cell(const struct variant_ops *v, const char *task,
+			     enum attn_pattern pattern, int n)
+{
+	struct cell c = {
+		.variant = v,
+		.task = task_find(task),
+		.pattern = pattern,
+		.batch = 1, .heads = 2, .kv_heads = 1, .n = n, .m = n, .d = 32,
+		.seed = 11, .threads = 1,
+		.measure = { 1, 5, 0.0, 100 },
+	};
+
+	variant_default_params(v, c.params);
+	return c;
+}
+
+/*
+ * Mean over query rows of the softmax weight a predicate picks, in double; with a NULL
+ * predicate, the mean of each row's largest weight (how peaked the rows are).
+ */
+static double mean_weight(const struct attn_problem *p, const float *q, const float *k,
+			  bool (*pick)(int i, int j))
+{
+	double total = 0, *s = malloc(sizeof(double) * p->m);
+	int n = p->n, m = p->m, d = p->d;
+
+	for (int i = 0; i < n; i++) {
+		double max = -INFINITY, z = 0, picked = 0;
+
+		for (int j = 0; j < m; j++) {
+			s[j] = 0;
+			for (int c = 0; c < d; c++)
+				s[j] += (double)q[i * d + c] * k[j * d + c];
+			s[j] /= sqrt(d);
+			max = fmax(max, s[j]);
+		}
+		for (int j = 0; j < m; j++) {
+			z += exp(s[j] - max);
+			picked += pick && pick(i, j) ? exp(s[j] - max) : 0;
+		}
+		total += pick ? picked / z : 1 / z;
+	}
+	free(s);
+	return total / n;
+}
+
+static bool pick_sink(int i, int j)
+{
+	(void)i;
+	return j == 0;
+}
+
+static bool pick_near(int i, int j)
+{
+	return abs(i - j) <= 16;
+}
+
+static void generate(const char *regime, const struct attn_problem *p, float **q, float **k,
+		     float **v)
+{
+	float *o;
+
+	assert_int_equal(tensors_alloc(p, q, k, v, &o), 0);
+	free(o);
+	assert_int_equal(inputs_generate(regime, p, 3, *q, *k, *v), 0);
+}
+
+static void test_regimes_have_the_structure_they_claim(void **state)
+{
+	struct attn_problem p = { .batch = 1, .heads = 1, .kv_heads = 1, .n = 256, .m = 256,
+				  .d = 64, .pattern = ATTN_NS };
+	float *q, *k, *v;
+	double gauss_max, gauss_sink, gauss_near;
+
+	(void)state;
+	generate("gaussian", &p, &q, &k, &v);
+	gauss_max = mean_weight(&p, q, k, NULL);
+	gauss_sink = mean_weight(&p, q, k, pick_sink);
+	gauss_near = mean_weight(&p, q, k, pick_near);
+	tensors_free(q, k, v, NULL);
+	/* iid rows: weights are spread (the max of 256 is a few percent) */
+	assert_true(gauss_max < 0.2);
+
+	generate("peaked", &p, &q, &k, &v);
+	assert_true(mean_weight(&p, q, k, NULL) > 0.5);
+	tensors_free(q, k, v, NULL);
+
+	generate("sink", &p, &q, &k, &v);
+	assert_true(mean_weight(&p, q, k, pick_sink) > 0.3);
+	assert_true(gauss_sink < 0.02);
+	tensors_free(q, k, v, NULL);
+
+	/* rotary decay: the 33 nearest keys hold far more weight than under iid inputs */
+	generate("local", &p, &q, &k, &v);
+	assert_true(mean_weight(&p, q, k, pick_near) > 3 * gauss_near);
+	tensors_free(q, k, v, NULL);
+}
+
+/* Rank of rows x d by Gram-Schmidt in double, with a relative tolerance. */
+static int numeric_rank(const float *x, int rows, int d)
+{
+	double *basis = calloc((size_t)rows * d, sizeof(double));
+	int rank = 0;
+
+	for (int i = 0; i < rows; i++) {
+		double *b = basis + (size_t)rank * d, norm0 = 0, norm = 0;
+
+		for (int c = 0; c < d; c++) {
+			b[c] = x[i * d + c];
+			norm0 += b[c] * b[c];
+		}
+		for (int r = 0; r < rank; r++) {
+			double dot = 0;
+
+			for (int c = 0; c < d; c++)
+				dot += b[c] * basis[(size_t)r * d + c];
+			for (int c = 0; c < d; c++)
+				b[c] -= dot * basis[(size_t)r * d + c];
+		}
+		for (int c = 0; c < d; c++)
+			norm += b[c] * b[c];
+		if (norm > 1e-8 * norm0) {
+			for (int c = 0; c < d; c++)
+				b[c] /= sqrt(norm);
+			rank++;
+		}
+	}
+	free(basis);
+	return rank;
+}
+
+static void test_lowrank_rows_span_four_dimensions(void **state)
+{
+	struct attn_problem p = { .batch = 1, .heads = 2, .kv_heads = 2, .n = 40, .m = 40,
+				  .d = 32, .pattern = ATTN_NS };
+	float *q, *k, *v;
+
+	(void)state;
+	generate("lowrank", &p, &q, &k, &v);
+	assert_int_equal(numeric_rank(q, 40, 32), 4);
+	assert_int_equal(numeric_rank(k, 40, 32), 4);
+	assert_int_equal(numeric_rank(v, 40, 32), 32);	/* values stay full rank */
+	tensors_free(q, k, v, NULL);
+	generate("gaussian", &p, &q, &k, &v);
+	assert_int_equal(numeric_rank(q, 40, 32), 32);
+	tensors_free(q, k, v, NULL);
+}
+
+static void test_inputs_are_deterministic_by_seed(void **state)
+{
+	struct attn_problem p = { .batch = 2, .heads = 4, .kv_heads = 2, .n = 17, .m = 17,
+				  .d = 8, .pattern = ATTN_CS };
+	size_t nq = problem_q_count(&p), nkv = problem_kv_count(&p);
+	float *q1, *k1, *v1, *q2, *k2, *v2, *o;
+
+	(void)state;
+	for (int r = 0; input_regimes[r]; r++) {
+		assert_int_equal(tensors_alloc(&p, &q1, &k1, &v1, &o), 0);
+		free(o);
+		assert_int_equal(tensors_alloc(&p, &q2, &k2, &v2, &o), 0);
+		free(o);
+		inputs_generate(input_regimes[r], &p, 99, q1, k1, v1);
+		inputs_generate(input_regimes[r], &p, 99, q2, k2, v2);
+		assert_memory_equal(q1, q2, nq * sizeof(float));
+		assert_memory_equal(k1, k2, nkv * sizeof(float));
+		assert_memory_equal(v1, v2, nkv * sizeof(float));
+		inputs_generate(input_regimes[r], &p, 100, q2, k2, v2);
+		assert_memory_not_equal(q1, q2, nq * sizeof(float));
+		for (size_t i = 0; i < nq; i++)
+			assert_true(isfinite(q1[i]));
+		tensors_free(q1, k1, v1, NULL);
+		tensors_free(q2, k2, v2, NULL);
+	}
+	assert_int_equal(inputs_generate("nonsense", &p, 1, NULL, NULL, NULL), -EINVAL);
+}
+
+static void test_output_compare_scores_known_cases(void **state)
+{
+	float o[4] = { 1, 0, 0, 2 }, neg[4] = { -1, 0, 0, -2 }, bad[4] = { 1, NAN, 0, 2 };
+	double ref[4] = { 1, 0, 0, 2 };
+	struct output_error e;
+
+	(void)state;
+	output_compare(o, ref, 2, 2, &e);
+	assert_float_equal(e.rel_err, 0, 0);
+	assert_float_equal(e.cosine, 1, 1e-15);
+	assert_float_equal(e.max_abs_err, 0, 0);
+	output_compare(neg, ref, 2, 2, &e);
+	assert_float_equal(e.rel_err, 2, 1e-15);
+	assert_float_equal(e.cosine, -1, 1e-15);
+	assert_float_equal(e.max_abs_err, 4, 0);
+	output_compare(bad, ref, 2, 2, &e);
+	assert_int_equal(e.nonfinite, 1);
+}
+
+static double metric(const struct cell_result *r, const char *name)
+{
+	for (int i = 0; i < r->n_metrics; i++)
+		if (!strcmp(r->metrics[i].name, name))
+			return r->metrics[i].value;
+	fail_msg("no metric '%s'", name);
+	return NAN;
+}
+
+static void test_fidelity_of_exact_attention_is_near_zero_error(void **state)
+{
+	(void)state;
+	for (int r = 0; input_regimes[r]; r++) {
+		struct cell c = make_cell(variant_find("vanilla"), "fidelity", ATTN_NC, 64);
+		struct cell_result res = { 0 };
+
+		c.m = 40;
+		c.regime = input_regimes[r];
+		assert_int_equal(c.task->run(&c, &res), 0);
+		assert_int_equal(res.status, CELL_OK);
+		assert_true(metric(&res, "rel_err") < 1e-5);
+		assert_true(metric(&res, "cosine") > 1 - 1e-9);
+		assert_true(metric(&res, "peak_bytes") >= 64 * 40 * sizeof(float));
+	}
+}
+
+static void test_fidelity_flags_nan_and_scores_a_wrong_variant(void **state)
+{
+	struct cell c = make_cell(&nan_variant, "fidelity", ATTN_NS, 32);
+	struct cell_result r = { 0 };
+
+	(void)state;
+	c.regime = "peaked";
+	assert_int_equal(c.task->run(&c, &r), 0);
+	assert_int_equal(r.status, CELL_NAN);
+
+	memset(&r, 0, sizeof(r));
+	c.variant = &leaky_variant;
+	assert_int_equal(c.task->run(&c, &r), 0);
+	assert_int_equal(r.status, CELL_OK);
+	assert_true(metric(&r, "rel_err") > 0.5);	/* the mean of V is far from peaked rows */
+}
+
+static void test_causality_passes_exact_attention_and_catches_a_leak(void **state)
+{
+	static const enum attn_pattern causal[] = { ATTN_CS, ATTN_CC };
+
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		struct cell c = make_cell(variant_find("vanilla"), "causality", causal[i], 64);
+		struct cell_result r = { 0 };
+
+		assert_int_equal(c.task->run(&c, &r), 0);
+		assert_int_equal(r.status, CELL_OK);
+		assert_true(metric(&r, "causal_change") <= 1e-5);
+
+		memset(&r, 0, sizeof(r));
+		c.variant = &leaky_variant;
+		assert_int_equal(c.task->run(&c, &r), 0);
+		/* cs: future V leaks into the mean; cc: Q rows are ignored, so nothing moves */
+		if (causal[i] == ATTN_CS) {
+			assert_int_equal(r.status, CELL_FAILED);
+			assert_non_null(strstr(r.reason, "causality violated"));
+		} else {
+			assert_int_equal(r.status, CELL_OK);
+		}
+	}
+}
+
+static void test_speed_stores_every_sample_and_a_summary(void **state)
+{
+	struct cell c = make_cell(variant_find("vanilla"), "speed", ATTN_CS, 128);
+	struct cell_result r = { 0 };
+
+	(void)state;
+	assert_int_equal(c.task->run(&c, &r), 0);
+	assert_int_equal(r.status, CELL_OK);
+	assert_int_equal(r.n_samples, 5);	/* min_repeats with min_seconds 0 */
+	assert_true(metric(&r, "latency_median") > 0);
+	assert_true(metric(&r, "latency_ci_lo") <= metric(&r, "latency_median"));
+	assert_true(metric(&r, "latency_ci_hi") >= metric(&r, "latency_median"));
+	assert_true(metric(&r, "gflops") > 0);
+	/* vanilla materialises one n x m slice of scores */
+	assert_true(metric(&r, "peak_bytes") >= 128 * 128 * sizeof(float));
+	result_release(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_regimes_have_the_structure_they_claim),
+		cmocka_unit_test(test_lowrank_rows_span_four_dimensions),
+		cmocka_unit_test(test_inputs_are_deterministic_by_seed),
+		cmocka_unit_test(test_output_compare_scores_known_cases),
+		cmocka_unit_test(test_fidelity_of_exact_attention_is_near_zero_error),
+		cmocka_unit_test(test_fidelity_flags_nan_and_scores_a_wrong_variant),
+		cmocka_unit_test(test_causality_passes_exact_attention_and_catches_a_leak),
+		cmocka_unit_test(test_speed_stores_every_sample_and_a_summary),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,147 @@
+/*
+ * variant.h - the interface every attention implementation sits behind.
+ *
+ * How to add a variant:
+ *   1. write variants/<name>.c with one `const struct variant_ops <name>_variant`;
+ *   2. add `&<name>_variant` to the list in variants/registry.c;
+ *   3. add the file to variants/meson.build.
+ * `attnbench list`, `run`, `check` and tests/test-variants.c pick it up from the registry.
+ *
+ * Rules for variants: no I/O, no printing, no timing, no global state. All memory comes
+ * from attn_alloc() (harness/memory.h) so that the workspace is measured alike for all.
+ * Random objects are drawn from problem->seed (and the head), never from the data.
+ */
+#ifndef ATTNBENCH_VARIANT_H
+#define ATTNBENCH_VARIANT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* CAB's four attention patterns (SPEC section 2). */
+enum attn_pattern {
+	ATTN_NS,	/* noncausal self: N = M, no mask */
+	ATTN_CS,	/* causal self: row i sees rows <= i of Q, K, V */
+	ATTN_NC,	/* noncausal cross: any N, M, no mask */
+	ATTN_CC,	/* causal cross: all of K, V; Q rows <= i only */
+	ATTN_PATTERN_COUNT,
+};
+
+#define PATTERN_BIT(p) (1u << (p))
+#define PATTERNS_ALL (PATTERN_BIT(ATTN_NS) | PATTERN_BIT(ATTN_CS) | \
+		      PATTERN_BIT(ATTN_NC) | PATTERN_BIT(ATTN_CC))
+
+/* Short name ("ns", "cs", "nc", "cc") of a pattern. */
+const char *pattern_name(enum attn_pattern p);
+/* Parses a short name; returns the pattern or -1. */
+int pattern_parse(const char *name);
+/* True for patterns whose queries and keys come from one sequence (ns, cs). */
+bool pattern_is_self(enum attn_pattern p);
+/* True for cs and cc. */
+bool pattern_is_causal(enum attn_pattern p);
+
+/*
+ * One attention problem. Q is [batch][heads][n][d], K and V are [batch][kv_heads][m][d],
+ * O is [batch][heads][n][d], float32, row-major, contiguous. kv_heads divides heads:
+ * query head h reads KV head h / (heads / kv_heads).
+ */
+struct attn_problem {
+	int batch;
+	int heads;
+	int kv_heads;
+	int n;			/* query rows */
+	int m;			/* key/value rows; n == m for self patterns */
+	int d;			/* head dimension */
+	enum attn_pattern pattern;
+	uint64_t seed;		/* for the variant's random objects */
+	const double *params;	/* values of the variant's declared params, in order */
+};
+
+/* Offset of the (b, h) query/output slice and of the KV slice it reads. */
+static inline size_t problem_q_offset(const struct attn_problem *p, int b, int h)
+{
+	return ((size_t)b * p->heads + h) * (size_t)p->n * p->d;
+}
+
+static inline size_t problem_kv_offset(const struct attn_problem *p, int b, int h)
+{
+	int kvh = h / (p->heads / p->kv_heads);
+
+	return ((size_t)b * p->kv_heads + kvh) * (size_t)p->m * p->d;
+}
+
+/* A hyperparameter a variant declares; `--set name.param=value` must lie in [min, max]. */
+struct variant_param {
+	const char *name;	/* e.g. "window" (set as local.window) */
+	double def;		/* default value */
+	double min, max;	/* accepted range, inclusive */
+	bool integer;		/* value must be a whole number */
+	const char *help;	/* one line for `list variants` */
+};
+
+enum variant_flags {
+	VARIANT_EXACT = 1 << 0,		/* equals softmax attention (to fp32 rounding) */
+	VARIANT_MASK_EXACT = 1 << 1,	/* exact softmax attention under its own mask */
+};
+
+struct variant_ops {
+	const char *name;	/* CLI and database key */
+	const char *family;	/* e.g. "exact", "sparse", "linear" */
+	const char *summary;	/* one line for `list variants` */
+	const char *citation;	/* paper the method comes from */
+	unsigned int patterns;	/* PATTERN_BIT()s of the supported patterns */
+	unsigned int extensions; /* the subset that is a harness extension, not CAB/paper */
+	unsigned int flags;	/* enum variant_flags */
+	const struct variant_param *params;	/* declared hyperparameters; may be NULL */
+	int n_params;
+
+	/*
+	 * Optional: 0 if this problem (beyond its pattern) can be run, -ENOTSUP if not.
+	 * NULL means every problem of a supported pattern is.
+	 */
+	int (*supports)(const struct attn_problem *p);
+
+	/*
+	 * Required: out = attention(q, k, v) for the whole problem.
+	 * Returns 0, -ENOMEM when attn_alloc() fails, -ENOTSUP for an unsupported problem.
+	 */
+	int (*forward)(const struct attn_problem *p, const float *q, const float *k,
+		       const float *v, float *out);
+
+	/*
+	 * Optional: floating-point operations of one forward() (for GFLOP/s). Exact variants
+	 * give the 4*n*m*d per head of the two matrix products (about half for cs).
+	 */
+	double (*flops)(const struct attn_problem *p);
+};
+
+/* The registry (variants/registry.c). */
+int variant_count(void);
+const struct variant_ops *variant_at(int i);
+/* Returns the variant called `name`, or NULL. */
+const struct variant_ops *variant_find(const char *name);
+/* Index of a declared parameter, or -1. */
+int variant_param_index(const struct variant_ops *v, const char *param);
+/* Fills `values` (v->n_params entries) with the declared defaults. */
+void variant_default_params(const struct variant_ops *v, double *values);
+
+/*
+ * Checks that a problem is well formed and that v supports it: 0, -EINVAL for a bad
+ * shape (non-positive size, kv_heads not dividing heads, n != m on a self pattern),
+ * -ENOTSUP for a pattern or problem the variant refuses.
+ */
+int variant_check_problem(const struct variant_ops *v, const struct attn_problem *p);
+
+/*
+ * Exact attention in double precision by straightforward loops: the oracle
+ * (variants/reference.c). Inputs are float32 as given to variants; out is double,
+ * laid out like O. Supports all four patterns and GQA. A row with nothing to attend
+ * outputs 0.
+ */
+void reference_attention(const struct attn_problem *p, const float *q, const float *k,
+			 const float *v, double *out);
+
+/* Most variant tensors fit; this bounds `--set` ranges. */
+#define VARIANT_MAX_PARAMS 16
+
+#endif
