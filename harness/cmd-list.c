@@ -44,7 +44,7 @@ static int list_variants(void)
 		for (int p = 0; p < v->n_params; p++) {
 			const struct variant_param *d = &v->params[p];
 
-			printf("           %s.%s = %g  (%s%g..%g) %s\n", v->name, d->name, d->def,
+			printf("           %s.%s = %.10g  (%s%.10g..%.10g) %s\n", v->name, d->name, d->def,
 			       d->integer ? "whole, " : "", d->min, d->max, d->help);
 		}
 	}

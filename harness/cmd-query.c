@@ -32,15 +32,28 @@ enum format { FORMAT_TABLE, FORMAT_CSV, FORMAT_JSON };
 /* Text of a value as the table and CSV show it; NULL is empty. */
 static const char *cell_text(sqlite3_stmt *st, int col, char *buf, size_t len)
 {
+	double x;
+
 	switch (sqlite3_column_type(st, col)) {
 	case SQLITE_NULL:
 		return "";
 	case SQLITE_FLOAT:
-		snprintf(buf, len, "%.6g", sqlite3_column_double(st, col));
+		x = sqlite3_column_double(st, col);
+		/* Byte counts and the like are stored as REAL; show whole numbers whole. */
+		snprintf(buf, len, x == floor(x) && fabs(x) < 1e15 ? "%.0f" : "%.6g", x);
 		return buf;
 	default:
 		return (const char *)sqlite3_column_text(st, col);
 	}
+}
+
+/* A CSV field, quoted by libcsv only when RFC 4180 needs it. */
+static void csv_field(const char *text)
+{
+	if (strpbrk(text, ",\"\r\n"))
+		csv_fwrite(stdout, text, strlen(text));
+	else
+		fputs(text, stdout);
 }
 
 static void json_string(const char *s)
@@ -102,7 +115,7 @@ static int print_rows(sqlite3_stmt *st, enum format fmt)
 
 		if (c)
 			putchar(',');
-		csv_fwrite(stdout, name, strlen(name));
+		csv_field(name);
 	}
 	if (fmt == FORMAT_CSV)
 		printf("\r\n");
@@ -122,7 +135,7 @@ static int print_rows(sqlite3_stmt *st, enum format fmt)
 
 				if (c)
 					putchar(',');
-				csv_fwrite(stdout, text, strlen(text));
+				csv_field(text);
 			}
 			printf("\r\n");
 		} else {

@@ -29,7 +29,7 @@ void *attn_alloc(size_t size)
 {
 	unsigned char *base;
 
-	if (size > SIZE_MAX - HEADER)
+	if (size > SIZE_MAX - 2 * HEADER)
 		return NULL;
 	base = aligned_alloc(HEADER, (size + HEADER + HEADER - 1) / HEADER * HEADER);
 	if (!base)

@@ -22,12 +22,17 @@ struct npy_array {
 };
 
 /*
- * Loads `path` into a. Returns 0; -ENOENT/-EACCES/-EIO when the file cannot be read;
- * -EINVAL for a malformed or unsupported file, with a one-line reason (no trailing
- * newline) in why[why_len] when why is not NULL.
+ * Loads `path` into a (zeroed first, so npy_release(a) is always safe after). Returns 0;
+ * -ENOENT, -EACCES, -EISDIR, -EIO, ... when the file cannot be read; -ENOMEM; -EINVAL for
+ * a malformed or unsupported file. why[why_len] (may be NULL) gets a one-line reason.
+ * An empty array still has a non-NULL data pointer.
  */
 int npy_read(const char *path, struct npy_array *a, char *why, size_t why_len);
-/* Writes count = prod(shape) floats as float32 .npy; 0 or -errno. */
+/*
+ * Writes prod(shape) floats as float32 .npy; 0, -EINVAL for a bad shape (ndim outside
+ * 0..NPY_MAX_DIMS, a negative or huge dimension), or -errno from the file system. A file
+ * half-written on error is left in place.
+ */
 int npy_write(const char *path, const float *data, int ndim, const int64_t *shape);
 /* Frees a's data; a may be reused. */
 void npy_release(struct npy_array *a);

@@ -374,13 +374,14 @@ static int build_row(struct parse_state *ps, struct suite_row *r, char *why, siz
 		int count;
 
 		if (!parse_task_list(f[COL_TASK], named, &count, why, len))
-			snprintf(why, len, "one task per row, not '%s'", f[COL_TASK]);
+			snprintf(why, len, "one task per row, not '%.64s'", f[COL_TASK]);
 		return -EINVAL;
 	}
 	if (f[COL_VARIANTS][0] && strcmp(f[COL_VARIANTS], "all") &&
 	    parse_variant_list(f[COL_VARIANTS], r->variants, &r->n_variants, why, len))
 		return -EINVAL;
-	if (f[COL_PATTERNS][0] && parse_pattern_list(f[COL_PATTERNS], &r->patterns, why, len))
+	if (f[COL_PATTERNS][0] && strcmp(f[COL_PATTERNS], "all") &&
+	    parse_pattern_list(f[COL_PATTERNS], &r->patterns, why, len))
 		return -EINVAL;
 	if (r->patterns & ~r->task->patterns) {
 		snprintf(why, len, "task '%s' is not defined for every pattern listed",

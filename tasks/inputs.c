@@ -95,6 +95,31 @@ static void rotate(float *x, int d, double pos)
 	}
 }
 
+/* Rank of the lowrank regime: 4, or 1 for tiny heads. */
+static int lowrank_rank(int d)
+{
+	return d >= 16 ? 4 : 1;
+}
+
+/* Rows of x (rows x d): random combinations of the lowrank_rank(d) rows of basis. */
+static void fill_lowrank(struct rng *r, float *x, int rows, int d, const float *basis)
+{
+	int rank = lowrank_rank(d);
+	double z[4];
+
+	for (int i = 0; i < rows; i++) {
+		for (int t = 0; t < rank; t++)
+			z[t] = rng_normal(r);
+		for (int c = 0; c < d; c++) {
+			double sum = 0;
+
+			for (int t = 0; t < rank; t++)
+				sum += z[t] * basis[(size_t)t * d + c];
+			x[(size_t)i * d + c] = (float)sum;
+		}
+	}
+}
+
 /* Keys and values of one KV slice; dir receives the directions Q shares with K. */
 static void generate_kv(int regime, struct rng *r, int m, int d, float *k, float *v,
 			float *dir)
@@ -125,20 +150,9 @@ static void generate_kv(int regime, struct rng *r, int m, int d, float *k, float
 			}
 		}
 		break;
-	case 4:	/* lowrank: rows in a shared rank-r subspace, same energy as gaussian */
-		{
-			int rank = d >= 16 ? 4 : 1;
-
-			fill_normal(r, dir, (size_t)rank * d, 1.0 / sqrt(rank));
-			for (int j = 0; j < m; j++)
-				for (int c = 0; c < d; c++) {
-					double x = 0;
-
-					for (int t = 0; t < rank; t++)
-						x += rng_normal(r) * dir[(size_t)t * d + c];
-					k[(size_t)j * d + c] = (float)x;
-				}
-		}
+	case 4:	/* lowrank: rows in a shared rank-4 subspace, same energy as gaussian */
+		fill_normal(r, dir, (size_t)lowrank_rank(d) * d, 1.0 / sqrt(lowrank_rank(d)));
+		fill_lowrank(r, k, m, d, dir);
 		break;
 	default:	/* gaussian, peaked */
 		fill_normal(r, k, (size_t)m * d, 1.0);
@@ -176,19 +190,9 @@ static void generate_q(int regime, struct rng *r, const struct attn_problem *p,
 			for (int c = 0; c < d; c++)
 				q[(size_t)i * d + c] += dir[c];
 		break;
-	case 4: {	/* lowrank: the keys' subspace */
-		int rank = d >= 16 ? 4 : 1;
-
-		for (int i = 0; i < n; i++)
-			for (int c = 0; c < d; c++) {
-				double x = 0;
-
-				for (int t = 0; t < rank; t++)
-					x += rng_normal(r) * dir[(size_t)t * d + c];
-				q[(size_t)i * d + c] = (float)x;
-			}
+	case 4:	/* lowrank: the keys' subspace */
+		fill_lowrank(r, q, n, d, dir);
 		break;
-	}
 	default:
 		fill_normal(r, q, (size_t)n * d, 1.0);
 		break;

@@ -1,0 +1,971 @@
+/*
+ * test-variants.c - every registered variant against the reference and the properties
+ * all attention must have: causality, GQA, slice independence, determinism, finite
+ * output; plus the registry, the reference itself, and the checks specific to flash
+ * (tile sizes, workspace) and local (window mask).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memory.h"
+#include "variant.h"
+
+/* fp32 kernels against the fp64 oracle: the spec's bound for exact variants. */
+#define EXACT_TOLERANCE 1e-5
+/* Rows the causal mask hides may move visible rows only by fp32 reordering (spec). */
+#define CAUSAL_TOLERANCE 1e-5
+/* GQA reads the same numbers as MHA with repeated heads; allow only rounding noise. */
+#define GQA_TOLERANCE 1e-6
+
+#define SEED 20240601u
+
+static const int sizes[] = { 1, 17, 63, 257 };
+/* 12 is not a multiple of 8: it takes flash's portable path. */
+static const int dims[] = { 8, 64, 12 };
+static const int kv_choices[] = { 4, 2, 1 };
+static const enum attn_pattern self_patterns[] = { ATTN_NS, ATTN_CS };
+
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* ---- inputs ---- */
+
+struct rng {
+	uint64_t state;
+};
+
+static uint64_t rng_next(struct rng *g)
+{
+	uint64_t z = (g->state += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Uniform in (0, 1). */
+static double rng_uniform(struct rng *g)
+{
+	return ((rng_next(g) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double rng_normal(struct rng *g)
+{
+	double u = rng_uniform(g), v = rng_uniform(g);
+
+	/* Box-Muller; 2 pi spelled out, as C11 has no M_PI. */
+	return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+struct tensors {
+	float *q, *k, *v, *o;
+	size_t nq, nkv;		/* floats in Q (and O), in K (and V) */
+};
+
+static struct attn_problem problem(int batch, int heads, int kv_heads, int n, int m, int d,
+				   enum attn_pattern pattern, const double *params)
+{
+	struct attn_problem p = {
+		.batch		= batch,
+		.heads		= heads,
+		.kv_heads	= kv_heads,
+		.n		= n,
+		.m		= m,
+		.d		= d,
+		.pattern	= pattern,
+		.seed		= SEED,
+		.params		= params,
+	};
+
+	return p;
+}
+
+static void fill_normal(struct rng *g, float *x, size_t count, double scale)
+{
+	for (size_t i = 0; i < count; i++)
+		x[i] = (float)(scale * rng_normal(g));
+}
+
+/* Q, K, V drawn N(0, scale^2) from seed; O allocated. */
+static void tensors_make(struct tensors *t, const struct attn_problem *p, uint64_t seed,
+			 double scale)
+{
+	struct rng g = { seed };
+
+	t->nq = (size_t)p->batch * p->heads * p->n * p->d;
+	t->nkv = (size_t)p->batch * p->kv_heads * p->m * p->d;
+	t->q = malloc(sizeof(float) * t->nq);
+	t->k = malloc(sizeof(float) * t->nkv);
+	t->v = malloc(sizeof(float) * t->nkv);
+	t->o = malloc(sizeof(float) * t->nq);
+	assert_non_null(t->q);
+	assert_non_null(t->k);
+	assert_non_null(t->v);
+	assert_non_null(t->o);
+	fill_normal(&g, t->q, t->nq, scale);
+	fill_normal(&g, t->k, t->nkv, scale);
+	fill_normal(&g, t->v, t->nkv, scale);
+}
+
+static void tensors_copy(struct tensors *to, const struct tensors *from)
+{
+	*to = *from;
+	to->q = malloc(sizeof(float) * from->nq);
+	to->k = malloc(sizeof(float) * from->nkv);
+	to->v = malloc(sizeof(float) * from->nkv);
+	to->o = malloc(sizeof(float) * from->nq);
+	assert_non_null(to->q);
+	assert_non_null(to->k);
+	assert_non_null(to->v);
+	assert_non_null(to->o);
+	memcpy(to->q, from->q, sizeof(float) * from->nq);
+	memcpy(to->k, from->k, sizeof(float) * from->nkv);
+	memcpy(to->v, from->v, sizeof(float) * from->nkv);
+}
+
+static void tensors_release(struct tensors *t)
+{
+	free(t->q);
+	free(t->k);
+	free(t->v);
+	free(t->o);
+}
+
+/* Runs v on t and insists it succeeds and gives back all its memory. */
+static void run(const struct variant_ops *v, const struct attn_problem *p, struct tensors *t)
+{
+	size_t live = memory_live_bytes();
+
+	assert_int_equal(variant_check_problem(v, p), 0);
+	assert_int_equal(v->forward(p, t->q, t->k, t->v, t->o), 0);
+	assert_int_equal(memory_live_bytes(), live);
+}
+
+/* ||o - ref||_F / ||ref||_F (absolute when ref is 0). */
+static double error_vs_double(const float *o, const double *ref, size_t count)
+{
+	double diff = 0, norm = 0;
+
+	for (size_t i = 0; i < count; i++) {
+		diff += (o[i] - ref[i]) * (o[i] - ref[i]);
+		norm += ref[i] * ref[i];
+	}
+	return norm > 0 ? sqrt(diff / norm) : sqrt(diff);
+}
+
+static double error_vs_float(const float *o, const float *ref, size_t count)
+{
+	double diff = 0, norm = 0;
+
+	for (size_t i = 0; i < count; i++) {
+		diff += ((double)o[i] - ref[i]) * ((double)o[i] - ref[i]);
+		norm += (double)ref[i] * ref[i];
+	}
+	return norm > 0 ? sqrt(diff / norm) : sqrt(diff);
+}
+
+static void describe(char *buf, size_t len, const struct variant_ops *v,
+		     const struct attn_problem *p)
+{
+	snprintf(buf, len, "%s %s b=%d h=%d kv=%d n=%d m=%d d=%d", v->name,
+		 pattern_name(p->pattern), p->batch, p->heads, p->kv_heads, p->n, p->m, p->d);
+}
+
+/* Runs v on a fresh draw and compares with the fp64 oracle. */
+static void check_against_reference(const struct variant_ops *v, const struct attn_problem *p,
+				    uint64_t seed)
+{
+	struct tensors t;
+	double *ref, err;
+	char what[160];
+
+	tensors_make(&t, p, seed, 1.0);
+	ref = malloc(sizeof(double) * t.nq);
+	assert_non_null(ref);
+	reference_attention(p, t.q, t.k, t.v, ref);
+	run(v, p, &t);
+	err = error_vs_double(t.o, ref, t.nq);
+	if (!(err <= EXACT_TOLERANCE)) {
+		describe(what, sizeof(what), v, p);
+		print_error("%s: relative error %g\n", what, err);
+	}
+	assert_true(err <= EXACT_TOLERANCE);
+	free(ref);
+	tensors_release(&t);
+}
+
+static bool supports(const struct variant_ops *v, enum attn_pattern pattern)
+{
+	return v->patterns & PATTERN_BIT(pattern);
+}
+
+/* ---- the registry ---- */
+
+static void test_the_registry_finds_every_variant_by_name(void **state)
+{
+	(void)state;
+	assert_true(variant_count() >= 3);
+	for (int i = 0; i < variant_count(); i++) {
+		const struct variant_ops *v = variant_at(i);
+
+		assert_non_null(v);
+		assert_non_null(v->name);
+		assert_non_null(v->family);
+		assert_non_null(v->summary);
+		assert_non_null(v->citation);
+		assert_non_null(v->forward);
+		assert_true(v->patterns != 0);
+		assert_true((v->patterns & ~PATTERNS_ALL) == 0);
+		assert_true(v->n_params >= 0 && v->n_params <= VARIANT_MAX_PARAMS);
+		assert_ptr_equal(variant_find(v->name), v);
+		for (int j = 0; j < i; j++)
+			assert_string_not_equal(variant_at(j)->name, v->name);
+	}
+	assert_null(variant_find("no-such-variant"));
+	assert_null(variant_at(-1));
+	assert_null(variant_at(variant_count()));
+	assert_non_null(variant_find("vanilla"));
+	assert_non_null(variant_find("flash"));
+	assert_non_null(variant_find("local"));
+}
+
+static void test_declared_parameters_are_found_and_defaulted(void **state)
+{
+	const struct variant_ops *flash = variant_find("flash");
+	const struct variant_ops *local = variant_find("local");
+	double values[VARIANT_MAX_PARAMS];
+
+	(void)state;
+	for (int i = 0; i < variant_count(); i++) {
+		const struct variant_ops *v = variant_at(i);
+
+		variant_default_params(v, values);
+		for (int j = 0; j < v->n_params; j++) {
+			const struct variant_param *decl = &v->params[j];
+
+			assert_int_equal(variant_param_index(v, decl->name), j);
+			assert_true(values[j] == decl->def);
+			assert_true(decl->min <= decl->def && decl->def <= decl->max);
+			assert_non_null(decl->help);
+		}
+		assert_int_equal(variant_param_index(v, "no-such-param"), -1);
+	}
+	assert_int_equal(variant_param_index(flash, "block_q"), 0);
+	assert_int_equal(variant_param_index(flash, "block_k"), 1);
+	assert_int_equal(variant_param_index(local, "window"), 0);
+	variant_default_params(local, values);
+	assert_true(values[0] == 15);
+}
+
+static void test_pattern_names_round_trip(void **state)
+{
+	(void)state;
+	for (int p = 0; p < ATTN_PATTERN_COUNT; p++)
+		assert_int_equal(pattern_parse(pattern_name(p)), p);
+	assert_string_equal(pattern_name(ATTN_NS), "ns");
+	assert_string_equal(pattern_name(ATTN_CS), "cs");
+	assert_string_equal(pattern_name(ATTN_NC), "nc");
+	assert_string_equal(pattern_name(ATTN_CC), "cc");
+	assert_int_equal(pattern_parse("xx"), -1);
+	assert_int_equal(pattern_parse(""), -1);
+	assert_true(pattern_is_self(ATTN_NS) && pattern_is_self(ATTN_CS));
+	assert_false(pattern_is_self(ATTN_NC) || pattern_is_self(ATTN_CC));
+	assert_true(pattern_is_causal(ATTN_CS) && pattern_is_causal(ATTN_CC));
+	assert_false(pattern_is_causal(ATTN_NS) || pattern_is_causal(ATTN_NC));
+}
+
+static void test_malformed_problems_are_rejected(void **state)
+{
+	const struct variant_ops *v = variant_find("vanilla");
+	const struct variant_ops *flash = variant_find("flash");
+	struct attn_problem p = problem(1, 4, 2, 8, 8, 16, ATTN_NS, NULL);
+	double bad[2] = { 0, 64 }, half[2] = { 1.5, 64 }, good[2] = { 1, 65536 };
+
+	(void)state;
+	assert_int_equal(variant_check_problem(v, &p), 0);
+	p.batch = 0;
+	assert_int_equal(variant_check_problem(v, &p), -EINVAL);
+	p = problem(1, 0, 1, 8, 8, 16, ATTN_NS, NULL);
+	assert_int_equal(variant_check_problem(v, &p), -EINVAL);
+	p = problem(1, 4, 0, 8, 8, 16, ATTN_NS, NULL);
+	assert_int_equal(variant_check_problem(v, &p), -EINVAL);
+	p = problem(1, 4, 3, 8, 8, 16, ATTN_NS, NULL);
+	assert_int_equal(variant_check_problem(v, &p), -EINVAL);
+	p = problem(1, 4, 4, -1, -1, 16, ATTN_NS, NULL);
+	assert_int_equal(variant_check_problem(v, &p), -EINVAL);
+	p = problem(1, 4, 4, 8, 8, 0, ATTN_NS, NULL);
+	assert_int_equal(variant_check_problem(v, &p), -EINVAL);
+	p = problem(1, 4, 4, 8, 9, 16, ATTN_NS, NULL);
+	assert_int_equal(variant_check_problem(v, &p), -EINVAL);
+	p = problem(1, 4, 4, 8, 9, 16, ATTN_CS, NULL);
+	assert_int_equal(variant_check_problem(v, &p), -EINVAL);
+	p = problem(1, 4, 4, 8, 9, 16, ATTN_NC, NULL);
+	assert_int_equal(variant_check_problem(v, &p), 0);
+	p = problem(1, 4, 4, 8, 9, 16, ATTN_CC, NULL);
+	assert_int_equal(variant_check_problem(v, &p), 0);
+	p = problem(1, 4, 4, 8, 8, 16, ATTN_NS, bad);
+	assert_int_equal(variant_check_problem(flash, &p), -EINVAL);
+	p.params = half;
+	assert_int_equal(variant_check_problem(flash, &p), -EINVAL);
+	p.params = good;
+	assert_int_equal(variant_check_problem(flash, &p), 0);
+}
+
+static void test_unsupported_patterns_are_refused(void **state)
+{
+	double params[VARIANT_MAX_PARAMS];
+	int refused = 0;
+
+	(void)state;
+	for (int i = 0; i < variant_count(); i++) {
+		const struct variant_ops *v = variant_at(i);
+
+		variant_default_params(v, params);
+		for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
+			int m = pattern_is_self(pat) ? 16 : 24;
+			struct attn_problem p = problem(1, 2, 2, 16, m, 8, pat, params);
+			int ret = variant_check_problem(v, &p);
+
+			if (supports(v, pat)) {
+				assert_int_equal(ret, 0);
+			} else {
+				assert_int_equal(ret, -ENOTSUP);
+				refused++;
+			}
+		}
+	}
+	/* local refuses both cross patterns. */
+	assert_true(refused >= 2);
+	assert_false(supports(variant_find("local"), ATTN_NC));
+	assert_false(supports(variant_find("local"), ATTN_CC));
+}
+
+/* ---- the reference ---- */
+
+/*
+ * d = 4, so scores are q.k / 2. Keys k0 = 0 and k1 = (2 ln 3, 0, 0, 0); values
+ * v0 = (4, 0, 0, 0), v1 = (0, 8, 0, 0).
+ *   Query (1, 0, 0, 0): scores 0 and ln 3, weights 1/4 and 3/4, output (1, 6, 0, 0).
+ *   Query 0: scores 0 and 0, weights 1/2 each, output (2, 4, 0, 0).
+ * In cs, row 0 sees only key 0 and outputs v0 = (4, 0, 0, 0) whatever its query.
+ */
+static void test_the_reference_matches_a_hand_worked_case(void **state)
+{
+	float q[2][4] = { { 0, 0, 0, 0 }, { 1, 0, 0, 0 } };
+	float k[2][4] = { { 0, 0, 0, 0 }, { (float)(2 * log(3.0)), 0, 0, 0 } };
+	float v[2][4] = { { 4, 0, 0, 0 }, { 0, 8, 0, 0 } };
+	double out[2][4];
+	struct attn_problem p = problem(1, 1, 1, 2, 2, 4, ATTN_NS, NULL);
+	/* 2 ln 3 rounded to float moves the weights by about 1e-8. */
+	const double tol = 1e-6;
+
+	(void)state;
+	reference_attention(&p, &q[0][0], &k[0][0], &v[0][0], &out[0][0]);
+	assert_float_equal(out[0][0], 2, tol);
+	assert_float_equal(out[0][1], 4, tol);
+	assert_float_equal(out[1][0], 1, tol);
+	assert_float_equal(out[1][1], 6, tol);
+	assert_float_equal(out[1][2], 0, tol);
+	assert_float_equal(out[1][3], 0, tol);
+
+	p.pattern = ATTN_CS;
+	q[0][0] = 5;
+	reference_attention(&p, &q[0][0], &k[0][0], &v[0][0], &out[0][0]);
+	assert_float_equal(out[0][0], 4, tol);
+	assert_float_equal(out[0][1], 0, tol);
+	assert_float_equal(out[1][0], 1, tol);
+	assert_float_equal(out[1][1], 6, tol);
+
+	/* cc: every key visible, as ns; rows are independent. */
+	p.pattern = ATTN_CC;
+	p.n = 1;
+	reference_attention(&p, &q[1][0], &k[0][0], &v[0][0], &out[0][0]);
+	assert_float_equal(out[0][0], 1, tol);
+	assert_float_equal(out[0][1], 6, tol);
+}
+
+/* Query head h reads KV head h / (heads / kv_heads). */
+static void test_the_reference_maps_query_heads_to_kv_heads(void **state)
+{
+	/* heads 4, kv 2, n = m = 1, d = 1: each output is its KV head's single value. */
+	float q[4] = { 1, 2, 3, 4 }, k[2] = { 1, 1 }, v[2] = { 10, 20 };
+	double out[4];
+	struct attn_problem p = problem(1, 4, 2, 1, 1, 1, ATTN_NS, NULL);
+
+	(void)state;
+	reference_attention(&p, q, k, v, out);
+	assert_true(out[0] == 10 && out[1] == 10 && out[2] == 20 && out[3] == 20);
+}
+
+/* ---- every exact variant ---- */
+
+/* Every shape of the grid for one variant and pattern: self n = m, cross n != m. */
+static int check_pattern_against_reference(const struct variant_ops *v,
+					   enum attn_pattern pattern, const double *params,
+					   uint64_t *seed)
+{
+	int checked = 0;
+
+	for (int a = 0; a < COUNT(sizes); a++) {
+		for (int b = 0; b < COUNT(sizes); b++) {
+			if (pattern_is_self(pattern) != (sizes[a] == sizes[b]))
+				continue;
+			for (int di = 0; di < COUNT(dims); di++) {
+				for (int kv = 0; kv < COUNT(kv_choices); kv++) {
+					struct attn_problem p = problem(2, 4, kv_choices[kv],
+									sizes[a], sizes[b],
+									dims[di], pattern, params);
+
+					check_against_reference(v, &p, (*seed)++);
+					checked++;
+				}
+			}
+		}
+	}
+	return checked;
+}
+
+static void test_every_exact_variant_matches_the_reference(void **state)
+{
+	double params[VARIANT_MAX_PARAMS];
+	uint64_t seed = SEED;
+	int checked = 0;
+
+	(void)state;
+	for (int i = 0; i < variant_count(); i++) {
+		const struct variant_ops *v = variant_at(i);
+
+		if (!(v->flags & VARIANT_EXACT))
+			continue;
+		variant_default_params(v, params);
+		for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++)
+			if (supports(v, pat))
+				checked += check_pattern_against_reference(v, pat, params, &seed);
+	}
+	assert_true(checked > 0);
+}
+
+/* ---- flash ---- */
+
+static void test_flash_matches_the_reference_for_every_tile_size(void **state)
+{
+	const struct variant_ops *v = variant_find("flash");
+	/* 1, an odd size, a power of two, and more than any sequence here. */
+	static const int blocks[] = { 1, 7, 64, 300 };
+	static const int shapes[][2] = { { 17, 17 }, { 257, 257 }, { 63, 17 }, { 17, 257 } };
+	uint64_t seed = SEED + 1000;
+
+	(void)state;
+	assert_non_null(v);
+	for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
+		for (int s = 0; s < COUNT(shapes); s++) {
+			int n = shapes[s][0], m = shapes[s][1];
+
+			if (pattern_is_self(pat) != (n == m))
+				continue;
+			for (int tile = 0; tile < COUNT(blocks) * COUNT(blocks); tile++) {
+				double params[2] = {
+					blocks[tile / COUNT(blocks)],
+					blocks[tile % COUNT(blocks)],
+				};
+
+				for (int di = 0; di < COUNT(dims); di++) {
+					struct attn_problem p = problem(1, 2, 1, n, m, dims[di],
+									pat, params);
+
+					check_against_reference(v, &p, seed++);
+				}
+			}
+		}
+	}
+}
+
+/* Tiles are sized by block_q and block_k, never by the sequence. */
+static void test_flash_workspace_does_not_grow_with_the_sequence(void **state)
+{
+	const struct variant_ops *v = variant_find("flash");
+	double params[2] = { 64, 64 };
+	size_t peak[2];
+	int lengths[2] = { 128, 1024 };
+
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		struct attn_problem p = problem(1, 2, 2, lengths[i], lengths[i], 64, ATTN_NS,
+						params);
+		struct tensors t;
+		size_t before;
+
+		tensors_make(&t, &p, SEED, 1.0);
+		before = memory_live_bytes();
+		memory_reset_peak();
+		run(v, &p, &t);
+		peak[i] = memory_peak_bytes() - before;
+		tensors_release(&t);
+	}
+	assert_true(peak[0] > 0);
+	assert_int_equal(peak[0], peak[1]);
+	/* Far below one n x m score matrix at the longer length. */
+	assert_true(peak[1] < sizeof(float) * 1024 * 1024 / 4);
+}
+
+/* The vanilla score matrix is what makes it O(n m) in memory; the peak shows it. */
+static void test_vanilla_workspace_holds_the_score_matrix(void **state)
+{
+	const struct variant_ops *v = variant_find("vanilla");
+	struct attn_problem p = problem(1, 2, 2, 100, 100, 16, ATTN_NS, NULL);
+	struct tensors t;
+	size_t before;
+
+	(void)state;
+	tensors_make(&t, &p, SEED, 1.0);
+	before = memory_live_bytes();
+	memory_reset_peak();
+	run(v, &p, &t);
+	assert_true(memory_peak_bytes() - before >= sizeof(float) * 100 * 100);
+	tensors_release(&t);
+}
+
+/* ---- local ---- */
+
+static bool local_allows(enum attn_pattern pattern, int w, int i, int j)
+{
+	if (pattern == ATTN_CS)
+		return j <= i && i - j < w;
+	return abs(i - j) <= w;
+}
+
+/* One row of the window mask written out directly, in double; s has m entries. */
+static void local_reference_row(const struct attn_problem *p, int w, int i, const float *q,
+				const float *k, const float *v, double *s, double *out)
+{
+	double scale = 1 / sqrt((double)p->d), max = -INFINITY, sum = 0;
+
+	for (int j = 0; j < p->m; j++) {
+		s[j] = -INFINITY;
+		if (!local_allows(p->pattern, w, i, j))
+			continue;
+		s[j] = 0;
+		for (int c = 0; c < p->d; c++)
+			s[j] += (double)q[c] * k[(size_t)j * p->d + c];
+		s[j] *= scale;
+		max = fmax(max, s[j]);
+	}
+	for (int c = 0; c < p->d; c++)
+		out[c] = 0;
+	for (int j = 0; j < p->m; j++) {
+		double e;
+
+		if (s[j] == -INFINITY)
+			continue;
+		e = exp(s[j] - max);
+		sum += e;
+		for (int c = 0; c < p->d; c++)
+			out[c] += e * v[(size_t)j * p->d + c];
+	}
+	for (int c = 0; c < p->d && sum > 0; c++)
+		out[c] /= sum;
+}
+
+static void local_reference(const struct attn_problem *p, int w, const float *q,
+			    const float *k, const float *v, double *out)
+{
+	double *s = malloc(sizeof(double) * p->m);
+
+	assert_non_null(s);
+	for (int b = 0; b < p->batch; b++) {
+		for (int h = 0; h < p->heads; h++) {
+			size_t qo = problem_q_offset(p, b, h), kvo = problem_kv_offset(p, b, h);
+
+			for (int i = 0; i < p->n; i++)
+				local_reference_row(p, w, i, q + qo + (size_t)i * p->d, k + kvo,
+						    v + kvo, s, out + qo + (size_t)i * p->d);
+		}
+	}
+	free(s);
+}
+
+static void check_local(const struct attn_problem *p, int w, uint64_t seed)
+{
+	const struct variant_ops *v = variant_find("local");
+	struct tensors t;
+	double *ref, err;
+
+	tensors_make(&t, p, seed, 1.0);
+	ref = malloc(sizeof(double) * t.nq);
+	assert_non_null(ref);
+	local_reference(p, w, t.q, t.k, t.v, ref);
+	run(v, p, &t);
+	err = error_vs_double(t.o, ref, t.nq);
+	if (!(err <= EXACT_TOLERANCE))
+		print_error("local %s w=%d n=%d d=%d: error %g\n", pattern_name(p->pattern), w,
+			    p->n, p->d, err);
+	assert_true(err <= EXACT_TOLERANCE);
+	free(ref);
+	tensors_release(&t);
+}
+
+static void test_local_matches_an_independent_window_reference(void **state)
+{
+	static const int windows[] = { 1, 2, 5, 15, 300 };
+	uint64_t seed = SEED + 2000;
+
+	(void)state;
+	assert_non_null(variant_find("local"));
+	for (int pi = 0; pi < COUNT(self_patterns); pi++) {
+		enum attn_pattern pat = self_patterns[pi];
+
+		for (int wi = 0; wi < COUNT(windows); wi++) {
+			for (int si = 0; si < COUNT(sizes); si++) {
+				for (int di = 0; di < COUNT(dims); di++) {
+					int kv = kv_choices[(si + di) % COUNT(kv_choices)];
+					double params[1] = { windows[wi] };
+					struct attn_problem p = problem(2, 4, kv, sizes[si],
+									sizes[si], dims[di],
+									pat, params);
+
+					check_local(&p, windows[wi], seed++);
+				}
+			}
+		}
+	}
+}
+
+/* ns with w >= n - 1 and cs with w >= n see every key vanilla sees. */
+static void test_local_with_a_whole_sequence_window_equals_vanilla(void **state)
+{
+	const struct variant_ops *local = variant_find("local");
+	const struct variant_ops *vanilla = variant_find("vanilla");
+
+	(void)state;
+	for (int si = 0; si < COUNT(sizes); si++)
+		for (int pi = 0; pi < COUNT(self_patterns); pi++) {
+			enum attn_pattern pat = self_patterns[pi];
+			int n = sizes[si];
+			double params[1] = { pat == ATTN_CS ? n : (n > 1 ? n - 1 : 1) };
+			struct attn_problem p = problem(2, 4, 2, n, n, 64, pat, params);
+			struct tensors a, b;
+			double err;
+
+			tensors_make(&a, &p, SEED + si, 1.0);
+			tensors_copy(&b, &a);
+			run(local, &p, &a);
+			p.params = NULL;
+			run(vanilla, &p, &b);
+			err = error_vs_float(a.o, b.o, a.nq);
+			assert_true(err <= EXACT_TOLERANCE);
+			tensors_release(&a);
+			tensors_release(&b);
+		}
+}
+
+/* Keys and values outside row i's window are never read for row i. */
+static void test_local_ignores_keys_outside_the_window(void **state)
+{
+	const struct variant_ops *v = variant_find("local");
+	const int n = 63, w = 5, d = 16, row = 30;
+
+	(void)state;
+	for (int pi = 0; pi < COUNT(self_patterns); pi++) {
+		enum attn_pattern pat = self_patterns[pi];
+		double params[1] = { w };
+		struct attn_problem p = problem(1, 1, 1, n, n, d, pat, params);
+		struct tensors a, b;
+		struct rng g = { SEED };
+
+		tensors_make(&a, &p, SEED, 1.0);
+		tensors_copy(&b, &a);
+		for (int j = 0; j < n; j++) {
+			if (local_allows(pat, w, row, j))
+				continue;
+			fill_normal(&g, b.k + (size_t)j * d, d, 3.0);
+			fill_normal(&g, b.v + (size_t)j * d, d, 3.0);
+		}
+		run(v, &p, &a);
+		run(v, &p, &b);
+		assert_memory_equal(a.o + (size_t)row * d, b.o + (size_t)row * d,
+				    sizeof(float) * d);
+		tensors_release(&a);
+		tensors_release(&b);
+	}
+}
+
+/* ---- properties every variant must have ---- */
+
+/* Largest change of rows <= t over all slices, relative to their largest magnitude. */
+static double change_up_to(const struct attn_problem *p, const float *a, const float *b, int t)
+{
+	double change = 0, scale = 0;
+
+	for (size_t s = 0; s < (size_t)p->batch * p->heads; s++)
+		for (int i = 0; i <= t; i++)
+			for (int c = 0; c < p->d; c++) {
+				size_t at = (s * p->n + i) * p->d + c;
+
+				change = fmax(change, fabs((double)a[at] - b[at]));
+				scale = fmax(scale, fabs((double)a[at]));
+			}
+	return scale > 0 ? change / scale : change;
+}
+
+static void perturb_rows_after(struct rng *g, float *x, size_t slices, int rows, int d, int t)
+{
+	for (size_t s = 0; s < slices; s++)
+		fill_normal(g, x + (s * rows + t + 1) * d, (size_t)(rows - t - 1) * d, 3.0);
+}
+
+/* One perturbation at cut t: rows <= t of the output must stay within tolerance. */
+static void check_cut(const struct variant_ops *v, const struct attn_problem *p,
+		      const struct tensors *a, int t)
+{
+	struct tensors b;
+	struct rng g = { SEED + 7 * (uint64_t)t };
+	double change;
+
+	tensors_copy(&b, a);
+	perturb_rows_after(&g, b.q, (size_t)p->batch * p->heads, p->n, p->d, t);
+	if (p->pattern == ATTN_CS) {
+		perturb_rows_after(&g, b.k, (size_t)p->batch * p->kv_heads, p->m, p->d, t);
+		perturb_rows_after(&g, b.v, (size_t)p->batch * p->kv_heads, p->m, p->d, t);
+	}
+	run(v, p, &b);
+	change = change_up_to(p, a->o, b.o, t);
+	if (!(change <= CAUSAL_TOLERANCE))
+		print_error("%s %s t=%d: rows <= t moved by %g\n", v->name,
+			    pattern_name(p->pattern), t, change);
+	assert_true(change <= CAUSAL_TOLERANCE);
+	tensors_release(&b);
+}
+
+/*
+ * cs: changing Q, K, V rows after t must not move rows <= t. cc: all keys stay visible,
+ * so only Q rows after t change.
+ */
+static void check_ignores_later_rows(const struct variant_ops *v, enum attn_pattern pattern,
+				     const double *params)
+{
+	static const int cuts[] = { 0, 6, 20, 41 };
+	struct attn_problem p = problem(2, 4, 2, 63, pattern == ATTN_CS ? 63 : 40, 16,
+					pattern, params);
+	struct tensors a;
+
+	tensors_make(&a, &p, SEED + pattern, 1.0);
+	run(v, &p, &a);
+	for (int ci = 0; ci < COUNT(cuts); ci++)
+		check_cut(v, &p, &a, cuts[ci]);
+	tensors_release(&a);
+}
+
+static void test_every_causal_variant_ignores_later_rows(void **state)
+{
+	static const enum attn_pattern causal[] = { ATTN_CS, ATTN_CC };
+	double params[VARIANT_MAX_PARAMS];
+	int checked = 0;
+
+	(void)state;
+	for (int i = 0; i < variant_count(); i++) {
+		const struct variant_ops *v = variant_at(i);
+
+		variant_default_params(v, params);
+		for (int pi = 0; pi < COUNT(causal); pi++) {
+			if (!supports(v, causal[pi]))
+				continue;
+			check_ignores_later_rows(v, causal[pi], params);
+			checked++;
+		}
+	}
+	assert_true(checked > 0);
+}
+
+/* Small tiles, so the cut falls inside, on and between tiles that get skipped. */
+static void test_flash_with_small_tiles_ignores_later_rows(void **state)
+{
+	static const double tiles[][2] = { { 7, 5 }, { 5, 7 }, { 1, 16 }, { 16, 1 } };
+
+	(void)state;
+	for (int i = 0; i < COUNT(tiles); i++) {
+		check_ignores_later_rows(variant_find("flash"), ATTN_CS, tiles[i]);
+		check_ignores_later_rows(variant_find("flash"), ATTN_CC, tiles[i]);
+	}
+}
+
+/* Grouped KV heads give what MHA gives with each KV head repeated for its group. */
+static void test_every_variant_gives_gqa_as_mha_with_repeated_kv(void **state)
+{
+	double params[VARIANT_MAX_PARAMS];
+
+	(void)state;
+	for (int i = 0; i < variant_count(); i++) {
+		const struct variant_ops *v = variant_at(i);
+
+		variant_default_params(v, params);
+		for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
+			if (!supports(v, pat))
+				continue;
+			for (int kv = 1; kv <= 2; kv++) {
+				int m = pattern_is_self(pat) ? 33 : 20;
+				struct attn_problem gqa = problem(2, 4, kv, 33, m, 16, pat, params);
+				struct attn_problem mha = problem(2, 4, 4, 33, m, 16, pat, params);
+				struct tensors g, h;
+				size_t slice = (size_t)m * 16;
+				double err;
+
+				tensors_make(&g, &gqa, SEED + kv, 1.0);
+				tensors_make(&h, &mha, SEED, 1.0);
+				memcpy(h.q, g.q, sizeof(float) * g.nq);
+				for (int b = 0; b < 2; b++)
+					for (int hd = 0; hd < 4; hd++) {
+						size_t from = problem_kv_offset(&gqa, b, hd);
+						size_t to = problem_kv_offset(&mha, b, hd);
+
+						memcpy(h.k + to, g.k + from, sizeof(float) * slice);
+						memcpy(h.v + to, g.v + from, sizeof(float) * slice);
+					}
+				run(v, &gqa, &g);
+				run(v, &mha, &h);
+				err = error_vs_float(g.o, h.o, g.nq);
+				if (!(err <= GQA_TOLERANCE))
+					print_error("%s %s kv=%d: GQA differs by %g\n", v->name,
+						    pattern_name(pat), kv, err);
+				assert_true(err <= GQA_TOLERANCE);
+				tensors_release(&g);
+				tensors_release(&h);
+			}
+		}
+	}
+}
+
+/* Changing one (batch, head) slice leaves every other slice bit-identical. */
+static void test_every_variant_keeps_slices_independent(void **state)
+{
+	double params[VARIANT_MAX_PARAMS];
+
+	(void)state;
+	for (int i = 0; i < variant_count(); i++) {
+		const struct variant_ops *v = variant_at(i);
+
+		variant_default_params(v, params);
+		for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
+			int m = pattern_is_self(pat) ? 40 : 29;
+			struct attn_problem p = problem(2, 4, 4, 40, m, 16, pat, params);
+			size_t qslice = (size_t)p.n * p.d, kvslice = (size_t)p.m * p.d;
+			size_t qo = problem_q_offset(&p, 1, 2), kvo = problem_kv_offset(&p, 1, 2);
+			struct tensors a, b;
+			struct rng g = { SEED + 99 };
+
+			if (!supports(v, pat))
+				continue;
+			tensors_make(&a, &p, SEED + pat, 1.0);
+			tensors_copy(&b, &a);
+			fill_normal(&g, b.q + qo, qslice, 2.0);
+			fill_normal(&g, b.k + kvo, kvslice, 2.0);
+			fill_normal(&g, b.v + kvo, kvslice, 2.0);
+			run(v, &p, &a);
+			run(v, &p, &b);
+			assert_memory_equal(a.o, b.o, sizeof(float) * qo);
+			assert_memory_equal(a.o + qo + qslice, b.o + qo + qslice,
+					    sizeof(float) * (a.nq - qo - qslice));
+			assert_memory_not_equal(a.o + qo, b.o + qo, sizeof(float) * qslice);
+			tensors_release(&a);
+			tensors_release(&b);
+		}
+	}
+}
+
+static void test_every_variant_is_deterministic(void **state)
+{
+	double params[VARIANT_MAX_PARAMS];
+
+	(void)state;
+	for (int i = 0; i < variant_count(); i++) {
+		const struct variant_ops *v = variant_at(i);
+
+		variant_default_params(v, params);
+		for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
+			int m = pattern_is_self(pat) ? 130 : 77;
+			struct attn_problem p = problem(2, 4, 2, 130, m, 64, pat, params);
+			struct tensors a, b;
+
+			if (!supports(v, pat))
+				continue;
+			tensors_make(&a, &p, SEED, 1.0);
+			tensors_copy(&b, &a);
+			run(v, &p, &a);
+			run(v, &p, &b);
+			assert_memory_equal(a.o, b.o, sizeof(float) * a.nq);
+			tensors_release(&a);
+			tensors_release(&b);
+		}
+	}
+}
+
+/* Inputs up to |x| = 10 give scores in the hundreds; the max shift keeps them finite. */
+static void test_every_variant_gives_finite_output_for_large_inputs(void **state)
+{
+	double params[VARIANT_MAX_PARAMS];
+
+	(void)state;
+	for (int i = 0; i < variant_count(); i++) {
+		const struct variant_ops *v = variant_at(i);
+
+		variant_default_params(v, params);
+		for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
+			int m = pattern_is_self(pat) ? 70 : 45;
+			struct attn_problem p = problem(1, 2, 2, 70, m, 64, pat, params);
+			struct tensors t;
+			struct rng g = { SEED };
+
+			if (!supports(v, pat))
+				continue;
+			tensors_make(&t, &p, SEED, 1.0);
+			/* Uniform on [-10, 10], the extremes included. */
+			for (size_t x = 0; x < t.nq; x++)
+				t.q[x] = (float)(20 * rng_uniform(&g) - 10);
+			for (size_t x = 0; x < t.nkv; x++) {
+				t.k[x] = (float)(20 * rng_uniform(&g) - 10);
+				t.v[x] = (float)(20 * rng_uniform(&g) - 10);
+			}
+			t.q[0] = 10;
+			t.k[0] = -10;
+			run(v, &p, &t);
+			for (size_t x = 0; x < t.nq; x++)
+				assert_true(isfinite(t.o[x]));
+			tensors_release(&t);
+		}
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_the_registry_finds_every_variant_by_name),
+		cmocka_unit_test(test_declared_parameters_are_found_and_defaulted),
+		cmocka_unit_test(test_pattern_names_round_trip),
+		cmocka_unit_test(test_malformed_problems_are_rejected),
+		cmocka_unit_test(test_unsupported_patterns_are_refused),
+		cmocka_unit_test(test_the_reference_matches_a_hand_worked_case),
+		cmocka_unit_test(test_the_reference_maps_query_heads_to_kv_heads),
+		cmocka_unit_test(test_every_exact_variant_matches_the_reference),
+		cmocka_unit_test(test_flash_matches_the_reference_for_every_tile_size),
+		cmocka_unit_test(test_flash_workspace_does_not_grow_with_the_sequence),
+		cmocka_unit_test(test_vanilla_workspace_holds_the_score_matrix),
+		cmocka_unit_test(test_local_matches_an_independent_window_reference),
+		cmocka_unit_test(test_local_with_a_whole_sequence_window_equals_vanilla),
+		cmocka_unit_test(test_local_ignores_keys_outside_the_window),
+		cmocka_unit_test(test_every_causal_variant_ignores_later_rows),
+		cmocka_unit_test(test_flash_with_small_tiles_ignores_later_rows),
+		cmocka_unit_test(test_every_variant_gives_gqa_as_mha_with_repeated_kv),
+		cmocka_unit_test(test_every_variant_keeps_slices_independent),
+		cmocka_unit_test(test_every_variant_is_deterministic),
+		cmocka_unit_test(test_every_variant_gives_finite_output_for_large_inputs),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,662 @@
+/*
+ * flash.c - exact attention without the score matrix: tiles and an online softmax
+ * (Dao et al. 2022, FlashAttention; Dao 2023, FlashAttention-2).
+ *
+ * Work items are (batch, head, query tile), shared out dynamically over OpenMP threads.
+ * Each keeps a running max m, sum l and the output rows as accumulator while it walks
+ * the key tiles, rescaling when m grows, and divides by l at the end. In cs, key tiles
+ * wholly above the diagonal are skipped and the mask is applied only on tiles that cross
+ * it. Scores are kept in base 2 (Q is scaled by log2(e)/sqrt(d)), so one exp2 per score
+ * suffices.
+ *
+ * Two tile engines compute the same thing:
+ *  - AVX2+FMA (d a multiple of 8): hand-blocked kernels on a transposed score tile
+ *    (keys x queries), so the softmax runs down columns with a vector of queries and the
+ *    query tile is packed once per tile instead of a key tile per key tile;
+ *  - portable: cblas_sgemm for both products with OpenBLAS held single-threaded, and a
+ *    scalar row softmax.
+ */
+#include "variant.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define FLASH_AVX2 1
+#endif
+
+#include "memory.h"
+#include "threads.h"
+
+/*
+ * VARIANTS.md suggests 64 x 64. Measured here (Zen 3, 2 threads, B=1 H=8 N=M=4096
+ * d=64 ns, 8 alternating runs each): 64/64 averaged 116 GFLOP/s, 96/96 127 and 48/96
+ * 130. 96 is a whole number of the kernels' 6-row blocks and 16-column blocks, so no
+ * block runs padded; 64 leaves a partial 6-row block in every tile. A 96 x 96 score tile
+ * (36 KiB) and the packed 96-query tile (24 KiB at d = 64) sit in the 512 KiB L2 next
+ * to the streamed K and V tiles.
+ */
+#define FLASH_BLOCK_Q_DEFAULT 96
+#define FLASH_BLOCK_K_DEFAULT 96
+
+enum flash_param {
+	FLASH_BLOCK_Q,
+	FLASH_BLOCK_K,
+};
+
+static const struct variant_param flash_params[] = {
+	[FLASH_BLOCK_Q] = {
+		.name		= "block_q",
+		.def		= FLASH_BLOCK_Q_DEFAULT,
+		.min		= 1,
+		.max		= 65536,
+		.integer	= true,
+		.help		= "query rows per tile (B_r)",
+	},
+	[FLASH_BLOCK_K] = {
+		.name		= "block_k",
+		.def		= FLASH_BLOCK_K_DEFAULT,
+		.min		= 1,
+		.max		= 65536,
+		.integer	= true,
+		.help		= "keys per tile (B_c)",
+	},
+};
+
+/* Floats per cache line: every workspace part starts on one. */
+#define FLASH_LINE 16
+/* Rows of the AVX2 kernels' register block; tiles are padded to whole blocks. */
+#define KERNEL_ROWS 6
+
+/* One work item's view of its slice and its thread's workspace. */
+struct flash_tile {
+	const float *q, *k, *v;	/* the (batch, head) slice */
+	float *out;
+	int m, d;
+	bool causal;
+	float qscale;		/* log2(e)/sqrt(d) */
+	int bk;			/* keys per tile */
+	float *s;		/* score tile, then probabilities */
+	int lds;		/* its row stride */
+	float *qt;		/* AVX2: scaled query tile, transposed (d x lds) */
+	float *mx, *l, *alpha;	/* per query row: running max, sum, last rescale */
+	float *kpad, *apad;	/* AVX2: padded copies of a partial kernel block */
+};
+
+static size_t round_up(size_t x, size_t to)
+{
+	return (x + to - 1) / to * to;
+}
+
+static int max_threads(void)
+{
+#ifdef _OPENMP
+	return omp_get_max_threads();
+#else
+	return 1;
+#endif
+}
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+	return omp_get_thread_num();
+#else
+	return 0;
+#endif
+}
+
+/* Multiplies the output rows by 1/l; a row that saw nothing (l = 0) becomes 0. */
+static void finish_rows(float *acc, const float *l, int rows, int d)
+{
+	for (int r = 0; r < rows; r++) {
+		float by = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+
+		for (int c = 0; c < d; c++)
+			acc[(size_t)r * d + c] *= by;
+	}
+}
+
+/* diagonal_limit() of a tile that needs no mask. */
+#define NO_MASK INT_MAX
+
+/*
+ * Keys a row of query tile q0 may see in key tile k0: row r sees its first
+ * limit + r keys (limit = q0 - k0 + 1, which may be negative) when the tile crosses
+ * the cs diagonal, all of them otherwise (NO_MASK).
+ */
+static int diagonal_limit(const struct flash_tile *t, int q0, int k0, int cols)
+{
+	if (t->causal && k0 + cols - 1 > q0)
+		return q0 - k0 + 1;
+	return NO_MASK;
+}
+
+/* cs: keys after the tile's last query are never visible, so their tiles are skipped. */
+static int keys_needed(const struct flash_tile *t, int q0, int rows)
+{
+	if (t->causal && q0 + rows < t->m)
+		return q0 + rows;
+	return t->m;
+}
+
+/* ---- portable engine: OpenBLAS products, row-major scores ---- */
+
+/*
+ * Online-softmax step on a rows x cols tile of scores, one row at a time; rescales the
+ * output rows already accumulated.
+ */
+static void softmax_rows(struct flash_tile *t, float *acc, int rows, int cols, int limit)
+{
+	for (int r = 0; r < rows; r++) {
+		float *row = t->s + (size_t)r * t->lds;
+		float m_old = t->mx[r], m_new = m_old, alpha, sum = 0;
+		int n = cols;
+
+		if (limit != NO_MASK)
+			n = limit + r < 0 ? 0 : limit + r > cols ? cols : limit + r;
+		for (int j = 0; j < n; j++)
+			m_new = fmaxf(m_new, row[j]);
+		/* Nothing seen yet: keep the shift finite so no -inf - -inf appears. */
+		if (m_new == -INFINITY) {
+			memset(row, 0, sizeof(float) * cols);
+			continue;
+		}
+		for (int j = 0; j < n; j++) {
+			row[j] = exp2f(row[j] - m_new);
+			sum += row[j];
+		}
+		for (int j = n; j < cols; j++)
+			row[j] = 0;
+		alpha = exp2f(m_old - m_new);
+		t->l[r] = alpha * t->l[r] + sum;
+		t->mx[r] = m_new;
+		if (alpha != 1.0f)
+			for (int c = 0; c < t->d; c++)
+				acc[(size_t)r * t->d + c] *= alpha;
+	}
+}
+
+static void tile_blas(struct flash_tile *t, int q0, int rows)
+{
+	int d = t->d, kend = keys_needed(t, q0, rows);
+	float *acc = t->out + (size_t)q0 * d;
+
+	for (int r = 0; r < rows; r++) {
+		t->mx[r] = -INFINITY;
+		t->l[r] = 0;
+	}
+	memset(acc, 0, sizeof(float) * rows * d);
+	for (int k0 = 0; k0 < kend; k0 += t->bk) {
+		int cols = kend - k0 < t->bk ? kend - k0 : t->bk;
+
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, d, t->qscale,
+			    t->q + (size_t)q0 * d, d, t->k + (size_t)k0 * d, d, 0.0f,
+			    t->s, t->lds);
+		softmax_rows(t, acc, rows, cols, diagonal_limit(t, q0, k0, cols));
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, cols, 1.0f,
+			    t->s, t->lds, t->v + (size_t)k0 * d, d, 1.0f, acc, d);
+	}
+	finish_rows(acc, t->l, rows, d);
+}
+
+#ifdef FLASH_AVX2
+/* ---- AVX2 engine: transposed scores, register-blocked kernels ---- */
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+/* Kernels stay out of line: inlined into the tile loop they run out of registers. */
+#define NOINLINE __attribute__((noinline))
+
+/*
+ * 2^x for x <= 0 (and -inf), eight at a time: x = k + r with k an integer and
+ * |r| <= 1/2, 2^r by a degree-6 polynomial fitted to relative error 3e-9 (below float
+ * rounding, so about 1 ulp overall), 2^k added into the exponent. Below -125 the result
+ * would be subnormal; it is flushed to 0, which a weight next to the row maximum's 1
+ * cannot notice.
+ */
+static ALWAYS_INLINE __m256 exp2_v8(__m256 x)
+{
+	const __m256 lowest = _mm256_set1_ps(-125.0f);
+	__m256 under = _mm256_cmp_ps(x, lowest, _CMP_LT_OQ);
+	__m256 k, r, p;
+	__m256i e;
+
+	x = _mm256_max_ps(x, lowest);
+	k = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	r = _mm256_sub_ps(x, k);
+	p = _mm256_set1_ps(1.537070493e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.339984825e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(9.618373588e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.550329015e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(2.402264774e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(6.931471825e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+	e = _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23);
+	p = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
+	return _mm256_andnot_ps(under, p);
+}
+
+/* qt = qscale * (query rows q0 ..)^T, columns past `rows` zero. */
+static void pack_queries(struct flash_tile *t, int q0, int rows)
+{
+	const float *q = t->q + (size_t)q0 * t->d;
+
+	for (int c = 0; c < t->d; c++) {
+		float *col = t->qt + (size_t)c * t->lds;
+		int r;
+
+		for (r = 0; r < rows; r++)
+			col[r] = t->qscale * q[(size_t)r * t->d + c];
+		for (; r < t->lds; r++)
+			col[r] = 0;
+	}
+}
+
+/*
+ * The two register-blocked kernels work on KERNEL_ROWS rows by 16 columns: 12 vector
+ * accumulators, two vector operands and a broadcast fill the 16 AVX2 registers. They
+ * take whole blocks only (fixed row offsets keep every address in a register); the
+ * callers route the last, partial block through a padded copy.
+ */
+
+#define SCORE_FMA(i)							\
+	do {								\
+		__m256 a = _mm256_broadcast_ss(k + (size_t)(i) * d + c); \
+									\
+		s##i##a = _mm256_fmadd_ps(a, b0, s##i##a);		\
+		s##i##b = _mm256_fmadd_ps(a, b1, s##i##b);		\
+	} while (0)
+
+#define SCORE_STORE(i)							\
+	do {								\
+		_mm256_store_ps(s + (size_t)(i) * lds, s##i##a);	\
+		_mm256_store_ps(s + (size_t)(i) * lds + 8, s##i##b);	\
+	} while (0)
+
+/* s[i][0..16) = k_i . qt[.][0..16) for KERNEL_ROWS keys i (rows of k, stride d). */
+static NOINLINE void score_kernel(const float *k, int d, const float *qt, int ldq, float *s,
+				  int lds)
+{
+	__m256 s0a, s0b, s1a, s1b, s2a, s2b, s3a, s3b, s4a, s4b, s5a, s5b;
+
+	s0a = s0b = s1a = s1b = s2a = s2b = _mm256_setzero_ps();
+	s3a = s3b = s4a = s4b = s5a = s5b = _mm256_setzero_ps();
+	for (int c = 0; c < d; c++) {
+		__m256 b0 = _mm256_load_ps(qt + (size_t)c * ldq);
+		__m256 b1 = _mm256_load_ps(qt + (size_t)c * ldq + 8);
+
+		SCORE_FMA(0);
+		SCORE_FMA(1);
+		SCORE_FMA(2);
+		SCORE_FMA(3);
+		SCORE_FMA(4);
+		SCORE_FMA(5);
+	}
+	SCORE_STORE(0);
+	SCORE_STORE(1);
+	SCORE_STORE(2);
+	SCORE_STORE(3);
+	SCORE_STORE(4);
+	SCORE_STORE(5);
+}
+
+/*
+ * s[j][r] = score of key k0 + j for query q0 + r, for j < cols and every padded r.
+ * The score tile has rows for whole kernel blocks, so a partial block of keys is padded
+ * with zero rows (t->kpad) and its extra scores land in rows nobody reads.
+ */
+static void tile_scores(struct flash_tile *t, int k0, int cols, int rows)
+{
+	const float *k = t->k + (size_t)k0 * t->d;
+	int qcols = (int)round_up(rows, 16), d = t->d;
+
+	for (int j = 0; j < cols; j += KERNEL_ROWS) {
+		const float *kj = k + (size_t)j * d;
+
+		if (cols - j < KERNEL_ROWS) {
+			memset(t->kpad, 0, sizeof(float) * KERNEL_ROWS * d);
+			memcpy(t->kpad, kj, sizeof(float) * (cols - j) * d);
+			kj = t->kpad;
+		}
+		for (int r = 0; r < qcols; r += 16)
+			score_kernel(kj, d, t->qt + r, t->lds, t->s + (size_t)j * t->lds + r,
+				     t->lds);
+	}
+}
+
+/*
+ * Online-softmax step down the columns of the transposed tile, eight queries at a
+ * time: masks (limit != NO_MASK), finds the new max, turns scores into probabilities and
+ * updates l; alpha[r] is the factor the accumulated row r must be multiplied by.
+ */
+static void softmax_columns(struct flash_tile *t, int cols, int rows, int limit)
+{
+	const __m256 neg_inf = _mm256_set1_ps(-INFINITY);
+	const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+
+	for (int r = 0; r < rows; r += 8) {
+		float *s = t->s + r;
+		__m256 m_old = _mm256_load_ps(t->mx + r), m_new = m_old;
+		__m256 sum = _mm256_setzero_ps(), alpha, shift;
+
+		if (limit != NO_MASK) {
+			/* Query q0 + r + i sees key k0 + j iff j < limit + r + i. */
+			__m256i seen = _mm256_add_epi32(_mm256_set1_epi32(limit + r), lane);
+
+			for (int j = 0; j < cols; j++) {
+				__m256 vis = _mm256_castsi256_ps(
+					_mm256_cmpgt_epi32(seen, _mm256_set1_epi32(j)));
+				__m256 x = _mm256_blendv_ps(neg_inf,
+							    _mm256_load_ps(s + (size_t)j * t->lds),
+							    vis);
+
+				_mm256_store_ps(s + (size_t)j * t->lds, x);
+				m_new = _mm256_max_ps(m_new, x);
+			}
+		} else {
+			for (int j = 0; j < cols; j++)
+				m_new = _mm256_max_ps(m_new,
+						      _mm256_load_ps(s + (size_t)j * t->lds));
+		}
+		/* A query that has seen nothing keeps shift 0: no -inf - -inf. */
+		shift = _mm256_blendv_ps(m_new, _mm256_setzero_ps(),
+					 _mm256_cmp_ps(m_new, neg_inf, _CMP_EQ_OQ));
+		for (int j = 0; j < cols; j++) {
+			float *at = s + (size_t)j * t->lds;
+			__m256 p = exp2_v8(_mm256_sub_ps(_mm256_load_ps(at), shift));
+
+			_mm256_store_ps(at, p);
+			sum = _mm256_add_ps(sum, p);
+		}
+		alpha = exp2_v8(_mm256_sub_ps(m_old, shift));
+		_mm256_store_ps(t->alpha + r, alpha);
+		_mm256_store_ps(t->l + r, _mm256_fmadd_ps(alpha, _mm256_load_ps(t->l + r), sum));
+		_mm256_store_ps(t->mx + r, m_new);
+	}
+}
+
+#define ACC_LOAD(i)							\
+	do {								\
+		__m256 a = _mm256_broadcast_ss(alpha + (i));		\
+									\
+		o##i##a = _mm256_mul_ps(a, _mm256_loadu_ps(acc + (size_t)(i) * ld)); \
+		if (vecs == 2)						\
+			o##i##b = _mm256_mul_ps(a, _mm256_loadu_ps(acc + (size_t)(i) * ld + 8)); \
+	} while (0)
+
+#define ACC_FMA(i)							\
+	do {								\
+		__m256 a = _mm256_broadcast_ss(pj + (i));		\
+									\
+		o##i##a = _mm256_fmadd_ps(a, b0, o##i##a);		\
+		if (vecs == 2)						\
+			o##i##b = _mm256_fmadd_ps(a, b1, o##i##b);	\
+	} while (0)
+
+#define ACC_STORE(i)							\
+	do {								\
+		_mm256_storeu_ps(acc + (size_t)(i) * ld, o##i##a);	\
+		if (vecs == 2)						\
+			_mm256_storeu_ps(acc + (size_t)(i) * ld + 8, o##i##b); \
+	} while (0)
+
+/*
+ * acc[i][0..8*vecs) = alpha[i] * acc[i][..] + sum_j p[j][i] * v[j][..] for KERNEL_ROWS
+ * output rows i (stride ld), vecs 1 or 2.
+ */
+static ALWAYS_INLINE void accumulate_kernel(const float *p, int lds, const float *v, int d,
+					    int cols, const float *alpha, float *acc, int ld,
+					    int vecs)
+{
+	__m256 o0a, o0b, o1a, o1b, o2a, o2b, o3a, o3b, o4a, o4b, o5a, o5b;
+
+	o0b = o1b = o2b = o3b = o4b = o5b = _mm256_setzero_ps();
+	ACC_LOAD(0);
+	ACC_LOAD(1);
+	ACC_LOAD(2);
+	ACC_LOAD(3);
+	ACC_LOAD(4);
+	ACC_LOAD(5);
+	for (int j = 0; j < cols; j++) {
+		const float *pj = p + (size_t)j * lds;
+		__m256 b0 = _mm256_loadu_ps(v + (size_t)j * d), b1 = b0;
+
+		if (vecs == 2)
+			b1 = _mm256_loadu_ps(v + (size_t)j * d + 8);
+		ACC_FMA(0);
+		ACC_FMA(1);
+		ACC_FMA(2);
+		ACC_FMA(3);
+		ACC_FMA(4);
+		ACC_FMA(5);
+	}
+	ACC_STORE(0);
+	ACC_STORE(1);
+	ACC_STORE(2);
+	ACC_STORE(3);
+	ACC_STORE(4);
+	ACC_STORE(5);
+}
+
+static NOINLINE void accumulate_16(const float *p, int lds, const float *v, int d, int cols,
+				   const float *alpha, float *acc, int ld)
+{
+	accumulate_kernel(p, lds, v, d, cols, alpha, acc, ld, 2);
+}
+
+static NOINLINE void accumulate_8(const float *p, int lds, const float *v, int d, int cols,
+				  const float *alpha, float *acc, int ld)
+{
+	accumulate_kernel(p, lds, v, d, cols, alpha, acc, ld, 1);
+}
+
+/*
+ * acc = alpha * acc + P V for the tile's rows, over d in blocks of 16 then 8. A partial
+ * block of rows runs on a padded copy (t->apad); P and alpha have padded lanes to read.
+ */
+static void tile_accumulate(struct flash_tile *t, float *acc, int k0, int cols, int rows)
+{
+	const float *v = t->v + (size_t)k0 * t->d;
+	int d = t->d;
+
+	for (int i = 0; i < rows; i += KERNEL_ROWS) {
+		int kr = rows - i < KERNEL_ROWS ? rows - i : KERNEL_ROWS;
+
+		for (int c = 0; c < d; c += 16) {
+			int width = d - c >= 16 ? 16 : 8;
+			float *out = acc + (size_t)i * d + c, *at = out;
+			int ld = d;
+
+			if (kr < KERNEL_ROWS) {
+				memset(t->apad, 0, sizeof(float) * KERNEL_ROWS * 16);
+				for (int r = 0; r < kr; r++)
+					memcpy(t->apad + r * 16, out + (size_t)r * d,
+					       sizeof(float) * width);
+				at = t->apad;
+				ld = 16;
+			}
+			if (width == 16)
+				accumulate_16(t->s + i, t->lds, v + c, d, cols, t->alpha + i,
+					      at, ld);
+			else
+				accumulate_8(t->s + i, t->lds, v + c, d, cols, t->alpha + i,
+					     at, ld);
+			if (at != out)
+				for (int r = 0; r < kr; r++)
+					memcpy(out + (size_t)r * d, t->apad + r * 16,
+					       sizeof(float) * width);
+		}
+	}
+}
+
+static void tile_avx2(struct flash_tile *t, int q0, int rows)
+{
+	int d = t->d, kend = keys_needed(t, q0, rows);
+	float *acc = t->out + (size_t)q0 * d;
+
+	for (int r = 0; r < t->lds; r++) {
+		t->mx[r] = -INFINITY;
+		t->l[r] = 0;
+	}
+	memset(acc, 0, sizeof(float) * rows * d);
+	pack_queries(t, q0, rows);
+	for (int k0 = 0; k0 < kend; k0 += t->bk) {
+		int cols = kend - k0 < t->bk ? kend - k0 : t->bk;
+
+		tile_scores(t, k0, cols, rows);
+		softmax_columns(t, cols, rows, diagonal_limit(t, q0, k0, cols));
+		tile_accumulate(t, acc, k0, cols, rows);
+	}
+	finish_rows(acc, t->l, rows, d);
+}
+#endif
+
+/* Whether the AVX2 engine handles this head dimension. */
+static bool use_avx2(int d)
+{
+#ifdef FLASH_AVX2
+	return d % 8 == 0;
+#else
+	(void)d;
+	return false;
+#endif
+}
+
+/* Where the parts of one thread's workspace start, in floats. */
+struct flash_layout {
+	int lds;			/* score tile row stride */
+	size_t s, qt, mx, l, alpha, kpad, apad;
+	size_t total;			/* floats per thread */
+};
+
+/*
+ * AVX2: scores are keys x queries, round6(bk) rows of round16(round6(bq)), plus the
+ * transposed query tile and the padded kernel blocks. Portable: bq x round16(bk).
+ * Nothing depends on n or m.
+ */
+static void tile_layout(struct flash_layout *lay, int bq, int bk, int d, bool avx2)
+{
+	size_t row_len, s_len, qt_len = 0, pad_len = 0;
+
+	if (avx2) {
+		row_len = round_up(round_up(bq, KERNEL_ROWS), FLASH_LINE);
+		lay->lds = (int)row_len;
+		s_len = round_up(bk, KERNEL_ROWS) * row_len;
+		qt_len = (size_t)d * row_len;
+		pad_len = round_up((size_t)KERNEL_ROWS * d, FLASH_LINE);
+	} else {
+		row_len = round_up(bq, FLASH_LINE);
+		lay->lds = (int)round_up(bk, FLASH_LINE);
+		s_len = (size_t)bq * lay->lds;
+	}
+	lay->s = 0;
+	lay->qt = lay->s + s_len;
+	lay->mx = lay->qt + qt_len;
+	lay->l = lay->mx + row_len;
+	lay->alpha = lay->l + row_len;
+	lay->kpad = lay->alpha + row_len;
+	lay->apad = lay->kpad + pad_len;
+	lay->total = lay->apad + (avx2 ? KERNEL_ROWS * 16 : 0);
+}
+
+static int flash_forward(const struct attn_problem *p, const float *q, const float *k,
+			 const float *v, float *out)
+{
+	int bq = p->params ? (int)p->params[FLASH_BLOCK_Q] : FLASH_BLOCK_Q_DEFAULT;
+	int bk = p->params ? (int)p->params[FLASH_BLOCK_K] : FLASH_BLOCK_K_DEFAULT;
+	bool avx2 = use_avx2(p->d);
+	int threads = max_threads(), saved, tiles_q;
+	struct flash_layout lay;
+	long items;
+	float *ws;
+
+	bq = bq < p->n ? bq : p->n;
+	bk = bk < p->m ? bk : p->m;
+	tiles_q = (p->n + bq - 1) / bq;
+	items = (long)p->batch * p->heads * tiles_q;
+	tile_layout(&lay, bq, bk, p->d, avx2);
+	/* Zeroed, so padding lanes read before they are written hold numbers. */
+	ws = attn_calloc((size_t)threads * lay.total, sizeof(float));
+	if (!ws)
+		return -ENOMEM;
+
+	saved = blas_serial_begin();
+	#pragma omp parallel
+	{
+		float *base = ws + (size_t)thread_id() * lay.total;
+		struct flash_tile t = {
+			.m	= p->m,
+			.d	= p->d,
+			.causal	= p->pattern == ATTN_CS,
+			/* log2(e)/sqrt(d): scores come out in base 2 for exp2. */
+			.qscale	= (float)(1.4426950408889634 / sqrt((double)p->d)),
+			.bk	= bk,
+			.s	= base + lay.s,
+			.lds	= lay.lds,
+			.qt	= base + lay.qt,
+			.mx	= base + lay.mx,
+			.l	= base + lay.l,
+			.alpha	= base + lay.alpha,
+			.kpad	= base + lay.kpad,
+			.apad	= base + lay.apad,
+		};
+
+		/* Dynamic: cs tiles differ in work; the last (largest) tiles go first. */
+		#pragma omp for schedule(dynamic, 1)
+		for (long it = 0; it < items; it++) {
+			long slice = it / tiles_q;
+			int tile = tiles_q - 1 - (int)(it % tiles_q);
+			int b = (int)(slice / p->heads), h = (int)(slice % p->heads);
+			size_t qo = problem_q_offset(p, b, h), kvo = problem_kv_offset(p, b, h);
+			int q0 = tile * bq, rows = p->n - q0 < bq ? p->n - q0 : bq;
+
+			t.q = q + qo;
+			t.k = k + kvo;
+			t.v = v + kvo;
+			t.out = out + qo;
+#ifdef FLASH_AVX2
+			if (avx2) {
+				tile_avx2(&t, q0, rows);
+				continue;
+			}
+#endif
+			tile_blas(&t, q0, rows);
+		}
+	}
+	blas_serial_end(saved);
+	attn_free(ws);
+	return 0;
+}
+
+/* 4d flops per visible (query, key) pair, as vanilla. */
+static double flash_flops(const struct attn_problem *p)
+{
+	double pairs = (double)p->n * p->m;
+
+	if (p->pattern == ATTN_CS)
+		pairs = (double)p->n * (p->n + 1) / 2;
+	return 4.0 * p->batch * p->heads * p->d * pairs;
+}
+
+const struct variant_ops flash_variant = {
+	.name		= "flash",
+	.family		= "exact",
+	.summary	= "tiled online-softmax attention, no n x m matrix",
+	.citation	= "Dao et al. 2022, FlashAttention, NeurIPS (arXiv 2205.14135); "
+			  "Dao 2023, FlashAttention-2 (arXiv 2307.08691)",
+	.patterns	= PATTERNS_ALL,
+	.extensions	= 0,
+	.flags		= VARIANT_EXACT,
+	.params		= flash_params,
+	.n_params	= 2,
+	.forward	= flash_forward,
+	.flops		= flash_flops,
+};

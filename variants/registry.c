@@ -1,0 +1,126 @@
+/*
+ * registry.c - the one list of variants, their parameters, and the pattern names.
+ *
+ * Adding a variant: declare its ops table below and add it to variants[].
+ */
+#include "variant.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+extern const struct variant_ops vanilla_variant;
+extern const struct variant_ops flash_variant;
+extern const struct variant_ops local_variant;
+
+static const struct variant_ops *const variants[] = {
+	&vanilla_variant,
+	&flash_variant,
+	&local_variant,
+};
+
+static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
+	[ATTN_NS] = "ns",
+	[ATTN_CS] = "cs",
+	[ATTN_NC] = "nc",
+	[ATTN_CC] = "cc",
+};
+
+const char *pattern_name(enum attn_pattern p)
+{
+	if ((unsigned int)p >= ATTN_PATTERN_COUNT)
+		return "?";
+	return pattern_names[p];
+}
+
+int pattern_parse(const char *name)
+{
+	if (!name)
+		return -1;
+	for (int p = 0; p < ATTN_PATTERN_COUNT; p++)
+		if (!strcmp(pattern_names[p], name))
+			return p;
+	return -1;
+}
+
+bool pattern_is_self(enum attn_pattern p)
+{
+	return p == ATTN_NS || p == ATTN_CS;
+}
+
+bool pattern_is_causal(enum attn_pattern p)
+{
+	return p == ATTN_CS || p == ATTN_CC;
+}
+
+int variant_count(void)
+{
+	return (int)(sizeof(variants) / sizeof(variants[0]));
+}
+
+const struct variant_ops *variant_at(int i)
+{
+	if (i < 0 || i >= variant_count())
+		return NULL;
+	return variants[i];
+}
+
+const struct variant_ops *variant_find(const char *name)
+{
+	if (!name)
+		return NULL;
+	for (int i = 0; i < variant_count(); i++)
+		if (!strcmp(variants[i]->name, name))
+			return variants[i];
+	return NULL;
+}
+
+int variant_param_index(const struct variant_ops *v, const char *param)
+{
+	if (!param)
+		return -1;
+	for (int i = 0; i < v->n_params; i++)
+		if (!strcmp(v->params[i].name, param))
+			return i;
+	return -1;
+}
+
+void variant_default_params(const struct variant_ops *v, double *values)
+{
+	for (int i = 0; i < v->n_params; i++)
+		values[i] = v->params[i].def;
+}
+
+/* A value given for a declared parameter must lie in its range (and be whole if asked). */
+static bool param_ok(const struct variant_param *decl, double value)
+{
+	if (isnan(value) || value < decl->min || value > decl->max)
+		return false;
+	return !decl->integer || value == floor(value);
+}
+
+int variant_check_problem(const struct variant_ops *v, const struct attn_problem *p)
+{
+	if (p->batch <= 0 || p->heads <= 0 || p->kv_heads <= 0 || p->n <= 0 ||
+	    p->m <= 0 || p->d <= 0)
+		return -EINVAL;
+	if (p->heads % p->kv_heads)
+		return -EINVAL;
+	if ((unsigned int)p->pattern >= ATTN_PATTERN_COUNT)
+		return -EINVAL;
+	if (pattern_is_self(p->pattern) && p->n != p->m)
+		return -EINVAL;
+	if (p->params)
+		for (int i = 0; i < v->n_params; i++)
+			if (!param_ok(&v->params[i], p->params[i]))
+				return -EINVAL;
+	if (!(v->patterns & PATTERN_BIT(p->pattern)))
+		return -ENOTSUP;
+	if (v->supports) {
+		int ret = v->supports(p);
+
+		if (ret)
+			return ret < 0 ? ret : -ENOTSUP;
+	}
+	return 0;
+}
