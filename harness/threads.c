@@ -18,17 +18,28 @@ int threads_get(void)
 	return omp_get_max_threads();
 }
 
+/* openblas_get_parallel(): 0 sequential build, 1 pthreads, 2 OpenMP. */
+#define OPENBLAS_OPENMP 2
+
 int blas_serial_begin(void)
 {
-	int saved = openblas_get_num_threads();
+	int saved;
 
+	/*
+	 * The OpenMP build already runs BLAS single-threaded inside a parallel region, and
+	 * its openblas_set_num_threads() would shrink our own parallel regions too.
+	 */
+	if (openblas_get_parallel() == OPENBLAS_OPENMP)
+		return -1;
+	saved = openblas_get_num_threads();
 	openblas_set_num_threads(1);
 	return saved;
 }
 
 void blas_serial_end(int saved)
 {
-	openblas_set_num_threads(saved);
+	if (saved > 0)
+		openblas_set_num_threads(saved);
 }
 
 int threads_online(void)

@@ -31,6 +31,7 @@ void rng_seed(struct rng *r, uint64_t seed)
 {
 	for (int i = 0; i < 4; i++)
 		r->s[i] = splitmix64(&seed);
+	r->has_spare = false;
 }
 
 uint64_t rng_next(struct rng *r)
@@ -53,9 +54,19 @@ double rng_uniform(struct rng *r)
 
 double rng_normal(struct rng *r)
 {
-	double u = 1.0 - rng_uniform(r), w = rng_uniform(r);	/* u in (0, 1] */
+	double u, w, radius, s, c;
 
-	return sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * w);
+	if (r->has_spare) {
+		r->has_spare = false;
+		return r->spare;
+	}
+	u = 1.0 - rng_uniform(r);	/* in (0, 1], so the log is finite */
+	w = rng_uniform(r);
+	radius = sqrt(-2.0 * log(u));
+	sincos(2.0 * M_PI * w, &s, &c);
+	r->spare = radius * s;
+	r->has_spare = true;
+	return radius * c;
 }
 
 uint64_t rng_below(struct rng *r, uint64_t n)
@@ -140,7 +151,7 @@ static void generate_kv(int regime, struct rng *r, int m, int d, float *k, float
 		fill_normal(r, k, (size_t)m * d, 1.0);
 		fill_normal(r, dir, d, 1.0);
 		{
-			double norm = 0, amp = sqrt(6.0 / sigma);	/* sigma*amp^2 = 6 logits */
+			double norm = 0, amp = sqrt(8.0 / sigma);	/* sigma*amp^2 = 8 logits */
 
 			for (int c = 0; c < d; c++)
 				norm += (double)dir[c] * dir[c];
@@ -202,31 +213,36 @@ static void generate_q(int regime, struct rng *r, const struct attn_problem *p,
 int inputs_generate(const char *regime, const struct attn_problem *p, uint64_t seed,
 		    float *q, float *k, float *v)
 {
-	int which = -1, group = p->heads / p->kv_heads;
+	int which = -1, group = p->heads / p->kv_heads, slices = p->batch * p->kv_heads;
 	size_t slice_kv = (size_t)p->m * p->d, slice_q = (size_t)p->n * p->d;
-	struct rng r;
-	float *dir;
+	int ret = 0;
 
 	for (int i = 0; input_regimes[i]; i++)
 		if (!strcmp(regime, input_regimes[i]))
 			which = i;
 	if (which < 0)
 		return -EINVAL;
-	dir = malloc(sizeof(*dir) * 4 * (size_t)p->d);	/* lowrank keeps 4 basis rows */
-	if (!dir)
-		return -ENOMEM;
-	rng_seed(&r, seed);
-	for (int b = 0; b < p->batch; b++)
-		for (int g = 0; g < p->kv_heads; g++) {
-			size_t kv = ((size_t)b * p->kv_heads + g) * slice_kv;
 
-			generate_kv(which, &r, p->m, p->d, k + kv, v + kv, dir);
-			for (int h = g * group; h < (g + 1) * group; h++)
-				generate_q(which, &r, p, k + kv, dir,
-					   q + ((size_t)b * p->heads + h) * slice_q);
+	/* Each KV slice and its query heads draw from their own stream: slices in parallel. */
+	#pragma omp parallel for schedule(dynamic, 1)
+	for (int slice = 0; slice < slices; slice++) {
+		int b = slice / p->kv_heads, g = slice % p->kv_heads;
+		size_t kv = (size_t)slice * slice_kv;
+		float *dir = malloc(sizeof(*dir) * 4 * (size_t)p->d);	/* lowrank: 4 rows */
+		struct rng r;
+
+		if (!dir) {
+			ret = -ENOMEM;
+			continue;
 		}
-	free(dir);
-	return 0;
+		rng_seed(&r, seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(slice + 1)));
+		generate_kv(which, &r, p->m, p->d, k + kv, v + kv, dir);
+		for (int h = g * group; h < (g + 1) * group; h++)
+			generate_q(which, &r, p, k + kv, dir,
+				   q + ((size_t)b * p->heads + h) * slice_q);
+		free(dir);
+	}
+	return ret;
 }
 
 void output_compare(const float *o, const double *ref, size_t rows, int d,

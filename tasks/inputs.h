@@ -5,6 +5,7 @@
 #ifndef ATTNBENCH_INPUTS_H
 #define ATTNBENCH_INPUTS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,6 +14,8 @@
 /* xoshiro256** seeded through splitmix64: fast, and the same stream on every machine. */
 struct rng {
 	uint64_t s[4];
+	double spare;		/* Box-Muller makes normals in pairs */
+	bool has_spare;
 };
 
 void rng_seed(struct rng *r, uint64_t seed);

@@ -35,6 +35,7 @@
 
 #include "memory.h"
 #include "threads.h"
+#include "vexp.h"
 
 /*
  * VARIANTS.md suggests 64 x 64. Measured here (Zen 3, 2 threads, B=1 H=8 N=M=4096
@@ -214,35 +215,6 @@ static void tile_blas(struct flash_tile *t, int q0, int rows)
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 /* Kernels stay out of line: inlined into the tile loop they run out of registers. */
 #define NOINLINE __attribute__((noinline))
-
-/*
- * 2^x for x <= 0 (and -inf), eight at a time: x = k + r with k an integer and
- * |r| <= 1/2, 2^r by a degree-6 polynomial fitted to relative error 3e-9 (below float
- * rounding, so about 1 ulp overall), 2^k added into the exponent. Below -125 the result
- * would be subnormal; it is flushed to 0, which a weight next to the row maximum's 1
- * cannot notice.
- */
-static ALWAYS_INLINE __m256 exp2_v8(__m256 x)
-{
-	const __m256 lowest = _mm256_set1_ps(-125.0f);
-	__m256 under = _mm256_cmp_ps(x, lowest, _CMP_LT_OQ);
-	__m256 k, r, p;
-	__m256i e;
-
-	x = _mm256_max_ps(x, lowest);
-	k = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	r = _mm256_sub_ps(x, k);
-	p = _mm256_set1_ps(1.537070493e-4f);
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.339984825e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(9.618373588e-3f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.550329015e-2f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(2.402264774e-1f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(6.931471825e-1f));
-	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-	e = _mm256_slli_epi32(_mm256_cvtps_epi32(k), 23);
-	p = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
-	return _mm256_andnot_ps(under, p);
-}
 
 /* qt = qscale * (query rows q0 ..)^T, columns past `rows` zero. */
 static void pack_queries(struct flash_tile *t, int q0, int rows)

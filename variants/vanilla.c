@@ -1,9 +1,11 @@
 /*
  * vanilla.c - exact attention with the full score matrix (Vaswani et al. 2017).
  *
- * Per (batch, head) slice: S = QK^T/sqrt(d) into one n x m buffer (OpenBLAS), row
- * softmax in place (OpenMP over rows), O = PV (OpenBLAS). The buffer is taken from the
- * harness allocator so the measured peak shows the n x m matrix this method needs.
+ * Per (batch, head) slice: S = QK^T/sqrt(d) into one n x m buffer (OpenBLAS; in cs by
+ * blocks of rows against the keys they can see), row
+ * softmax in place (OpenMP over rows, vectorised exp), O = PV (OpenBLAS), each output
+ * row divided by its softmax sum. The buffer is taken from the harness allocator so the
+ * measured peak shows the n x m matrix this method needs.
  */
 #include "variant.h"
 
@@ -13,58 +15,84 @@
 #include <stdint.h>
 
 #include "memory.h"
+#include "vexp.h"
 
 /* Below this many scores per slice a parallel region costs more than it saves. */
 #define VANILLA_PARALLEL_MIN 32768
 
 /*
- * Replaces each row of s (n x m) by its softmax over the keys it may see: all m, or
- * keys 0..i in cs. Masked entries become 0, as exp(-inf) would make them.
+ * cs computes blocks of this many rows, each against only the keys its rows can see:
+ * about half the work of the full square, with sgemm calls still large enough to run
+ * near peak.
  */
-static void softmax_rows(float *s, int n, int m, bool causal)
+#define VANILLA_CAUSAL_ROWS 256
+
+/*
+ * Replaces each row of s (n x m, base-2 scores of query rows r0..) by its unnormalised softmax weights over
+ * the keys it may see (all m, or keys 0..i in cs; the rest become 0) and stores each
+ * row's sum, so the division can be done on the d-wide output row instead of the m-wide
+ * score row.
+ */
+static void softmax_rows(float *s, float *sums, int r0, int n, int m, bool causal)
 {
 	#pragma omp parallel for schedule(static) if ((long)n * m >= VANILLA_PARALLEL_MIN)
 	for (int i = 0; i < n; i++) {
 		float *row = s + (size_t)i * m;
-		int keys = causal ? (i + 1 < m ? i + 1 : m) : m;
-		float max = -INFINITY, sum = 0;
+		int keys = causal ? (r0 + i + 1 < m ? r0 + i + 1 : m) : m;
 
-		for (int j = 0; j < keys; j++)
-			max = fmaxf(max, row[j]);
-		for (int j = 0; j < keys; j++) {
-			row[j] = expf(row[j] - max);
-			sum += row[j];
-		}
-		for (int j = 0; j < keys; j++)
-			row[j] /= sum;
+		sums[i] = exp2_shifted_sum(row, keys, row_max(row, keys));
 		for (int j = keys; j < m; j++)
 			row[j] = 0;
 	}
 }
 
+static void divide_rows(float *out, const float *sums, int n, int d)
+{
+	for (int i = 0; i < n; i++)
+		for (int c = 0; c < d; c++)
+			out[(size_t)i * d + c] /= sums[i];
+}
+
 static int vanilla_forward(const struct attn_problem *p, const float *q, const float *k,
 			   const float *v, float *out)
 {
-	float scale = 1.0f / sqrtf((float)p->d);
-	float *s;
+	/* log2(e)/sqrt(d): scores come out in base 2 for exp2. */
+	float scale = (float)(M_LOG2E / sqrt((double)p->d));
+	bool causal = p->pattern == ATTN_CS;
+	int rows = causal ? VANILLA_CAUSAL_ROWS : p->n;
+	float *s, *sums;
 
 	if ((size_t)p->n > SIZE_MAX / sizeof(float) / (size_t)p->m)
 		return -ENOMEM;
 	s = attn_alloc((size_t)p->n * p->m * sizeof(float));
-	if (!s)
+	sums = attn_alloc((size_t)p->n * sizeof(float));
+	if (!s || !sums) {
+		attn_free(s);
+		attn_free(sums);
 		return -ENOMEM;
+	}
 	for (int b = 0; b < p->batch; b++) {
 		for (int h = 0; h < p->heads; h++) {
 			size_t qo = problem_q_offset(p, b, h);
 			size_t kvo = problem_kv_offset(p, b, h);
 
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p->n, p->m, p->d,
-				    scale, q + qo, p->d, k + kvo, p->d, 0.0f, s, p->m);
-			softmax_rows(s, p->n, p->m, p->pattern == ATTN_CS);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, p->n, p->d, p->m,
-				    1.0f, s, p->m, v + kvo, p->d, 0.0f, out + qo, p->d);
+			for (int r0 = 0; r0 < p->n; r0 += rows) {
+				int nr = p->n - r0 < rows ? p->n - r0 : rows;
+				/* cs: rows r0.. see no key past their last row */
+				int keys = causal ? r0 + nr : p->m;
+				const float *qr = q + qo + (size_t)r0 * p->d;
+				float *o = out + qo + (size_t)r0 * p->d;
+
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nr, keys, p->d,
+					    scale, qr, p->d, k + kvo, p->d, 0.0f, s, keys);
+				softmax_rows(s, sums, r0, nr, keys, causal);
+				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, p->d, keys,
+					    1.0f, s, keys, v + kvo, p->d, 0.0f, o, p->d);
+				divide_rows(o, sums, nr, p->d);
+			}
 		}
 	}
+	attn_free(sums);
 	attn_free(s);
 	return 0;
 }
