@@ -60,7 +60,7 @@ static int list_tasks(void)
 		print_patterns(t->patterns, 0);
 		printf("  %s\n", t->summary);
 		if (t->regimes) {
-			printf("           regimes:");
+			printf("           %s (the suite's regimes column):", t->regime_kind);
 			for (int r = 0; t->regimes[r]; r++)
 				printf(" %s", t->regimes[r]);
 			printf("\n");

@@ -28,7 +28,7 @@ const char usage_run[] =
 	"\n"
 	"selection (lists separated by commas; narrow or replace the suite's values):\n"
 	"  --variants LIST     variants to run (default: all of the suite's)\n"
-	"  --tasks LIST        tasks: fidelity, speed, causality\n"
+	"  --tasks LIST        tasks (see 'attnbench list tasks')\n"
 	"  --patterns LIST     patterns: ns, cs, nc, cc\n"
 	"  --lengths LIST      sequence lengths N, or NxM for cross patterns\n"
 	"  --dims LIST         head dimensions d\n"

@@ -54,5 +54,6 @@ const struct task_ops fidelity_task = {
 	.summary = "error of O against double-precision exact attention, per input regime",
 	.patterns = PATTERNS_ALL,
 	.regimes = input_regimes,
+	.regime_kind = "input regimes",
 	.run = fidelity_run,
 };

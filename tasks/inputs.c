@@ -74,6 +74,62 @@ uint64_t rng_below(struct rng *r, uint64_t n)
 	return (uint64_t)(rng_uniform(r) * (double)n) % n;
 }
 
+void random_unit(struct rng *r, float *x, int d)
+{
+	double norm = 0;
+
+	do {
+		for (int c = 0; c < d; c++) {
+			x[c] = (float)rng_normal(r);
+			norm += (double)x[c] * x[c];
+		}
+	} while (norm == 0);
+	for (int c = 0; c < d; c++)
+		x[c] = (float)(x[c] / sqrt(norm));
+}
+
+void orthogonal_unit(struct rng *r, float *x, const float *dir, int d)
+{
+	double dot, norm;
+
+	do {
+		random_unit(r, x, d);
+		dot = 0;
+		for (int c = 0; c < d; c++)
+			dot += (double)x[c] * dir[c];
+		norm = 0;
+		for (int c = 0; c < d; c++) {
+			x[c] = (float)(x[c] - dot * dir[c]);
+			norm += (double)x[c] * x[c];
+		}
+	} while (norm < 1e-6);	/* d = 1 has no orthogonal direction: callers need d >= 2 */
+	for (int c = 0; c < d; c++)
+		x[c] = (float)(x[c] / sqrt(norm));
+}
+
+int nearest_code(const float *o, const float *codes, int count, int d)
+{
+	double best = -INFINITY;
+	int which = 0;
+
+	for (int i = 0; i < count; i++) {
+		double dot = 0;
+
+		for (int c = 0; c < d; c++)
+			dot += (double)o[c] * codes[(size_t)i * d + c];
+		if (dot > best) {
+			best = dot;
+			which = i;
+		}
+	}
+	return which;
+}
+
+double problem_state_bytes(const struct variant_ops *v, const struct attn_problem *p)
+{
+	return v->state_bytes ? v->state_bytes(p) : -1;
+}
+
 const char *const input_regimes[] = {
 	"gaussian", "peaked", "local", "sink", "lowrank", NULL,
 };

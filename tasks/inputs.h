@@ -27,6 +27,15 @@ double rng_normal(struct rng *r);
 /* Uniform integer in [0, n). */
 uint64_t rng_below(struct rng *r, uint64_t n);
 
+/* A random unit vector of d values. */
+void random_unit(struct rng *r, float *x, int d);
+/* Makes x (d values) a unit vector orthogonal to the unit vector dir. */
+void orthogonal_unit(struct rng *r, float *x, const float *dir, int d);
+/* Index of the code (count rows of d) with the largest dot product with o. */
+int nearest_code(const float *o, const float *codes, int count, int d);
+/* The variant's analytic state bytes for p, or a negative number when it has none. */
+double problem_state_bytes(const struct variant_ops *v, const struct attn_problem *p);
+
 /* The fidelity input regimes, NULL-terminated. */
 extern const char *const input_regimes[];
 

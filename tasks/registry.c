@@ -8,11 +8,17 @@
 extern const struct task_ops fidelity_task;
 extern const struct task_ops speed_task;
 extern const struct task_ops causality_task;
+extern const struct task_ops decode_task;
+extern const struct task_ops passkey_task;
+extern const struct task_ops recall_task;
 
 static const struct task_ops *const tasks[] = {
 	&fidelity_task,
 	&speed_task,
 	&causality_task,
+	&decode_task,
+	&passkey_task,
+	&recall_task,
 };
 
 int task_count(void)

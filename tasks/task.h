@@ -81,6 +81,7 @@ struct task_ops {
 	const char *summary;	/* one line for `list tasks` */
 	unsigned int patterns;	/* PATTERN_BIT()s the task is defined for */
 	const char *const *regimes;	/* NULL-terminated input regimes, or NULL */
+	const char *regime_kind;	/* what a regime is, for `list tasks` */
 
 	/*
 	 * Required: runs the cell and fills r (status CELL_OK unless a check failed).

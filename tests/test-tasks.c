@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "inputs.h"
+#include "memory.h"
 #include "task.h"
 
 /* A "variant" that averages all of V for every row: it ignores causality. */
@@ -347,6 +348,135 @@ static void test_speed_stores_every_sample_and_a_summary(void **state)
 	result_release(&r);
 }
 
+/*
+ * A decoder that answers every step with the mean of the V rows fed so far: right at
+ * position 0 (one value), wrong after. Its forward() is vanilla's, so the full pass is
+ * exact and only the incremental outputs are off.
+ */
+struct mean_decode {
+	struct attn_problem p;
+	int len;
+	double *sum;		/* [batch][kv_heads][d] running sums of V */
+};
+
+static int mean_forward(const struct attn_problem *p, const float *q, const float *k,
+			const float *v, float *out)
+{
+	return variant_find("vanilla")->forward(p, q, k, v, out);
+}
+
+static void mean_decode_free(void *state)
+{
+	struct mean_decode *st = state;
+
+	if (!st)
+		return;
+	attn_free(st->sum);
+	attn_free(st);
+}
+
+static int mean_decode_init(const struct attn_problem *p, void **state)
+{
+	struct mean_decode *st = attn_calloc(1, sizeof(*st));
+
+	*state = NULL;
+	if (!st)
+		return -ENOMEM;
+	st->p = *p;
+	st->sum = attn_calloc((size_t)p->batch * p->kv_heads * p->d, sizeof(double));
+	if (!st->sum) {
+		attn_free(st);
+		return -ENOMEM;
+	}
+	*state = st;
+	return 0;
+}
+
+static int mean_decode_step(void *state, const float *q, const float *k, const float *v,
+			    float *out)
+{
+	struct mean_decode *st = state;
+	const struct attn_problem *p = &st->p;
+	int group = p->heads / p->kv_heads;
+
+	(void)q;
+	(void)k;
+	if (st->len >= p->n)
+		return -ENOSPC;
+	st->len++;
+	for (int i = 0; i < p->batch * p->kv_heads * p->d; i++)
+		st->sum[i] += v[i];
+	for (int b = 0; b < p->batch; b++)
+		for (int h = 0; h < p->heads; h++) {
+			size_t kv = (size_t)b * p->kv_heads + h / group;
+			const double *sum = st->sum + kv * p->d;
+			float *o = out + ((size_t)b * p->heads + h) * p->d;
+
+			for (int c = 0; c < p->d; c++)
+				o[c] = (float)(sum[c] / st->len);
+		}
+	return 0;
+}
+
+static const struct variant_ops mean_decode_variant = {
+	.name = "mean-decode",
+	.family = "test",
+	.summary = "exact forward, mean of V when decoding",
+	.citation = "none",
+	.patterns = PATTERNS_ALL,
+	.forward = mean_forward,
+	.decode_init = mean_decode_init,
+	.decode_step = mean_decode_step,
+	.decode_free = mean_decode_free,
+};
+
+static void test_decode_of_exact_attention_equals_the_full_pass(void **state)
+{
+	struct cell c = make_cell(variant_find("vanilla"), "decode", ATTN_CS, 100);
+	struct cell_result r = { 0 };
+	size_t live = memory_live_bytes();
+	/* the KV cache at N + 64 positions: 2 x batch 1 x 1 KV head x 164 x d 32 floats */
+	double cache = 2.0 * 1 * 1 * 164 * 32 * sizeof(float);
+
+	(void)state;
+	assert_int_equal(c.task->run(&c, &r), 0);
+	assert_int_equal(r.status, CELL_OK);
+	assert_int_equal(r.n_samples, 64);
+	assert_true(metric(&r, "tokens") == 64);
+	assert_true(metric(&r, "rel_err") <= 1e-5);
+	assert_true(metric(&r, "state_bytes") == cache);
+	assert_true(metric(&r, "peak_bytes") >= cache);
+	assert_true(metric(&r, "latency_median") > 0);
+	assert_true(metric(&r, "latency_min") <= metric(&r, "latency_median"));
+	assert_true(metric(&r, "latency_ci_lo") <= metric(&r, "latency_median"));
+	assert_true(metric(&r, "latency_ci_hi") >= metric(&r, "latency_median"));
+	assert_true(metric(&r, "latency_q1") <= metric(&r, "latency_q3"));
+	assert_int_equal(memory_live_bytes(), live);
+	result_release(&r);
+}
+
+static void test_decode_catches_a_wrong_step_and_refuses_without_hooks(void **state)
+{
+	struct cell c = make_cell(&mean_decode_variant, "decode", ATTN_CS, 40);
+	struct cell_result r = { 0 };
+
+	(void)state;
+	assert_int_equal(c.task->run(&c, &r), 0);
+	assert_int_equal(r.status, CELL_FAILED);
+	assert_non_null(strstr(r.reason, "differs from the full causal pass"));
+	assert_true(metric(&r, "rel_err") > 1e-2);
+	/* no state_bytes hook, so no state_bytes metric */
+	for (int i = 0; i < r.n_metrics; i++)
+		assert_string_not_equal(r.metrics[i].name, "state_bytes");
+	result_release(&r);
+
+	memset(&r, 0, sizeof(r));
+	c.variant = &leaky_variant;
+	assert_int_equal(c.task->run(&c, &r), -ENOTSUP);
+	assert_int_equal(r.n_samples, 0);
+	result_release(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -358,6 +488,8 @@ int main(void)
 		cmocka_unit_test(test_fidelity_flags_nan_and_scores_a_wrong_variant),
 		cmocka_unit_test(test_causality_passes_exact_attention_and_catches_a_leak),
 		cmocka_unit_test(test_speed_stores_every_sample_and_a_summary),
+		cmocka_unit_test(test_decode_of_exact_attention_equals_the_full_pass),
+		cmocka_unit_test(test_decode_catches_a_wrong_step_and_refuses_without_hooks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "memory.h"
+#include "threads.h"
 #include "variant.h"
 
 /* fp32 kernels against the fp64 oracle: the spec's bound for exact variants. */
@@ -942,6 +943,316 @@ static void test_every_variant_gives_finite_output_for_large_inputs(void **state
 	}
 }
 
+/* ---- incremental decoding ---- */
+
+/* A step sums in another order than the full pass; the spec's bound for decode. */
+#define DECODE_TOLERANCE 1e-5
+
+static const int decode_sizes[] = { 1, 17, 63, 130 };
+static const int decode_dims[] = { 8, 64 };
+
+/* All three decode hooks, or none (variant.h). */
+static bool decodes(const struct variant_ops *v)
+{
+	assert_true(!v->decode_init == !v->decode_step);
+	assert_true(!v->decode_init == !v->decode_free);
+	return v->decode_init != NULL;
+}
+
+/* One position of every slice: Q and O [batch][heads][d], K and V [batch][kv_heads][d]. */
+struct step_rows {
+	float *q, *k, *v, *o;
+};
+
+static void step_rows_make(struct step_rows *r, const struct attn_problem *p)
+{
+	r->q = malloc(sizeof(float) * p->batch * p->heads * p->d);
+	r->k = malloc(sizeof(float) * p->batch * p->kv_heads * p->d);
+	r->v = malloc(sizeof(float) * p->batch * p->kv_heads * p->d);
+	r->o = malloc(sizeof(float) * p->batch * p->heads * p->d);
+	assert_non_null(r->q);
+	assert_non_null(r->k);
+	assert_non_null(r->v);
+	assert_non_null(r->o);
+}
+
+static void step_rows_release(struct step_rows *r)
+{
+	free(r->q);
+	free(r->k);
+	free(r->v);
+	free(r->o);
+}
+
+/* Copies position t of every slice of x (slices of `rows` rows of d) into to[slices][d]. */
+static void gather_position(float *to, const float *x, size_t slices, int rows, int d,
+			    int t)
+{
+	for (size_t s = 0; s < slices; s++)
+		memcpy(to + s * d, x + (s * rows + t) * d, sizeof(float) * d);
+}
+
+static void gather_step(struct step_rows *r, const struct attn_problem *p,
+			const struct tensors *t, int pos)
+{
+	gather_position(r->q, t->q, (size_t)p->batch * p->heads, p->n, p->d, pos);
+	gather_position(r->k, t->k, (size_t)p->batch * p->kv_heads, p->m, p->d, pos);
+	gather_position(r->v, t->v, (size_t)p->batch * p->kv_heads, p->m, p->d, pos);
+}
+
+/* Largest |step - row t of the full pass|, relative to the row's largest magnitude. */
+static double step_error(const struct attn_problem *p, const float *step, const float *full,
+			 int t)
+{
+	double diff = 0, scale = 0;
+
+	for (size_t s = 0; s < (size_t)p->batch * p->heads; s++)
+		for (int c = 0; c < p->d; c++) {
+			double a = step[s * p->d + c], b = full[(s * p->n + t) * p->d + c];
+
+			diff = fmax(diff, fabs(a - b));
+			scale = fmax(scale, fabs(b));
+			if (!isfinite(a))
+				diff = INFINITY;
+		}
+	return scale > 0 ? diff / scale : diff;
+}
+
+/*
+ * Feeds every position of a fresh draw through v's decoder, comparing each step with the
+ * same row of forward() in cs; a step past the capacity must fail with -ENOSPC, and
+ * decode_free() must give back all the memory.
+ */
+static void check_decode(const struct variant_ops *v, const struct attn_problem *p,
+			 uint64_t seed)
+{
+	size_t live = memory_live_bytes();
+	struct step_rows r;
+	struct tensors t;
+	void *dec = NULL;
+	char what[160];
+
+	tensors_make(&t, p, seed, 1.0);
+	step_rows_make(&r, p);
+	run(v, p, &t);
+	assert_int_equal(v->decode_init(p, &dec), 0);
+	assert_non_null(dec);
+	for (int i = 0; i < p->n; i++) {
+		double err;
+
+		gather_step(&r, p, &t, i);
+		assert_int_equal(v->decode_step(dec, r.q, r.k, r.v, r.o), 0);
+		err = step_error(p, r.o, t.o, i);
+		if (!(err <= DECODE_TOLERANCE)) {
+			describe(what, sizeof(what), v, p);
+			print_error("%s: step %d differs from the forward row by %g\n",
+				    what, i, err);
+		}
+		assert_true(err <= DECODE_TOLERANCE);
+	}
+	assert_int_equal(v->decode_step(dec, r.q, r.k, r.v, r.o), -ENOSPC);
+	v->decode_free(dec);
+	assert_int_equal(memory_live_bytes(), live);
+	step_rows_release(&r);
+	tensors_release(&t);
+}
+
+/* The awkward decode shapes: every size, head dimension and KV grouping. */
+static int check_decode_shapes(const struct variant_ops *v, const double *params,
+			       uint64_t *seed)
+{
+	int checked = 0;
+
+	for (int si = 0; si < COUNT(decode_sizes); si++)
+		for (int di = 0; di < COUNT(decode_dims); di++)
+			for (int kv = 0; kv < COUNT(kv_choices); kv++) {
+				int n = decode_sizes[si], d = decode_dims[di];
+				struct attn_problem p = problem(2, 4, kv_choices[kv], n, n, d,
+								ATTN_CS, params);
+
+				check_decode(v, &p, (*seed)++);
+				checked++;
+			}
+	return checked;
+}
+
+static void test_every_decoding_variant_matches_its_causal_forward(void **state)
+{
+	double params[VARIANT_MAX_PARAMS];
+	uint64_t seed = SEED + 3000;
+	int checked = 0;
+
+	(void)state;
+	for (int i = 0; i < variant_count(); i++) {
+		const struct variant_ops *v = variant_at(i);
+
+		if (!decodes(v))
+			continue;
+		assert_true(supports(v, ATTN_CS));
+		variant_default_params(v, params);
+		checked += check_decode_shapes(v, params, &seed);
+	}
+	assert_true(checked > 0);
+}
+
+/* Windows of one key, a few, and at least every position (then it is vanilla's). */
+static void test_local_decoding_matches_its_forward_for_every_window(void **state)
+{
+	static const int windows[] = { 1, 5, 130, 1000 };
+	const struct variant_ops *v = variant_find("local");
+	uint64_t seed = SEED + 4000;
+
+	(void)state;
+	assert_true(decodes(v));
+	for (int wi = 0; wi < COUNT(windows); wi++) {
+		double params[1] = { windows[wi] };
+
+		check_decode_shapes(v, params, &seed);
+	}
+}
+
+/* Blocks of one key, an odd size, and more than the cache: block edges fall everywhere. */
+static void test_flash_decoding_matches_its_forward_for_every_block_size(void **state)
+{
+	static const int blocks[] = { 1, 7, 64, 300 };
+	const struct variant_ops *v = variant_find("flash");
+	uint64_t seed = SEED + 5000;
+
+	(void)state;
+	assert_true(decodes(v));
+	for (int bi = 0; bi < COUNT(blocks); bi++) {
+		double params[2] = { 64, blocks[bi] };
+
+		check_decode_shapes(v, params, &seed);
+		/* 12 takes the portable path; 40 = 32 + 8 both vector widths */
+		for (int d = 12; d <= 40; d += 28) {
+			struct attn_problem p = problem(2, 4, 2, 63, 63, d, ATTN_CS,
+							params);
+
+			check_decode(v, &p, seed++);
+		}
+	}
+}
+
+/*
+ * Fewer slices than threads: flash splits each slice's cache into runs of blocks walked
+ * apart and merges them. Three threads give uneven runs.
+ */
+static void test_flash_decoding_splits_the_cache_across_threads(void **state)
+{
+	static const int blocks[] = { 1, 7, 64 };
+	const struct variant_ops *v = variant_find("flash");
+	int saved = threads_get();
+	uint64_t seed = SEED + 6000;
+
+	(void)state;
+	threads_set(3);
+	for (int bi = 0; bi < COUNT(blocks); bi++)
+		for (int si = 0; si < COUNT(decode_sizes); si++) {
+			double params[2] = { 64, blocks[bi] };
+			int n = decode_sizes[si];
+			struct attn_problem p = problem(1, 2, 1, n, n, 64, ATTN_CS, params);
+
+			check_decode(v, &p, seed++);
+		}
+	threads_set(saved);
+}
+
+/* Decoding is cs only for the window; the ns window would need keys not yet fed. */
+static void test_local_decoding_refuses_other_patterns(void **state)
+{
+	const struct variant_ops *v = variant_find("local");
+	double params[1] = { 5 };
+	struct attn_problem p = problem(1, 2, 2, 16, 16, 8, ATTN_NS, params);
+	void *dec = &dec;
+
+	(void)state;
+	assert_int_equal(v->decode_init(&p, &dec), -ENOTSUP);
+	assert_null(dec);
+}
+
+/* Allocator peak over decode_init() and n steps of random positions, freed after. */
+static size_t decode_peak(const struct variant_ops *v, const struct attn_problem *p)
+{
+	size_t live = memory_live_bytes(), peak;
+	struct step_rows r;
+	struct rng g = { SEED };
+	void *dec;
+
+	step_rows_make(&r, p);
+	memory_reset_peak();
+	assert_int_equal(v->decode_init(p, &dec), 0);
+	for (int t = 0; t < p->n; t++) {
+		fill_normal(&g, r.q, (size_t)p->batch * p->heads * p->d, 1.0);
+		fill_normal(&g, r.k, (size_t)p->batch * p->kv_heads * p->d, 1.0);
+		fill_normal(&g, r.v, (size_t)p->batch * p->kv_heads * p->d, 1.0);
+		assert_int_equal(v->decode_step(dec, r.q, r.k, r.v, r.o), 0);
+	}
+	peak = memory_peak_bytes() - live;
+	v->decode_free(dec);
+	assert_int_equal(memory_live_bytes(), live);
+	step_rows_release(&r);
+	return peak;
+}
+
+/* The ring holds w positions whatever the length; a KV cache grows with it. */
+static void test_local_decoding_state_does_not_grow_with_the_sequence(void **state)
+{
+	double params[1] = { 8 };
+	struct attn_problem shortp = problem(1, 4, 2, 64, 64, 16, ATTN_CS, params);
+	struct attn_problem longp = problem(1, 4, 2, 1024, 1024, 16, ATTN_CS, params);
+	size_t short_peak, long_peak;
+
+	(void)state;
+	short_peak = decode_peak(variant_find("local"), &shortp);
+	long_peak = decode_peak(variant_find("local"), &longp);
+	assert_true(short_peak > 0);
+	assert_int_equal(short_peak, long_peak);
+	/* At least the ring of keys and values, 2 x 2 KV heads x 8 x 16 floats. */
+	assert_true(short_peak >= 2 * 2 * 8 * 16 * sizeof(float));
+
+	shortp.params = longp.params = NULL;
+	short_peak = decode_peak(variant_find("vanilla"), &shortp);
+	long_peak = decode_peak(variant_find("vanilla"), &longp);
+	assert_true(long_peak >= 2 * 2 * 1024 * 16 * sizeof(float));
+	assert_true(long_peak > short_peak);
+}
+
+/* The KV cache of exact attention; local's window does not grow with the keys. */
+static void test_state_bytes_follow_their_formulas(void **state)
+{
+	static const char *const exact[] = { "vanilla", "flash" };
+	const struct variant_ops *local = variant_find("local");
+	double window[1] = { 8 };
+
+	(void)state;
+	for (int i = 0; i < COUNT(exact); i++) {
+		const struct variant_ops *v = variant_find(exact[i]);
+		double params[VARIANT_MAX_PARAMS];
+		struct attn_problem p = problem(2, 8, 2, 300, 300, 64, ATTN_CS, params);
+
+		variant_default_params(v, params);
+		assert_non_null(v->state_bytes);
+		assert_true(v->state_bytes(&p) == 2.0 * 2 * 2 * 300 * 64 * 4);
+		p = problem(1, 4, 4, 17, 33, 8, ATTN_NC, params);
+		assert_true(v->state_bytes(&p) == 2.0 * 1 * 4 * 33 * 8 * 4);
+	}
+	assert_non_null(local->state_bytes);
+	for (int pi = 0; pi < COUNT(self_patterns); pi++) {
+		enum attn_pattern pat = self_patterns[pi];
+		/* cs sees w keys, ns 2w + 1 */
+		double span = pat == ATTN_CS ? 8 : 17;
+		struct attn_problem shortp = problem(2, 4, 2, 64, 64, 16, pat, window);
+		struct attn_problem longp = problem(2, 4, 2, 1024, 1024, 16, pat, window);
+		struct attn_problem tiny = problem(2, 4, 2, 5, 5, 16, pat, window);
+
+		assert_true(local->state_bytes(&shortp) == local->state_bytes(&longp));
+		assert_true(local->state_bytes(&shortp) == 2.0 * 2 * 2 * span * 16 * 4);
+		/* a window longer than the sequence holds only the sequence */
+		assert_true(local->state_bytes(&tiny) == 2.0 * 2 * 2 * 5 * 16 * 4);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -965,6 +1276,13 @@ int main(void)
 		cmocka_unit_test(test_every_variant_keeps_slices_independent),
 		cmocka_unit_test(test_every_variant_is_deterministic),
 		cmocka_unit_test(test_every_variant_gives_finite_output_for_large_inputs),
+		cmocka_unit_test(test_every_decoding_variant_matches_its_causal_forward),
+		cmocka_unit_test(test_local_decoding_matches_its_forward_for_every_window),
+		cmocka_unit_test(test_flash_decoding_matches_its_forward_for_every_block_size),
+		cmocka_unit_test(test_flash_decoding_splits_the_cache_across_threads),
+		cmocka_unit_test(test_local_decoding_refuses_other_patterns),
+		cmocka_unit_test(test_local_decoding_state_does_not_grow_with_the_sequence),
+		cmocka_unit_test(test_state_bytes_follow_their_formulas),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,12 @@
  *    query tile is packed once per tile instead of a key tile per key tile;
  *  - portable: cblas_sgemm for both products with OpenBLAS held single-threaded, and a
  *    scalar row softmax.
+ *
+ * Incremental decoding walks the KV cache once per step in blocks of block_k keys with
+ * the same online softmax, so no score row of the cache's length exists. When there are
+ * fewer (batch, head) slices than threads, each slice's cache is split into runs of
+ * blocks that threads walk apart, and their partial results are merged at the end (the
+ * split-KV idea of Flash-Decoding, Dao et al. 2023).
  */
 #include "variant.h"
 
@@ -618,6 +624,305 @@ static double flash_flops(const struct attn_problem *p)
 	return 4.0 * p->batch * p->heads * p->d * pairs;
 }
 
+/* Bytes of the KV cache at this shape: keys and values of every position, float32. */
+static double flash_state_bytes(const struct attn_problem *p)
+{
+	return 2.0 * p->batch * p->kv_heads * p->m * p->d * sizeof(float);
+}
+
+/*
+ * Below this many multiply-adds per step (slices x cached keys x d, scores and sum
+ * alike) a parallel region costs more than it saves.
+ */
+#define FLASH_DECODE_PARALLEL_MIN 32768
+
+/*
+ * Incremental decoding. A partial result is one run of key blocks of one slice: its
+ * running max and sum and its unnormalised output row, each on its own cache lines.
+ */
+struct flash_decode {
+	struct attn_problem p;	/* n = m = capacity in positions */
+	double params[2];	/* p.params points here */
+	int len;		/* positions fed so far */
+	int threads;		/* score tiles; the most threads a step runs on */
+	int bk;			/* keys per block */
+	int max_splits;		/* partial results per slice */
+	int part_len;		/* floats per partial result */
+	float *k, *v;		/* cache, [batch][kv_heads][capacity][d] */
+	float *s;		/* [threads][round16(bk)] scores of one block */
+	float *part;		/* [slices][max_splits][part_len]: acc[d], max, sum */
+};
+
+/* Dot product in eight fixed partial sums, so it vectorises and stays deterministic. */
+static float dot(const float *a, const float *b, int d)
+{
+	float part[8] = { 0 }, s = 0;
+	int c = 0;
+
+	for (; c + 8 <= d; c += 8)
+		for (int l = 0; l < 8; l++)
+			part[l] += a[c + l] * b[c + l];
+	for (; c < d; c++)
+		s += a[c] * b[c];
+	for (int l = 0; l < 8; l++)
+		s += part[l];
+	return s;
+}
+
+static void flash_decode_free(void *state)
+{
+	struct flash_decode *st = state;
+
+	if (!st)
+		return;
+	attn_free(st->part);
+	attn_free(st->s);
+	attn_free(st->v);
+	attn_free(st->k);
+	attn_free(st);
+}
+
+static int flash_decode_init(const struct attn_problem *p, void **state)
+{
+	struct flash_decode *st;
+	int slices = p->batch * p->heads;
+	size_t cache;
+
+	*state = NULL;
+	if (p->pattern != ATTN_CS)
+		return -ENOTSUP;
+	if (p->batch < 1 || p->heads < 1 || p->kv_heads < 1 || p->n < 1 || p->d < 1 ||
+	    p->heads % p->kv_heads)
+		return -EINVAL;
+	if ((double)p->batch * p->kv_heads * p->n * p->d * sizeof(float) > (double)SIZE_MAX)
+		return -ENOMEM;
+	st = attn_calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->p = *p;
+	st->p.m = p->n;
+	st->params[FLASH_BLOCK_Q] = FLASH_BLOCK_Q_DEFAULT;
+	st->params[FLASH_BLOCK_K] = FLASH_BLOCK_K_DEFAULT;
+	if (p->params) {
+		st->params[FLASH_BLOCK_Q] = p->params[FLASH_BLOCK_Q];
+		st->params[FLASH_BLOCK_K] = p->params[FLASH_BLOCK_K];
+	}
+	st->p.params = st->params;
+	st->bk = (int)st->params[FLASH_BLOCK_K];
+	st->bk = st->bk < p->n ? st->bk : p->n;
+	st->threads = max_threads();
+	/* Slices are split only to give every thread work. */
+	st->max_splits = (st->threads + slices - 1) / slices;
+	st->part_len = (int)round_up((size_t)p->d + 2, FLASH_LINE);
+	cache = (size_t)p->batch * p->kv_heads * p->n * p->d;
+	st->k = attn_alloc(cache * sizeof(float));
+	st->v = attn_alloc(cache * sizeof(float));
+	st->s = attn_calloc(st->threads * round_up(st->bk, FLASH_LINE), sizeof(float));
+	st->part = attn_calloc((size_t)slices * st->max_splits * st->part_len,
+			       sizeof(float));
+	if (!st->k || !st->v || !st->s || !st->part)
+		goto out_free_state;
+	*state = st;
+	return 0;
+
+out_free_state:
+	flash_decode_free(st);
+	return -ENOMEM;
+}
+
+/* s[j] = qscale * q . k_j for the cols keys (rows of k). */
+static void block_scores(const float *q, const float *k, int d, int cols, float qscale,
+			 float *s)
+{
+	int j = 0;
+
+#ifdef FLASH_AVX2
+	/* Four keys at a time share the loads of q; their sums are reduced together. */
+	if (d % 8 == 0) {
+		for (; j + 4 <= cols; j += 4) {
+			const float *k0 = k + (size_t)j * d, *k1 = k0 + d;
+			const float *k2 = k1 + d, *k3 = k2 + d;
+			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, h;
+			__m128 sum;
+
+			for (int c = 0; c < d; c += 8) {
+				__m256 x = _mm256_loadu_ps(q + c);
+
+				a0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k0 + c), a0);
+				a1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k1 + c), a1);
+				a2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k2 + c), a2);
+				a3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(k3 + c), a3);
+			}
+			/* lanes 0..3 and 4..7 of h hold halves of the four sums */
+			h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+			sum = _mm_add_ps(_mm256_castps256_ps128(h),
+					 _mm256_extractf128_ps(h, 1));
+			_mm_storeu_ps(s + j, _mm_mul_ps(sum, _mm_set1_ps(qscale)));
+		}
+	}
+#endif
+	for (; j < cols; j++)
+		s[j] = qscale * dot(q, k + (size_t)j * d, d);
+}
+
+/* acc = alpha * acc + sum_j p[j] v_j over the cols values (rows of v). */
+static void block_accumulate(float *acc, float alpha, const float *p, const float *v, int d,
+			     int cols)
+{
+	int c = 0;
+
+#ifdef FLASH_AVX2
+	/* 32 columns of acc stay in registers while the block's values stream past. */
+	if (d % 8 == 0) {
+		__m256 a = _mm256_set1_ps(alpha);
+
+		for (; c + 32 <= d; c += 32) {
+			__m256 o0 = _mm256_mul_ps(a, _mm256_loadu_ps(acc + c));
+			__m256 o1 = _mm256_mul_ps(a, _mm256_loadu_ps(acc + c + 8));
+			__m256 o2 = _mm256_mul_ps(a, _mm256_loadu_ps(acc + c + 16));
+			__m256 o3 = _mm256_mul_ps(a, _mm256_loadu_ps(acc + c + 24));
+
+			for (int j = 0; j < cols; j++) {
+				const float *vj = v + (size_t)j * d + c;
+				__m256 w = _mm256_broadcast_ss(p + j);
+
+				o0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vj), o0);
+				o1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vj + 8), o1);
+				o2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vj + 16), o2);
+				o3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vj + 24), o3);
+			}
+			_mm256_storeu_ps(acc + c, o0);
+			_mm256_storeu_ps(acc + c + 8, o1);
+			_mm256_storeu_ps(acc + c + 16, o2);
+			_mm256_storeu_ps(acc + c + 24, o3);
+		}
+		for (; c < d; c += 8) {
+			__m256 o = _mm256_mul_ps(a, _mm256_loadu_ps(acc + c));
+
+			for (int j = 0; j < cols; j++) {
+				const float *vj = v + (size_t)j * d + c;
+
+				o = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j),
+						    _mm256_loadu_ps(vj), o);
+			}
+			_mm256_storeu_ps(acc + c, o);
+		}
+		return;
+	}
+#endif
+	for (; c < d; c++)
+		acc[c] *= alpha;
+	for (int j = 0; j < cols; j++)
+		for (c = 0; c < d; c++)
+			acc[c] += p[j] * v[(size_t)j * d + c];
+}
+
+/*
+ * Online softmax of query q over keys j0..j1-1 of one slice's cache, block by block:
+ * part gets the unnormalised output row, then the max and the sum (base 2). s holds one
+ * block of scores.
+ */
+static void decode_run(const struct flash_decode *st, const float *q, const float *kc,
+		       const float *vc, int j0, int j1, float *s, float *part)
+{
+	int d = st->p.d, bk = st->bk;
+	/* log2(e)/sqrt(d): scores come out in base 2 for exp2. */
+	float qscale = (float)(1.4426950408889634 / sqrt((double)d));
+	float mx = -INFINITY, l = 0;
+
+	for (int c = 0; c < d; c++)
+		part[c] = 0;
+	for (int b0 = j0; b0 < j1; b0 += bk) {
+		int cols = j1 - b0 < bk ? j1 - b0 : bk;
+		const size_t at = (size_t)b0 * d;
+		float m_new, alpha;
+
+		block_scores(q, kc + at, d, cols, qscale, s);
+		m_new = fmaxf(mx, row_max(s, cols));
+		alpha = exp2f(mx - m_new);
+		l = alpha * l + exp2_shifted_sum(s, cols, m_new);
+		block_accumulate(part, alpha, s, vc + at, d, cols);
+		mx = m_new;
+	}
+	part[d] = mx;
+	part[d + 1] = l;
+}
+
+/* out = the splits' partial results rescaled to their common max, over their sum. */
+static void decode_merge(const float *part, int splits, int part_len, int d, float *out)
+{
+	float mx = -INFINITY, l = 0;
+
+	for (int i = 0; i < splits; i++)
+		mx = fmaxf(mx, part[(size_t)i * part_len + d]);
+	for (int c = 0; c < d; c++)
+		out[c] = 0;
+	for (int i = 0; i < splits; i++) {
+		const float *pi = part + (size_t)i * part_len;
+		float scale = exp2f(pi[d] - mx);
+
+		l += scale * pi[d + 1];
+		for (int c = 0; c < d; c++)
+			out[c] += scale * pi[c];
+	}
+	for (int c = 0; c < d; c++)
+		out[c] /= l;
+}
+
+/* Copies the new position's key and value rows into the cache at row t. */
+static void cache_append(const struct attn_problem *p, int t, float *kc, float *vc,
+			 const float *k, const float *v)
+{
+	for (int i = 0; i < p->batch * p->kv_heads; i++) {
+		size_t at = ((size_t)i * p->m + t) * p->d;
+
+		for (int c = 0; c < p->d; c++) {
+			kc[at + c] = k[(size_t)i * p->d + c];
+			vc[at + c] = v[(size_t)i * p->d + c];
+		}
+	}
+}
+
+static int flash_decode_step(void *state, const float *q, const float *k, const float *v,
+			     float *out)
+{
+	struct flash_decode *st = state;
+	const struct attn_problem *p = &st->p;
+	int slices = p->batch * p->heads, d = p->d, keys, blocks, splits;
+	size_t s_len = round_up(st->bk, FLASH_LINE);
+
+	if (st->len >= p->m)
+		return -ENOSPC;
+	cache_append(p, st->len, st->k, st->v, k, v);
+	keys = ++st->len;
+	blocks = (keys + st->bk - 1) / st->bk;
+	splits = st->max_splits < blocks ? st->max_splits : blocks;
+
+	#pragma omp parallel num_threads(st->threads) \
+		if ((double)slices * keys * d >= FLASH_DECODE_PARALLEL_MIN)
+	{
+		float *s = st->s + (size_t)thread_id() * s_len;
+
+		/* Split j of a slice walks blocks j * blocks / splits .. (j + 1) * ... - 1. */
+		#pragma omp for schedule(static)
+		for (long it = 0; it < (long)slices * splits; it++) {
+			int i = (int)(it / splits), split = (int)(it % splits);
+			size_t kvo = problem_kv_offset(p, i / p->heads, i % p->heads);
+			int j0 = (int)((long)split * blocks / splits) * st->bk;
+			int j1 = (int)((long)(split + 1) * blocks / splits) * st->bk;
+			float *part = st->part + (size_t)it * st->part_len;
+
+			decode_run(st, q + (size_t)i * d, st->k + kvo, st->v + kvo, j0,
+				   j1 < keys ? j1 : keys, s, part);
+		}
+		#pragma omp for schedule(static)
+		for (int i = 0; i < slices; i++)
+			decode_merge(st->part + (size_t)i * splits * st->part_len, splits,
+				     st->part_len, d, out + (size_t)i * d);
+	}
+	return 0;
+}
+
 const struct variant_ops flash_variant = {
 	.name		= "flash",
 	.family		= "exact",
@@ -631,4 +936,8 @@ const struct variant_ops flash_variant = {
 	.n_params	= 2,
 	.forward	= flash_forward,
 	.flops		= flash_flops,
+	.state_bytes	= flash_state_bytes,
+	.decode_init	= flash_decode_init,
+	.decode_step	= flash_decode_step,
+	.decode_free	= flash_decode_free,
 };

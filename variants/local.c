@@ -5,11 +5,15 @@
  * Slots outside the sequence are masked, never clamped onto its ends. Each row is
  * computed directly from its window, O(n w d), in parallel over rows; the only memory is
  * one window of scores per thread.
+ *
+ * Incremental decoding (cs) keeps a ring of the last w keys and values per KV head,
+ * since no later row can see anything older: its state does not grow with the length.
  */
 #include "variant.h"
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -149,6 +153,156 @@ static double local_flops(const struct attn_problem *p)
 	return 4.0 * p->batch * p->heads * p->d * pairs;
 }
 
+/*
+ * Bytes of the keys and values one row can see, float32: a window of w (cs) or 2w + 1
+ * (ns) positions, at most the sequence.
+ */
+static double local_state_bytes(const struct attn_problem *p)
+{
+	long w = p->params ? (long)p->params[0] : LOCAL_WINDOW_DEFAULT;
+	long span = p->pattern == ATTN_CS ? w : 2 * w + 1;
+
+	if (span > p->m)
+		span = p->m;
+	return 2.0 * p->batch * p->kv_heads * span * p->d * sizeof(float);
+}
+
+/*
+ * Below this many multiply-adds per step (slices x window x d, scores and sum alike) a
+ * parallel region costs more than it saves.
+ */
+#define LOCAL_DECODE_PARALLEL_MIN 32768
+
+/* Incremental decoding: position j lives in slot j % ring until j + ring replaces it. */
+struct local_decode {
+	struct attn_problem p;	/* n = m = capacity in positions */
+	double params[1];	/* p.params points here */
+	long w;			/* window */
+	int ring;		/* slots per KV head: min(w, capacity) */
+	int len;		/* positions fed so far */
+	int threads;		/* score rows; the most threads a step runs on */
+	float *k, *v;		/* [batch][kv_heads][ring][d] */
+	float *s;		/* [threads][ring] scores */
+};
+
+static void local_decode_free(void *state)
+{
+	struct local_decode *st = state;
+
+	if (!st)
+		return;
+	attn_free(st->s);
+	attn_free(st->v);
+	attn_free(st->k);
+	attn_free(st);
+}
+
+static int local_decode_init(const struct attn_problem *p, void **state)
+{
+	struct local_decode *st;
+	size_t ring;
+
+	*state = NULL;
+	if (p->pattern != ATTN_CS)
+		return -ENOTSUP;
+	if (p->batch < 1 || p->heads < 1 || p->kv_heads < 1 || p->n < 1 || p->d < 1 ||
+	    p->heads % p->kv_heads)
+		return -EINVAL;
+	if ((double)p->batch * p->kv_heads * p->n * p->d * sizeof(float) > (double)SIZE_MAX)
+		return -ENOMEM;
+	st = attn_calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->p = *p;
+	st->p.m = p->n;
+	st->params[0] = p->params ? p->params[0] : LOCAL_WINDOW_DEFAULT;
+	st->p.params = st->params;
+	st->w = (long)st->params[0];
+	st->ring = st->w < p->n ? (int)st->w : p->n;
+	st->threads = max_threads();
+	ring = (size_t)p->batch * p->kv_heads * st->ring * p->d;
+	st->k = attn_calloc(ring, sizeof(float));
+	st->v = attn_calloc(ring, sizeof(float));
+	st->s = attn_calloc((size_t)st->threads * st->ring, sizeof(float));
+	if (!st->k || !st->v || !st->s)
+		goto out_free_state;
+	*state = st;
+	return 0;
+
+out_free_state:
+	local_decode_free(st);
+	return -ENOMEM;
+}
+
+/*
+ * local_row() over positions lo..hi-1 kept in a ring of `ring` slots (hi - lo <= ring),
+ * in the same order and arithmetic, so it gives the forward pass's row.
+ */
+static void ring_row(const float *q, const float *k, const float *v, int d, float scale,
+		     long lo, long hi, int ring, float *scratch, float *out)
+{
+	float max = -INFINITY, sum = 0;
+	int slot = (int)(lo % ring);
+
+	for (int c = 0; c < d; c++)
+		out[c] = 0;
+	if (hi <= lo)
+		return;
+	for (long j = lo; j < hi; j++) {
+		scratch[j - lo] = scale * dot(q, k + (size_t)slot * d, d);
+		max = fmaxf(max, scratch[j - lo]);
+		slot = slot + 1 == ring ? 0 : slot + 1;
+	}
+	slot = (int)(lo % ring);
+	for (long j = lo; j < hi; j++) {
+		float w = expf(scratch[j - lo] - max);
+		const float *vj = v + (size_t)slot * d;
+
+		sum += w;
+		for (int c = 0; c < d; c++)
+			out[c] += w * vj[c];
+		slot = slot + 1 == ring ? 0 : slot + 1;
+	}
+	for (int c = 0; c < d; c++)
+		out[c] /= sum;
+}
+
+static int local_decode_step(void *state, const float *q, const float *k, const float *v,
+			     float *out)
+{
+	struct local_decode *st = state;
+	const struct attn_problem *p = &st->p;
+	float scale = 1.0f / sqrtf((float)p->d);
+	int slices = p->batch * p->heads, d = p->d, t = st->len, slot;
+	long lo;
+
+	if (t >= p->m)
+		return -ENOSPC;
+	slot = t % st->ring;
+	for (int i = 0; i < p->batch * p->kv_heads; i++) {
+		size_t at = ((size_t)i * st->ring + slot) * d;
+
+		for (int c = 0; c < d; c++) {
+			st->k[at + c] = k[(size_t)i * d + c];
+			st->v[at + c] = v[(size_t)i * d + c];
+		}
+	}
+	st->len++;
+	lo = t - st->w + 1 > 0 ? t - st->w + 1 : 0;
+
+	#pragma omp parallel for num_threads(st->threads) schedule(static) \
+		if ((double)slices * (t + 1 - lo) * d >= LOCAL_DECODE_PARALLEL_MIN)
+	for (int i = 0; i < slices; i++) {
+		int b = i / p->heads, kvh = i % p->heads / (p->heads / p->kv_heads);
+		size_t kvo = ((size_t)b * p->kv_heads + kvh) * st->ring * d;
+		float *scratch = st->s + (size_t)thread_id() * st->ring;
+
+		ring_row(q + (size_t)i * d, st->k + kvo, st->v + kvo, d, scale, lo, t + 1,
+			 st->ring, scratch, out + (size_t)i * d);
+	}
+	return 0;
+}
+
 const struct variant_ops local_variant = {
 	.name		= "local",
 	.family		= "sparse",
@@ -162,4 +316,8 @@ const struct variant_ops local_variant = {
 	.n_params	= 1,
 	.forward	= local_forward,
 	.flops		= local_flops,
+	.state_bytes	= local_state_bytes,
+	.decode_init	= local_decode_init,
+	.decode_step	= local_decode_step,
+	.decode_free	= local_decode_free,
 };

@@ -6,6 +6,10 @@
  * softmax in place (OpenMP over rows, vectorised exp), O = PV (OpenBLAS), each output
  * row divided by its softmax sum. The buffer is taken from the harness allocator so the
  * measured peak shows the n x m matrix this method needs.
+ *
+ * Incremental decoding keeps a KV cache of the capacity's length; each step appends one
+ * key and value per KV head and scores the new query against the whole cache, one row
+ * of scores per thread (OpenMP over the (batch, head) slices).
  */
 #include "variant.h"
 
@@ -13,6 +17,10 @@
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "memory.h"
 #include "vexp.h"
@@ -107,6 +115,157 @@ static double vanilla_flops(const struct attn_problem *p)
 	return 4.0 * p->batch * p->heads * p->d * pairs;
 }
 
+/* Bytes of the KV cache at this shape: keys and values of every position, float32. */
+static double vanilla_state_bytes(const struct attn_problem *p)
+{
+	return 2.0 * p->batch * p->kv_heads * p->m * p->d * sizeof(float);
+}
+
+/*
+ * Below this many multiply-adds per step (slices x cached keys x d, scores and sum
+ * alike) a parallel region costs more than it saves.
+ */
+#define VANILLA_DECODE_PARALLEL_MIN 32768
+
+/* Incremental decoding: the problem, the KV cache and one score row per thread. */
+struct vanilla_decode {
+	struct attn_problem p;	/* n = m = capacity in positions */
+	int len;		/* positions fed so far */
+	int threads;		/* score rows; the most threads a step runs on */
+	float *k, *v;		/* cache, [batch][kv_heads][capacity][d] */
+	float *s;		/* [threads][capacity] scores, then softmax weights */
+};
+
+static int max_threads(void)
+{
+#ifdef _OPENMP
+	return omp_get_max_threads();
+#else
+	return 1;
+#endif
+}
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+	return omp_get_thread_num();
+#else
+	return 0;
+#endif
+}
+
+/* Dot product in eight fixed partial sums, so it vectorises and stays deterministic. */
+static float dot(const float *a, const float *b, int d)
+{
+	float part[8] = { 0 }, s = 0;
+	int c = 0;
+
+	for (; c + 8 <= d; c += 8)
+		for (int l = 0; l < 8; l++)
+			part[l] += a[c + l] * b[c + l];
+	for (; c < d; c++)
+		s += a[c] * b[c];
+	for (int l = 0; l < 8; l++)
+		s += part[l];
+	return s;
+}
+
+static void vanilla_decode_free(void *state)
+{
+	struct vanilla_decode *st = state;
+
+	if (!st)
+		return;
+	attn_free(st->s);
+	attn_free(st->v);
+	attn_free(st->k);
+	attn_free(st);
+}
+
+static int vanilla_decode_init(const struct attn_problem *p, void **state)
+{
+	struct vanilla_decode *st;
+	size_t cache;
+
+	*state = NULL;
+	if (p->pattern != ATTN_CS)
+		return -ENOTSUP;
+	if (p->batch < 1 || p->heads < 1 || p->kv_heads < 1 || p->n < 1 || p->d < 1 ||
+	    p->heads % p->kv_heads)
+		return -EINVAL;
+	if ((double)p->batch * p->kv_heads * p->n * p->d * sizeof(float) > (double)SIZE_MAX)
+		return -ENOMEM;
+	st = attn_calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->p = *p;
+	st->p.m = p->n;
+	st->p.params = NULL;
+	st->threads = max_threads();
+	cache = (size_t)p->batch * p->kv_heads * p->n * p->d;
+	st->k = attn_alloc(cache * sizeof(float));
+	st->v = attn_alloc(cache * sizeof(float));
+	st->s = attn_calloc((size_t)st->threads * p->n, sizeof(float));
+	if (!st->k || !st->v || !st->s)
+		goto out_free_state;
+	*state = st;
+	return 0;
+
+out_free_state:
+	vanilla_decode_free(st);
+	return -ENOMEM;
+}
+
+/* Copies the new position's key and value rows into the cache at row t. */
+static void cache_append(const struct attn_problem *p, int t, float *kc, float *vc,
+			 const float *k, const float *v)
+{
+	for (int i = 0; i < p->batch * p->kv_heads; i++) {
+		size_t at = ((size_t)i * p->m + t) * p->d;
+
+		for (int c = 0; c < p->d; c++) {
+			kc[at + c] = k[(size_t)i * p->d + c];
+			vc[at + c] = v[(size_t)i * p->d + c];
+		}
+	}
+}
+
+static int vanilla_decode_step(void *state, const float *q, const float *k, const float *v,
+			       float *out)
+{
+	struct vanilla_decode *st = state;
+	const struct attn_problem *p = &st->p;
+	/* log2(e)/sqrt(d): scores come out in base 2 for exp2. */
+	float scale = (float)(M_LOG2E / sqrt((double)p->d));
+	int slices = p->batch * p->heads, keys, d = p->d;
+
+	if (st->len >= p->m)
+		return -ENOSPC;
+	cache_append(p, st->len, st->k, st->v, k, v);
+	keys = ++st->len;
+
+	#pragma omp parallel for num_threads(st->threads) schedule(static) \
+		if ((double)slices * keys * d >= VANILLA_DECODE_PARALLEL_MIN)
+	for (int i = 0; i < slices; i++) {
+		size_t kvo = problem_kv_offset(p, i / p->heads, i % p->heads);
+		const float *qi = q + (size_t)i * d, *kc = st->k + kvo, *vc = st->v + kvo;
+		float *s = st->s + (size_t)thread_id() * p->m, *o = out + (size_t)i * d;
+		float sum;
+
+		for (int j = 0; j < keys; j++)
+			s[j] = scale * dot(qi, kc + (size_t)j * d, d);
+		sum = exp2_shifted_sum(s, keys, row_max(s, keys));
+		for (int c = 0; c < d; c++)
+			o[c] = 0;
+		for (int j = 0; j < keys; j++)
+			for (int c = 0; c < d; c++)
+				o[c] += s[j] * vc[(size_t)j * d + c];
+		for (int c = 0; c < d; c++)
+			o[c] /= sum;
+	}
+	return 0;
+}
+
 const struct variant_ops vanilla_variant = {
 	.name		= "vanilla",
 	.family		= "exact",
@@ -120,4 +279,8 @@ const struct variant_ops vanilla_variant = {
 	.n_params	= 0,
 	.forward	= vanilla_forward,
 	.flops		= vanilla_flops,
+	.state_bytes	= vanilla_state_bytes,
+	.decode_init	= vanilla_decode_init,
+	.decode_step	= vanilla_decode_step,
+	.decode_free	= vanilla_decode_free,
 };

@@ -113,6 +113,27 @@ struct variant_ops {
 	 * give the 4*n*m*d per head of the two matrix products (about half for cs).
 	 */
 	double (*flops)(const struct attn_problem *p);
+
+	/*
+	 * Optional: bytes of state the method keeps to produce its outputs at this shape
+	 * (KV cache for exact attention, the window for local, a recurrent state or kept
+	 * blocks for others), by formula, for recall-vs-state plots. Measured workspace is
+	 * the harness's business; a gap between the two reveals hidden materialisation.
+	 */
+	double (*state_bytes)(const struct attn_problem *p);
+
+	/*
+	 * Optional incremental decoding (cs); all three set, or none. decode_init() makes a
+	 * state for p, whose n (= m) is the most positions that will be fed, allocated with
+	 * attn_alloc(). decode_step() feeds the next position t of every (batch, head): q is
+	 * [batch][heads][d], k and v are [batch][kv_heads][d]; it writes out [batch][heads][d],
+	 * which must equal row t of forward() in cs over the positions fed so far. It returns
+	 * 0, or -ENOSPC past the capacity. decode_free() releases the state; accepts NULL.
+	 */
+	int (*decode_init)(const struct attn_problem *p, void **state);
+	int (*decode_step)(void *state, const float *q, const float *k, const float *v,
+			   float *out);
+	void (*decode_free)(void *state);
 };
 
 /* The registry (variants/registry.c). */

@@ -1,0 +1,179 @@
+/*
+ * passkey.c - a needle in a haystack at the operator level, after Landmark Attention's
+ * passkey test (SPEC section 4).
+ *
+ * Each KV slice is one trial: a haystack that repeats a "sentence" of filler tokens,
+ * one needle token at the cell's depth whose key is a marker and whose value is the code
+ * of a digit, and a few distractors whose keys half-match the marker and whose values are
+ * other digits. The probe query carries the marker: the last position for self patterns,
+ * the last query row for cross ones (the haystack is then the key/value source). The
+ * answer is the digit whose code is nearest to the probe's output row.
+ *
+ * Sharpness: the probe scores the needle at PASSKEY_SHARPNESS logits and every filler at
+ * exactly 0 (filler keys are orthogonal to the marker). With L fillers the needle keeps
+ * e^s / (e^s + L) of the weight; s = ln(65536) + 5 = 16 keeps at least 99% at 65,536
+ * positions, so exact attention decodes every trial right at every length up to 65,536
+ * in float32, and the distractors (logit 8 each) take under 0.1%.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "inputs.h"
+#include "task.h"
+
+#define PASSKEY_DIGITS 10
+#define PASSKEY_FILLERS 8		/* tokens in the repeated filler sentence */
+#define PASSKEY_SHARPNESS 16.0		/* needle logit; see the top of the file */
+#define PASSKEY_DISTRACTORS 3
+#define PASSKEY_DISTRACTOR_MATCH 0.5	/* cosine of a distractor key with the marker */
+#define PASSKEY_MAX_DIM 1024		/* the largest head dimension a suite accepts */
+
+/* Depths from 0 (first position) to 1 (just before the probe), as regimes. */
+static const char *const passkey_depths[] = {
+	"0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1", NULL,
+};
+
+/* What one trial (one KV slice) holds, besides the codes shared by the cell. */
+struct haystack {
+	float marker[PASSKEY_MAX_DIM];
+	float fillers[PASSKEY_FILLERS][PASSKEY_MAX_DIM];
+	int digit;
+};
+
+/* Keys and values of one KV slice; fills h with what the queries need. */
+static void build_haystack(struct rng *r, int m, int d, int needle, double kappa,
+			   const float *codes, float *k, float *v, struct haystack *h,
+			   int avoid)
+{
+	float filler_values[PASSKEY_FILLERS][PASSKEY_MAX_DIM], away[PASSKEY_MAX_DIM];
+	double match = PASSKEY_DISTRACTOR_MATCH, off = sqrt(1 - match * match);
+
+	random_unit(r, h->marker, d);
+	for (int f = 0; f < PASSKEY_FILLERS; f++) {
+		orthogonal_unit(r, h->fillers[f], h->marker, d);
+		for (int c = 0; c < d; c++)
+			filler_values[f][c] = (float)(rng_normal(r) / sqrt(d));
+	}
+	for (int j = 0; j < m; j++) {
+		int f = j % PASSKEY_FILLERS;
+
+		for (int c = 0; c < d; c++) {
+			k[(size_t)j * d + c] = (float)(kappa * h->fillers[f][c]);
+			v[(size_t)j * d + c] = filler_values[f][c];
+		}
+	}
+	for (int i = 0; i < PASSKEY_DISTRACTORS && m > 2; i++) {
+		int j = (int)rng_below(r, (uint64_t)m);
+		int wrong = (h->digit + 1 + (int)rng_below(r, PASSKEY_DIGITS - 1)) %
+			    PASSKEY_DIGITS;
+
+		if (j == needle || j == avoid)
+			continue;	/* a lost distractor only makes the test easier */
+		orthogonal_unit(r, away, h->marker, d);
+		for (int c = 0; c < d; c++) {
+			k[(size_t)j * d + c] = (float)(kappa * (match * h->marker[c] +
+								 off * away[c]));
+			v[(size_t)j * d + c] = codes[(size_t)wrong * d + c];
+		}
+	}
+	for (int c = 0; c < d; c++) {
+		k[(size_t)needle * d + c] = (float)(kappa * h->marker[c]);
+		v[(size_t)needle * d + c] = codes[(size_t)h->digit * d + c];
+	}
+}
+
+static int passkey_run(const struct cell *c, struct cell_result *r)
+{
+	struct attn_problem p = cell_problem(c);
+	bool self = pattern_is_self(p.pattern);
+	int d = p.d, group = p.heads / p.kv_heads, slices = p.batch * p.kv_heads;
+	int probe = p.n - 1, right = 0, trials = 0, ret;
+	double depth = atof(c->regime), state;
+	/* q.k / sqrt(d) = kappa^2 / sqrt(d) = sharpness for the marker */
+	double kappa = sqrt(PASSKEY_SHARPNESS * sqrt(d));
+	/* self: depth 1 is the position just before the probe */
+	int needle = (int)lround(depth * (self ? p.m - 2 : p.m - 1));
+	float *q, *k, *v, *o, codes[PASSKEY_DIGITS * PASSKEY_MAX_DIM];
+	struct haystack *h;
+	struct rng g;
+
+	if (d < 2 || d > PASSKEY_MAX_DIM || p.m < 2) {
+		result_status(r, CELL_UNSUPPORTED, "passkey needs 2 <= d <= %d and 2 keys or more",
+			      PASSKEY_MAX_DIM);
+		return 0;
+	}
+	ret = tensors_alloc(&p, &q, &k, &v, &o);
+	if (ret)
+		return ret;
+	h = malloc(sizeof(*h));
+	if (!h) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	rng_seed(&g, c->seed);
+	for (int i = 0; i < PASSKEY_DIGITS; i++)
+		random_unit(&g, codes + (size_t)i * d, d);
+	for (int s = 0; s < slices; s++) {
+		int b = s / p.kv_heads, kvh = s % p.kv_heads;
+		size_t kv = (size_t)s * p.m * d;
+
+		h->digit = s % PASSKEY_DIGITS;	/* ten trials: each digit once */
+		build_haystack(&g, p.m, d, needle, kappa, codes, k + kv, v + kv, h,
+			       self ? probe : -1);
+		for (int hh = kvh * group; hh < (kvh + 1) * group; hh++) {
+			float *qs = q + problem_q_offset(&p, b, hh);
+
+			/* Other rows ask about filler tokens; the probe asks for the marker. */
+			for (int i = 0; i < p.n; i++)
+				for (int x = 0; x < d; x++)
+					qs[(size_t)i * d + x] = (float)(kappa *
+						h->fillers[i % PASSKEY_FILLERS][x]);
+			for (int x = 0; x < d; x++)
+				qs[(size_t)probe * d + x] = (float)(kappa * h->marker[x]);
+		}
+	}
+	ret = c->variant->forward(&p, q, k, v, o);
+	if (ret)
+		goto out_free_h;
+	/* The digit of slice s is s % 10; every query head of the slice is a trial. */
+	for (int b = 0; b < p.batch; b++)
+		for (int hh = 0; hh < p.heads; hh++) {
+			const float *row = o + problem_q_offset(&p, b, hh) + (size_t)probe * d;
+			int digit = (b * p.kv_heads + hh / group) % PASSKEY_DIGITS;
+
+			for (int x = 0; x < d; x++)
+				if (!isfinite(row[x])) {
+					result_status(r, CELL_NAN, "output is NaN or infinite");
+					goto out_free_h;
+				}
+			right += nearest_code(row, codes, PASSKEY_DIGITS, d) == digit;
+			trials++;
+		}
+	result_metric(r, "accuracy", (double)right / trials, "");
+	result_metric(r, "trials", trials, "");
+	result_metric(r, "depth", depth, "");
+	result_metric(r, "needle_position", needle, "");
+	result_metric(r, "chance", 1.0 / PASSKEY_DIGITS, "");
+	result_metric(r, "sharpness", PASSKEY_SHARPNESS, "");
+	result_metric(r, "distractors", PASSKEY_DISTRACTORS, "");
+	state = problem_state_bytes(c->variant, &p);
+	if (state >= 0)
+		result_metric(r, "state_bytes", state, "B");
+out_free_h:
+	free(h);
+out_free:
+	tensors_free(q, k, v, o);
+	return ret;
+}
+
+const struct task_ops passkey_task = {
+	.name = "passkey",
+	.summary = "find one needle (a digit) in a haystack of fillers, by length and depth",
+	.patterns = PATTERNS_ALL,
+	.regimes = passkey_depths,
+	.regime_kind = "needle depths",
+	.run = passkey_run,
+};
