@@ -133,17 +133,11 @@ static int decode_run(const struct cell *c, struct cell_result *r)
 	}
 	peak = memory_peak_bytes() - live;
 
-	ret = stats_summarise(r->samples, r->n_samples, &s);
+	ret = result_latency(r, &s);
 	if (ret)
 		goto out_free_state;
 	rel_err = scale > 0 ? diff / scale : diff;
 	result_metric(r, "rel_err", rel_err, "");
-	result_metric(r, "latency_median", s.median, "s");
-	result_metric(r, "latency_ci_lo", s.ci_lo, "s");
-	result_metric(r, "latency_ci_hi", s.ci_hi, "s");
-	result_metric(r, "latency_q1", s.q1, "s");
-	result_metric(r, "latency_q3", s.q3, "s");
-	result_metric(r, "latency_min", s.min, "s");
 	result_metric(r, "tokens", DECODE_TOKENS, "");
 	if (vo->state_bytes)
 		result_metric(r, "state_bytes", vo->state_bytes(&p), "B");

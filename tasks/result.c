@@ -72,6 +72,21 @@ int result_sample(struct cell_result *r, double seconds)
 	return 0;
 }
 
+int result_latency(struct cell_result *r, struct sample_summary *s)
+{
+	int ret = stats_summarise(r->samples, r->n_samples, s);
+
+	if (ret)
+		return ret;
+	result_metric(r, "latency_median", s->median, "s");
+	result_metric(r, "latency_ci_lo", s->ci_lo, "s");
+	result_metric(r, "latency_ci_hi", s->ci_hi, "s");
+	result_metric(r, "latency_q1", s->q1, "s");
+	result_metric(r, "latency_q3", s->q3, "s");
+	result_metric(r, "latency_min", s->min, "s");
+	return 0;
+}
+
 void result_status(struct cell_result *r, enum cell_status s, const char *fmt, ...)
 {
 	va_list ap;

@@ -57,19 +57,13 @@ static int speed_run(const struct cell *c, struct cell_result *r)
 	ret = timing_measure(speed_forward, &call, &opts, speed_sample, r);
 	if (ret)
 		goto out_free;
-	ret = stats_summarise(r->samples, r->n_samples, &s);
+	ret = result_latency(r, &s);
 	if (ret)
 		goto out_free;
 	for (size_t i = 0; i < r->n_samples; i++)
 		timed += r->samples[i];
 
 	result_metric(r, "peak_bytes", (double)peak, "B");
-	result_metric(r, "latency_median", s.median, "s");
-	result_metric(r, "latency_ci_lo", s.ci_lo, "s");
-	result_metric(r, "latency_ci_hi", s.ci_hi, "s");
-	result_metric(r, "latency_q1", s.q1, "s");
-	result_metric(r, "latency_q3", s.q3, "s");
-	result_metric(r, "latency_min", s.min, "s");
 	result_metric(r, "timed_seconds", timed, "s");
 	if (c->variant->flops) {
 		double flops = c->variant->flops(&p);

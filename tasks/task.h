@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stats.h"
 #include "timing.h"
 #include "variant.h"
 
@@ -70,6 +71,12 @@ struct cell_result {
 int result_metric(struct cell_result *r, const char *name, double value, const char *unit);
 /* Appends a latency sample in seconds; 0 or -ENOMEM. */
 int result_sample(struct cell_result *r, double seconds);
+/*
+ * Summarises the latency samples into s and records latency_median, latency_ci_lo,
+ * latency_ci_hi, latency_q1, latency_q3 and latency_min (seconds). 0, -EINVAL without
+ * samples, -ENOMEM.
+ */
+int result_latency(struct cell_result *r, struct sample_summary *s);
 /* Sets the status and a printf-style reason. */
 void result_status(struct cell_result *r, enum cell_status s, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

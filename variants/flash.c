@@ -31,14 +31,12 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define FLASH_AVX2 1
 #endif
 
+#include "common.h"
 #include "memory.h"
 #include "threads.h"
 #include "vexp.h"
@@ -101,24 +99,6 @@ struct flash_tile {
 static size_t round_up(size_t x, size_t to)
 {
 	return (x + to - 1) / to * to;
-}
-
-static int max_threads(void)
-{
-#ifdef _OPENMP
-	return omp_get_max_threads();
-#else
-	return 1;
-#endif
-}
-
-static int thread_id(void)
-{
-#ifdef _OPENMP
-	return omp_get_thread_num();
-#else
-	return 0;
-#endif
 }
 
 /* Multiplies the output rows by 1/l; a row that saw nothing (l = 0) becomes 0. */
@@ -652,22 +632,6 @@ struct flash_decode {
 	float *s;		/* [threads][round16(bk)] scores of one block */
 	float *part;		/* [slices][max_splits][part_len]: acc[d], max, sum */
 };
-
-/* Dot product in eight fixed partial sums, so it vectorises and stays deterministic. */
-static float dot(const float *a, const float *b, int d)
-{
-	float part[8] = { 0 }, s = 0;
-	int c = 0;
-
-	for (; c + 8 <= d; c += 8)
-		for (int l = 0; l < 8; l++)
-			part[l] += a[c + l] * b[c + l];
-	for (; c < d; c++)
-		s += a[c] * b[c];
-	for (int l = 0; l < 8; l++)
-		s += part[l];
-	return s;
-}
 
 static void flash_decode_free(void *state)
 {

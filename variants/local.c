@@ -15,10 +15,8 @@
 #include <math.h>
 #include <stdint.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
+#include "common.h"
 #include "memory.h"
 
 #define LOCAL_WINDOW_DEFAULT 15	/* CAB's constructor and CLI default */
@@ -33,40 +31,6 @@ static const struct variant_param local_params[] = {
 		.help		= "w: ns sees keys i-w..i+w, cs sees keys i-w+1..i",
 	},
 };
-
-static int max_threads(void)
-{
-#ifdef _OPENMP
-	return omp_get_max_threads();
-#else
-	return 1;
-#endif
-}
-
-static int thread_id(void)
-{
-#ifdef _OPENMP
-	return omp_get_thread_num();
-#else
-	return 0;
-#endif
-}
-
-/* Dot product in eight fixed partial sums, so it vectorises and stays deterministic. */
-static float dot(const float *a, const float *b, int d)
-{
-	float part[8] = { 0 }, s = 0;
-	int c = 0;
-
-	for (; c + 8 <= d; c += 8)
-		for (int l = 0; l < 8; l++)
-			part[l] += a[c + l] * b[c + l];
-	for (; c < d; c++)
-		s += a[c] * b[c];
-	for (int l = 0; l < 8; l++)
-		s += part[l];
-	return s;
-}
 
 /*
  * One output row: softmax of scale * q.k_j over keys lo..hi-1 (already clipped to the

@@ -1,0 +1,48 @@
+/*
+ * common.h - small helpers the variant kernels share: per-thread workspace slots and a
+ * dot product that vectorises yet sums in a fixed order.
+ */
+#ifndef ATTNBENCH_VARIANTS_COMMON_H
+#define ATTNBENCH_VARIANTS_COMMON_H
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* How many threads a parallel region may run: the number of workspace slots to take. */
+static inline int max_threads(void)
+{
+#ifdef _OPENMP
+	return omp_get_max_threads();
+#else
+	return 1;
+#endif
+}
+
+/* This thread's slot inside a parallel region. */
+static inline int thread_id(void)
+{
+#ifdef _OPENMP
+	return omp_get_thread_num();
+#else
+	return 0;
+#endif
+}
+
+/* Dot product in eight fixed partial sums, so it vectorises and stays deterministic. */
+static inline float dot(const float *a, const float *b, int d)
+{
+	float part[8] = { 0 }, s = 0;
+	int c = 0;
+
+	for (; c + 8 <= d; c += 8)
+		for (int l = 0; l < 8; l++)
+			part[l] += a[c + l] * b[c + l];
+	for (; c < d; c++)
+		s += a[c] * b[c];
+	for (int l = 0; l < 8; l++)
+		s += part[l];
+	return s;
+}
+
+#endif
