@@ -1,6 +1,7 @@
 /*
- * common.h - small helpers the variant kernels share: per-thread workspace slots and a
- * dot product that vectorises yet sums in a fixed order.
+ * common.h - small helpers the variant kernels share: the work and cache size of exact
+ * attention, per-thread workspace slots, and a dot product that vectorises yet sums in
+ * a fixed order.
  */
 #ifndef ATTNBENCH_VARIANTS_COMMON_H
 #define ATTNBENCH_VARIANTS_COMMON_H
@@ -8,6 +9,27 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+#include "variant.h"
+
+/*
+ * FLOPs of exact softmax attention: two multiply-adds of length d (4d) per visible
+ * (query, key) pair, all n * m of them, or n(n + 1)/2 in cs.
+ */
+static inline double exact_attention_flops(const struct attn_problem *p)
+{
+	double pairs = (double)p->n * p->m;
+
+	if (p->pattern == ATTN_CS)
+		pairs = (double)p->n * (p->n + 1) / 2;
+	return 4.0 * p->batch * p->heads * p->d * pairs;
+}
+
+/* Bytes of a float32 cache of `positions` keys and values per KV head. */
+static inline double kv_cache_bytes(const struct attn_problem *p, long positions)
+{
+	return 2.0 * p->batch * p->kv_heads * positions * p->d * sizeof(float);
+}
 
 /* How many threads a parallel region may run: the number of workspace slots to take. */
 static inline int max_threads(void)

@@ -594,20 +594,10 @@ static int flash_forward(const struct attn_problem *p, const float *q, const flo
 	return 0;
 }
 
-/* 4d flops per visible (query, key) pair, as vanilla. */
-static double flash_flops(const struct attn_problem *p)
-{
-	double pairs = (double)p->n * p->m;
-
-	if (p->pattern == ATTN_CS)
-		pairs = (double)p->n * (p->n + 1) / 2;
-	return 4.0 * p->batch * p->heads * p->d * pairs;
-}
-
-/* Bytes of the KV cache at this shape: keys and values of every position, float32. */
+/* The KV cache: keys and values of every position. */
 static double flash_state_bytes(const struct attn_problem *p)
 {
-	return 2.0 * p->batch * p->kv_heads * p->m * p->d * sizeof(float);
+	return kv_cache_bytes(p, p->m);
 }
 
 /*
@@ -899,7 +889,7 @@ const struct variant_ops flash_variant = {
 	.params		= flash_params,
 	.n_params	= 2,
 	.forward	= flash_forward,
-	.flops		= flash_flops,
+	.flops		= exact_attention_flops,
 	.state_bytes	= flash_state_bytes,
 	.decode_init	= flash_decode_init,
 	.decode_step	= flash_decode_step,

@@ -126,9 +126,7 @@ static double local_state_bytes(const struct attn_problem *p)
 	long w = p->params ? (long)p->params[0] : LOCAL_WINDOW_DEFAULT;
 	long span = p->pattern == ATTN_CS ? w : 2 * w + 1;
 
-	if (span > p->m)
-		span = p->m;
-	return 2.0 * p->batch * p->kv_heads * span * p->d * sizeof(float);
+	return kv_cache_bytes(p, span < p->m ? span : p->m);
 }
 
 /*

@@ -103,20 +103,10 @@ static int vanilla_forward(const struct attn_problem *p, const float *q, const f
 	return 0;
 }
 
-/* 4d flops (two multiply-adds of length d) per visible (query, key) pair. */
-static double vanilla_flops(const struct attn_problem *p)
-{
-	double pairs = (double)p->n * p->m;
-
-	if (p->pattern == ATTN_CS)
-		pairs = (double)p->n * (p->n + 1) / 2;
-	return 4.0 * p->batch * p->heads * p->d * pairs;
-}
-
-/* Bytes of the KV cache at this shape: keys and values of every position, float32. */
+/* The KV cache: keys and values of every position. */
 static double vanilla_state_bytes(const struct attn_problem *p)
 {
-	return 2.0 * p->batch * p->kv_heads * p->m * p->d * sizeof(float);
+	return kv_cache_bytes(p, p->m);
 }
 
 /*
@@ -242,7 +232,7 @@ const struct variant_ops vanilla_variant = {
 	.params		= NULL,
 	.n_params	= 0,
 	.forward	= vanilla_forward,
-	.flops		= vanilla_flops,
+	.flops		= exact_attention_flops,
 	.state_bytes	= vanilla_state_bytes,
 	.decode_init	= vanilla_decode_init,
 	.decode_step	= vanilla_decode_step,
