@@ -37,6 +37,7 @@
 #endif
 
 #include "common.h"
+#include "kv-cache.h"
 #include "memory.h"
 #include "threads.h"
 #include "vexp.h"
@@ -618,7 +619,7 @@ struct flash_decode {
 	int bk;			/* keys per block */
 	int max_splits;		/* partial results per slice */
 	int part_len;		/* floats per partial result */
-	float *k, *v;		/* cache, [batch][kv_heads][capacity][d] */
+	struct kv_cache cache;	/* capacity slots per KV head */
 	float *s;		/* [threads][round16(bk)] scores of one block */
 	float *part;		/* [slices][max_splits][part_len]: acc[d], max, sum */
 };
@@ -631,28 +632,22 @@ static void flash_decode_free(void *state)
 		return;
 	attn_free(st->part);
 	attn_free(st->s);
-	attn_free(st->v);
-	attn_free(st->k);
+	kv_cache_release(&st->cache);
 	attn_free(st);
 }
 
 static int flash_decode_init(const struct attn_problem *p, void **state)
 {
 	struct flash_decode *st;
-	int slices = p->batch * p->heads;
-	size_t cache;
+	int slices = p->batch * p->heads, ret;
 
 	*state = NULL;
-	if (p->pattern != ATTN_CS)
-		return -ENOTSUP;
-	if (p->batch < 1 || p->heads < 1 || p->kv_heads < 1 || p->n < 1 || p->d < 1 ||
-	    p->heads % p->kv_heads)
-		return -EINVAL;
-	if ((double)p->batch * p->kv_heads * p->n * p->d * sizeof(float) > (double)SIZE_MAX)
-		return -ENOMEM;
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
+	ret = kv_cache_init(&st->cache, p, p->n);
+	if (ret)
+		goto out_free_state;
 	st->p = *p;
 	st->p.m = p->n;
 	st->params[FLASH_BLOCK_Q] = FLASH_BLOCK_Q_DEFAULT;
@@ -668,20 +663,19 @@ static int flash_decode_init(const struct attn_problem *p, void **state)
 	/* Slices are split only to give every thread work. */
 	st->max_splits = (st->threads + slices - 1) / slices;
 	st->part_len = (int)round_up((size_t)p->d + 2, FLASH_LINE);
-	cache = (size_t)p->batch * p->kv_heads * p->n * p->d;
-	st->k = attn_alloc(cache * sizeof(float));
-	st->v = attn_alloc(cache * sizeof(float));
 	st->s = attn_calloc(st->threads * round_up(st->bk, FLASH_LINE), sizeof(float));
 	st->part = attn_calloc((size_t)slices * st->max_splits * st->part_len,
 			       sizeof(float));
-	if (!st->k || !st->v || !st->s || !st->part)
+	if (!st->s || !st->part) {
+		ret = -ENOMEM;
 		goto out_free_state;
+	}
 	*state = st;
 	return 0;
 
 out_free_state:
 	flash_decode_free(st);
-	return -ENOMEM;
+	return ret;
 }
 
 /* s[j] = qscale * q . k_j for the cols keys (rows of k). */
@@ -823,20 +817,6 @@ static void decode_merge(const float *part, int splits, int part_len, int d, flo
 		out[c] /= l;
 }
 
-/* Copies the new position's key and value rows into the cache at row t. */
-static void cache_append(const struct attn_problem *p, int t, float *kc, float *vc,
-			 const float *k, const float *v)
-{
-	for (int i = 0; i < p->batch * p->kv_heads; i++) {
-		size_t at = ((size_t)i * p->m + t) * p->d;
-
-		for (int c = 0; c < p->d; c++) {
-			kc[at + c] = k[(size_t)i * p->d + c];
-			vc[at + c] = v[(size_t)i * p->d + c];
-		}
-	}
-}
-
 static int flash_decode_step(void *state, const float *q, const float *k, const float *v,
 			     float *out)
 {
@@ -847,7 +827,7 @@ static int flash_decode_step(void *state, const float *q, const float *k, const 
 
 	if (st->len >= p->m)
 		return -ENOSPC;
-	cache_append(p, st->len, st->k, st->v, k, v);
+	kv_cache_put(&st->cache, st->len, k, v);
 	keys = ++st->len;
 	blocks = (keys + st->bk - 1) / st->bk;
 	splits = st->max_splits < blocks ? st->max_splits : blocks;
@@ -866,7 +846,7 @@ static int flash_decode_step(void *state, const float *q, const float *k, const 
 			int j1 = (int)((long)(split + 1) * blocks / splits) * st->bk;
 			float *part = st->part + (size_t)it * st->part_len;
 
-			decode_run(st, q + (size_t)i * d, st->k + kvo, st->v + kvo, j0,
+			decode_run(st, q + (size_t)i * d, st->cache.k + kvo, st->cache.v + kvo, j0,
 				   j1 < keys ? j1 : keys, s, part);
 		}
 		#pragma omp for schedule(static)

@@ -17,6 +17,7 @@
 
 
 #include "common.h"
+#include "kv-cache.h"
 #include "memory.h"
 
 #define LOCAL_WINDOW_DEFAULT 15	/* CAB's constructor and CLI default */
@@ -143,7 +144,7 @@ struct local_decode {
 	int ring;		/* slots per KV head: min(w, capacity) */
 	int len;		/* positions fed so far */
 	int threads;		/* score rows; the most threads a step runs on */
-	float *k, *v;		/* [batch][kv_heads][ring][d] */
+	struct kv_cache cache;	/* a ring of `ring` slots per KV head */
 	float *s;		/* [threads][ring] scores */
 };
 
@@ -154,24 +155,16 @@ static void local_decode_free(void *state)
 	if (!st)
 		return;
 	attn_free(st->s);
-	attn_free(st->v);
-	attn_free(st->k);
+	kv_cache_release(&st->cache);
 	attn_free(st);
 }
 
 static int local_decode_init(const struct attn_problem *p, void **state)
 {
 	struct local_decode *st;
-	size_t ring;
+	int ret;
 
 	*state = NULL;
-	if (p->pattern != ATTN_CS)
-		return -ENOTSUP;
-	if (p->batch < 1 || p->heads < 1 || p->kv_heads < 1 || p->n < 1 || p->d < 1 ||
-	    p->heads % p->kv_heads)
-		return -EINVAL;
-	if ((double)p->batch * p->kv_heads * p->n * p->d * sizeof(float) > (double)SIZE_MAX)
-		return -ENOMEM;
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
@@ -182,18 +175,20 @@ static int local_decode_init(const struct attn_problem *p, void **state)
 	st->w = (long)st->params[0];
 	st->ring = st->w < p->n ? (int)st->w : p->n;
 	st->threads = max_threads();
-	ring = (size_t)p->batch * p->kv_heads * st->ring * p->d;
-	st->k = attn_calloc(ring, sizeof(float));
-	st->v = attn_calloc(ring, sizeof(float));
-	st->s = attn_calloc((size_t)st->threads * st->ring, sizeof(float));
-	if (!st->k || !st->v || !st->s)
+	ret = kv_cache_init(&st->cache, p, st->ring);
+	if (ret)
 		goto out_free_state;
+	st->s = attn_calloc((size_t)st->threads * st->ring, sizeof(float));
+	if (!st->s) {
+		ret = -ENOMEM;
+		goto out_free_state;
+	}
 	*state = st;
 	return 0;
 
 out_free_state:
 	local_decode_free(st);
-	return -ENOMEM;
+	return ret;
 }
 
 /*
@@ -235,20 +230,12 @@ static int local_decode_step(void *state, const float *q, const float *k, const 
 	struct local_decode *st = state;
 	const struct attn_problem *p = &st->p;
 	float scale = 1.0f / sqrtf((float)p->d);
-	int slices = p->batch * p->heads, d = p->d, t = st->len, slot;
+	int slices = p->batch * p->heads, d = p->d, t = st->len;
 	long lo;
 
 	if (t >= p->m)
 		return -ENOSPC;
-	slot = t % st->ring;
-	for (int i = 0; i < p->batch * p->kv_heads; i++) {
-		size_t at = ((size_t)i * st->ring + slot) * d;
-
-		for (int c = 0; c < d; c++) {
-			st->k[at + c] = k[(size_t)i * d + c];
-			st->v[at + c] = v[(size_t)i * d + c];
-		}
-	}
+	kv_cache_put(&st->cache, t % st->ring, k, v);
 	st->len++;
 	lo = t - st->w + 1 > 0 ? t - st->w + 1 : 0;
 
@@ -256,11 +243,11 @@ static int local_decode_step(void *state, const float *q, const float *k, const 
 		if ((double)slices * (t + 1 - lo) * d >= LOCAL_DECODE_PARALLEL_MIN)
 	for (int i = 0; i < slices; i++) {
 		int b = i / p->heads, kvh = i % p->heads / (p->heads / p->kv_heads);
-		size_t kvo = ((size_t)b * p->kv_heads + kvh) * st->ring * d;
+		size_t kvo = kv_cache_slice(&st->cache, b * p->kv_heads + kvh);
 		float *scratch = st->s + (size_t)thread_id() * st->ring;
 
-		ring_row(q + (size_t)i * d, st->k + kvo, st->v + kvo, d, scale, lo, t + 1,
-			 st->ring, scratch, out + (size_t)i * d);
+		ring_row(q + (size_t)i * d, st->cache.k + kvo, st->cache.v + kvo, d, scale, lo,
+			 t + 1, st->ring, scratch, out + (size_t)i * d);
 	}
 	return 0;
 }

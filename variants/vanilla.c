@@ -20,6 +20,7 @@
 
 
 #include "common.h"
+#include "kv-cache.h"
 #include "memory.h"
 #include "vexp.h"
 
@@ -120,7 +121,7 @@ struct vanilla_decode {
 	struct attn_problem p;	/* n = m = capacity in positions */
 	int len;		/* positions fed so far */
 	int threads;		/* score rows; the most threads a step runs on */
-	float *k, *v;		/* cache, [batch][kv_heads][capacity][d] */
+	struct kv_cache cache;	/* capacity slots per KV head */
 	float *s;		/* [threads][capacity] scores, then softmax weights */
 };
 
@@ -131,57 +132,37 @@ static void vanilla_decode_free(void *state)
 	if (!st)
 		return;
 	attn_free(st->s);
-	attn_free(st->v);
-	attn_free(st->k);
+	kv_cache_release(&st->cache);
 	attn_free(st);
 }
 
 static int vanilla_decode_init(const struct attn_problem *p, void **state)
 {
 	struct vanilla_decode *st;
-	size_t cache;
+	int ret;
 
 	*state = NULL;
-	if (p->pattern != ATTN_CS)
-		return -ENOTSUP;
-	if (p->batch < 1 || p->heads < 1 || p->kv_heads < 1 || p->n < 1 || p->d < 1 ||
-	    p->heads % p->kv_heads)
-		return -EINVAL;
-	if ((double)p->batch * p->kv_heads * p->n * p->d * sizeof(float) > (double)SIZE_MAX)
-		return -ENOMEM;
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
+	ret = kv_cache_init(&st->cache, p, p->n);
+	if (ret)
+		goto out_free_state;
 	st->p = *p;
 	st->p.m = p->n;
 	st->p.params = NULL;
 	st->threads = max_threads();
-	cache = (size_t)p->batch * p->kv_heads * p->n * p->d;
-	st->k = attn_alloc(cache * sizeof(float));
-	st->v = attn_alloc(cache * sizeof(float));
 	st->s = attn_calloc((size_t)st->threads * p->n, sizeof(float));
-	if (!st->k || !st->v || !st->s)
+	if (!st->s) {
+		ret = -ENOMEM;
 		goto out_free_state;
+	}
 	*state = st;
 	return 0;
 
 out_free_state:
 	vanilla_decode_free(st);
-	return -ENOMEM;
-}
-
-/* Copies the new position's key and value rows into the cache at row t. */
-static void cache_append(const struct attn_problem *p, int t, float *kc, float *vc,
-			 const float *k, const float *v)
-{
-	for (int i = 0; i < p->batch * p->kv_heads; i++) {
-		size_t at = ((size_t)i * p->m + t) * p->d;
-
-		for (int c = 0; c < p->d; c++) {
-			kc[at + c] = k[(size_t)i * p->d + c];
-			vc[at + c] = v[(size_t)i * p->d + c];
-		}
-	}
+	return ret;
 }
 
 static int vanilla_decode_step(void *state, const float *q, const float *k, const float *v,
@@ -195,14 +176,15 @@ static int vanilla_decode_step(void *state, const float *q, const float *k, cons
 
 	if (st->len >= p->m)
 		return -ENOSPC;
-	cache_append(p, st->len, st->k, st->v, k, v);
+	kv_cache_put(&st->cache, st->len, k, v);
 	keys = ++st->len;
 
 	#pragma omp parallel for num_threads(st->threads) schedule(static) \
 		if ((double)slices * keys * d >= VANILLA_DECODE_PARALLEL_MIN)
 	for (int i = 0; i < slices; i++) {
 		size_t kvo = problem_kv_offset(p, i / p->heads, i % p->heads);
-		const float *qi = q + (size_t)i * d, *kc = st->k + kvo, *vc = st->v + kvo;
+		const float *qi = q + (size_t)i * d;
+		const float *kc = st->cache.k + kvo, *vc = st->cache.v + kvo;
 		float *s = st->s + (size_t)thread_id() * p->m, *o = out + (size_t)i * d;
 		float sum;
 
