@@ -57,14 +57,17 @@ static void reference_row(const struct attn_problem *p, const float *q, const fl
 void reference_attention(const struct attn_problem *p, const float *q, const float *k,
 			 const float *v, double *out)
 {
+	/* Rows are independent: threads only share out the work, results are identical. */
+	#pragma omp parallel for collapse(3) schedule(dynamic, 16)
 	for (int b = 0; b < p->batch; b++) {
 		for (int h = 0; h < p->heads; h++) {
-			size_t qo = problem_q_offset(p, b, h);
-			size_t kvo = problem_kv_offset(p, b, h);
+			for (int i = 0; i < p->n; i++) {
+				size_t qo = problem_q_offset(p, b, h);
+				size_t kvo = problem_kv_offset(p, b, h);
 
-			for (int i = 0; i < p->n; i++)
 				reference_row(p, q + qo + (size_t)i * p->d, k + kvo, v + kvo,
 					      visible_keys(p, i), out + qo + (size_t)i * p->d);
+			}
 		}
 	}
 }
