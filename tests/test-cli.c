@@ -9,6 +9,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "run-binary.h"
+
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -24,52 +26,14 @@ static const char *binary;
 static char tmpdir[] = "/tmp/attnbench-cli-XXXXXX";
 static char db[256];
 
-struct outcome {
-	int status;
-	char out[65536];
-	char err[65536];
-};
-
-static void slurp(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "r");
-	size_t got = f ? fread(buf, 1, len - 1, f) : 0;
-
-	buf[got] = '\0';
-	if (f)
-		fclose(f);
-}
-
 /* Runs the binary with a NULL-terminated argument list. */
 static void run(struct outcome *o, const char *arg, ...)
 {
-	const char *argv[64] = { binary, arg };
-	char out_path[300], err_path[300];
-	int argc = 2, status;
 	va_list ap;
-	pid_t pid;
 
 	va_start(ap, arg);
-	while (arg && (argv[argc++] = va_arg(ap, const char *)))
-		;
+	run_binary(o, binary, tmpdir, arg, ap);
 	va_end(ap);
-	snprintf(out_path, sizeof(out_path), "%s/stdout", tmpdir);
-	snprintf(err_path, sizeof(err_path), "%s/stderr", tmpdir);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-		dup2(out, 1);
-		dup2(err, 2);
-		execv(binary, (char *const *)argv);
-		_exit(127);
-	}
-	waitpid(pid, &status, 0);
-	o->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-	slurp(out_path, o->out, sizeof(o->out));
-	slurp(err_path, o->err, sizeof(o->err));
 }
 
 static char *path_in_tmp(const char *name)
