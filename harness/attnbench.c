@@ -17,6 +17,8 @@ struct command {
 
 static const struct command commands[] = {
 	{ "run", cmd_run, usage_run, "run a suite or a selection of cells into the database" },
+	{ "check", cmd_check, usage_check,
+	  "check variants against the reference, causality and their own decoding" },
 	{ "list", cmd_list, usage_list, "list variants, tasks, suites or stored runs" },
 	{ "query", cmd_query, usage_query, "run read-only SQL against the database" },
 	{ "plot", cmd_plot, usage_plot, "draw a run's figures with gnuplot (PDF, PNG, SVG)" },

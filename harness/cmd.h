@@ -15,6 +15,7 @@
 #define DEFAULT_DB "results/attnbench.db"
 
 int cmd_run(int argc, char **argv);
+int cmd_check(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
@@ -22,6 +23,7 @@ int cmd_plot(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 
 extern const char usage_run[];
+extern const char usage_check[];
 extern const char usage_list[];
 extern const char usage_query[];
 extern const char usage_eval[];

@@ -241,6 +241,22 @@ static void test_bad_input_exits_2_and_leaves_the_database_unchanged(void **stat
 	free(o);
 }
 
+static void test_check_passes_the_exact_variants_and_names_its_checks(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+
+	(void)state;
+	run(o, "check", "vanilla", "flash", "--threads", "1", NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "cs decode"));
+	assert_non_null(strstr(o->out, "cc causality"));
+	assert_non_null(strstr(o->out, "14 passed, 0 failed"));
+	run(o, "check", "nope", NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "unknown variant 'nope'"));
+	free(o);
+}
+
 static void test_query_and_list_refuse_a_missing_database(void **state)
 {
 	struct outcome *o = malloc(sizeof(*o));
@@ -323,6 +339,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_list_shows_variants_tasks_suites_and_runs),
 		cmocka_unit_test(test_a_run_stores_every_variant_on_every_supported_pattern),
 		cmocka_unit_test(test_bad_input_exits_2_and_leaves_the_database_unchanged),
+		cmocka_unit_test(test_check_passes_the_exact_variants_and_names_its_checks),
 		cmocka_unit_test(test_query_and_list_refuse_a_missing_database),
 		cmocka_unit_test(test_eval_writes_what_exact_attention_gives),
 	};
