@@ -12,30 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mean-variant.h"
 #include "task.h"
-
-/* Blind: every row is the mean of all V rows, whatever the query. */
-static int blind_forward(const struct attn_problem *p, const float *q, const float *k,
-			 const float *v, float *out)
-{
-	(void)q;
-	(void)k;
-	for (int b = 0; b < p->batch; b++)
-		for (int h = 0; h < p->heads; h++) {
-			const float *vs = v + problem_kv_offset(p, b, h);
-			float *o = out + problem_q_offset(p, b, h);
-
-			for (int c = 0; c < p->d; c++) {
-				double sum = 0;
-
-				for (int j = 0; j < p->m; j++)
-					sum += vs[(size_t)j * p->d + c];
-				for (int i = 0; i < p->n; i++)
-					o[(size_t)i * p->d + c] = (float)(sum / p->m);
-			}
-		}
-	return 0;
-}
 
 static const struct variant_ops blind_variant = {
 	.name = "blind",
@@ -43,7 +21,7 @@ static const struct variant_ops blind_variant = {
 	.summary = "mean of V for every row",
 	.citation = "none",
 	.patterns = PATTERNS_ALL,
-	.forward = blind_forward,
+	.forward = mean_v_forward,
 };
 
 static struct cell make_cell(const struct variant_ops *v, const char *task,

@@ -15,30 +15,8 @@
 
 #include "inputs.h"
 #include "memory.h"
+#include "mean-variant.h"
 #include "task.h"
-
-/* A "variant" that averages all of V for every row: it ignores causality. */
-static int leaky_forward(const struct attn_problem *p, const float *q, const float *k,
-			 const float *v, float *out)
-{
-	(void)q;
-	(void)k;
-	for (int b = 0; b < p->batch; b++)
-		for (int h = 0; h < p->heads; h++) {
-			const float *vs = v + problem_kv_offset(p, b, h);
-			float *o = out + problem_q_offset(p, b, h);
-
-			for (int c = 0; c < p->d; c++) {
-				double sum = 0;
-
-				for (int j = 0; j < p->m; j++)
-					sum += vs[(size_t)j * p->d + c];
-				for (int i = 0; i < p->n; i++)
-					o[(size_t)i * p->d + c] = (float)(sum / p->m);
-			}
-		}
-	return 0;
-}
 
 static const struct variant_ops leaky_variant = {
 	.name = "leaky",
@@ -46,13 +24,13 @@ static const struct variant_ops leaky_variant = {
 	.summary = "mean of V everywhere",
 	.citation = "none",
 	.patterns = PATTERNS_ALL,
-	.forward = leaky_forward,
+	.forward = mean_v_forward,
 };
 
 static int nan_forward(const struct attn_problem *p, const float *q, const float *k,
 		       const float *v, float *out)
 {
-	leaky_forward(p, q, k, v, out);
+	mean_v_forward(p, q, k, v, out);
 	out[3] = NAN;
 	return 0;
 }
