@@ -1,7 +1,7 @@
 /*
  * common.h - small helpers the variant kernels share: the work and cache size of exact
  * attention, per-thread workspace slots, and a dot product that vectorises yet sums in
- * a fixed order.
+ * a fixed order; and CAB's segmentation of a sequence for landmarks.
  */
 #ifndef ATTNBENCH_VARIANTS_COMMON_H
 #define ATTNBENCH_VARIANTS_COMMON_H
@@ -65,6 +65,24 @@ static inline float dot(const float *a, const float *b, int d)
 	for (int l = 0; l < 8; l++)
 		s += part[l];
 	return s;
+}
+
+/*
+ * Rows lo..hi-1 of segment `seg` of `count` segments over n >= count rows, as CAB
+ * segments for landmarks (Nystrom, LARA): s = n / count rows each when count divides n;
+ * otherwise the first (s + 1) * count - n segments have s rows and the rest s + 1.
+ */
+static inline void segment_bounds(int n, int count, int seg, int *lo, int *hi)
+{
+	int s = n / count, short_segs = n % count ? (s + 1) * count - n : count;
+
+	if (seg < short_segs) {
+		*lo = seg * s;
+		*hi = *lo + s;
+	} else {
+		*lo = short_segs * s + (seg - short_segs) * (s + 1);
+		*hi = *lo + s + 1;
+	}
 }
 
 #endif

@@ -1,0 +1,266 @@
+/*
+ * variant-test.h - what the variant tests share: seeded inputs, problems, tensors, running
+ * a variant under the allocator's eye, error measures and the decode-vs-forward check.
+ * Every test-<variant>.c includes it after cmocka.h.
+ */
+#ifndef ATTNBENCH_VARIANT_TEST_H
+#define ATTNBENCH_VARIANT_TEST_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memory.h"
+#include "variant.h"
+
+/* The seed of every problem(): variants draw their random objects from it. */
+#define VARIANT_TEST_SEED 20240601u
+
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+struct rng {
+	uint64_t state;
+};
+
+static inline uint64_t rng_next(struct rng *g)
+{
+	uint64_t z = (g->state += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Uniform in (0, 1). */
+static inline double rng_uniform(struct rng *g)
+{
+	return ((rng_next(g) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static inline double rng_normal(struct rng *g)
+{
+	double u = rng_uniform(g), v = rng_uniform(g);
+
+	/* Box-Muller; 2 pi spelled out, as C11 has no M_PI. */
+	return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+struct tensors {
+	float *q, *k, *v, *o;
+	size_t nq, nkv;		/* floats in Q (and O), in K (and V) */
+};
+
+static inline struct attn_problem problem(int batch, int heads, int kv_heads, int n, int m, int d,
+				   enum attn_pattern pattern, const double *params)
+{
+	struct attn_problem p = {
+		.batch		= batch,
+		.heads		= heads,
+		.kv_heads	= kv_heads,
+		.n		= n,
+		.m		= m,
+		.d		= d,
+		.pattern	= pattern,
+		.seed		= VARIANT_TEST_SEED,
+		.params		= params,
+	};
+
+	return p;
+}
+
+static inline void fill_normal(struct rng *g, float *x, size_t count, double scale)
+{
+	for (size_t i = 0; i < count; i++)
+		x[i] = (float)(scale * rng_normal(g));
+}
+
+/* Q, K, V drawn N(0, scale^2) from seed; O allocated. */
+static inline void tensors_make(struct tensors *t, const struct attn_problem *p, uint64_t seed,
+			 double scale)
+{
+	struct rng g = { seed };
+
+	t->nq = (size_t)p->batch * p->heads * p->n * p->d;
+	t->nkv = (size_t)p->batch * p->kv_heads * p->m * p->d;
+	t->q = malloc(sizeof(float) * t->nq);
+	t->k = malloc(sizeof(float) * t->nkv);
+	t->v = malloc(sizeof(float) * t->nkv);
+	t->o = malloc(sizeof(float) * t->nq);
+	assert_non_null(t->q);
+	assert_non_null(t->k);
+	assert_non_null(t->v);
+	assert_non_null(t->o);
+	fill_normal(&g, t->q, t->nq, scale);
+	fill_normal(&g, t->k, t->nkv, scale);
+	fill_normal(&g, t->v, t->nkv, scale);
+}
+
+static inline void tensors_copy(struct tensors *to, const struct tensors *from)
+{
+	*to = *from;
+	to->q = malloc(sizeof(float) * from->nq);
+	to->k = malloc(sizeof(float) * from->nkv);
+	to->v = malloc(sizeof(float) * from->nkv);
+	to->o = malloc(sizeof(float) * from->nq);
+	assert_non_null(to->q);
+	assert_non_null(to->k);
+	assert_non_null(to->v);
+	assert_non_null(to->o);
+	memcpy(to->q, from->q, sizeof(float) * from->nq);
+	memcpy(to->k, from->k, sizeof(float) * from->nkv);
+	memcpy(to->v, from->v, sizeof(float) * from->nkv);
+}
+
+static inline void tensors_release(struct tensors *t)
+{
+	free(t->q);
+	free(t->k);
+	free(t->v);
+	free(t->o);
+}
+
+/* Runs v on t and insists it succeeds and gives back all its memory. */
+static inline void run(const struct variant_ops *v, const struct attn_problem *p, struct tensors *t)
+{
+	size_t live = memory_live_bytes();
+
+	assert_int_equal(variant_check_problem(v, p), 0);
+	assert_int_equal(v->forward(p, t->q, t->k, t->v, t->o), 0);
+	assert_int_equal(memory_live_bytes(), live);
+}
+
+/* ||o - ref||_F / ||ref||_F (absolute when ref is 0). */
+static inline double error_vs_double(const float *o, const double *ref, size_t count)
+{
+	double diff = 0, norm = 0;
+
+	for (size_t i = 0; i < count; i++) {
+		diff += (o[i] - ref[i]) * (o[i] - ref[i]);
+		norm += ref[i] * ref[i];
+	}
+	return norm > 0 ? sqrt(diff / norm) : sqrt(diff);
+}
+
+static inline double error_vs_float(const float *o, const float *ref, size_t count)
+{
+	double diff = 0, norm = 0;
+
+	for (size_t i = 0; i < count; i++) {
+		diff += ((double)o[i] - ref[i]) * ((double)o[i] - ref[i]);
+		norm += (double)ref[i] * ref[i];
+	}
+	return norm > 0 ? sqrt(diff / norm) : sqrt(diff);
+}
+
+static inline void describe(char *buf, size_t len, const struct variant_ops *v,
+		     const struct attn_problem *p)
+{
+	snprintf(buf, len, "%s %s b=%d h=%d kv=%d n=%d m=%d d=%d", v->name,
+		 pattern_name(p->pattern), p->batch, p->heads, p->kv_heads, p->n, p->m, p->d);
+}
+
+/* A step sums in another order than the full pass; the spec's bound for decode. */
+#define DECODE_TOLERANCE 1e-5
+
+/* One position of every slice: Q and O [batch][heads][d], K and V [batch][kv_heads][d]. */
+struct step_rows {
+	float *q, *k, *v, *o;
+};
+
+static inline void step_rows_make(struct step_rows *r, const struct attn_problem *p)
+{
+	r->q = malloc(sizeof(float) * p->batch * p->heads * p->d);
+	r->k = malloc(sizeof(float) * p->batch * p->kv_heads * p->d);
+	r->v = malloc(sizeof(float) * p->batch * p->kv_heads * p->d);
+	r->o = malloc(sizeof(float) * p->batch * p->heads * p->d);
+	assert_non_null(r->q);
+	assert_non_null(r->k);
+	assert_non_null(r->v);
+	assert_non_null(r->o);
+}
+
+static inline void step_rows_release(struct step_rows *r)
+{
+	free(r->q);
+	free(r->k);
+	free(r->v);
+	free(r->o);
+}
+
+/* Copies position t of every slice of x (slices of `rows` rows of d) into to[slices][d]. */
+static inline void gather_position(float *to, const float *x, size_t slices, int rows, int d,
+			    int t)
+{
+	for (size_t s = 0; s < slices; s++)
+		memcpy(to + s * d, x + (s * rows + t) * d, sizeof(float) * d);
+}
+
+static inline void gather_step(struct step_rows *r, const struct attn_problem *p,
+			const struct tensors *t, int pos)
+{
+	gather_position(r->q, t->q, (size_t)p->batch * p->heads, p->n, p->d, pos);
+	gather_position(r->k, t->k, (size_t)p->batch * p->kv_heads, p->m, p->d, pos);
+	gather_position(r->v, t->v, (size_t)p->batch * p->kv_heads, p->m, p->d, pos);
+}
+
+/* Largest |step - row t of the full pass|, relative to the row's largest magnitude. */
+static inline double step_error(const struct attn_problem *p, const float *step, const float *full,
+			 int t)
+{
+	double diff = 0, scale = 0;
+
+	for (size_t s = 0; s < (size_t)p->batch * p->heads; s++)
+		for (int c = 0; c < p->d; c++) {
+			double a = step[s * p->d + c], b = full[(s * p->n + t) * p->d + c];
+
+			diff = fmax(diff, fabs(a - b));
+			scale = fmax(scale, fabs(b));
+			if (!isfinite(a))
+				diff = INFINITY;
+		}
+	return scale > 0 ? diff / scale : diff;
+}
+
+/*
+ * Feeds every position of a fresh draw through v's decoder, comparing each step with the
+ * same row of forward() in cs; a step past the capacity must fail with -ENOSPC, and
+ * decode_free() must give back all the memory.
+ */
+static inline void check_decode(const struct variant_ops *v, const struct attn_problem *p,
+			 uint64_t seed)
+{
+	size_t live = memory_live_bytes();
+	struct step_rows r;
+	struct tensors t;
+	void *dec = NULL;
+	char what[160];
+
+	tensors_make(&t, p, seed, 1.0);
+	step_rows_make(&r, p);
+	run(v, p, &t);
+	assert_int_equal(v->decode_init(p, &dec), 0);
+	assert_non_null(dec);
+	for (int i = 0; i < p->n; i++) {
+		double err;
+
+		gather_step(&r, p, &t, i);
+		assert_int_equal(v->decode_step(dec, r.q, r.k, r.v, r.o), 0);
+		err = step_error(p, r.o, t.o, i);
+		if (!(err <= DECODE_TOLERANCE)) {
+			describe(what, sizeof(what), v, p);
+			print_error("%s: step %d differs from the forward row by %g\n",
+				    what, i, err);
+		}
+		assert_true(err <= DECODE_TOLERANCE);
+	}
+	assert_int_equal(v->decode_step(dec, r.q, r.k, r.v, r.o), -ENOSPC);
+	v->decode_free(dec);
+	assert_int_equal(memory_live_bytes(), live);
+	step_rows_release(&r);
+	tensors_release(&t);
+}
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * feature-attention.h - kernel ("linearised") attention with a positive feature map φ,
+ * the core that linear, performer and cosformer share:
+ *
+ *	o_i = φ(q_i)ᵀ S / g(φ(q_i)·z),   S = Σ_j φ(k_j) v_jᵀ (f x d),   z = Σ_j φ(k_j) (f)
+ *
+ * over all keys j (noncausal) or j <= i (causal), with the denominator guard
+ * g(x) = max(x + add, floor) each method defines. Everything is done by chunks of
+ * FEATURE_CHUNK rows with OpenBLAS products, so the workspace does not grow with the
+ * sequence: the causal form is the masked quadratic form inside a chunk plus the
+ * state carried over from the chunks before it, never a loop over tokens.
+ */
+#ifndef ATTNBENCH_FEATURE_ATTENTION_H
+#define ATTNBENCH_FEATURE_ATTENTION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Rows per chunk: the intra-chunk c x c product costs about what the state update does. */
+#define FEATURE_CHUNK 64
+
+struct feature_map {
+	int features;		/* f, the length of φ(x) */
+	float add, floor;	/* denominator guard g(x) = max(x + add, floor) */
+	const void *ctx;	/* the method's own data (projection, stabiliser, horizon) */
+	/*
+	 * Write φ of `rows` consecutive rows of x (d floats each; x points at the first
+	 * of them, which is position `first` of its sequence) into phi (rows x f).
+	 */
+	void (*query)(const struct feature_map *fm, const float *x, int d, int first,
+		      int rows, float *phi);
+	void (*key)(const struct feature_map *fm, const float *x, int d, int first,
+		    int rows, float *phi);
+};
+
+/* Floats of scratch one call below needs (per thread): chunk features, scores, sums. */
+size_t feature_scratch_floats(const struct feature_map *fm, int d);
+/* Floats of one state: S (f x d) followed by z (f). */
+size_t feature_state_floats(const struct feature_map *fm, int d);
+
+/* state = (S, z) over all m keys and values of one slice. */
+void feature_state_build(const struct feature_map *fm, const float *k, const float *v, int m,
+			 int d, float *scratch, float *state);
+
+/* out (n x d) = the noncausal outputs of n queries against a built state. */
+void feature_state_apply(const struct feature_map *fm, const float *state, const float *q,
+			 int n, int d, float *scratch, float *out);
+
+/*
+ * out (n x d) = the causal outputs of one self slice (n queries, keys and values);
+ * state (feature_state_floats()) is workspace and ends as the state over all n.
+ */
+void feature_attention_causal(const struct feature_map *fm, const float *q, const float *k,
+			      const float *v, int n, int d, float *scratch, float *state,
+			      float *out);
+
+/*
+ * Decoding, one position at a time: feature_state_add() adds φ(k)vᵀ and φ(k) of the key
+ * at `position` to a state (zeroed to start); feature_state_query() writes the output of
+ * query q at `position` against it. Apart so that GQA can share one state per KV head.
+ */
+void feature_state_add(const struct feature_map *fm, float *state, const float *k,
+		       const float *v, int d, int position, float *scratch);
+void feature_state_query(const struct feature_map *fm, const float *state, const float *q,
+			 int d, int position, float *scratch, float *out);
+
+#endif
