@@ -6,6 +6,7 @@
 #ifndef ATTNBENCH_VARIANT_TEST_H
 #define ATTNBENCH_VARIANT_TEST_H
 
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
