@@ -6,7 +6,9 @@
  *   latency-P  speed: median latency vs N, log-log, 95% interval of the median as bars
  *   memory-P   speed: peak workspace vs N, log-log
  *   passkey-P  passkey: accuracy heatmap (depth x length), one panel per variant
- *   recall-P   recall: accuracy vs pairs (log2), at one head dimension, chance 1/64
+ *   recall-P   recall: accuracy vs pairs (log2), at one head dimension, chance 1/64,
+ *              long range (gap > 0); recall-packed-P the same with the queries right
+ *              after the pairs (gap 0)
  * Speed figures take one shape per pattern (the most common d, heads, kv_heads, batch),
  * so that lines compare like with like; cells that differ only in parameters are averaged.
  */
@@ -293,13 +295,16 @@ static int write_style(struct plot_ctx *c)
 		"0.75 \"#5DC863\", 1 \"#FDE725\")\n"
 		"\n"
 		"# one style per variant, numbered by its index in the registry + 1, so a variant\n"
-		"# has the same colour and point type in every figure (Okabe-Ito colours)\n");
+		"# has the same colour, point type and dash in every figure (Okabe-Ito colours)\n");
 	for (int i = 0; i < c->n_variants; i++) {
 		const struct run_variant *v = &c->variants[i];
 		int k = v->style - 1;
 
-		fprintf(f, "set style line %d lc rgb \"%s\" pt %d lw 1.2 dt 1\t# %s\n", v->style,
-			palette[k % PALETTE_SIZE], point_types[k % POINT_TYPES], v->name);
+		/* past eight variants colours repeat: shift the point type, dash the line */
+		fprintf(f, "set style line %d lc rgb \"%s\" pt %d lw 1.2 dt %d\t# %s\n", v->style,
+			palette[k % PALETTE_SIZE],
+			point_types[(k + k / PALETTE_SIZE) % POINT_TYPES],
+			1 + k / (int)PALETTE_SIZE, v->name);
 	}
 	fprintf(f, "set style line %d lc rgb \"#555555\" lw 1 dt 2\t# chance and references\n",
 		STYLE_REFERENCE);
@@ -550,13 +555,23 @@ static int figure_speed(struct plot_ctx *c, const char *pattern, bool memory)
 	return rc ? rc : run_gnuplot(c, name);
 }
 
-static int figure_recall(struct plot_ctx *c, const char *pattern)
+/*
+ * Recall accuracy vs pairs: long range (gap > 0: pairs first, filler, queries last) or
+ * packed (gap = 0: queries right after the pairs), apart, since filler dilutes a fixed
+ * state in a way the pair count alone does not.
+ */
+static int figure_recall(struct plot_ctx *c, const char *pattern, bool packed)
 {
-	static const char sql[] =
+	static const char long_sql[] =
 		"SELECT pairs, avg(accuracy) FROM results"
 		" WHERE run_id = ?1 AND task = 'recall' AND pattern = ?2 AND variant = ?3"
 		" AND d = ?4 AND status = 'ok' AND accuracy IS NOT NULL AND pairs > 0"
-		" GROUP BY pairs ORDER BY pairs";
+		" AND gap > 0 GROUP BY pairs ORDER BY pairs";
+	static const char packed_sql[] =
+		"SELECT pairs, avg(accuracy) FROM results"
+		" WHERE run_id = ?1 AND task = 'recall' AND pattern = ?2 AND variant = ?3"
+		" AND d = ?4 AND status = 'ok' AND accuracy IS NOT NULL AND pairs > 0"
+		" AND gap = 0 GROUP BY pairs ORDER BY pairs";
 	struct block blocks[MAX_BLOCKS];
 	sqlite3_stmt *st;
 	char name[64];
@@ -575,14 +590,15 @@ static int figure_recall(struct plot_ctx *c, const char *pattern)
 	if (sqlite3_step(st) == SQLITE_ROW)
 		shape[0] = 64;
 	sqlite3_finalize(st);
-	snprintf(name, sizeof(name), "recall-%s", pattern);
+	snprintf(name, sizeof(name), "recall-%s%s", packed ? "packed-" : "", pattern);
 	f = open_out(c, name, "dat");
 	if (!f)
 		return -EIO;
-	fprintf(f, "# recall accuracy, pattern %s, run %lld, head dimension d = %d"
-		" (averaged over lengths and gaps)\n", pattern, (long long)c->o->run_id,
-		shape[0]);
-	n = write_blocks(c, f, sql, pattern, shape, "pairs\taccuracy", blocks);
+	fprintf(f, "# recall accuracy, pattern %s, run %lld, head dimension d = %d, %s"
+		" (averaged over lengths)\n", pattern, (long long)c->o->run_id, shape[0],
+		packed ? "packed (gap 0)" : "long range (gap > 0)");
+	n = write_blocks(c, f, packed ? packed_sql : long_sql, pattern, shape,
+			 "pairs\taccuracy", blocks);
 	rc = close_out(c, f, name, "dat");
 	if (n < 0 || rc)
 		return n < 0 ? n : rc;
@@ -596,7 +612,9 @@ static int figure_recall(struct plot_ctx *c, const char *pattern)
 	f = open_out(c, name, "gp");
 	if (!f)
 		return -EIO;
-	script_head(c, f, name, "associative recall accuracy vs number of pairs");
+	script_head(c, f, name, packed ? "associative recall accuracy vs number of pairs, "
+		    "queries right after the pairs" : "associative recall accuracy vs number "
+		    "of pairs, queries far from the pairs");
 	fprintf(f,
 		"set logscale x 2\n"
 		"set xlabel \"key-value pairs P (d = %d)\"\n"
@@ -798,7 +816,9 @@ int plot_run(struct store *s, const struct plot_options *o, int *figures, char *
 		if (!rc)
 			rc = figure_passkey(&c, pattern, pattern_is_self(p));
 		if (!rc)
-			rc = figure_recall(&c, pattern);
+			rc = figure_recall(&c, pattern, false);
+		if (!rc)
+			rc = figure_recall(&c, pattern, true);
 	}
 	*figures = c.figures;
 	return rc;

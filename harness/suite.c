@@ -27,7 +27,12 @@ static const char quick_csv[] = HEADER
 	"recall,all,nc cc,16x256,32,1,,2,16 64\n"
 	"decode,all,cs,256,32,2,,1,\n";
 
-/* default: the lengths where efficient attention starts to matter, in minutes. */
+/*
+ * default: the lengths where efficient attention starts to matter, in minutes. Recall
+ * runs twice: long range (pairs at the start of 2048 tokens, queries at the end) and
+ * packed (the queries right after the pairs, no filler: N = P + 32, or M = P), which
+ * separates a fixed state's capacity from dilution by the filler in between.
+ */
 static const char default_csv[] = HEADER
 	"fidelity,all,all,512x256 1024x512,64,4,,1,\n"
 	"speed,all,all,256 512 1024 2048 4096,64,8,,1,\n"
@@ -36,9 +41,26 @@ static const char default_csv[] = HEADER
 	"passkey,all,nc cc,16x4096 16x65536,64,1,,10,\n"
 	"recall,all,ns cs,2048,16 32 64 128,1,,4,\n"
 	"recall,all,nc cc,32x2048,16 32 64 128,1,,4,\n"
+	"recall,all,ns cs,48,16 32 64 128,1,,4,16\n"
+	"recall,all,ns cs,64,16 32 64 128,1,,4,32\n"
+	"recall,all,ns cs,96,16 32 64 128,1,,4,64\n"
+	"recall,all,ns cs,160,16 32 64 128,1,,4,128\n"
+	"recall,all,ns cs,288,16 32 64 128,1,,4,256\n"
+	"recall,all,ns cs,544,16 32 64 128,1,,4,512\n"
+	"recall,all,ns cs,1056,16 32 64 128,1,,4,1024\n"
+	"recall,all,nc cc,32x16,16 32 64 128,1,,4,16\n"
+	"recall,all,nc cc,32x32,16 32 64 128,1,,4,32\n"
+	"recall,all,nc cc,32x64,16 32 64 128,1,,4,64\n"
+	"recall,all,nc cc,32x128,16 32 64 128,1,,4,128\n"
+	"recall,all,nc cc,32x256,16 32 64 128,1,,4,256\n"
+	"recall,all,nc cc,32x512,16 32 64 128,1,,4,512\n"
+	"recall,all,nc cc,32x1024,16 32 64 128,1,,4,1024\n"
 	"decode,all,cs,1024 4096,64,8,,1,\n";
 
-/* full: lengths up to 16384 (65,536 for cross passkey), GQA and d = 128 too, in an hour. */
+/*
+ * full: lengths up to 16384 (65,536 for cross passkey), GQA and d = 128 too, in an hour;
+ * recall long range and packed, as in default.
+ */
 static const char full_csv[] = HEADER
 	"fidelity,all,all,512x256 2048x1024 4096x2048,64,4,,1,\n"
 	"fidelity,all,all,1024x512,128,8,2,2,\n"
@@ -49,6 +71,20 @@ static const char full_csv[] = HEADER
 	"passkey,all,nc cc,16x4096 16x16384 16x65536,64,1,,10,\n"
 	"recall,all,ns cs,2048 8192,16 32 64 128,1,,4,\n"
 	"recall,all,nc cc,32x2048 32x8192,16 32 64 128,1,,4,\n"
+	"recall,all,ns cs,48,16 32 64 128,1,,4,16\n"
+	"recall,all,ns cs,64,16 32 64 128,1,,4,32\n"
+	"recall,all,ns cs,96,16 32 64 128,1,,4,64\n"
+	"recall,all,ns cs,160,16 32 64 128,1,,4,128\n"
+	"recall,all,ns cs,288,16 32 64 128,1,,4,256\n"
+	"recall,all,ns cs,544,16 32 64 128,1,,4,512\n"
+	"recall,all,ns cs,1056,16 32 64 128,1,,4,1024\n"
+	"recall,all,nc cc,32x16,16 32 64 128,1,,4,16\n"
+	"recall,all,nc cc,32x32,16 32 64 128,1,,4,32\n"
+	"recall,all,nc cc,32x64,16 32 64 128,1,,4,64\n"
+	"recall,all,nc cc,32x128,16 32 64 128,1,,4,128\n"
+	"recall,all,nc cc,32x256,16 32 64 128,1,,4,256\n"
+	"recall,all,nc cc,32x512,16 32 64 128,1,,4,512\n"
+	"recall,all,nc cc,32x1024,16 32 64 128,1,,4,1024\n"
 	"decode,all,cs,1024 4096 16384,64,8,,1,\n";
 
 static const struct {
