@@ -14,6 +14,7 @@ extern const struct variant_ops flash_variant;
 extern const struct variant_ops local_variant;
 extern const struct variant_ops linear_variant;
 extern const struct variant_ops probsparse_variant;
+extern const struct variant_ops s4d_variant;
 
 static const struct variant_ops *const variants[] = {
 	&vanilla_variant,
@@ -21,6 +22,7 @@ static const struct variant_ops *const variants[] = {
 	&local_variant,
 	&linear_variant,
 	&probsparse_variant,
+	&s4d_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
