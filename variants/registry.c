@@ -15,6 +15,7 @@ extern const struct variant_ops local_variant;
 extern const struct variant_ops linear_variant;
 extern const struct variant_ops probsparse_variant;
 extern const struct variant_ops s4d_variant;
+extern const struct variant_ops efficient_variant;
 
 static const struct variant_ops *const variants[] = {
 	&vanilla_variant,
@@ -23,6 +24,7 @@ static const struct variant_ops *const variants[] = {
 	&linear_variant,
 	&probsparse_variant,
 	&s4d_variant,
+	&efficient_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
