@@ -16,6 +16,7 @@ extern const struct variant_ops linear_variant;
 extern const struct variant_ops probsparse_variant;
 extern const struct variant_ops s4d_variant;
 extern const struct variant_ops efficient_variant;
+extern const struct variant_ops cosformer_variant;
 
 static const struct variant_ops *const variants[] = {
 	&vanilla_variant,
@@ -25,6 +26,7 @@ static const struct variant_ops *const variants[] = {
 	&probsparse_variant,
 	&s4d_variant,
 	&efficient_variant,
+	&cosformer_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
