@@ -17,6 +17,7 @@ extern const struct variant_ops probsparse_variant;
 extern const struct variant_ops s4d_variant;
 extern const struct variant_ops efficient_variant;
 extern const struct variant_ops cosformer_variant;
+extern const struct variant_ops performer_variant;
 
 static const struct variant_ops *const variants[] = {
 	&vanilla_variant,
@@ -27,6 +28,7 @@ static const struct variant_ops *const variants[] = {
 	&s4d_variant,
 	&efficient_variant,
 	&cosformer_variant,
+	&performer_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
