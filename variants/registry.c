@@ -12,11 +12,15 @@
 extern const struct variant_ops vanilla_variant;
 extern const struct variant_ops flash_variant;
 extern const struct variant_ops local_variant;
+extern const struct variant_ops nystrom_variant;
+extern const struct variant_ops lara_variant;
 
 static const struct variant_ops *const variants[] = {
 	&vanilla_variant,
 	&flash_variant,
 	&local_variant,
+	&nystrom_variant,
+	&lara_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
