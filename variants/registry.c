@@ -18,6 +18,8 @@ extern const struct variant_ops s4d_variant;
 extern const struct variant_ops efficient_variant;
 extern const struct variant_ops cosformer_variant;
 extern const struct variant_ops performer_variant;
+extern const struct variant_ops nystrom_variant;
+extern const struct variant_ops lara_variant;
 
 static const struct variant_ops *const variants[] = {
 	&vanilla_variant,
@@ -29,6 +31,8 @@ static const struct variant_ops *const variants[] = {
 	&efficient_variant,
 	&cosformer_variant,
 	&performer_variant,
+	&nystrom_variant,
+	&lara_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
