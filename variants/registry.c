@@ -20,6 +20,7 @@ extern const struct variant_ops cosformer_variant;
 extern const struct variant_ops performer_variant;
 extern const struct variant_ops nystrom_variant;
 extern const struct variant_ops lara_variant;
+extern const struct variant_ops abc_variant;
 
 static const struct variant_ops *const variants[] = {
 	&vanilla_variant,
@@ -33,6 +34,7 @@ static const struct variant_ops *const variants[] = {
 	&performer_variant,
 	&nystrom_variant,
 	&lara_variant,
+	&abc_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
