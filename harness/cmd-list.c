@@ -48,6 +48,8 @@ static int list_variants(void)
 			       d->integer ? "whole, " : "", d->min, d->max, d->help);
 		}
 	}
+	printf("\n* a harness extension: a pattern neither CAB nor the paper runs, defined in the"
+	       " catalogue\n");
 	return EXIT_OK;
 }
 
