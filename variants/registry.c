@@ -12,11 +12,13 @@
 extern const struct variant_ops vanilla_variant;
 extern const struct variant_ops flash_variant;
 extern const struct variant_ops local_variant;
+extern const struct variant_ops longshort_variant;
 
 static const struct variant_ops *const variants[] = {
 	&vanilla_variant,
 	&flash_variant,
 	&local_variant,
+	&longshort_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
