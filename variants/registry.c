@@ -21,6 +21,7 @@ extern const struct variant_ops performer_variant;
 extern const struct variant_ops nystrom_variant;
 extern const struct variant_ops lara_variant;
 extern const struct variant_ops abc_variant;
+extern const struct variant_ops longshort_variant;
 
 static const struct variant_ops *const variants[] = {
 	&vanilla_variant,
@@ -35,6 +36,7 @@ static const struct variant_ops *const variants[] = {
 	&nystrom_variant,
 	&lara_variant,
 	&abc_variant,
+	&longshort_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
