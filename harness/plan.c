@@ -107,6 +107,27 @@ static int add_regimes(struct plan *p, struct cell *c, const struct suite_row *r
 	return ret;
 }
 
+/*
+ * A parameter value inside its declared range that the variant still cannot use for this
+ * cell (an odd state size, an empty window) is bad input, refused before anything runs.
+ */
+static bool refuses_params(const struct cell *c, char *why, size_t why_len)
+{
+	struct attn_problem p = cell_problem(c);
+	int len;
+
+	if (variant_check_problem(c->variant, &p) != -EINVAL)
+		return false;
+	len = snprintf(why, why_len, "variant '%s' cannot run with", c->variant->name);
+	for (int i = 0; i < c->variant->n_params && len > 0 && (size_t)len < why_len; i++)
+		len += snprintf(why + len, why_len - len, " %s.%s=%g", c->variant->name,
+				c->variant->params[i].name, c->params[i]);
+	if (len > 0 && (size_t)len < why_len)
+		snprintf(why + len, why_len - len, " on %s n=%d m=%d d=%d (see 'attnbench list "
+			 "variants')", pattern_name(c->pattern), c->n, c->m, c->d);
+	return true;
+}
+
 #define PICK(sel, row, field) ((sel)->n_##field ? (sel)->field : (row)->field)
 #define PICK_N(sel, row, field) ((sel)->n_##field ? (sel)->n_##field : (row)->n_##field)
 
@@ -159,6 +180,8 @@ static int plan_row(struct plan *p, const struct suite_row *r, const struct suit
 			if (!(v->patterns & PATTERN_BIT(pat)))
 				continue;
 			params_apply(&sel->params, v, c.params);
+			if (refuses_params(&c, why, why_len))
+				return -EINVAL;
 			if (add_regimes(p, &c, r))
 				return -ENOMEM;
 		}

@@ -218,29 +218,10 @@ static int cosformer_forward(const struct attn_problem *p, const float *q, const
 	return cosformer_noncausal(p, &fm, q, k, v, out);
 }
 
-/*
- * Multiply-adds (x2) of the products, f = 2d features; the feature maps and divisions
- * are left out. Noncausal: S and z once per KV head (2Mfd + Mf), then per query head
- * the numerators and denominators (2Nfd + 2Nf). cs, per query head and chunk of r rows:
- * the carried state (2rfd), the r x r scores (2r²f) and their product with V (2r²d), the
- * denominators (2rf) and the state update (2rfd + rf).
- */
+/* The kernel's products with 2d features (feature-attention.c); the maps are left out. */
 static double cosformer_flops(const struct attn_problem *p)
 {
-	double d = p->d, f = 2.0 * p->d;
-
-	if (p->pattern == ATTN_CS) {
-		double per_head = 0;
-
-		for (long r0 = 0; r0 < p->n; r0 += FEATURE_CHUNK) {
-			double r = p->n - r0 < FEATURE_CHUNK ? p->n - r0 : FEATURE_CHUNK;
-
-			per_head += 4 * r * f * d + 2 * r * r * (f + d) + 3 * r * f;
-		}
-		return (double)p->batch * p->heads * per_head;
-	}
-	return (double)p->batch * p->kv_heads * p->m * (2 * f * d + f) +
-	       (double)p->batch * p->heads * p->n * (2 * f * d + 2 * f);
+	return feature_attention_flops(p, 2 * p->d);
 }
 
 /*

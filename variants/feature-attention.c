@@ -18,6 +18,24 @@ static inline float guard(const struct feature_map *fm, float den)
 	return fmaxf(den + fm->add, fm->floor);
 }
 
+double feature_attention_flops(const struct attn_problem *p, int features)
+{
+	double d = p->d, f = features;
+
+	if (p->pattern == ATTN_CS) {
+		double per_head = 0;
+
+		for (long r0 = 0; r0 < p->n; r0 += FEATURE_CHUNK) {
+			double r = p->n - r0 < FEATURE_CHUNK ? p->n - r0 : FEATURE_CHUNK;
+
+			per_head += 4 * r * f * d + 2 * r * r * (f + d) + 3 * r * f;
+		}
+		return (double)p->batch * p->heads * per_head;
+	}
+	return (double)p->batch * p->kv_heads * p->m * (2 * f * d + f) +
+	       (double)p->batch * p->heads * p->n * (2 * f * d + 2 * f);
+}
+
 size_t feature_scratch_floats(const struct feature_map *fm, int d)
 {
 	size_t c = FEATURE_CHUNK;

@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "variant.h"
+
 /* Rows per chunk: the intra-chunk c x c product costs about what the state update does. */
 #define FEATURE_CHUNK 64
 
@@ -32,6 +34,15 @@ struct feature_map {
 	void (*key)(const struct feature_map *fm, const float *x, int d, int first,
 		    int rows, float *phi);
 };
+
+/*
+ * FLOPs of the products for p with f features, the feature maps left out. Noncausal: the
+ * state once per KV head (2Mfd + Mf), then per query head the outputs and denominators
+ * (2Nfd + 2Nf). cs, per query head and chunk of r rows: the carried state (2rfd), the
+ * r x r scores (2r²f) and their product with V (2r²d), the denominators (2rf) and the
+ * state update (2rfd + rf).
+ */
+double feature_attention_flops(const struct attn_problem *p, int f);
 
 /* Floats of scratch one call below needs (per thread): chunk features, scores, sums. */
 size_t feature_scratch_floats(const struct feature_map *fm, int d);

@@ -100,6 +100,12 @@ static int linear_forward(const struct attn_problem *p, const float *q, const fl
 	return 0;
 }
 
+/* The kernel's products with d features (feature-attention.c); φ itself is left out. */
+static double linear_flops(const struct attn_problem *p)
+{
+	return feature_attention_flops(p, p->d);
+}
+
 /* The recurrent state: S (d x d) and z (d) per KV head, float32. */
 static double linear_state_bytes(const struct attn_problem *p)
 {
@@ -182,6 +188,7 @@ const struct variant_ops linear_variant = {
 	.extensions	= 0,
 	.flags		= 0,
 	.forward	= linear_forward,
+	.flops		= linear_flops,
 	.state_bytes	= linear_state_bytes,
 	.decode_init	= linear_decode_init,
 	.decode_step	= linear_decode_step,

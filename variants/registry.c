@@ -13,30 +13,31 @@ extern const struct variant_ops vanilla_variant;
 extern const struct variant_ops flash_variant;
 extern const struct variant_ops local_variant;
 extern const struct variant_ops linear_variant;
-extern const struct variant_ops probsparse_variant;
-extern const struct variant_ops s4d_variant;
 extern const struct variant_ops efficient_variant;
-extern const struct variant_ops cosformer_variant;
 extern const struct variant_ops performer_variant;
+extern const struct variant_ops cosformer_variant;
+extern const struct variant_ops probsparse_variant;
 extern const struct variant_ops nystrom_variant;
 extern const struct variant_ops lara_variant;
 extern const struct variant_ops abc_variant;
 extern const struct variant_ops longshort_variant;
+extern const struct variant_ops s4d_variant;
 
+/* Exact first, then CAB's efficient attentions in the catalogue's order. */
 static const struct variant_ops *const variants[] = {
 	&vanilla_variant,
 	&flash_variant,
 	&local_variant,
 	&linear_variant,
-	&probsparse_variant,
-	&s4d_variant,
 	&efficient_variant,
-	&cosformer_variant,
 	&performer_variant,
+	&cosformer_variant,
+	&probsparse_variant,
 	&nystrom_variant,
 	&lara_variant,
 	&abc_variant,
 	&longshort_variant,
+	&s4d_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {

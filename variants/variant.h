@@ -96,7 +96,9 @@ struct variant_ops {
 	int n_params;
 
 	/*
-	 * Optional: 0 if this problem (beyond its pattern) can be run, -ENOTSUP if not.
+	 * Optional: 0 if this problem (beyond its pattern) can be run, -ENOTSUP if the
+	 * method cannot take it (e.g. fewer rows than landmarks), -EINVAL if a parameter
+	 * is in its declared range but meaningless here (e.g. an odd state size).
 	 * NULL means every problem of a supported pattern is.
 	 */
 	int (*supports)(const struct attn_problem *p);
