@@ -634,28 +634,6 @@ static void test_performer_draws_w_from_the_seed(void **state)
 
 /* ---- causality ---- */
 
-/* Largest change of rows <= t over all slices, relative to their largest magnitude. */
-static double change_up_to(const struct attn_problem *p, const float *a, const float *b, int t)
-{
-	double change = 0, scale = 0;
-
-	for (size_t s = 0; s < (size_t)p->batch * p->heads; s++)
-		for (int i = 0; i <= t; i++)
-			for (int c = 0; c < p->d; c++) {
-				size_t at = (s * p->n + i) * p->d + c;
-
-				change = fmax(change, fabs((double)a[at] - b[at]));
-				scale = fmax(scale, fabs((double)a[at]));
-			}
-	return scale > 0 ? change / scale : change;
-}
-
-static void perturb_rows_after(struct rng *g, float *x, size_t slices, int rows, int d, int t)
-{
-	for (size_t s = 0; s < slices; s++)
-		fill_normal(g, x + (s * rows + t + 1) * d, (size_t)(rows - t - 1) * d, 3.0);
-}
-
 /*
  * The registry's perturbation check: cs changes Q, K, V rows after t, cc only Q rows.
  * Returns the largest relative move of rows <= t over the cuts.

@@ -557,28 +557,6 @@ static void test_local_ignores_keys_outside_the_window(void **state)
 
 /* ---- properties every variant must have ---- */
 
-/* Largest change of rows <= t over all slices, relative to their largest magnitude. */
-static double change_up_to(const struct attn_problem *p, const float *a, const float *b, int t)
-{
-	double change = 0, scale = 0;
-
-	for (size_t s = 0; s < (size_t)p->batch * p->heads; s++)
-		for (int i = 0; i <= t; i++)
-			for (int c = 0; c < p->d; c++) {
-				size_t at = (s * p->n + i) * p->d + c;
-
-				change = fmax(change, fabs((double)a[at] - b[at]));
-				scale = fmax(scale, fabs((double)a[at]));
-			}
-	return scale > 0 ? change / scale : change;
-}
-
-static void perturb_rows_after(struct rng *g, float *x, size_t slices, int rows, int d, int t)
-{
-	for (size_t s = 0; s < slices; s++)
-		fill_normal(g, x + (s * rows + t + 1) * d, (size_t)(rows - t - 1) * d, 3.0);
-}
-
 /* One perturbation at cut t: rows <= t of the output must stay within tolerance. */
 static void check_cut(const struct variant_ops *v, const struct attn_problem *p,
 		      const struct tensors *a, int t)
@@ -926,30 +904,6 @@ static void test_local_decoding_refuses_other_patterns(void **state)
 	(void)state;
 	assert_int_equal(v->decode_init(&p, &dec), -ENOTSUP);
 	assert_null(dec);
-}
-
-/* Allocator peak over decode_init() and n steps of random positions, freed after. */
-static size_t decode_peak(const struct variant_ops *v, const struct attn_problem *p)
-{
-	size_t live = memory_live_bytes(), peak;
-	struct step_rows r;
-	struct rng g = { SEED };
-	void *dec;
-
-	step_rows_make(&r, p);
-	memory_reset_peak();
-	assert_int_equal(v->decode_init(p, &dec), 0);
-	for (int t = 0; t < p->n; t++) {
-		fill_normal(&g, r.q, (size_t)p->batch * p->heads * p->d, 1.0);
-		fill_normal(&g, r.k, (size_t)p->batch * p->kv_heads * p->d, 1.0);
-		fill_normal(&g, r.v, (size_t)p->batch * p->kv_heads * p->d, 1.0);
-		assert_int_equal(v->decode_step(dec, r.q, r.k, r.v, r.o), 0);
-	}
-	peak = memory_peak_bytes() - live;
-	v->decode_free(dec);
-	assert_int_equal(memory_live_bytes(), live);
-	step_rows_release(&r);
-	return peak;
 }
 
 /* The ring holds w positions whatever the length; a KV cache grows with it. */
