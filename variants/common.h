@@ -85,4 +85,25 @@ static inline void segment_bounds(int n, int count, int seg, int *lo, int *hi)
 	}
 }
 
+/*
+ * out (count x d) += the means of the `count` CAB segments of x (n >= count rows of d):
+ * Nystrom's and LARA's landmarks.
+ */
+static inline void segment_means_add(const float *x, int n, int d, int count, float *out)
+{
+	for (int seg = 0; seg < count; seg++) {
+		float *o = out + (size_t)seg * d;
+		int lo, hi;
+
+		segment_bounds(n, count, seg, &lo, &hi);
+		for (int i = lo; i < hi; i++) {
+			const float *r = x + (size_t)i * d;
+			float inv = 1.0f / (float)(hi - lo);
+
+			for (int c = 0; c < d; c++)
+				o[c] += inv * r[c];
+		}
+	}
+}
+
 #endif

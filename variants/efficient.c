@@ -33,6 +33,7 @@
 #include "common.h"
 #include "memory.h"
 #include "threads.h"
+#include "vexp.h"
 
 enum efficient_norm {
 	EFFICIENT_SOFTMAX = 0,	/* softmax over features (Q) and over positions (K) */
@@ -89,17 +90,18 @@ static int efficient_norm(const struct attn_problem *p)
 	return p->params ? (int)p->params[0] : EFFICIENT_NORM_DEFAULT;
 }
 
-/* out = softmax of the d features of x. */
+/* out = softmax of the d features of x; out is also scratch for the shifts. */
 static void softmax_features(const float *x, int d, float *out)
 {
 	float max = x[0], sum = 0;
 
 	for (int c = 1; c < d; c++)
 		max = fmaxf(max, x[c]);
-	for (int c = 0; c < d; c++) {
-		out[c] = expf(x[c] - max);
+	for (int c = 0; c < d; c++)
+		out[c] = max;
+	exp_shifted(out, x, out, d);
+	for (int c = 0; c < d; c++)
 		sum += out[c];
-	}
 	for (int c = 0; c < d; c++)
 		out[c] /= sum;
 }
@@ -138,13 +140,11 @@ static void build_context(int norm, const float *k, const float *v, int m, int d
 		int rows = m - r0 < EFFICIENT_CHUNK ? m - r0 : EFFICIENT_CHUNK;
 		const float *kc = k + (size_t)r0 * d;
 
-		for (int j = 0; j < rows; j++)
-			for (int c = 0; c < d; c++) {
-				float x = expf(kc[(size_t)j * d + c] - colmax[c]);
-
-				e[(size_t)j * d + c] = x;
-				colsum[c] += x;
-			}
+		for (int j = 0; j < rows; j++) {
+			exp_shifted(e + (size_t)j * d, kc + (size_t)j * d, colmax, d);
+			for (int c = 0; c < d; c++)
+				colsum[c] += e[(size_t)j * d + c];
+		}
 		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, rows, 1.0f, e, d,
 			    v + (size_t)r0 * d, d, r0 ? 1.0f : 0.0f, g, d);
 	}

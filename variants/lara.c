@@ -93,24 +93,6 @@ static size_t lara_workspace(const struct attn_problem *p, int c)
 	return (size_t)c * (4 * (size_t)p->d + p->m + rows + 3);
 }
 
-/* out (count x d) += means of the `count` CAB segments of x (n >= count rows of d). */
-static void add_segment_means(const float *x, int n, int d, int count, float *out)
-{
-	for (int seg = 0; seg < count; seg++) {
-		float *o = out + (size_t)seg * d;
-		int lo, hi;
-
-		segment_bounds(n, count, seg, &lo, &hi);
-		for (int i = lo; i < hi; i++) {
-			const float *r = x + (size_t)i * d;
-			float inv = 1.0f / (float)(hi - lo);
-
-			for (int c = 0; c < d; c++)
-				o[c] += inv * r[c];
-		}
-	}
-}
-
 /*
  * One slice. noise is this query head's C x d proposal noise, or NULL; ws is
  * lara_workspace() floats.
@@ -128,8 +110,8 @@ static void lara_slice(const float *q, const float *k, const float *v, int n, in
 	/* μ = q̄ + k̄, ω = μ (+ noise), both = μ + ω */
 	for (size_t x = 0; x < cd; x++)
 		mu[x] = 0;
-	add_segment_means(q, n, d, c, mu);
-	add_segment_means(k, m, d, c, mu);
+	segment_means_add(q, n, d, c, mu);
+	segment_means_add(k, m, d, c, mu);
 	for (size_t x = 0; x < cd; x++) {
 		omega[x] = noise ? mu[x] + noise[x] : mu[x];
 		both[x] = mu[x] + omega[x];

@@ -111,24 +111,6 @@ static int nystrom_supports(const struct attn_problem *p)
 	return -ENOTSUP;
 }
 
-/* out (count x d) = means of the `count` CAB segments of x (n >= count rows of d). */
-static void segment_means(const float *x, int n, int d, int count, float *out)
-{
-	for (int seg = 0; seg < count; seg++) {
-		float *o = out + (size_t)seg * d;
-		int lo, hi;
-
-		segment_bounds(n, count, seg, &lo, &hi);
-		for (int c = 0; c < d; c++)
-			o[c] = 0;
-		for (int i = lo; i < hi; i++)
-			for (int c = 0; c < d; c++)
-				o[c] += x[(size_t)i * d + c];
-		for (int c = 0; c < d; c++)
-			o[c] /= (float)(hi - lo);
-	}
-}
-
 /* Each row of s (rows x cols, scaled scores) replaced by its softmax. */
 static void softmax_rows(float *s, int rows, int cols)
 {
@@ -168,8 +150,10 @@ static float max_column_sum(const float *a, int c)
 static float landmark_kernel(const struct nystrom_setup *st, const float *q, const float *k,
 			     int n, int m, int d, float *qt, float *kt, float *f2)
 {
-	segment_means(q, n, d, st->c, qt);
-	segment_means(k, m, d, st->c, kt);
+	memset(qt, 0, sizeof(float) * st->c * d);
+	memset(kt, 0, sizeof(float) * st->c * d);
+	segment_means_add(q, n, d, st->c, qt);
+	segment_means_add(k, m, d, st->c, kt);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, st->c, st->c, d, st->tau, qt, d,
 		    kt, d, 0.0f, f2, st->c);
 	softmax_rows(f2, st->c, st->c);

@@ -1,5 +1,6 @@
 /*
- * vexp.h - vectorised 2^x for the softmax of exact kernels (flash, vanilla).
+ * vexp.h - vectorised 2^x for the softmax of exact kernels (flash, vanilla), and e^x for
+ * the feature maps and normalisations of others.
  *
  * Scores are kept in base 2 (scaled by log2(e)/sqrt(d)) so one exp2 per score is all a
  * softmax needs.
@@ -92,6 +93,27 @@ static inline float exp2_shifted_sum(float *x, int n, float shift)
 		sum += x[j];
 	}
 	return sum;
+}
+
+/*
+ * out[j] = e^(x[j] - shift[j]) for j < n, every x[j] <= shift[j] (a max subtracted):
+ * natural exponentials through exp2, for variants whose softmax is not in base 2.
+ */
+static inline void exp_shifted(float *out, const float *x, const float *shift, int n)
+{
+	int j = 0;
+
+#ifdef VEXP_AVX2
+	const __m256 log2e = _mm256_set1_ps((float)M_LOG2E);
+
+	for (; j + 8 <= n; j += 8) {
+		__m256 t = _mm256_sub_ps(_mm256_loadu_ps(x + j), _mm256_loadu_ps(shift + j));
+
+		_mm256_storeu_ps(out + j, exp2_v8(_mm256_mul_ps(t, log2e)));
+	}
+#endif
+	for (; j < n; j++)
+		out[j] = expf(x[j] - shift[j]);
 }
 
 #endif
