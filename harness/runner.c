@@ -60,9 +60,10 @@ static void child_main(int fd, int (*fn)(void *, struct cell_result *), void *ar
 		signal(default_signals[i], SIG_DFL);
 	threads_set(threads);
 	ret = fn(arg, &r);
-	if (ret == -ENOTSUP)
-		result_status(&r, CELL_UNSUPPORTED, "%s", r.reason[0] ? r.reason :
-			      "the variant does not support this problem");
+	if (ret == -ENOTSUP && r.reason[0])
+		r.status = CELL_UNSUPPORTED;	/* the task said why */
+	else if (ret == -ENOTSUP)
+		result_status(&r, CELL_UNSUPPORTED, "the variant does not support this problem");
 	else if (ret == -ENOMEM)
 		result_status(&r, CELL_OOM, "out of memory (limit %.1f GiB)",
 			      (double)limits->bytes / (1 << 30));

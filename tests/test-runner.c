@@ -55,6 +55,13 @@ static int refuses(void *arg, struct cell_result *r)
 	return -ENOTSUP;
 }
 
+static int refuses_with_a_reason(void *arg, struct cell_result *r)
+{
+	(void)arg;
+	result_status(r, CELL_UNSUPPORTED, "no incremental decoding");
+	return -ENOTSUP;
+}
+
 static int exits_early(void *arg, struct cell_result *r)
 {
 	(void)arg;
@@ -124,6 +131,13 @@ static void test_an_allocation_beyond_the_limit_is_oom(void **state)
 
 	assert_int_equal(runner_call(refuses, NULL, 1, &limits, &r, &out), 0);
 	assert_int_equal(r.status, CELL_UNSUPPORTED);
+	assert_non_null(strstr(r.reason, "does not support"));
+	result_release(&r);
+
+	/* a task's own reason for refusing is kept */
+	assert_int_equal(runner_call(refuses_with_a_reason, NULL, 1, &limits, &r, &out), 0);
+	assert_int_equal(r.status, CELL_UNSUPPORTED);
+	assert_string_equal(r.reason, "no incremental decoding");
 	result_release(&r);
 }
 
