@@ -37,14 +37,16 @@ static int hangs(void *arg, struct cell_result *r)
 
 static int allocates_a_gibibyte(void *arg, struct cell_result *r)
 {
-	char *p = malloc((size_t)1 << 30);
+	/* volatile, as in reports_a_lot(): the allocation must really happen */
+	volatile char *p = malloc((size_t)1 << 30);
 
 	(void)arg;
 	(void)r;
 	if (!p)
 		return -ENOMEM;
-	memset(p, 1, (size_t)1 << 30);
-	free(p);
+	for (size_t i = 0; i < (size_t)1 << 30; i += 4096)
+		p[i] = 1;
+	free((void *)p);
 	return 0;
 }
 
@@ -73,13 +75,15 @@ static int exits_early(void *arg, struct cell_result *r)
 static int reports_a_lot(void *arg, struct cell_result *r)
 {
 	size_t bytes = (size_t)64 << 20;
-	char *p = malloc(bytes);
+	/* volatile: the compiler may drop a malloc, memset and free it can see through */
+	volatile char *p = malloc(bytes);
 
 	(void)arg;
 	if (!p)
 		return -ENOMEM;
-	memset(p, 1, bytes);
-	free(p);
+	for (size_t i = 0; i < bytes; i += 4096)
+		p[i] = 1;
+	free((void *)p);
 	for (int i = 0; i < 20000; i++)
 		result_sample(r, i * 1e-6);
 	result_metric(r, "answer", 42.5, "B");
