@@ -78,3 +78,58 @@ void stats_wilson(long successes, long trials, double *lo, double *hi)
 	*lo = fmax(0.0, centre - half);
 	*hi = fmin(1.0, centre + half);
 }
+
+/* splitmix64: the bootstrap's resampling, reproducible from its seed. */
+static uint64_t next_random(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Median of n values drawn with replacement from x into scratch (n values). */
+static double resampled_median(const double *x, size_t n, double *scratch, uint64_t *state)
+{
+	for (size_t i = 0; i < n; i++)
+		scratch[i] = x[(size_t)(((unsigned __int128)next_random(state) * n) >> 64)];
+	qsort(scratch, n, sizeof(*scratch), compare_doubles);
+	return stats_quantile_sorted(scratch, n, 0.5);
+}
+
+static double median_of(const double *x, size_t n, double *scratch)
+{
+	memcpy(scratch, x, n * sizeof(*scratch));
+	qsort(scratch, n, sizeof(*scratch), compare_doubles);
+	return stats_quantile_sorted(scratch, n, 0.5);
+}
+
+int stats_median_ratio(const double *a, size_t na, const double *b, size_t nb, int iters,
+		       uint64_t seed, struct ratio_interval *r)
+{
+	double *ratios, *scratch;
+	uint64_t state = seed;
+
+	if (!na || !nb || iters < 100)
+		return -EINVAL;
+	ratios = malloc(sizeof(*ratios) * (size_t)iters);
+	scratch = malloc(sizeof(*scratch) * (na > nb ? na : nb));
+	if (!ratios || !scratch) {
+		free(ratios);
+		free(scratch);
+		return -ENOMEM;
+	}
+	r->ratio = median_of(b, nb, scratch) / median_of(a, na, scratch);
+	for (int i = 0; i < iters; i++) {
+		double ma = resampled_median(a, na, scratch, &state);
+
+		ratios[i] = resampled_median(b, nb, scratch, &state) / ma;
+	}
+	qsort(ratios, (size_t)iters, sizeof(*ratios), compare_doubles);
+	r->lo = stats_quantile_sorted(ratios, (size_t)iters, 0.025);
+	r->hi = stats_quantile_sorted(ratios, (size_t)iters, 0.975);
+	free(ratios);
+	free(scratch);
+	return 0;
+}

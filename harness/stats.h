@@ -5,6 +5,7 @@
 #define ATTNBENCH_STATS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct sample_summary {
 	size_t count;
@@ -27,5 +28,20 @@ double stats_quantile_sorted(const double *sorted, size_t n, double q);
 
 /* Wilson score 95% interval for `successes` out of `trials` (trials > 0). */
 void stats_wilson(long successes, long trials, double *lo, double *hi);
+
+/* A ratio of medians with its 95% bootstrap interval. */
+struct ratio_interval {
+	double ratio;		/* median(b) / median(a) of the samples as given */
+	double lo, hi;		/* 2.5% and 97.5% quantiles of the resampled ratios */
+};
+
+/*
+ * median(b) / median(a) (e.g. a variant's latency over the baseline's) with a percentile
+ * bootstrap interval: `iters` times, each sample is resampled with replacement and the
+ * ratio of the resampled medians taken. Seeded, so the same samples give the same
+ * interval. Returns 0, -EINVAL for an empty sample or iters < 100, -ENOMEM.
+ */
+int stats_median_ratio(const double *a, size_t na, const double *b, size_t nb, int iters,
+		       uint64_t seed, struct ratio_interval *r);
 
 #endif

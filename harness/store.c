@@ -75,6 +75,24 @@ static const char *const migrations[] = {
 	"    AS causal_change,"
 	"  c.wall_seconds"
 	" FROM cells c JOIN runs r ON r.id = c.run_id;",
+
+	/*
+	 * 2: per-trial outcomes of accuracy tasks (trial idx of a cell right or not), so two
+	 * variants that saw the same inputs can be compared trial by trial; and results
+	 * about a run rather than one cell (efficiency length, scaling slope) per variant
+	 * and pattern against a baseline.
+	 */
+	"CREATE TABLE trials ("
+	"  cell_id INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE,"
+	"  idx INTEGER NOT NULL, correct INTEGER NOT NULL CHECK (correct IN (0, 1)),"
+	"  PRIMARY KEY (cell_id, idx)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE run_metrics ("
+	"  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	"  variant TEXT NOT NULL, pattern TEXT NOT NULL, baseline TEXT NOT NULL,"
+	"  name TEXT NOT NULL, value REAL, unit TEXT NOT NULL,"
+	"  PRIMARY KEY (run_id, variant, pattern, baseline, name)"
+	") WITHOUT ROWID;",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -2,8 +2,9 @@
  * store.h - the results database (SPEC section 6): SQLite on disk, WAL, one transaction
  * per finished cell, schema versioned by PRAGMA user_version with forward migrations.
  *
- * Tables runs, cells, metrics, samples; the view `results` (one row per cell) is the
- * stable contract for users' queries.
+ * Tables runs, cells, metrics, samples, trials (per-trial outcomes), run_metrics (results
+ * about a whole run: efficiency lengths, scaling slopes); the view `results` (one row per
+ * cell) is the stable contract for users' queries.
  */
 #ifndef ATTNBENCH_STORE_H
 #define ATTNBENCH_STORE_H
@@ -17,7 +18,7 @@
 #include "task.h"
 
 /* The schema version this build writes and reads. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 enum store_flags {
 	STORE_READONLY = 1 << 0,	/* open an existing database for reading only */

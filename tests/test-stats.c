@@ -96,6 +96,45 @@ static void test_median_ci_covers_the_true_median_about_95_percent(void **state)
 	assert_true(covered <= 0.995 * trials);
 }
 
+/* Equal samples give ratio 1 inside its interval; a 2x slower one sits near 2. */
+static void test_median_ratio_finds_no_change_and_a_2x_slowdown(void **state)
+{
+	double a[25], b[25], slow[25];
+	struct ratio_interval r;
+	struct rng g;
+
+	(void)state;
+	rng_seed(&g, 7);
+	for (int i = 0; i < 25; i++) {
+		a[i] = 1.0 + 0.05 * rng_normal(&g);
+		b[i] = 1.0 + 0.05 * rng_normal(&g);
+		slow[i] = 2.0 * (1.0 + 0.05 * rng_normal(&g));
+	}
+	assert_int_equal(stats_median_ratio(a, 25, b, 25, 2000, 1, &r), 0);
+	assert_true(r.lo <= 1.0 && 1.0 <= r.hi);
+	assert_true(r.lo < r.ratio && r.ratio < r.hi);
+	assert_true(r.hi - r.lo < 0.2);
+	assert_int_equal(stats_median_ratio(a, 25, slow, 25, 2000, 1, &r), 0);
+	assert_true(r.lo > 1.8 && r.hi < 2.2);
+	assert_int_equal(stats_median_ratio(a, 0, slow, 25, 2000, 1, &r), -EINVAL);
+	assert_int_equal(stats_median_ratio(a, 25, slow, 25, 10, 1, &r), -EINVAL);
+}
+
+/* Same samples and seed, same interval; a one-point sample has no spread. */
+static void test_median_ratio_is_reproducible(void **state)
+{
+	double a[5] = { 1, 2, 3, 4, 5 }, b[1] = { 6 };
+	struct ratio_interval r1, r2;
+
+	(void)state;
+	assert_int_equal(stats_median_ratio(a, 5, a, 5, 500, 9, &r1), 0);
+	assert_int_equal(stats_median_ratio(a, 5, a, 5, 500, 9, &r2), 0);
+	assert_memory_equal(&r1, &r2, sizeof(r1));
+	assert_float_equal(r1.ratio, 1, 0);
+	assert_int_equal(stats_median_ratio(b, 1, b, 1, 500, 9, &r1), 0);
+	assert_true(r1.ratio == 1 && r1.lo == 1 && r1.hi == 1);
+}
+
 static void test_wilson_interval_matches_published_values(void **state)
 {
 	double lo, hi;
@@ -120,6 +159,8 @@ int main(void)
 		cmocka_unit_test(test_quartiles_interpolate_like_numpy),
 		cmocka_unit_test(test_median_ci_uses_the_order_statistic_ranks),
 		cmocka_unit_test(test_single_sample_is_its_own_interval),
+		cmocka_unit_test(test_median_ratio_finds_no_change_and_a_2x_slowdown),
+		cmocka_unit_test(test_median_ratio_is_reproducible),
 		cmocka_unit_test(test_median_ci_covers_the_true_median_about_95_percent),
 		cmocka_unit_test(test_wilson_interval_matches_published_values),
 	};

@@ -216,7 +216,31 @@ static void test_store_migrates_an_empty_file_to_the_current_version(void **stat
 	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
 	assert_float_equal(query_double(s, "PRAGMA user_version"), STORE_SCHEMA_VERSION, 0);
 	assert_float_equal(query_double(s, "SELECT count(*) FROM sqlite_master WHERE name IN "
-				       "('runs', 'cells', 'metrics', 'samples', 'results')"), 5, 0);
+				       "('runs', 'cells', 'metrics', 'samples', 'results', "
+				       "'trials', 'run_metrics')"), 7, 0);
+	store_close(s);
+}
+
+/* A version 1 file (no trials, no run_metrics) gains them and keeps its runs. */
+static void test_store_migrates_version_1_keeping_its_data(void **state)
+{
+	char path[256], why[256];
+	struct store *s;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/v1.db", tmpdir);
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	assert_int_equal(sqlite3_exec(store_db(s),
+		"INSERT INTO runs (started, status) VALUES ('then', 'complete');"
+		"DROP TABLE trials; DROP TABLE run_metrics; PRAGMA user_version = 1",
+		NULL, NULL, NULL), SQLITE_OK);
+	store_close(s);
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	assert_float_equal(query_double(s, "PRAGMA user_version"), 2, 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM runs WHERE started = 'then'"),
+			   1, 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM trials"), 0, 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM run_metrics"), 0, 0);
 	store_close(s);
 }
 
@@ -245,6 +269,7 @@ int main(void)
 		cmocka_unit_test(test_store_refuses_paths_it_cannot_open),
 		cmocka_unit_test(test_store_refuses_a_newer_schema_and_foreign_files),
 		cmocka_unit_test(test_store_migrates_an_empty_file_to_the_current_version),
+		cmocka_unit_test(test_store_migrates_version_1_keeping_its_data),
 		cmocka_unit_test(test_params_json_lists_every_declared_param),
 	};
 
