@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "error.h"
 #include "plan.h"
 #include "provenance.h"
+#include "reference-cache.h"
 #include "runner.h"
 #include "store.h"
 #include "threads.h"
@@ -373,6 +375,7 @@ int cmd_run(int argc, char **argv)
 	int64_t run_id;
 	double peak, started = timing_now();
 	char why[512];
+	char cache[PATH_MAX];
 	int ret = parse_args(argc, argv, &a);
 
 	if (ret)
@@ -430,7 +433,15 @@ int cmd_run(int argc, char **argv)
 	} else {
 		warning("could not measure the SGEMM peak; peak_fraction will be empty");
 	}
+	if (reference_cache_create(cache, sizeof(cache))) {
+		warning("no reference cache: every fidelity cell computes its own reference");
+	} else {
+		for (size_t i = 0; i < count; i++)
+			cells[i].cache_dir = cache;
+	}
 	ret = run_cells(st, run_id, cells, count, &a, &tally, &done);
+	if (count && cells[0].cache_dir)
+		reference_cache_remove(cells[0].cache_dir);
 	if (ret) {
 		store_finish_run(st, run_id, "failed");
 	} else {

@@ -32,6 +32,7 @@ struct cell {
 	uint64_t seed;
 	int threads;
 	struct measure_opts measure;
+	const char *cache_dir;	/* the run's reference cache (reference-cache.h), or NULL */
 };
 
 /* The attention problem of a cell; its params point into c. */

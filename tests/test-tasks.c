@@ -8,14 +8,18 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "inputs.h"
 #include "memory.h"
 #include "mean-variant.h"
+#include "reference-cache.h"
 #include "task.h"
 
 static const struct variant_ops leaky_variant = {
@@ -282,6 +286,69 @@ static void test_fidelity_flags_nan_and_scores_a_wrong_variant(void **state)
 	assert_true(metric(&r, "rel_err") > 0.5);	/* the mean of V is far from peaked rows */
 }
 
+/*
+ * A run's reference cache: the first cell of an input set stores the oracle's output, a
+ * later variant on the same inputs reads it and scores exactly as without the cache; a
+ * damaged file is recomputed, and the oldest files go beyond the limit.
+ */
+static void test_fidelity_shares_its_reference_through_the_run_cache(void **state)
+{
+	struct cell c = make_cell(variant_find("vanilla"), "fidelity", ATTN_NS, 48);
+	struct cell_result plain = { 0 }, first = { 0 }, second = { 0 }, damaged = { 0 };
+	char dir[256], path[600];
+	struct dirent *e;
+	FILE *f;
+	DIR *d;
+	int files = 0;
+
+	(void)state;
+	c.regime = "peaked";
+	c.variant = variant_find("linear");
+	assert_int_equal(c.task->run(&c, &plain), 0);
+	assert_int_equal(reference_cache_create(dir, sizeof(dir)), 0);
+	c.cache_dir = dir;
+	c.variant = variant_find("vanilla");
+	assert_int_equal(c.task->run(&c, &first), 0);
+	assert_true(metric(&first, "rel_err") < 1e-5);
+	c.variant = variant_find("linear");
+	assert_int_equal(c.task->run(&c, &second), 0);
+	assert_true(metric(&second, "rel_err") == metric(&plain, "rel_err"));
+	assert_true(metric(&second, "cosine") == metric(&plain, "cosine"));
+
+	/* one file for the input set; truncate it: the next cell recomputes, same score */
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			files++;
+		}
+	closedir(d);
+	assert_int_equal(files, 1);
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	fputs("short", f);
+	fclose(f);
+	assert_int_equal(c.task->run(&c, &damaged), 0);
+	assert_true(metric(&damaged, "rel_err") == metric(&plain, "rel_err"));
+
+	/* more input sets than the limit: the directory keeps at most the limit */
+	for (int s = 0; s < REFERENCE_CACHE_FILES + 3; s++) {
+		struct cell_result r = { 0 };
+
+		c.seed = 100 + s;
+		assert_int_equal(c.task->run(&c, &r), 0);
+	}
+	files = 0;
+	d = opendir(dir);
+	while ((e = readdir(d)))
+		files += e->d_name[0] != '.';
+	closedir(d);
+	assert_true(files <= REFERENCE_CACHE_FILES);
+	reference_cache_remove(dir);
+	assert_int_equal(access(dir, F_OK), -1);
+}
+
 static void test_causality_passes_exact_attention_and_catches_a_leak(void **state)
 {
 	static const enum attn_pattern causal[] = { ATTN_CS, ATTN_CC };
@@ -464,6 +531,7 @@ int main(void)
 		cmocka_unit_test(test_output_compare_scores_known_cases),
 		cmocka_unit_test(test_fidelity_of_exact_attention_is_near_zero_error),
 		cmocka_unit_test(test_fidelity_flags_nan_and_scores_a_wrong_variant),
+		cmocka_unit_test(test_fidelity_shares_its_reference_through_the_run_cache),
 		cmocka_unit_test(test_causality_passes_exact_attention_and_catches_a_leak),
 		cmocka_unit_test(test_speed_stores_every_sample_and_a_summary),
 		cmocka_unit_test(test_decode_of_exact_attention_equals_the_full_pass),

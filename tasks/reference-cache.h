@@ -1,0 +1,33 @@
+/*
+ * reference-cache.h - the double-precision reference of an input set, computed once per
+ * run and shared by every variant that sees those inputs.
+ *
+ * Inputs depend only on the regime, pattern, shape and seed of a cell, never on the
+ * variant, so the O(n m d) oracle need not run once per variant. Cells run in separate
+ * processes: the cache is a directory of files, each written whole under a temporary
+ * name and renamed into place, so a reader sees a complete file or none.
+ */
+#ifndef ATTNBENCH_REFERENCE_CACHE_H
+#define ATTNBENCH_REFERENCE_CACHE_H
+
+#include <stddef.h>
+
+#include "task.h"
+
+/* Files kept at most: enough for every regime of one shape, a bounded use of disk. */
+#define REFERENCE_CACHE_FILES 16
+
+/* Makes a fresh private directory for a run's cache into dir; 0 or -errno. */
+int reference_cache_create(char *dir, size_t len);
+/* Deletes the cache's files and the directory; accepts NULL. */
+void reference_cache_remove(const char *dir);
+
+/*
+ * ref = reference_attention() of c's inputs q, k, v (problem p): read from c->cache_dir
+ * when an earlier cell stored it, else computed (and stored when c->cache_dir is set).
+ * Returns 0; a cache that cannot be read or written only costs the computation.
+ */
+int reference_cached(const struct cell *c, const struct attn_problem *p, const float *q,
+		     const float *k, const float *v, double *ref);
+
+#endif
