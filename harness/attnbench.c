@@ -22,6 +22,10 @@ static const struct command commands[] = {
 	{ "list", cmd_list, usage_list, "list variants, tasks, suites or stored runs" },
 	{ "query", cmd_query, usage_query, "run read-only SQL against the database" },
 	{ "plot", cmd_plot, usage_plot, "draw a run's figures with gnuplot (PDF, PNG, SVG)" },
+	{ "export", cmd_export, usage_export, "write runs as CSV, one row per cell" },
+	{ "import", cmd_import, usage_import, "add runs from a CSV file written by export" },
+	{ "merge", cmd_merge, usage_merge,
+	  "combine databases from several machines or shards into one" },
 	{ "eval", cmd_eval, usage_eval, "run one variant on your own .npy tensors" },
 	{ "help", cmd_help, usage_help, "show help for a command" },
 };

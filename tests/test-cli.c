@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "db-dump.h"
 #include "npy.h"
 #include "variant.h"
 
@@ -342,6 +343,326 @@ static void test_eval_writes_what_exact_attention_gives(void **state)
 	free(o);
 }
 
+static void copy_file(const char *from, const char *to)
+{
+	char *data;
+	long len = read_file(from, &data);
+	FILE *f = fopen(to, "wb");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	free(data);
+}
+
+static sqlite3 *open_db(const char *path)
+{
+	sqlite3 *h;
+
+	assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+	return h;
+}
+
+static void exec_sql(sqlite3 *h, const char *sql)
+{
+	char *err = NULL;
+
+	if (sqlite3_exec(h, sql, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("%s: %s", sql, err);
+}
+
+static int64_t scalar(sqlite3 *h, const char *sql)
+{
+	sqlite3_stmt *st;
+	int64_t x;
+
+	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(h));
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	x = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return x;
+}
+
+/* Rows of mine.results (ids aside, with storage classes) that other.results lacks. */
+static int64_t results_not_in_other(sqlite3 *h, const char *mine, const char *other)
+{
+	char sql[4096], cols[2048] = "";
+	sqlite3_stmt *st;
+
+	assert_int_equal(sqlite3_prepare_v2(h, "SELECT name FROM pragma_table_info('results')"
+					    " WHERE name NOT IN ('run_id', 'cell_id')", -1, &st,
+					    NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+
+		snprintf(cols + strlen(cols), sizeof(cols) - strlen(cols), "%s%s, typeof(%s)",
+			 cols[0] ? ", " : "", name, name);
+	}
+	sqlite3_finalize(st);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM (SELECT %s FROM %s.results EXCEPT"
+		 " SELECT %s FROM %s.results)", cols, mine, cols, other);
+	return scalar(h, sql);
+}
+
+/*
+ * export, then import into a fresh database, gives the same results view, provenance,
+ * metrics, samples, trials and run metrics, with text that breaks naive CSV handling.
+ */
+static void test_export_and_import_round_trip_nasty_fields(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	const char *nasty = path_in_tmp("nasty.db"), *fresh = path_in_tmp("fresh.db");
+	const char *csv = path_in_tmp("nasty.csv");
+	char *before, *after, *long_reason, expect[512];
+	sqlite3_stmt *st;
+	sqlite3 *h;
+
+	(void)state;
+	copy_file(db, nasty);
+	h = open_db(nasty);
+	exec_sql(h, "UPDATE runs SET hostname = 'node-7, \"rack\" 3', warnings = "
+		 "'=HYPERLINK(\"http://example.com\",\"x\")', suite = '+1', git_commit = '';"
+		 "UPDATE cells SET reason = CASE id % 6"
+		 " WHEN 0 THEN 'comma, \"quote\" and' || char(10) || 'newline' || char(13, 10)"
+		 " WHEN 1 THEN 'naïve — 注意力 🙂'"
+		 " WHEN 2 THEN '=1+2'"
+		 " WHEN 3 THEN '''); DROP TABLE runs; --'"
+		 " WHEN 4 THEN '' ELSE NULL END;"
+		 "UPDATE cells SET regime = ' -spaced, ' WHERE regime IS NULL AND id % 2 = 0;"
+		 "INSERT INTO trials SELECT id, 0, 1 FROM cells WHERE id % 3 = 0;"
+		 "INSERT INTO trials SELECT id, 4, 0 FROM cells WHERE id % 3 = 0;"
+		 "INSERT INTO run_metrics VALUES (1, 'linear', 'ns', 'vanilla',"
+		 " 'efficiency_length_time', 1877.25, 'tokens'), (1, 'local', 'cs', 'vanilla',"
+		 " 'slope, \"fitted\"', NULL, '');");
+	/* a very long field */
+	long_reason = malloc(300001);
+	for (int i = 0; i < 300000; i++)
+		long_reason[i] = ",\"\n xy"[i % 6];
+	long_reason[300000] = '\0';
+	assert_int_equal(sqlite3_prepare_v2(h, "UPDATE cells SET reason = ?1 WHERE id = 2", -1,
+					    &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, long_reason, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	free(long_reason);
+	sqlite3_close(h);
+
+	run(o, "export", "--csv", csv, "--db", nasty, NULL);
+	assert_int_equal(o->status, 0);
+	h = open_db(nasty);
+	snprintf(expect, sizeof(expect), "exported run 1 (%lld cells) to '%s'",
+		 (long long)scalar(h, "SELECT count(*) FROM cells"), csv);
+	sqlite3_close(h);
+	assert_non_null(strstr(o->out, expect));
+	unlink(fresh);
+	run(o, "import", "--csv", csv, "--db", fresh, NULL);
+	if (o->status != 0)
+		fail_msg("import exited %d: %s", o->status, o->err);
+	assert_non_null(strstr(o->out, "imported 1 run"));
+
+	/* the results view, compared in SQL, both ways */
+	h = open_db(fresh);
+	snprintf(expect, sizeof(expect), "ATTACH '%s' AS o", nasty);
+	exec_sql(h, expect);
+	assert_int_equal(results_not_in_other(h, "main", "o"), 0);
+	assert_int_equal(results_not_in_other(h, "o", "main"), 0);
+	assert_int_equal(scalar(h, "SELECT count(*) FROM main.results"),
+			 scalar(h, "SELECT count(*) FROM o.results"));
+	assert_int_equal(scalar(h, "SELECT count(*) FROM main.results WHERE reason = '=1+2'"),
+			 scalar(h, "SELECT count(*) FROM o.cells WHERE id % 6 = 2 AND id != 2"));
+	sqlite3_close(h);
+	/* and everything else, exactly */
+	h = open_db(nasty);
+	before = db_dump(h, 1, 1);
+	sqlite3_close(h);
+	h = open_db(fresh);
+	after = db_dump(h, 1, 1);
+	sqlite3_close(h);
+	assert_true(strlen(before) > 300000);
+	assert_string_equal(before, after);
+	free(before);
+	free(after);
+
+	/* what export writes to standard output is what it writes to a file */
+	{
+		char *data;
+		long len = read_file(csv, &data);
+
+		run(o, "export", "--csv", "-", "--run", "1", "--db", nasty, NULL);
+		assert_int_equal(o->status, 0);
+		assert_true(strlen(o->out) > 1000);
+		/* stdout is captured up to 64 KiB */
+		assert_true((long)strlen(o->out) <= len);
+		assert_memory_equal(o->out, data, strlen(o->out));
+		free(data);
+	}
+	run(o, "export", "--csv", path_in_tmp("x.csv"), "--run", "99", "--db", db, NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "no run 99"));
+	assert_int_equal(access(path_in_tmp("x.csv"), F_OK), -1);
+	run(o, "export", "--db", db, NULL);
+	assert_int_equal(o->status, 2);
+	free(o);
+}
+
+/* Malformed files and a duplicate run: exit 2, one line naming the line, no change. */
+static void test_import_refuses_bad_files_and_leaves_the_database_unchanged(void **state)
+{
+	static const char header[] =
+		"run_started,run_status,run_hostname,run_command,variant,task,pattern,regime,"
+		"n,m,d,heads,kv_heads,batch,params,seed,threads,status,reason,wall_seconds,"
+		"finished,metric:latency_median[s],samples_s\n";
+	/* lines 2 and 3: a reason with a line break in it */
+	static const char good[] =
+		"2025-01-01T00:00:00Z,complete,h,c,vanilla,speed,ns,,64,64,16,2,1,1,{},0,1,ok,"
+		"\"multi\nline, \"\"reason\"\"\",0.5,2025-01-01T00:00:01Z,0.001,0.001 0.002\n";
+	static const struct {
+		const char *name, *row, *want;
+	} bad[] = {
+		{ "truncated quote", "2025-01-01T00:00:00Z,complete,h,c,flash,speed,ns,,64,64,16,"
+		  "2,1,1,{},0,1,ok,\"never closed,0.5", "line 4: a quoted field is not closed" },
+		{ "column count", "2025-01-01T00:00:00Z,complete,h,c,flash,speed,ns,,64,64,16,2,1,"
+		  "1,{},0,1,ok,,0.5,2025-01-01T00:00:01Z,0.001\n", "line 4: 22 fields, but the "
+		  "header has 23 columns" },
+		{ "bad number", "2025-01-01T00:00:00Z,complete,h,c,flash,speed,ns,,64,6x4,16,2,1,1,"
+		  "{},0,1,ok,,0.5,2025-01-01T00:00:01Z,0.001,0.001\n", "line 4, column 'm'" },
+		{ "nan", "2025-01-01T00:00:00Z,complete,h,c,flash,speed,ns,,64,64,16,2,1,1,{},0,1,"
+		  "ok,,0.5,2025-01-01T00:00:01Z,0.001,0.001 NaN\n", "line 4, column 'samples_s'" },
+		{ "unknown status", "2025-01-01T00:00:00Z,complete,h,c,flash,speed,ns,,64,64,16,2,"
+		  "1,1,{},0,1,melted,,0.5,2025-01-01T00:00:01Z,,\n", "line 4, column 'status': "
+		  "unknown status 'melted'" },
+		{ "sql", "2025-01-01T00:00:00Z,complete,h,c,\"x'); DELETE FROM runs; --\",speed,"
+		  "ns,,64,64,16,2,1,1,{},0,1,ok,,0.5,2025-01-01T00:00:01Z,,\n",
+		  "line 4, column 'variant'" },
+	};
+	const size_t n_bad = sizeof(bad) / sizeof(bad[0]);
+	struct outcome *o = malloc(sizeof(*o));
+	const char *file = path_in_tmp("bad-import.csv"), *missing = path_in_tmp("none.db");
+	char text[4096], *before, *after;
+	long len_before = read_file(db, &before);
+
+	(void)state;
+	/* the good row alone imports into a fresh database */
+	snprintf(text, sizeof(text), "%s%s", header, good);
+	write_text(file, text);
+	run(o, "import", "--csv", file, "--db", path_in_tmp("good.db"), NULL);
+	if (o->status != 0)
+		fail_msg("a good file failed: %s", o->err);
+
+	for (size_t i = 0; i <= n_bad; i++) {
+		const char *want = i < n_bad ? bad[i].want : "is already in the database as run 1";
+
+		if (i < n_bad) {
+			snprintf(text, sizeof(text), "%s%s%s", header, good, bad[i].row);
+			write_text(file, text);
+		} else {
+			/* the database's own run, exported: a duplicate */
+			run(o, "export", "--csv", file, "--db", db, NULL);
+			assert_int_equal(o->status, 0);
+		}
+		run(o, "import", "--csv", file, "--db", db, NULL);
+		if (o->status != 2 || !strstr(o->err, want))
+			fail_msg("%s: exit %d, '%s' (wanted '%s')",
+				 i < n_bad ? bad[i].name : "duplicate", o->status, o->err, want);
+		assert_true(strncmp(o->err, "attnbench: cannot import ", 25) == 0);
+		assert_int_equal(strchr(o->err, '\n')[1], '\0');
+		assert_int_equal(read_file(db, &after), len_before);
+		assert_memory_equal(before, after, (size_t)len_before);
+		free(after);
+		/* bad input does not create a database either */
+		if (i < n_bad) {
+			run(o, "import", "--csv", file, "--db", missing, NULL);
+			assert_int_equal(o->status, 2);
+			assert_int_equal(access(missing, F_OK), -1);
+		}
+	}
+	run(o, "import", "--csv", path_in_tmp("no-such.csv"), "--db", db, NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "cannot read"));
+	free(before);
+	free(o);
+}
+
+/* Two shards into one: the union, both provenances, duplicates refused, OUT unchanged. */
+static void test_merge_combines_shards_and_refuses_duplicates(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	const char *shard = path_in_tmp("shard2.db"), *out = path_in_tmp("merged.db");
+	const char *out2 = path_in_tmp("merged2.db");
+	char *before, *after, *want, *got, sql[1024];
+	long len_before;
+	sqlite3 *h;
+
+	(void)state;
+	/* (--min-time 0 would mean the suite's default: 0.001 keeps this run short) */
+	run(o, "run", "--variants", "vanilla,flash", "--tasks", "speed", "--patterns", "ns",
+	    "--lengths", "64", "--repeats", "2", "--min-time", "0.001", "--threads", "1", "-q",
+	    "--db", shard, NULL);
+	assert_int_equal(o->status, 0);
+	unlink(out);
+	run(o, "merge", out, db, shard, NULL);
+	if (o->status != 0)
+		fail_msg("merge exited %d: %s", o->status, o->err);
+	assert_non_null(strstr(o->out, "merged 2 runs"));
+
+	h = open_db(out);
+	snprintf(sql, sizeof(sql), "ATTACH '%s' AS a; ATTACH '%s' AS b", db, shard);
+	exec_sql(h, sql);
+	/* the union of the cells, and each run's provenance as it was */
+	assert_int_equal(scalar(h, "SELECT count(*) FROM main.results"),
+			 scalar(h, "SELECT (SELECT count(*) FROM a.results) +"
+				   " (SELECT count(*) FROM b.results)"));
+	assert_int_equal(scalar(h, "SELECT count(*) FROM (SELECT * FROM main.runs WHERE id = 1"
+				   " EXCEPT SELECT * FROM a.runs)"), 0);
+	/* run 1 of b is run 2 here: all but the id */
+	assert_int_equal(scalar(h, "SELECT count(*) FROM (SELECT * FROM main.runs WHERE id = 2"
+				   " EXCEPT SELECT * FROM b.runs)"), 1);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM main.runs WHERE id = 2 AND command ="
+		 " (SELECT command FROM b.runs) AND started = (SELECT started FROM b.runs) AND"
+		 " command LIKE '%%--variants vanilla,flash%%'");
+	assert_int_equal(scalar(h, sql), 1);
+	sqlite3_close(h);
+	h = open_db(db);
+	want = db_dump(h, 1, 1);
+	sqlite3_close(h);
+	h = open_db(out);
+	got = db_dump(h, 1, 1);
+	assert_string_equal(want, got);
+	free(want);
+	free(got);
+	got = db_dump(h, 2, 2);
+	sqlite3_close(h);
+	h = open_db(shard);
+	want = db_dump(h, 1, 1);
+	sqlite3_close(h);
+	assert_string_equal(want, got);
+	free(want);
+	free(got);
+
+	/* the same shard again: refused, OUT byte for byte as it was */
+	len_before = read_file(out, &before);
+	run(o, "merge", out, shard, NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "is already in"));
+	assert_int_equal(strchr(o->err, '\n')[1], '\0');
+	assert_int_equal(read_file(out, &after), len_before);
+	assert_memory_equal(before, after, (size_t)len_before);
+	free(after);
+	free(before);
+	/* a duplicate between inputs: refused, and no new OUT is left behind */
+	run(o, "merge", out2, shard, db, shard, NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "is also run 1 of"));
+	assert_int_equal(access(out2, F_OK), -1);
+	run(o, "merge", out2, path_in_tmp("nowhere.db"), NULL);
+	assert_int_equal(o->status, 2);
+	assert_int_equal(access(out2, F_OK), -1);
+	run(o, "merge", out2, NULL);
+	assert_int_equal(o->status, 2);
+	free(o);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -352,6 +673,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_check_passes_the_exact_variants_and_names_its_checks),
 		cmocka_unit_test(test_query_and_list_refuse_a_missing_database),
 		cmocka_unit_test(test_eval_writes_what_exact_attention_gives),
+		cmocka_unit_test(test_export_and_import_round_trip_nasty_fields),
+		cmocka_unit_test(test_import_refuses_bad_files_and_leaves_the_database_unchanged),
+		cmocka_unit_test(test_merge_combines_shards_and_refuses_duplicates),
 	};
 
 	if (argc != 2) {

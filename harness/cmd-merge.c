@@ -1,0 +1,85 @@
+/*
+ * cmd-merge.c - `attnbench merge`: databases from several machines or shards into one,
+ * each run with its provenance, cells, metrics, samples, trials and run metrics.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "csvio.h"
+#include "error.h"
+#include "store.h"
+
+const char usage_merge[] =
+	"usage: attnbench merge OUT.db IN.db...\n"
+	"\n"
+	"Copies every run of the input databases, with its provenance and all its results,\n"
+	"into OUT.db (created if missing, migrated if older); runs get new ids. The inputs\n"
+	"are only read. A run that is already in OUT.db or in an earlier input (same start\n"
+	"time, host and command) is refused, and OUT.db is left as it was.\n"
+	"\n"
+	"example (shards of one suite run on several machines):\n"
+	"  attnbench merge results/attnbench.db shard-1.db shard-2.db shard-3.db\n";
+
+/* Removes an output this command created and could not fill. */
+static void remove_new_output(const char *out)
+{
+	char side[4096];
+
+	unlink(out);
+	snprintf(side, sizeof(side), "%s-wal", out);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", out);
+	unlink(side);
+}
+
+int cmd_merge(int argc, char **argv)
+{
+	const char *out, *const *inputs;
+	int64_t runs = 0, cells = 0;
+	struct store *st;
+	char why[1024];
+	int n, ret;
+	bool existed;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (argv[i][0] == '-' && argv[i][1])
+			return error("unknown option '%s' (see 'attnbench merge --help')", argv[i]);
+	}
+	if (argc > 1 && !strcmp(argv[1], "--")) {
+		argv++;
+		argc--;
+	}
+	if (argc < 3)
+		return error("merge needs an output and at least one input: "
+			     "attnbench merge OUT.db IN.db...");
+	out = argv[1];
+	inputs = (const char *const *)argv + 2;
+	n = argc - 2;
+	/* Inputs are attached as read-only URIs (file:...?mode=ro). */
+	sqlite3_config(SQLITE_CONFIG_URI, 1);
+
+	/* Everything that can refuse the merge is checked before OUT is touched. */
+	ret = csvio_merge_check(out, inputs, n, why, sizeof(why));
+	if (ret)
+		return error("cannot merge into '%s': %s", out, why);
+	existed = !access(out, F_OK);
+	if (store_open(out, 0, &st, why, sizeof(why))) {
+		if (!existed)
+			remove_new_output(out);
+		return error("cannot open database '%s': %s", out, why);
+	}
+	ret = csvio_merge(store_db(st), inputs, n, &runs, &cells, why, sizeof(why));
+	store_close(st);
+	if (ret) {
+		if (!existed)
+			remove_new_output(out);
+		return error("cannot merge into '%s': %s", out, why);
+	}
+	printf("merged %lld runs (%lld cells) from %d database%s into '%s'\n",
+	       (long long)runs, (long long)cells, n, n == 1 ? "" : "s", out);
+	return EXIT_OK;
+}
