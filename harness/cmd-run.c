@@ -115,7 +115,8 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 	double x;
 	int opt;
 
-	*a = (struct run_args){ .suite = "default", .db = DEFAULT_DB, .time_limit = 600 };
+	*a = (struct run_args){ .suite = "default", .db = DEFAULT_DB, .time_limit = 600,
+				.min_time = -1 };
 	s->threads = threads_online();
 	optind = 1;
 	opterr = 0;
@@ -389,7 +390,7 @@ int cmd_run(int argc, char **argv)
 	}
 	if (a.repeats)
 		suite->measure.min_repeats = a.repeats;
-	if (a.min_time)
+	if (a.min_time >= 0)	/* --min-time 0 is a real choice: stop at the repeat count */
 		suite->measure.min_seconds = a.min_time;
 	if (plan_cells(suite, &a.sel, &cells, &count, why, sizeof(why))) {
 		ret = error("%s", why);

@@ -183,6 +183,11 @@ static void test_a_run_stores_every_variant_on_every_supported_pattern(void **st
 	assert_int_equal(o->status, 0);
 	assert_true(with_flops >= 10);	/* vanilla, flash and local at least */
 	assert_non_null(strstr(o->out, expect));
+	/* --repeats 2 --min-time 0: exactly two timed calls per speed cell, no more */
+	run(o, "query", "--db", db, "--json", "SELECT max(k) AS most FROM (SELECT count(*) AS k "
+	    "FROM samples GROUP BY cell_id)", NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "\"most\": 2"));
 	run(o, "query", "--db", db, "SELECT count(*) FROM samples", NULL);
 	assert_int_equal(o->status, 0);
 	free(o);
@@ -595,9 +600,8 @@ static void test_merge_combines_shards_and_refuses_duplicates(void **state)
 	sqlite3 *h;
 
 	(void)state;
-	/* (--min-time 0 would mean the suite's default: 0.001 keeps this run short) */
 	run(o, "run", "--variants", "vanilla,flash", "--tasks", "speed", "--patterns", "ns",
-	    "--lengths", "64", "--repeats", "2", "--min-time", "0.001", "--threads", "1", "-q",
+	    "--lengths", "64", "--repeats", "2", "--min-time", "0", "--threads", "1", "-q",
 	    "--db", shard, NULL);
 	assert_int_equal(o->status, 0);
 	unlink(out);
