@@ -22,6 +22,8 @@ static const struct command commands[] = {
 	{ "list", cmd_list, usage_list, "list variants, tasks, suites or stored runs" },
 	{ "query", cmd_query, usage_query, "run read-only SQL against the database" },
 	{ "plot", cmd_plot, usage_plot, "draw a run's figures with gnuplot (PDF, PNG, SVG)" },
+	{ "report", cmd_report, usage_report,
+	  "leaderboards and efficiency lengths of a run (text, Markdown, LaTeX)" },
 	{ "eval", cmd_eval, usage_eval, "run one variant on your own .npy tensors" },
 	{ "help", cmd_help, usage_help, "show help for a command" },
 };
