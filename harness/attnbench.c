@@ -26,6 +26,8 @@ static const struct command commands[] = {
 	{ "import", cmd_import, usage_import, "add runs from a CSV file written by export" },
 	{ "merge", cmd_merge, usage_merge,
 	  "combine databases from several machines or shards into one" },
+	{ "report", cmd_report, usage_report,
+	  "leaderboards and efficiency lengths of a run (text, Markdown, LaTeX)" },
 	{ "eval", cmd_eval, usage_eval, "run one variant on your own .npy tensors" },
 	{ "help", cmd_help, usage_help, "show help for a command" },
 };

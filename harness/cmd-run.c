@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
+#include "efficiency.h"
 #include "error.h"
 #include "plan.h"
 #include "provenance.h"
@@ -449,6 +450,16 @@ int cmd_run(int argc, char **argv)
 		const char *status = interrupted ? "interrupted" :
 				     tally_failed(&tally) ? "failed" : "complete";
 
+		/* efficiency lengths against the default baseline, for report and plot */
+		if (!interrupted) {
+			int rc = efficiency_update_run(store_db(st), run_id,
+						       EFFICIENCY_DEFAULT_BASELINE);
+
+			if (rc && rc != -ENODATA)
+				warning("cannot store the efficiency lengths of run %lld: %s",
+					(long long)run_id, rc == -EIO ? store_errmsg(st) :
+					strerror(-rc));
+		}
 		store_finish_run(st, run_id, status);
 		print_summary(run_id, status, done, &tally, timing_now() - started, a.db);
 		ret = interrupted ? 130 : tally_failed(&tally) ? EXIT_FAILED : EXIT_OK;

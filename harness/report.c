@@ -1,0 +1,1075 @@
+/*
+ * report.c - per-pattern leaderboards (z-scores, compositional index), task metrics and
+ * efficiency lengths of a run, rendered as text, Markdown or LaTeX tables.
+ */
+#include "report.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const task_names[REPORT_TASKS] = {
+	"fidelity", "passkey", "recall", "speed", "causality",
+};
+
+static const struct {
+	enum report_task task;
+	int sign;
+} metric_info[REPORT_METRICS] = {
+	[REPORT_REL_ERR] = { REPORT_FIDELITY, -1 },
+	[REPORT_COSINE] = { REPORT_FIDELITY, +1 },
+	[REPORT_PASSKEY_ACC] = { REPORT_PASSKEY, +1 },
+	[REPORT_RECALL_ACC] = { REPORT_RECALL, +1 },
+	[REPORT_LOG_LATENCY] = { REPORT_SPEED, -1 },
+	[REPORT_LOG_MEMORY] = { REPORT_SPEED, -1 },
+	[REPORT_CAUSAL_PASS] = { REPORT_CAUSALITY, +1 },
+};
+
+enum report_task report_metric_task(enum report_metric m)
+{
+	return metric_info[m].task;
+}
+
+int report_metric_sign(enum report_metric m)
+{
+	return metric_info[m].sign;
+}
+
+const char *report_task_name(enum report_task t)
+{
+	return task_names[t];
+}
+
+static const struct {
+	const char *name, *long_name;
+} known_patterns[] = {
+	{ "ns", "noncausal self" }, { "cs", "causal self" },
+	{ "nc", "noncausal cross" }, { "cc", "causal cross" },
+};
+
+#define KNOWN_PATTERNS (sizeof(known_patterns) / sizeof(known_patterns[0]))
+
+static const char *pattern_long_name(const char *p)
+{
+	for (size_t i = 0; i < KNOWN_PATTERNS; i++)
+		if (!strcmp(known_patterns[i].name, p))
+			return known_patterns[i].long_name;
+	return "imported pattern";
+}
+
+/*
+ * The cells of a pattern that enter the leaderboard: ok cells of the ranked tasks, plus
+ * causality cells that failed the test (a fail is a result there), restricted to the cell
+ * keys (task, shape, regime) that every variant having the task completed.
+ */
+static const char common_cte[] =
+	"WITH c AS (SELECT variant, task, status, n, m, d, heads, kv_heads, batch,"
+	"  ifnull(regime, '') AS regime, rel_err, cosine, accuracy, latency_ms, peak_bytes"
+	"  FROM results WHERE run_id = ?1 AND pattern = ?2"
+	"  AND task IN ('fidelity', 'passkey', 'recall', 'speed', 'causality')"
+	"  AND (status = 'ok' OR (task = 'causality' AND status = 'failed'))),"
+	" nv AS (SELECT task, count(DISTINCT variant) AS k FROM c GROUP BY task),"
+	" common AS (SELECT task, n, m, d, heads, kv_heads, batch, regime FROM c"
+	"  GROUP BY task, n, m, d, heads, kv_heads, batch, regime"
+	"  HAVING count(DISTINCT variant) = (SELECT k FROM nv WHERE nv.task = c.task))";
+
+static sqlite3_stmt *prepare(sqlite3 *db, const char *head, const char *tail,
+			     int64_t run_id, const char *pattern)
+{
+	char sql[2048];
+	sqlite3_stmt *st;
+
+	snprintf(sql, sizeof(sql), "%s%s", head, tail);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return NULL;
+	sqlite3_bind_int64(st, 1, run_id);
+	sqlite3_bind_text(st, 2, pattern, -1, SQLITE_TRANSIENT);
+	return st;
+}
+
+static int task_index(const char *name)
+{
+	for (int t = 0; t < REPORT_TASKS; t++)
+		if (!strcmp(task_names[t], name))
+			return t;
+	return -1;
+}
+
+static struct report_row *row_find(struct leaderboard *lb, const char *variant)
+{
+	for (int i = 0; i < lb->count; i++)
+		if (!strcmp(lb->rows[i].variant, variant))
+			return &lb->rows[i];
+	return NULL;
+}
+
+static struct report_row *row_add(struct leaderboard *lb, const char *variant)
+{
+	struct report_row *grown = realloc(lb->rows, (size_t)(lb->count + 1) * sizeof(*grown));
+	struct report_row *r;
+
+	if (!grown)
+		return NULL;
+	lb->rows = grown;
+	r = &lb->rows[lb->count++];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->variant, sizeof(r->variant), "%s", variant);
+	return r;
+}
+
+/* Every variant with a result on the pattern, its failed cells and causality tally. */
+static int load_variants(sqlite3 *db, int64_t run_id, struct leaderboard *lb)
+{
+	sqlite3_stmt *st = prepare(db,
+		"SELECT variant,"
+		" sum(status IN ('failed', 'crashed', 'timeout', 'oom', 'nan')"
+		"     AND task <> 'causality'),"
+		" sum(task = 'causality' AND status = 'ok'),"
+		" sum(task = 'causality' AND status IN ('ok', 'failed'))"
+		" FROM cells WHERE run_id = ?1 AND pattern = ?2 AND status <> 'unsupported'",
+		" GROUP BY variant ORDER BY variant", run_id, lb->pattern);
+	int rc;
+
+	if (!st)
+		return -EIO;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct report_row *r = row_add(lb, (const char *)sqlite3_column_text(st, 0));
+
+		if (!r) {
+			sqlite3_finalize(st);
+			return -ENOMEM;
+		}
+		r->failed_cells = sqlite3_column_int(st, 1);
+		r->causal_pass = sqlite3_column_int(st, 2);
+		r->causal_total = sqlite3_column_int(st, 3);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+static int load_common_counts(sqlite3 *db, int64_t run_id, struct leaderboard *lb)
+{
+	sqlite3_stmt *st = prepare(db, common_cte, " SELECT task, count(*) FROM common"
+				   " GROUP BY task", run_id, lb->pattern);
+	int rc;
+
+	if (!st)
+		return -EIO;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int t = task_index((const char *)sqlite3_column_text(st, 0));
+
+		if (t >= 0)
+			lb->common_cells[t] = sqlite3_column_int(st, 1);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* Sums of each metric over the common cells into the rows (raw[] = sum, then mean). */
+static int load_metrics(sqlite3 *db, int64_t run_id, struct leaderboard *lb)
+{
+	sqlite3_stmt *st = prepare(db, common_cte,
+		" SELECT c.variant, c.task, c.status, c.rel_err, c.cosine, c.accuracy,"
+		" c.latency_ms, c.peak_bytes FROM c"
+		" JOIN common USING (task, n, m, d, heads, kv_heads, batch, regime)",
+		run_id, lb->pattern);
+	double (*count)[REPORT_METRICS];
+	int rc, ret = 0;
+
+	if (!st)
+		return -EIO;
+	count = calloc((size_t)lb->count + 1, sizeof(*count));
+	if (!count) {
+		sqlite3_finalize(st);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < lb->count; i++)
+		for (int m = 0; m < REPORT_METRICS; m++)
+			lb->rows[i].raw[m] = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct report_row *r = row_find(lb, (const char *)sqlite3_column_text(st, 0));
+		int t = task_index((const char *)sqlite3_column_text(st, 1));
+		double value[REPORT_METRICS];
+		bool has[REPORT_METRICS] = { false };
+
+		if (!r || t < 0)
+			continue;
+		switch (t) {
+		case REPORT_FIDELITY:
+			has[REPORT_REL_ERR] = sqlite3_column_type(st, 3) != SQLITE_NULL;
+			value[REPORT_REL_ERR] = sqlite3_column_double(st, 3);
+			has[REPORT_COSINE] = sqlite3_column_type(st, 4) != SQLITE_NULL;
+			value[REPORT_COSINE] = sqlite3_column_double(st, 4);
+			break;
+		case REPORT_PASSKEY:
+		case REPORT_RECALL: {
+			int m = t == REPORT_PASSKEY ? REPORT_PASSKEY_ACC : REPORT_RECALL_ACC;
+
+			has[m] = sqlite3_column_type(st, 5) != SQLITE_NULL;
+			value[m] = sqlite3_column_double(st, 5);
+			break;
+		}
+		case REPORT_SPEED:
+			has[REPORT_LOG_LATENCY] = sqlite3_column_type(st, 6) != SQLITE_NULL &&
+						  sqlite3_column_double(st, 6) > 0;
+			if (has[REPORT_LOG_LATENCY])
+				value[REPORT_LOG_LATENCY] = log10(sqlite3_column_double(st, 6));
+			has[REPORT_LOG_MEMORY] = sqlite3_column_type(st, 7) != SQLITE_NULL;
+			/* no workspace at all counts as one byte, so the log stays finite */
+			value[REPORT_LOG_MEMORY] = log10(fmax(sqlite3_column_double(st, 7), 1));
+			break;
+		case REPORT_CAUSALITY:
+			has[REPORT_CAUSAL_PASS] = true;
+			value[REPORT_CAUSAL_PASS] =
+				!strcmp((const char *)sqlite3_column_text(st, 2), "ok");
+			break;
+		}
+		for (int m = 0; m < REPORT_METRICS; m++)
+			if (has[m]) {
+				r->raw[m] += value[m];
+				count[r - lb->rows][m]++;
+			}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		ret = -EIO;
+	for (int i = 0; i < lb->count; i++)
+		for (int m = 0; m < REPORT_METRICS; m++)
+			lb->rows[i].raw[m] = count[i][m] ? lb->rows[i].raw[m] / count[i][m] : NAN;
+	free(count);
+	return ret;
+}
+
+/* z-scores, task scores, CI, ranks and deltas from raw[]. */
+static void score(struct leaderboard *lb)
+{
+	for (int m = 0; m < REPORT_METRICS; m++) {
+		double mean = 0, var = 0, n = 0, sd;
+
+		for (int i = 0; i < lb->count; i++)
+			if (!isnan(lb->rows[i].raw[m])) {
+				mean += lb->rows[i].raw[m];
+				n++;
+			}
+		mean /= n ? n : 1;
+		for (int i = 0; i < lb->count; i++)
+			if (!isnan(lb->rows[i].raw[m]))
+				var += (lb->rows[i].raw[m] - mean) * (lb->rows[i].raw[m] - mean);
+		sd = n ? sqrt(var / n) : 0;
+		/* equal values (to rounding) carry no ranking: z = 0 for all */
+		if (!(sd > 1e-12 * fmax(fabs(mean), 1e-300)))
+			sd = 0;
+		for (int i = 0; i < lb->count; i++) {
+			double x = lb->rows[i].raw[m];
+
+			lb->rows[i].z[m] = isnan(x) ? NAN :
+					   sd ? metric_info[m].sign * (x - mean) / sd : 0;
+		}
+	}
+	for (int i = 0; i < lb->count; i++) {
+		struct report_row *r = &lb->rows[i];
+		double ci = 0, tasks = 0;
+
+		for (int t = 0; t < REPORT_TASKS; t++) {
+			double sum = 0, n = 0;
+
+			for (int m = 0; m < REPORT_METRICS; m++)
+				if (metric_info[m].task == (enum report_task)t && !isnan(r->z[m])) {
+					sum += r->z[m];
+					n++;
+				}
+			r->task[t] = n ? sum / n : NAN;
+			if (n) {
+				ci += r->task[t];
+				tasks++;
+			}
+		}
+		r->ci = tasks ? ci / tasks : NAN;
+	}
+}
+
+static int compare_rows(const void *a, const void *b)
+{
+	const struct report_row *x = a, *y = b;
+
+	if (isnan(x->ci) != isnan(y->ci))
+		return isnan(x->ci) ? 1 : -1;
+	if (!isnan(x->ci) && x->ci != y->ci)
+		return x->ci > y->ci ? -1 : 1;
+	return strcmp(x->variant, y->variant);
+}
+
+/* CIs closer than this are a tie: they differ only by rounding of the same inputs. */
+#define CI_TIE 1e-9
+
+static void rank(struct leaderboard *lb, const char *baseline)
+{
+	const struct report_row *base;
+
+	qsort(lb->rows, (size_t)lb->count, sizeof(*lb->rows), compare_rows);
+	for (int i = 0; i < lb->count; i++) {
+		struct report_row *r = &lb->rows[i];
+
+		if (isnan(r->ci))
+			r->rank = 0;
+		else if (i && fabs(r->ci - lb->rows[i - 1].ci) < CI_TIE)
+			r->rank = lb->rows[i - 1].rank;
+		else
+			r->rank = i + 1;
+	}
+	base = row_find(lb, baseline);
+	lb->has_baseline = base && !isnan(base->ci);
+	for (int i = 0; i < lb->count; i++)
+		lb->rows[i].delta = lb->has_baseline ? lb->rows[i].ci - base->ci : NAN;
+}
+
+int report_leaderboard(sqlite3 *db, int64_t run_id, const char *pattern,
+		       const char *baseline, struct leaderboard *lb)
+{
+	int ret;
+
+	memset(lb, 0, sizeof(*lb));
+	snprintf(lb->pattern, sizeof(lb->pattern), "%s", pattern);
+	ret = load_variants(db, run_id, lb);
+	if (!ret)
+		ret = load_common_counts(db, run_id, lb);
+	if (!ret)
+		ret = load_metrics(db, run_id, lb);
+	if (ret) {
+		report_leaderboard_release(lb);
+		return ret;
+	}
+	score(lb);
+	/* a variant with no ranked task is left out, unless its cells failed: then it shows */
+	for (int i = 0; i < lb->count; )
+		if (isnan(lb->rows[i].ci) && !lb->rows[i].failed_cells)
+			lb->rows[i] = lb->rows[--lb->count];
+		else
+			i++;
+	rank(lb, baseline);
+	return 0;
+}
+
+void report_leaderboard_release(struct leaderboard *lb)
+{
+	free(lb->rows);
+	lb->rows = NULL;
+	lb->count = 0;
+}
+
+/* ---- tables ---- */
+
+#define TABLE_MAX_COLS 12
+#define CELL_LEN 128
+
+struct column {
+	const char *text;	/* heading in text and Markdown */
+	const char *latex;	/* heading in LaTeX */
+	bool right;		/* numbers are right-aligned */
+};
+
+struct table {
+	const struct column *cols;
+	int n_cols, rows;
+	char (*cells)[TABLE_MAX_COLS][CELL_LEN];
+};
+
+static char *table_cell(struct table *t, int row, int col)
+{
+	return t->cells[row][col];
+}
+
+static int table_init(struct table *t, const struct column *cols, int n_cols, int rows)
+{
+	t->cols = cols;
+	t->n_cols = n_cols;
+	t->rows = rows;
+	t->cells = calloc((size_t)rows + 1, sizeof(*t->cells));
+	return t->cells ? 0 : -ENOMEM;
+}
+
+static void table_release(struct table *t)
+{
+	free(t->cells);
+	t->cells = NULL;
+}
+
+/* Columns a UTF-8 string takes on a terminal (continuation bytes take none). */
+static size_t display_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s; s++)
+		w += ((unsigned char)*s & 0xc0) != 0x80;
+	return w;
+}
+
+static void pad(FILE *f, const char *s, size_t width, bool right)
+{
+	size_t w = display_width(s);
+
+	if (right)
+		fprintf(f, "%*s%s", (int)(width - w), "", s);
+	else
+		fprintf(f, "%s%*s", s, (int)(width - w), "");
+}
+
+static void table_widths(const struct table *t, size_t *width)
+{
+	for (int c = 0; c < t->n_cols; c++) {
+		width[c] = display_width(t->cols[c].text);
+		for (int r = 0; r < t->rows; r++)
+			if (display_width(t->cells[r][c]) > width[c])
+				width[c] = display_width(t->cells[r][c]);
+	}
+}
+
+static void render_text(FILE *f, const struct table *t)
+{
+	size_t width[TABLE_MAX_COLS];
+
+	table_widths(t, width);
+	for (int c = 0; c < t->n_cols; c++) {
+		fputs(c ? "  " : "", f);
+		pad(f, t->cols[c].text, c == t->n_cols - 1 && !t->cols[c].right ? 0 : width[c],
+		    t->cols[c].right);
+	}
+	fputc('\n', f);
+	for (int c = 0; c < t->n_cols; c++) {
+		fputs(c ? "  " : "", f);
+		for (size_t i = 0; i < width[c]; i++)
+			fputc('-', f);
+	}
+	fputc('\n', f);
+	for (int r = 0; r < t->rows; r++) {
+		for (int c = 0; c < t->n_cols; c++) {
+			fputs(c ? "  " : "", f);
+			pad(f, t->cells[r][c],
+			    c == t->n_cols - 1 && !t->cols[c].right ? 0 : width[c],
+			    t->cols[c].right);
+		}
+		fputc('\n', f);
+	}
+}
+
+static void render_markdown(FILE *f, const struct table *t)
+{
+	size_t width[TABLE_MAX_COLS];
+
+	table_widths(t, width);
+	for (int c = 0; c < t->n_cols; c++)
+		if (width[c] < 3)
+			width[c] = 3;	/* room for the alignment row's ":--" */
+	fputc('|', f);
+	for (int c = 0; c < t->n_cols; c++) {
+		fputc(' ', f);
+		pad(f, t->cols[c].text, width[c], false);
+		fputs(" |", f);
+	}
+	fputs("\n|", f);
+	for (int c = 0; c < t->n_cols; c++) {
+		fputc(t->cols[c].right ? '-' : ':', f);
+		for (size_t i = 0; i < width[c]; i++)
+			fputc('-', f);
+		fputs(t->cols[c].right ? ":|" : "-|", f);
+	}
+	fputc('\n', f);
+	for (int r = 0; r < t->rows; r++) {
+		fputc('|', f);
+		for (int c = 0; c < t->n_cols; c++) {
+			fputc(' ', f);
+			pad(f, t->cells[r][c], width[c], t->cols[c].right);
+			fputs(" |", f);
+		}
+		fputc('\n', f);
+	}
+}
+
+/* caption is already LaTeX; note (LaTeX, may be empty) goes under the rule. */
+static void render_latex(FILE *f, const struct table *t, const char *caption,
+			 const char *label, const char *note)
+{
+	fprintf(f, "\\begin{table}[htbp]\n\\centering\n\\small\n\\setlength{\\tabcolsep}{4pt}\n"
+		"\\caption{%s}\n\\label{%s}\n"
+		"\\begin{tabular}{", caption, label);
+	for (int c = 0; c < t->n_cols; c++)
+		fputc(t->cols[c].right ? 'r' : 'l', f);
+	fprintf(f, "}\n\\toprule\n");
+	for (int c = 0; c < t->n_cols; c++)
+		fprintf(f, "%s%s", c ? " & " : "", t->cols[c].latex);
+	fprintf(f, " \\\\\n\\midrule\n");
+	for (int r = 0; r < t->rows; r++) {
+		for (int c = 0; c < t->n_cols; c++)
+			fprintf(f, "%s%s", c ? " & " : "", t->cells[r][c]);
+		fprintf(f, " \\\\\n");
+	}
+	fprintf(f, "\\bottomrule\n\\end{tabular}\n");
+	if (note && *note)
+		fprintf(f, "\\par\\smallskip\\footnotesize %s\n", note);
+	fprintf(f, "\\end{table}\n\n");
+}
+
+/* ---- cell text ---- */
+
+struct writer {
+	FILE *f;
+	enum report_format fmt;
+	int64_t run_id;
+	const char *baseline;
+};
+
+static const char *missing(const struct writer *w)
+{
+	return w->fmt == REPORT_LATEX ? "--" : "—";
+}
+
+/* The LaTeX for one character of text, or NULL when it stands for itself. */
+static const char *latex_special(char c)
+{
+	switch (c) {
+	case '_': return "\\_";
+	case '%': return "\\%";
+	case '&': return "\\&";
+	case '#': return "\\#";
+	case '$': return "\\$";
+	case '{': return "\\{";
+	case '}': return "\\}";
+	case '~': return "\\textasciitilde{}";
+	case '^': return "\\textasciicircum{}";
+	case '\\': return "\\textbackslash{}";
+	case '<': return "\\textless{}";
+	case '>': return "\\textgreater{}";
+	default: return NULL;
+	}
+}
+
+/* Escapes text for the output format: LaTeX specials, Markdown's table and emphasis. */
+static void escape(const struct writer *w, const char *s, char *buf, size_t len)
+{
+	size_t used = 0;
+
+	/* 20 bytes: room for the longest replacement and the NUL */
+	for (; *s && used + 20 < len; s++) {
+		const char *rep = w->fmt == REPORT_LATEX ? latex_special(*s) : NULL;
+
+		if (rep) {
+			used += (size_t)snprintf(buf + used, len - used, "%s", rep);
+			continue;
+		}
+		if (w->fmt == REPORT_MARKDOWN && strchr("|_*\\`<>[]", *s))
+			buf[used++] = '\\';
+		buf[used++] = *s;
+	}
+	buf[used] = '\0';
+}
+
+/* A signed score to two decimals; "-0.00" shows as "+0.00". */
+static void signed_number(const struct writer *w, double x, char *buf, size_t len)
+{
+	char num[32];
+
+	if (isnan(x)) {
+		snprintf(buf, len, "%s", missing(w));
+		return;
+	}
+	snprintf(num, sizeof(num), "%+.2f", x);
+	if (!strcmp(num, "-0.00"))
+		num[0] = '+';
+	if (w->fmt == REPORT_LATEX)
+		snprintf(buf, len, "$%s$", num);
+	else
+		snprintf(buf, len, "%s", num);
+}
+
+static void number(const struct writer *w, const char *fmt, double x, char *buf, size_t len)
+{
+	if (isnan(x)) {
+		snprintf(buf, len, "%s", missing(w));
+		return;
+	}
+	snprintf(buf, len, fmt, x);
+	/* a value that rounds to zero shows without a sign: "-0.00" is "0.00" */
+	if (buf[0] == '-' && strspn(buf + 1, "0.") == strlen(buf + 1))
+		memmove(buf, buf + 1, strlen(buf));
+}
+
+static void bytes_text(const struct writer *w, double b, char *buf, size_t len)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int u = 0;
+
+	if (isnan(b)) {
+		snprintf(buf, len, "%s", missing(w));
+		return;
+	}
+	while (b >= 1024 && u < 4) {
+		b /= 1024;
+		u++;
+	}
+	snprintf(buf, len, u ? "%.3g %s" : "%.0f %s", b, units[u]);
+}
+
+static void title(const struct writer *w, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* A heading: "== x ==" in text, "#..# x" in Markdown, a comment in LaTeX. */
+static void title(const struct writer *w, int level, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (w->fmt == REPORT_MARKDOWN)
+		fprintf(w->f, "%.*s %s\n\n", level, "######", text);
+	else if (w->fmt == REPORT_LATEX)
+		fprintf(w->f, "%% %s\n", text);
+	else
+		fprintf(w->f, "%s\n\n", text);
+}
+
+/* A paragraph under a table (text, Markdown); LaTeX puts notes inside the table. */
+static void note(const struct writer *w, const char *text)
+{
+	if (w->fmt != REPORT_LATEX && *text)
+		fprintf(w->f, "\n%s\n", text);
+	fputc('\n', w->f);
+}
+
+static void render(const struct writer *w, const struct table *t, const char *caption,
+		   const char *label, const char *note_text)
+{
+	if (w->fmt == REPORT_LATEX) {
+		render_latex(w->f, t, caption, label, note_text);
+		return;
+	}
+	if (w->fmt == REPORT_MARKDOWN)
+		render_markdown(w->f, t);
+	else
+		render_text(w->f, t);
+	note(w, note_text);
+}
+
+/* The caption above a text or Markdown table; in Markdown its first phrase in bold. */
+static void caption_paragraph(const struct writer *w, const char *caption)
+{
+	size_t lead = strcspn(caption, ",");
+
+	if (w->fmt == REPORT_MARKDOWN)
+		fprintf(w->f, "**%.*s**%s\n\n", (int)lead, caption, caption + lead);
+	else if (w->fmt == REPORT_TEXT)
+		fprintf(w->f, "%s\n\n", caption);
+}
+
+static bool fails_causality(const struct report_row *r)
+{
+	return r->causal_total && r->causal_pass < r->causal_total;
+}
+
+/* The variant's name, escaped, with a mark when it fails the causality test. */
+static void variant_cell(const struct writer *w, const struct report_row *r, char *buf,
+			 size_t len)
+{
+	char name[96];
+
+	escape(w, r->variant, name, sizeof(name));
+	snprintf(buf, len, "%s%s", name, !fails_causality(r) ? "" :
+		 w->fmt == REPORT_LATEX ? "$^{*}$" : w->fmt == REPORT_MARKDOWN ? "\\*" : "*");
+}
+
+static void common_note(const struct writer *w, const struct leaderboard *lb, char *buf,
+			size_t len)
+{
+	size_t used = 0;
+	bool any = false, fails = false;
+
+	used += (size_t)snprintf(buf, len, "Cells every ranked variant completed, per task:");
+	for (int t = 0; t < REPORT_TASKS; t++) {
+		bool present = false;
+
+		for (int i = 0; i < lb->count; i++)
+			if (!isnan(lb->rows[i].task[t]))
+				present = true;
+		if (!present)
+			continue;
+		used += (size_t)snprintf(buf + used, len - used, "%s %s %d", any ? "," : "",
+					 task_names[t], lb->common_cells[t]);
+		any = true;
+	}
+	used += (size_t)snprintf(buf + used, len - used, ".");
+	for (int i = 0; i < lb->count; i++)
+		fails |= fails_causality(&lb->rows[i]);
+	if (fails)
+		snprintf(buf + used, len - used, " %s fails the causality test on this pattern.",
+			 w->fmt == REPORT_LATEX ? "$^{*}$" : w->fmt == REPORT_MARKDOWN ? "\\*" :
+			 "*");
+}
+
+static int write_leaderboard(const struct writer *w, const struct leaderboard *lb)
+{
+	static const struct column cols[] = {
+		{ "#", "\\#", true },
+		{ "variant", "variant", false },
+		{ "CI", "CI", true },
+		{ "Δ", "$\\Delta$", true },
+		{ "fidelity", "fidelity", true },
+		{ "passkey", "passkey", true },
+		{ "recall", "recall", true },
+		{ "speed", "speed", true },
+		{ "causality", "causality", true },
+	};
+	char caption[512], label[128], base[96], text[1024];
+	struct table t;
+
+	if (table_init(&t, cols, 9, lb->count))
+		return -ENOMEM;
+	for (int i = 0; i < lb->count; i++) {
+		const struct report_row *r = &lb->rows[i];
+
+		if (r->rank)
+			snprintf(table_cell(&t, i, 0), CELL_LEN, "%d", r->rank);
+		else
+			snprintf(table_cell(&t, i, 0), CELL_LEN, "%s", missing(w));
+		variant_cell(w, r, table_cell(&t, i, 1), CELL_LEN);
+		signed_number(w, r->ci, table_cell(&t, i, 2), CELL_LEN);
+		signed_number(w, r->delta, table_cell(&t, i, 3), CELL_LEN);
+		for (int k = 0; k < REPORT_TASKS; k++)
+			signed_number(w, r->task[k], table_cell(&t, i, 4 + k), CELL_LEN);
+	}
+	escape(w, w->baseline, base, sizeof(base));
+	snprintf(caption, sizeof(caption), "Leaderboard, %s (%s), run %lld: compositional index "
+		 "(CI) and task scores, mean z-scores across variants, higher is better; "
+		 "%s against %s%s.", lb->pattern, pattern_long_name(lb->pattern),
+		 (long long)w->run_id, w->fmt == REPORT_LATEX ? "$\\Delta$" : "Δ", base,
+		 lb->has_baseline ? "" : " (not on this pattern)");
+	snprintf(label, sizeof(label), "tab:attnbench-run%lld-%s-leaderboard",
+		 (long long)w->run_id, lb->pattern);
+	caption_paragraph(w, caption);
+	common_note(w, lb, text, sizeof(text));
+	render(w, &t, caption, label, text);
+	table_release(&t);
+	return 0;
+}
+
+static void causality_text(const struct writer *w, const struct report_row *r, char *buf,
+			   size_t len)
+{
+	if (!r->causal_total)
+		snprintf(buf, len, "%s", missing(w));
+	else if (r->causal_pass == r->causal_total)
+		snprintf(buf, len, "pass");
+	else
+		snprintf(buf, len, "fail %d/%d", r->causal_total - r->causal_pass,
+			 r->causal_total);
+}
+
+static int write_metrics(const struct writer *w, const struct leaderboard *lb)
+{
+	static const struct column cols[] = {
+		{ "variant", "variant", false },
+		{ "rel_err", "rel.\\ err.", true },
+		{ "cosine", "cos.", true },
+		{ "passkey", "passkey", true },
+		{ "recall", "recall", true },
+		{ "latency ms", "ms", true },
+		{ "peak memory", "memory", true },
+		{ "causality", "causal", true },
+		{ "failed cells", "failed", true },
+	};
+	char caption[512], label[128];
+	struct table t;
+
+	if (table_init(&t, cols, 9, lb->count))
+		return -ENOMEM;
+	for (int i = 0; i < lb->count; i++) {
+		const struct report_row *r = &lb->rows[i];
+
+		variant_cell(w, r, table_cell(&t, i, 0), CELL_LEN);
+		number(w, "%.3g", r->raw[REPORT_REL_ERR], table_cell(&t, i, 1), CELL_LEN);
+		number(w, "%.4f", r->raw[REPORT_COSINE], table_cell(&t, i, 2), CELL_LEN);
+		number(w, "%.3f", r->raw[REPORT_PASSKEY_ACC], table_cell(&t, i, 3), CELL_LEN);
+		number(w, "%.3f", r->raw[REPORT_RECALL_ACC], table_cell(&t, i, 4), CELL_LEN);
+		number(w, "%.3g", pow(10, r->raw[REPORT_LOG_LATENCY]), table_cell(&t, i, 5),
+		       CELL_LEN);
+		bytes_text(w, pow(10, r->raw[REPORT_LOG_MEMORY]), table_cell(&t, i, 6),
+			   CELL_LEN);
+		causality_text(w, r, table_cell(&t, i, 7), CELL_LEN);
+		snprintf(table_cell(&t, i, 8), CELL_LEN, "%d", r->failed_cells);
+	}
+	snprintf(caption, sizeof(caption), "Task metrics, %s (%s), run %lld: means over the "
+		 "cells every variant completed (latency and memory: geometric means); passkey "
+		 "and recall are accuracies; failed cells crashed, timed out, ran out of memory "
+		 "or gave NaN.", lb->pattern, pattern_long_name(lb->pattern),
+		 (long long)w->run_id);
+	snprintf(label, sizeof(label), "tab:attnbench-run%lld-%s-metrics", (long long)w->run_id,
+		 lb->pattern);
+	caption_paragraph(w, caption);
+	render(w, &t, caption, label, "");
+	table_release(&t);
+	return 0;
+}
+
+/* A stored efficiency value: NAN with *present false when the row is missing. */
+static double eff_value(const struct eff_list *eff, const char *variant, const char *pattern,
+			const char *name, bool *present)
+{
+	const struct eff_metric *m = efficiency_find(eff, variant, pattern, name);
+
+	if (present)
+		*present = m != NULL;
+	return m ? m->value : NAN;
+}
+
+static void length_text(const struct writer *w, const struct eff_list *eff,
+			const char *variant, const char *pattern, const char *what, char *buf,
+			size_t len)
+{
+	char name[64];
+	bool present, has_lo, has_hi;
+	double x, lo, hi;
+
+	snprintf(name, sizeof(name), "efficiency_length_%s", what);
+	x = eff_value(eff, variant, pattern, name, &present);
+	if (!present) {
+		snprintf(buf, len, "%s", missing(w));
+		return;
+	}
+	if (isnan(x)) {
+		snprintf(buf, len, "none");
+		return;
+	}
+	snprintf(name, sizeof(name), "efficiency_below_range_%s", what);
+	if (eff_value(eff, variant, pattern, name, NULL) == 1) {
+		snprintf(buf, len, "%s%.0f", w->fmt == REPORT_LATEX ? "$\\le$" : "≤", x);
+		return;
+	}
+	snprintf(name, sizeof(name), "efficiency_length_%s_lo", what);
+	lo = eff_value(eff, variant, pattern, name, &has_lo);
+	snprintf(name, sizeof(name), "efficiency_length_%s_hi", what);
+	hi = eff_value(eff, variant, pattern, name, &has_hi);
+	if (!has_lo || isnan(lo))
+		snprintf(buf, len, "%.0f", x);
+	else if (has_hi && !isnan(hi))
+		snprintf(buf, len, "%.0f [%.0f, %.0f]", x, lo, hi);
+	else
+		snprintf(buf, len, "%.0f [%.0f, %s)", x, lo,
+			 w->fmt == REPORT_LATEX ? "$\\infty$" : "∞");
+}
+
+static void cab_text(const struct writer *w, const struct eff_list *eff, const char *variant,
+		     const char *pattern, const char *what, char *length, char *r2_base,
+		     char *r2_var, char *flag, size_t len)
+{
+	char name[64];
+	bool present;
+	double x, rb, rv, d;
+
+	snprintf(name, sizeof(name), "cab_efficiency_length_%s", what);
+	x = eff_value(eff, variant, pattern, name, &present);
+	if (!present)
+		snprintf(length, len, "%s", missing(w));
+	else if (isnan(x))
+		snprintf(length, len, "none");
+	else
+		snprintf(length, len, "%.0f", x);
+	snprintf(name, sizeof(name), "cab_r2_baseline_%s", what);
+	rb = eff_value(eff, variant, pattern, name, NULL);
+	snprintf(name, sizeof(name), "cab_r2_variant_%s", what);
+	rv = eff_value(eff, variant, pattern, name, NULL);
+	number(w, "%.3f", rb, r2_base, len);
+	number(w, "%.3f", rv, r2_var, len);
+	snprintf(name, sizeof(name), "efficiency_disagree_%s", what);
+	d = eff_value(eff, variant, pattern, name, NULL);
+	snprintf(flag, len, "%s", isnan(d) ? missing(w) : d ? "yes" : "no");
+}
+
+static bool eff_has_variant(const struct eff_list *eff, const char *variant,
+			    const char *pattern)
+{
+	for (size_t i = 0; i < eff->count; i++)
+		if (!strcmp(eff->items[i].variant, variant) &&
+		    !strcmp(eff->items[i].pattern, pattern))
+			return true;
+	return false;
+}
+
+static int write_efficiency(const struct writer *w, const struct leaderboard *lb,
+			    const struct eff_list *eff)
+{
+	static const struct column cols[] = {
+		{ "variant", "variant", false },
+		{ "cost", "cost", false },
+		{ "measured [95% CI]", "measured", true },
+		{ "CAB fit", "CAB fit", true },
+		{ "R² base", "$R^2_{\\mathrm{b}}$", true },
+		{ "R² var", "$R^2_{\\mathrm{v}}$", true },
+		{ "disagree", "disagree", false },
+		{ "log-log slope", "slope", true },
+	};
+	static const char *const what[2] = { "time", "memory" };
+	const char *order[64 + 1];
+	char caption[1024], label[128], base[96];
+	int n = 0;
+	struct table t;
+
+	/* the baseline first, then the leaderboard's order */
+	if (eff_has_variant(eff, w->baseline, lb->pattern))
+		order[n++] = w->baseline;
+	for (int i = 0; i < lb->count && n < 64; i++)
+		if (strcmp(lb->rows[i].variant, w->baseline) &&
+		    eff_has_variant(eff, lb->rows[i].variant, lb->pattern))
+			order[n++] = lb->rows[i].variant;
+	escape(w, w->baseline, base, sizeof(base));
+	if (!n) {
+		if (w->fmt == REPORT_LATEX)
+			fprintf(w->f, "%% no efficiency lengths on %s: no speed cells of %s\n\n",
+				lb->pattern, base);
+		else
+			fprintf(w->f, "No efficiency lengths on %s: the run has no speed cells of "
+				"the baseline %s on this pattern.\n\n", lb->pattern, base);
+		return 0;
+	}
+	/* two rows per variant: time, then memory */
+	if (table_init(&t, cols, 8, 2 * n))
+		return -ENOMEM;
+	for (int i = 0; i < 2 * n; i++) {
+		const char *v = order[i / 2], *cost = what[i % 2];
+		char name[64], *x;
+		double s;
+
+		if (i % 2 == 0)
+			escape(w, v, table_cell(&t, i, 0), CELL_LEN);
+		snprintf(table_cell(&t, i, 1), CELL_LEN, "%s", cost);
+		if (!strcmp(v, w->baseline)) {
+			for (int k = 2; k < 7; k++)
+				snprintf(table_cell(&t, i, k), CELL_LEN, "%s", missing(w));
+		} else {
+			length_text(w, eff, v, lb->pattern, cost, table_cell(&t, i, 2), CELL_LEN);
+			cab_text(w, eff, v, lb->pattern, cost, table_cell(&t, i, 3),
+				 table_cell(&t, i, 4), table_cell(&t, i, 5), table_cell(&t, i, 6),
+				 CELL_LEN);
+		}
+		snprintf(name, sizeof(name), "loglog_slope_%s", cost);
+		s = eff_value(eff, v, lb->pattern, name, NULL);
+		x = table_cell(&t, i, 7);
+		number(w, "%.2f", s, x, CELL_LEN);
+		if (w->fmt == REPORT_LATEX && x[0] == '-' && x[1] != '-') {
+			/* a minus sign, not a hyphen */
+			char tmp[CELL_LEN];
+
+			snprintf(tmp, sizeof(tmp), "$-$%s", x + 1);
+			snprintf(x, CELL_LEN, "%s", tmp);
+		}
+	}
+	snprintf(caption, sizeof(caption), "Efficiency length against %s, %s (%s), run %lld, in "
+		 "tokens: from where each variant is cheaper than the baseline, in time (median "
+		 "latency) and memory (peak workspace). Measured: the crossing of the measured "
+		 "curves, interpolated, with a 95%s bootstrap interval for time in brackets; "
+		 "CAB fit: a quadratic fit of the baseline crossed with a linear fit of the "
+		 "variant, with the fits' %s (baseline, variant); disagree: the two differ by "
+		 "more than %gx; slope: the log-log scaling exponent.", base, lb->pattern,
+		 pattern_long_name(lb->pattern), (long long)w->run_id, w->fmt == REPORT_LATEX ? "\\%" : "%",
+		 w->fmt == REPORT_LATEX ? "$R^2$" : "R²", EFFICIENCY_DISAGREE_FACTOR);
+	snprintf(label, sizeof(label), "tab:attnbench-run%lld-%s-efficiency",
+		 (long long)w->run_id, lb->pattern);
+	caption_paragraph(w, caption);
+	render(w, &t, caption, label, w->fmt == REPORT_LATEX ?
+	       "none: the curves do not cross in the sampled range; $\\le$$N$: cheaper at "
+	       "every sampled length, the smallest being $N$; $\\infty$: some resamples do not "
+	       "cross in range." :
+	       "none: the curves do not cross in the sampled range; ≤N: cheaper at every "
+	       "sampled length, the smallest being N; ∞: some resamples do not cross in range.");
+	table_release(&t);
+	return 0;
+}
+
+/* The patterns with cells in the run: ns, cs, nc, cc first, then any others. */
+static int run_patterns(sqlite3 *db, int64_t run_id, char patterns[][8], int max, int *n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*n = 0;
+	for (size_t i = 0; i < KNOWN_PATTERNS; i++)
+		snprintf(patterns[(*n)++], 8, "%s", known_patterns[i].name);
+	if (sqlite3_prepare_v2(db, "SELECT DISTINCT pattern FROM cells WHERE run_id = ?"
+			       " ORDER BY pattern", -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, run_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && *n < max) {
+		const char *p = (const char *)sqlite3_column_text(st, 0);
+		bool known = false;
+
+		for (size_t i = 0; i < KNOWN_PATTERNS; i++)
+			known |= !strcmp(p, known_patterns[i].name);
+		if (!known)
+			snprintf(patterns[(*n)++], 8, "%s", p);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+static void write_header(const struct writer *w, sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	char info[512] = "";
+
+	if (sqlite3_prepare_v2(db, "SELECT ifnull(suite, ''), started, status,"
+			       " ifnull(cpu_model, ''), ifnull(threads, 0) FROM runs WHERE id = ?",
+			       -1, &st, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(st, 1, w->run_id);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			snprintf(info, sizeof(info), "suite %s, started %s, %s; %s, %d threads",
+				 sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
+				 sqlite3_column_text(st, 2), sqlite3_column_text(st, 3),
+				 sqlite3_column_int(st, 4));
+		sqlite3_finalize(st);
+	}
+	if (w->fmt == REPORT_LATEX) {
+		fprintf(w->f, "%% attnbench report, run %lld (%s), baseline %s\n"
+			"%% needs \\usepackage{booktabs} in the preamble\n\n",
+			(long long)w->run_id, info, w->baseline);
+		return;
+	}
+	title(w, 1, "attnbench report: run %lld", (long long)w->run_id);
+	fprintf(w->f, "%s; baseline %s.\n\n", info, w->baseline);
+}
+
+int report_write(FILE *out, sqlite3 *db, const struct report_options *o,
+		 const struct eff_list *eff)
+{
+	struct writer w = { out, o->format, o->run_id, o->baseline };
+	char patterns[32][8];
+	int n, written = 0, ret;
+
+	ret = run_patterns(db, o->run_id, patterns, 32, &n);
+	if (ret)
+		return ret;
+	for (int i = 0; i < n; i++) {
+		struct leaderboard lb;
+		bool ranked = false;
+
+		ret = report_leaderboard(db, o->run_id, patterns[i], o->baseline, &lb);
+		if (ret)
+			return ret;
+		for (int k = 0; k < lb.count; k++)
+			ranked |= !isnan(lb.rows[k].ci);
+		if (ranked) {
+			if (!written++)
+				write_header(&w, db);
+			title(&w, 2, "Pattern %s (%s)", lb.pattern, pattern_long_name(lb.pattern));
+			ret = write_leaderboard(&w, &lb);
+			if (!ret)
+				ret = write_metrics(&w, &lb);
+			if (!ret)
+				ret = write_efficiency(&w, &lb, eff);
+		}
+		report_leaderboard_release(&lb);
+		if (ret)
+			return ret;
+	}
+	return written ? 0 : -ENODATA;
+}
