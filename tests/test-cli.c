@@ -437,7 +437,7 @@ static void test_export_and_import_round_trip_nasty_fields(void **state)
 		 "UPDATE cells SET regime = ' -spaced, ' WHERE regime IS NULL AND id % 2 = 0;"
 		 "INSERT INTO trials SELECT id, 0, 1 FROM cells WHERE id % 3 = 0;"
 		 "INSERT INTO trials SELECT id, 4, 0 FROM cells WHERE id % 3 = 0;"
-		 "INSERT INTO run_metrics VALUES (1, 'linear', 'ns', 'vanilla',"
+		 "INSERT OR REPLACE INTO run_metrics VALUES (1, 'linear', 'ns', 'vanilla',"
 		 " 'efficiency_length_time', 1877.25, 'tokens'), (1, 'local', 'cs', 'vanilla',"
 		 " 'slope, \"fitted\"', NULL, '');");
 	/* a very long field */
