@@ -16,20 +16,36 @@
 
 const char usage_plot[] =
 	"usage: attnbench plot [--db PATH] [--run ID] [--out DIR] [--format pdf,png,svg]\n"
+	"                      [--size column|page] [--baseline VARIANT]\n"
+	"                      [--pareto-length N]\n"
 	"\n"
-	"Draws the figures of a run with gnuplot (package gnuplot-nox), one per pattern:\n"
-	"  latency-P   median latency vs length, log-log, 95% interval of the median\n"
-	"  memory-P    peak workspace vs length, log-log\n"
-	"  passkey-P   passkey accuracy by length and needle depth, a panel per variant\n"
-	"  recall-P    recall accuracy vs key-value pairs at d = 64, with chance\n"
+	"Draws the figures of a run with gnuplot (package gnuplot-nox), per pattern P:\n"
+	"  latency-P         median latency vs length, log-log, 95% interval\n"
+	"  memory-P          peak workspace vs length, log-log\n"
+	"  speedup-P         baseline latency / variant latency vs length, with the 95%\n"
+	"                    bootstrap interval of the ratio of medians of the samples\n"
+	"  efficiency-P      efficiency length in time and memory against the baseline\n"
+	"                    (from run_metrics): measured, CAB's fit, or none in range\n"
+	"  pareto-P          mean recall accuracy (passkey without recall) vs latency\n"
+	"                    at one length, with the Pareto front\n"
+	"  fidelity-P        relative Frobenius error vs length, a panel per regime\n"
+	"  passkey-P         passkey accuracy by length and needle depth, per variant\n"
+	"  recall-P          recall accuracy vs key-value pairs, queries far from the\n"
+	"                    pairs; recall-packed-P with the queries right after them\n"
+	"  recall-state-P    recall accuracy vs analytic state size, a point per d;\n"
+	"                    recall-state-packed-P likewise\n"
 	"Each NAME.pdf/.png/.svg has NAME.dat and NAME.gp beside it; style.gp holds the\n"
-	"palette, one style per variant, fonts and size: edit it and run 'gnuplot NAME.gp'\n"
-	"in the directory to restyle.\n"
+	"palette, one style per variant, font and width: edit it and run\n"
+	"'gnuplot NAME.gp' in the directory to restyle.\n"
 	"\n"
-	"  --db PATH      the database (default " DEFAULT_DB ")\n"
-	"  --run ID       the run to plot (default: the latest)\n"
-	"  --out DIR      where figures go (default plots/<run-id>/)\n"
-	"  --format LIST  comma-separated formats among pdf, png, svg (default all)\n";
+	"  --db PATH          the database (default " DEFAULT_DB ")\n"
+	"  --run ID           the run to plot (default: the latest)\n"
+	"  --out DIR          where figures go (default plots/<run-id>/)\n"
+	"  --format LIST      comma-separated formats among pdf, png, svg (default all)\n"
+	"  --size SIZE        column (3.5 in wide) or page (7 in, the default); 8 pt text\n"
+	"  --baseline NAME    the variant speed-ups and efficiency lengths are against\n"
+	"                     (default " PLOT_DEFAULT_BASELINE ")\n"
+	"  --pareto-length N  the speed length of the Pareto front (default: the largest)\n";
 
 int cmd_plot(int argc, char **argv)
 {
@@ -38,9 +54,12 @@ int cmd_plot(int argc, char **argv)
 		{ "run", required_argument, NULL, 'r' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "format", required_argument, NULL, 'f' },
+		{ "size", required_argument, NULL, 's' },
+		{ "baseline", required_argument, NULL, 'b' },
+		{ "pareto-length", required_argument, NULL, 'p' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *db = DEFAULT_DB, *out = NULL, *run = NULL;
+	const char *db = DEFAULT_DB, *out = NULL, *run = NULL, *pareto = NULL;
 	struct plot_options po = { .formats = PLOT_ALL_FORMATS };
 	char why[512], gnuplot[4096], dir[4096], bad[64];
 	struct store *st;
@@ -64,6 +83,19 @@ int cmd_plot(int argc, char **argv)
 				return error("unknown format '%s' in --format (accepted: pdf, png, "
 					     "svg, comma-separated)", bad);
 			break;
+		case 's':
+			if (plot_parse_size(optarg, &po.size))
+				return error("unknown size '%s' in --size (accepted: column, page)",
+					     optarg);
+			break;
+		case 'b':
+			if (!*optarg)
+				return error("--baseline needs a variant name");
+			po.baseline = optarg;
+			break;
+		case 'p':
+			pareto = optarg;
+			break;
 		case ':':
 			return error("option '%s' needs a value", argv[optind - 1]);
 		default:
@@ -80,6 +112,17 @@ int cmd_plot(int argc, char **argv)
 		po.run_id = strtoll(run, &end, 10);
 		if (errno || end == run || *end || po.run_id < 1)
 			return error("--run needs a run id (a whole number >= 1), not '%s'", run);
+	}
+	if (pareto) {
+		char *end;
+		long long v;
+
+		errno = 0;
+		v = strtoll(pareto, &end, 10);
+		if (errno || end == pareto || *end || v < 1 || v > 1L << 30)
+			return error("--pareto-length needs a sequence length (a whole number >= 1),"
+				     " not '%s'", pareto);
+		po.pareto_length = (long)v;
 	}
 	if (plot_find_gnuplot(gnuplot, sizeof(gnuplot)))
 		return error("gnuplot not found: install the 'gnuplot-nox' package");

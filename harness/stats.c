@@ -89,47 +89,125 @@ static uint64_t next_random(uint64_t *state)
 	return z ^ (z >> 31);
 }
 
-/* Median of n values drawn with replacement from x into scratch (n values). */
-static double resampled_median(const double *x, size_t n, double *scratch, uint64_t *state)
+/*
+ * A sample prepared for resampling: its values sorted, and for each original index the
+ * rank of its value, so that a resample with replacement is a count per rank and its
+ * order statistics a running sum: O(n) per resample instead of a sort. The resampled
+ * median is the same number as sorting the drawn values would give.
+ */
+struct resampler {
+	const double *sorted;
+	size_t *rank;
+	size_t *count;
+	size_t n;
+};
+
+struct ranked {
+	double value;
+	size_t index;
+};
+
+static int compare_ranked(const void *a, const void *b)
 {
-	for (size_t i = 0; i < n; i++)
-		scratch[i] = x[(size_t)(((unsigned __int128)next_random(state) * n) >> 64)];
-	qsort(scratch, n, sizeof(*scratch), compare_doubles);
-	return stats_quantile_sorted(scratch, n, 0.5);
+	return compare_doubles(&((const struct ranked *)a)->value,
+			       &((const struct ranked *)b)->value);
 }
 
-static double median_of(const double *x, size_t n, double *scratch)
+/* Fills r for x[0..n); sorted (n values) is the caller's. 0 or -ENOMEM. */
+static int resampler_init(struct resampler *r, const double *x, size_t n, double *sorted)
 {
-	memcpy(scratch, x, n * sizeof(*scratch));
-	qsort(scratch, n, sizeof(*scratch), compare_doubles);
-	return stats_quantile_sorted(scratch, n, 0.5);
+	struct ranked *tmp = malloc(n * sizeof(*tmp));
+
+	r->rank = malloc(n * sizeof(*r->rank));
+	r->count = malloc(n * sizeof(*r->count));
+	if (!tmp || !r->rank || !r->count) {
+		free(tmp);
+		free(r->rank);
+		free(r->count);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		tmp[i].value = x[i];
+		tmp[i].index = i;
+	}
+	qsort(tmp, n, sizeof(*tmp), compare_ranked);
+	for (size_t i = 0; i < n; i++) {
+		sorted[i] = tmp[i].value;
+		r->rank[tmp[i].index] = i;
+	}
+	free(tmp);
+	r->sorted = sorted;
+	r->n = n;
+	return 0;
+}
+
+static void resampler_release(struct resampler *r)
+{
+	free(r->rank);
+	free(r->count);
+}
+
+/* The value of order statistic k (0-based) of the resample counted in r. */
+static double order_statistic(const struct resampler *r, size_t k, size_t *from, size_t *seen)
+{
+	while (*seen + r->count[*from] <= k)
+		*seen += r->count[(*from)++];
+	return r->sorted[*from];
+}
+
+/* Median (numpy's linear interpolation) of n values drawn with replacement. */
+static double resampled_median(struct resampler *r, uint64_t *state)
+{
+	size_t n = r->n, from = 0, seen = 0, k;
+	double pos = 0.5 * (double)(n - 1), lo, frac;
+
+	memset(r->count, 0, n * sizeof(*r->count));
+	for (size_t i = 0; i < n; i++)
+		r->count[r->rank[(size_t)(((unsigned __int128)next_random(state) * n) >> 64)]]++;
+	k = (size_t)floor(pos);
+	frac = pos - (double)k;
+	lo = order_statistic(r, k, &from, &seen);
+	if (k + 1 >= n)
+		return lo;
+	return lo + frac * (order_statistic(r, k + 1, &from, &seen) - lo);
 }
 
 int stats_median_ratio(const double *a, size_t na, const double *b, size_t nb, int iters,
 		       uint64_t seed, struct ratio_interval *r)
 {
-	double *ratios, *scratch;
+	double *ratios, *sorted_a, *sorted_b;
+	struct resampler ra, rb;
 	uint64_t state = seed;
+	int ret = -ENOMEM;
 
 	if (!na || !nb || iters < 100)
 		return -EINVAL;
 	ratios = malloc(sizeof(*ratios) * (size_t)iters);
-	scratch = malloc(sizeof(*scratch) * (na > nb ? na : nb));
-	if (!ratios || !scratch) {
-		free(ratios);
-		free(scratch);
-		return -ENOMEM;
-	}
-	r->ratio = median_of(b, nb, scratch) / median_of(a, na, scratch);
+	sorted_a = malloc(sizeof(*sorted_a) * na);
+	sorted_b = malloc(sizeof(*sorted_b) * nb);
+	if (!ratios || !sorted_a || !sorted_b)
+		goto out_free;
+	if (resampler_init(&ra, a, na, sorted_a))
+		goto out_free;
+	if (resampler_init(&rb, b, nb, sorted_b))
+		goto out_release_a;
+	r->ratio = stats_quantile_sorted(sorted_b, nb, 0.5) /
+		   stats_quantile_sorted(sorted_a, na, 0.5);
 	for (int i = 0; i < iters; i++) {
-		double ma = resampled_median(a, na, scratch, &state);
+		double ma = resampled_median(&ra, &state);
 
-		ratios[i] = resampled_median(b, nb, scratch, &state) / ma;
+		ratios[i] = resampled_median(&rb, &state) / ma;
 	}
 	qsort(ratios, (size_t)iters, sizeof(*ratios), compare_doubles);
 	r->lo = stats_quantile_sorted(ratios, (size_t)iters, 0.025);
 	r->hi = stats_quantile_sorted(ratios, (size_t)iters, 0.975);
+	ret = 0;
+	resampler_release(&rb);
+out_release_a:
+	resampler_release(&ra);
+out_free:
 	free(ratios);
-	free(scratch);
-	return 0;
+	free(sorted_a);
+	free(sorted_b);
+	return ret;
 }

@@ -1,8 +1,11 @@
 /*
- * test-plot.c - `attnbench plot` as a user meets it: a tiny run into a fresh database,
- * then every figure written as PDF, PNG and SVG with its script and data beside it, and
- * one-line exit-2 errors for an empty database, an unknown run and an unknown format.
- * argv[1] is the binary.
+ * test-plot.c - `attnbench plot` as a user meets it: a tiny run into a fresh database (all
+ * variants on speed, a few on the accuracy tasks) plus efficiency-length rows written by
+ * SQL, then every figure kind written as valid PDF, PNG and SVG with its script and data
+ * beside it, scripts that re-run in their directory, a speed-up that equals an
+ * independent ratio of medians of the stored samples, a Pareto front checked point by
+ * point, legends above every panel, both sizes, and one-line exit-2 errors for bad input,
+ * an empty run and a missing gnuplot. argv[1] is the binary.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +16,8 @@
 #include "run-binary.h"
 
 #include <fcntl.h>
+#include <math.h>
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +29,14 @@
 static const char *binary;
 static char tmpdir[] = "/tmp/attnbench-plot-XXXXXX";
 static char db[256], plots[256];
+
+/* Every figure kind the tiny run has, and so must get. */
+static const char *const figures[] = {
+	"latency-ns", "latency-cs", "memory-ns", "memory-cs", "speedup-ns", "speedup-cs",
+	"efficiency-ns", "pareto-ns", "pareto-cs", "fidelity-ns", "passkey-cs", "recall-ns",
+	"recall-packed-ns", "recall-state-ns", "recall-state-packed-ns",
+};
+#define FIGURES (sizeof(figures) / sizeof(figures[0]))
 
 /* Runs the binary with a NULL-terminated argument list. */
 static void run(struct outcome *o, const char *arg, ...)
@@ -37,27 +50,46 @@ static void run(struct outcome *o, const char *arg, ...)
 
 static char *path_in(const char *dir, const char *name)
 {
-	static char paths[8][512];
+	static char paths[8][640];
 	static int next;
 	char *p = paths[next++ % 8], d[400];
 
 	/* dir may be an earlier result of this function */
 	snprintf(d, sizeof(d), "%s", dir);
-	snprintf(p, 512, "%s/%s", d, name);
+	snprintf(p, 640, "%s/%s", d, name);
 	return p;
 }
 
-/* The first len bytes of a file (fewer when it is shorter); the count read. */
-static size_t head(const char *path, char *buf, size_t len)
+static char *figure_file(const char *dir, const char *figure, const char *ext)
+{
+	char name[128];
+
+	snprintf(name, sizeof(name), "%s.%s", figure, ext);
+	return path_in(dir, name);
+}
+
+/* A whole file, NUL-terminated (NULL when it cannot be read); *len gets its size. */
+static char *slurp_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
-	size_t got;
+	char *buf = NULL;
+	long size;
 
 	if (!f)
-		return 0;
-	got = fread(buf, 1, len, f);
+		return NULL;
+	if (!fseek(f, 0, SEEK_END) && (size = ftell(f)) >= 0 && !fseek(f, 0, SEEK_SET)) {
+		buf = malloc((size_t)size + 1);
+		if (buf && fread(buf, 1, (size_t)size, f) == (size_t)size) {
+			buf[size] = '\0';
+			if (len)
+				*len = (size_t)size;
+		} else {
+			free(buf);
+			buf = NULL;
+		}
+	}
 	fclose(f);
-	return got;
+	return buf;
 }
 
 static bool exists(const char *path)
@@ -77,20 +109,207 @@ static void assert_one_line(const struct outcome *o)
 	assert_memory_equal(o->err, "attnbench: ", 11);
 }
 
+/* A PDF: the header, and the end-of-file marker in its last bytes. */
+static void assert_valid_pdf(const char *path)
+{
+	size_t len = 0;
+	char *pdf = slurp_file(path, &len);
+
+	assert_non_null(pdf);
+	assert_true(len > 100);
+	assert_memory_equal(pdf, "%PDF-", 5);
+	assert_non_null(memmem(pdf + len - 32, 32, "%%EOF", 5));
+	free(pdf);
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* A PNG: the signature, IHDR first, IEND last; returns its width in pixels. */
+static uint32_t assert_valid_png(const char *path)
+{
+	static const unsigned char magic[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+	size_t len = 0;
+	unsigned char *png = (unsigned char *)slurp_file(path, &len);
+	uint32_t width;
+
+	assert_non_null(png);
+	assert_true(len > 8 + 25 + 12);
+	assert_memory_equal(png, magic, 8);
+	assert_memory_equal(png + 12, "IHDR", 4);
+	assert_memory_equal(png + len - 8, "IEND", 4);
+	width = be32(png + 16);
+	free(png);
+	return width;
+}
+
+/* An SVG: the root element (after an XML declaration and comments) is <svg>, closed. */
+static void assert_valid_svg(const char *path)
+{
+	size_t len = 0;
+	char *svg = slurp_file(path, &len), *p, *end;
+
+	assert_non_null(svg);
+	p = svg;
+	for (;;) {
+		p += strspn(p, " \t\r\n");
+		if (!strncmp(p, "<?", 2))
+			p = strstr(p, "?>") + 2;
+		else if (!strncmp(p, "<!--", 4))
+			p = strstr(p, "-->") + 3;
+		else if (!strncmp(p, "<!DOCTYPE", 9))
+			p = strchr(p, '>') + 1;
+		else
+			break;
+		assert_true(p > svg + 1);
+	}
+	assert_true(!strncmp(p, "<svg", 4) && strchr(" \t\r\n>", p[4]));
+	end = svg + len;
+	while (end > svg && strchr(" \t\r\n", end[-1]))
+		end--;
+	assert_true(end - svg > 6 && !strncmp(end - 6, "</svg>", 6));
+	free(svg);
+}
+
+/* Runs `gnuplot SCRIPT` in dir; its exit status. */
+static int run_gnuplot_in(const char *dir, const char *script)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		if (chdir(dir) || null < 0)
+			_exit(126);
+		dup2(null, 1);
+		dup2(null, 2);
+		execlp("gnuplot", "gnuplot", script, (char *)NULL);
+		_exit(127);
+	}
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* A data file's rows of numbers under "# variant NAME", up to max rows of cols values. */
+static int dat_rows(const char *dat, const char *variant, double rows[][12], int max)
+{
+	char header[128];
+	const char *p;
+	int n = 0;
+
+	snprintf(header, sizeof(header), "# variant %s\n", variant);
+	p = strstr(dat, header);
+	if (!p)
+		return 0;
+	p += strlen(header);
+	while (*p && n < max) {
+		if (*p == '#') {
+			p = strchr(p, '\n');
+			if (!p)
+				break;
+			p++;
+			continue;
+		}
+		if (*p == '\n')
+			break;		/* the blank line that ends the block */
+		for (int k = 0; k < 12; k++)
+			rows[n][k] = NAN;
+		for (int k = 0; k < 12 && *p && *p != '\n'; k++) {
+			char *end;
+
+			rows[n][k] = strtod(p, &end);
+			if (end == p)
+				break;
+			p = end + strspn(end, "\t ");
+		}
+		n++;
+		p = strchr(p, '\n');
+		if (!p)
+			break;
+		p++;
+	}
+	return n;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The median of the stored latency samples of one speed cell, computed here. */
+static double sample_median(sqlite3 *h, const char *variant, const char *pattern, int n)
+{
+	size_t count = 0, cap = 20000;
+	double *x = malloc(cap * sizeof(*x)), m;
+	sqlite3_stmt *st;
+
+	assert_non_null(x);
+
+	assert_int_equal(sqlite3_prepare_v2(h,
+		"SELECT s.seconds FROM samples s JOIN cells c ON c.id = s.cell_id"
+		" WHERE c.run_id = 1 AND c.task = 'speed' AND c.variant = ?1 AND c.pattern = ?2"
+		" AND c.n = ?3 AND c.status = 'ok'", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, variant, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, pattern, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, n);
+	while (sqlite3_step(st) == SQLITE_ROW && count < cap)
+		x[count++] = sqlite3_column_double(st, 0);
+	sqlite3_finalize(st);
+	assert_true(count > 0);
+	qsort(x, count, sizeof(x[0]), compare_doubles);
+	m = count % 2 ? x[count / 2] : (x[count / 2 - 1] + x[count / 2]) / 2;
+	free(x);
+	return m;
+}
+
+/*
+ * The tiny run: every variant on speed (so legends carry all of them), a few on the
+ * accuracy tasks; the last recall row packs the queries right after the pairs (gap 0).
+ */
 static const char tiny_suite[] =
 	"task,variants,patterns,lengths,dims,heads,kv_heads,batch,regimes\n"
 	"speed,all,ns cs,64 128,16,2,,1,\n"
-	"passkey,all,cs,64 128,16,1,,10,0 0.5 1\n"
-	"recall,all,ns,128,64,1,,2,16 32 64\n";
+	"fidelity,vanilla flash linear local,ns,32 64,16,1,,1,gaussian sink\n"
+	"passkey,vanilla linear local,cs,64 128,16,1,,10,0 0.5 1\n"
+	"recall,vanilla linear local,ns,128,64,1,,2,16 32 64\n"
+	"recall,vanilla linear local,ns,48,64,1,,2,16\n";
 
 static const char dull_suite[] =
 	"task,variants,patterns,lengths,dims,heads,kv_heads,batch,regimes\n"
 	"causality,all,cs,64,16,2,,1,\n";
 
+/*
+ * Efficiency lengths as the speed analysis stores them in run_metrics (schema 2): linear
+ * crosses vanilla in time at 100 (80..120; CAB's fit says 150) and never in memory (NULL:
+ * none in range); local never in time, in memory at 64; flash only has a slope.
+ */
+static const char efficiency_rows[] =
+	"DELETE FROM run_metrics;"	/* what the run computed itself: these rows replace it */
+	"INSERT INTO run_metrics (run_id, variant, pattern, baseline, name, value, unit)"
+	" VALUES"
+	" (1, 'linear', 'ns', 'vanilla', 'efficiency_length_time', 100, 'tokens'),"
+	" (1, 'linear', 'ns', 'vanilla', 'efficiency_length_time_lo', 80, 'tokens'),"
+	" (1, 'linear', 'ns', 'vanilla', 'efficiency_length_time_hi', 120, 'tokens'),"
+	" (1, 'linear', 'ns', 'vanilla', 'cab_efficiency_length_time', 150, 'tokens'),"
+	" (1, 'linear', 'ns', 'vanilla', 'efficiency_length_memory', NULL, 'tokens'),"
+	" (1, 'linear', 'ns', 'vanilla', 'loglog_slope_time', 1.05, ''),"
+	" (1, 'local', 'ns', 'vanilla', 'efficiency_length_time', NULL, 'tokens'),"
+	" (1, 'local', 'ns', 'vanilla', 'efficiency_length_memory', 64, 'tokens'),"
+	" (1, 'local', 'ns', 'vanilla', 'cab_efficiency_length_memory', 70, 'tokens'),"
+	" (1, 'flash', 'ns', 'vanilla', 'loglog_slope_time', 1.98, '')";
+
 static int setup(void **state)
 {
 	struct outcome *o = malloc(sizeof(*o));
+	sqlite3 *h;
 	FILE *f;
+	int rc;
 
 	(void)state;
 	if (!o || !mkdtemp(tmpdir))
@@ -102,15 +321,19 @@ static int setup(void **state)
 		return -1;
 	fputs(tiny_suite, f);
 	fclose(f);
-	run(o, "run", "--suite", path_in(tmpdir, "tiny.csv"), "--db", db, "--repeats", "2",
-	    "--min-time", "0", "--threads", "1", "-q", NULL);
+	run(o, "run", "--suite", path_in(tmpdir, "tiny.csv"), "--db", db, "--repeats", "5",
+	    "--min-time", "0.001", "--threads", "1", "-q", NULL);
 	if (o->status != 0) {
 		fprintf(stderr, "setup run failed (%d): %s\n", o->status, o->err);
 		free(o);
 		return -1;
 	}
 	free(o);
-	return 0;
+	if (sqlite3_open(db, &h) != SQLITE_OK)
+		return -1;
+	rc = sqlite3_exec(h, efficiency_rows, NULL, NULL, NULL);
+	sqlite3_close(h);
+	return rc == SQLITE_OK ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -124,64 +347,264 @@ static int teardown(void **state)
 
 static void test_plot_writes_every_figure_in_every_format(void **state)
 {
-	static const char *const figures[] = {
-		"latency-ns", "latency-cs", "memory-ns", "memory-cs", "passkey-cs", "recall-ns",
-	};
-	static const unsigned char png_magic[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 	struct outcome *o = malloc(sizeof(*o));
-	char name[64], buf[4096];
-	size_t got;
+	char expect[64], *gp;
 
 	(void)state;
 	run(o, "plot", "--db", db, "--out", plots, NULL);
 	assert_int_equal(o->status, 0);
 	assert_string_equal(o->err, "");
-	assert_non_null(strstr(o->out, "6 figures of run 1"));
+	snprintf(expect, sizeof(expect), "%zu figures of run 1", FIGURES);
+	assert_non_null(strstr(o->out, expect));
 	assert_true(exists(path_in(plots, "style.gp")));
-	for (size_t i = 0; i < sizeof(figures) / sizeof(figures[0]); i++) {
-		snprintf(name, sizeof(name), "%s.pdf", figures[i]);
-		assert_int_equal(head(path_in(plots, name), buf, 4), 4);
-		assert_memory_equal(buf, "%PDF", 4);
-		snprintf(name, sizeof(name), "%s.png", figures[i]);
-		assert_int_equal(head(path_in(plots, name), buf, 8), 8);
-		assert_memory_equal(buf, png_magic, 8);
-		snprintf(name, sizeof(name), "%s.svg", figures[i]);
-		got = head(path_in(plots, name), buf, sizeof(buf) - 1);
-		buf[got] = '\0';
-		assert_non_null(strstr(buf, "<svg"));
-		snprintf(name, sizeof(name), "%s.gp", figures[i]);
-		assert_true(exists(path_in(plots, name)));
-		got = head(path_in(plots, name), buf, sizeof(buf) - 1);
-		buf[got] = '\0';
-		assert_non_null(strstr(buf, "load \"style.gp\""));
-		snprintf(name, sizeof(name), "%s.dat", figures[i]);
-		assert_true(exists(path_in(plots, name)));
-		snprintf(name, sizeof(name), "%s.log", figures[i]);
-		assert_false(exists(path_in(plots, name)));
+	for (size_t i = 0; i < FIGURES; i++) {
+		assert_valid_pdf(figure_file(plots, figures[i], "pdf"));
+		/* the default size: 7 in at 300 dpi */
+		assert_int_equal(assert_valid_png(figure_file(plots, figures[i], "png")), 2100);
+		assert_valid_svg(figure_file(plots, figures[i], "svg"));
+		gp = slurp_file(figure_file(plots, figures[i], "gp"), NULL);
+		assert_non_null(gp);
+		assert_non_null(strstr(gp, "load \"style.gp\""));
+		free(gp);
+		assert_true(exists(figure_file(plots, figures[i], "dat")));
+		assert_false(exists(figure_file(plots, figures[i], "log")));
 	}
-	/* patterns the run did not touch get no figure */
+	/* patterns and tasks the run did not touch get no figure */
 	assert_false(exists(path_in(plots, "latency-nc.pdf")));
 	assert_false(exists(path_in(plots, "passkey-ns.dat")));
 	assert_false(exists(path_in(plots, "recall-cs.gp")));
+	assert_false(exists(path_in(plots, "fidelity-cs.gp")));
+	assert_false(exists(path_in(plots, "efficiency-cs.gp")));
 	free(o);
+}
+
+/* Each NAME.gp, run by hand in its directory, draws NAME in every format again. */
+static void test_every_script_reruns_in_its_directory(void **state)
+{
+	static const char *const exts[] = { "pdf", "png", "svg" };
+
+	(void)state;
+	for (size_t i = 0; i < FIGURES; i++) {
+		char script[128];
+
+		for (int k = 0; k < 3; k++)
+			unlink(figure_file(plots, figures[i], exts[k]));
+		snprintf(script, sizeof(script), "%s.gp", figures[i]);
+		assert_int_equal(run_gnuplot_in(plots, script), 0);
+		assert_valid_pdf(figure_file(plots, figures[i], "pdf"));
+		assert_valid_png(figure_file(plots, figures[i], "png"));
+		assert_valid_svg(figure_file(plots, figures[i], "svg"));
+	}
+}
+
+/* speed-up = median(vanilla samples) / median(variant samples), recomputed here. */
+static void test_speedup_is_the_ratio_of_median_samples(void **state)
+{
+	static const char *const variants[] = { "linear", "flash", "local" };
+	char *dat = slurp_file(path_in(plots, "speedup-ns.dat"), NULL);
+	double rows[8][12];
+	sqlite3 *h;
+
+	(void)state;
+	assert_non_null(dat);
+	assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
+		int n = dat_rows(dat, variants[v], rows, 8);
+
+		assert_int_equal(n, 2);
+		for (int r = 0; r < n; r++) {
+			int len = (int)rows[r][0];
+			double want = sample_median(h, "vanilla", "ns", len) /
+				      sample_median(h, variants[v], "ns", len);
+
+			assert_true(len == 64 || len == 128);
+			assert_float_equal(rows[r][1], want, 1e-6 * want);
+			/* the interval brackets the ratio */
+			assert_true(rows[r][2] <= rows[r][1] && rows[r][1] <= rows[r][3]);
+			assert_true(rows[r][2] > 0);
+		}
+	}
+	/* the baseline is not compared with itself */
+	assert_int_equal(dat_rows(dat, "vanilla", rows, 8), 0);
+	sqlite3_close(h);
+	free(dat);
+}
+
+/* Bars for what run_metrics holds; NULL ("none") drawn as a labelled hatched bar. */
+static void test_efficiency_bars_show_values_intervals_and_none(void **state)
+{
+	char *dat = slurp_file(path_in(plots, "efficiency-ns.dat"), NULL);
+	char *gp = slurp_file(path_in(plots, "efficiency-ns.gp"), NULL);
+	double rows[2][12];
+	const char *p;
+	int nones = 0;
+
+	(void)state;
+	assert_non_null(dat);
+	assert_non_null(gp);
+	/* row time time_lo time_hi cab_time time_none memory ... memory_none slope */
+	assert_int_equal(dat_rows(dat, "linear", rows, 2), 1);
+	assert_float_equal(rows[0][1], 100, 1e-9);
+	assert_float_equal(rows[0][2], 80, 1e-9);
+	assert_float_equal(rows[0][3], 120, 1e-9);
+	assert_float_equal(rows[0][4], 150, 1e-9);
+	assert_float_equal(rows[0][5], 0, 0);
+	assert_true(isnan(rows[0][6]));
+	assert_float_equal(rows[0][10], 1, 0);
+	assert_float_equal(rows[0][11], 1.05, 1e-9);
+	assert_int_equal(dat_rows(dat, "local", rows, 2), 1);
+	assert_float_equal(rows[0][5], 1, 0);
+	assert_float_equal(rows[0][6], 64, 1e-9);
+	assert_float_equal(rows[0][9], 70, 1e-9);
+	assert_int_equal(dat_rows(dat, "flash", rows, 2), 1);
+	assert_float_equal(rows[0][11], 1.98, 1e-9);
+	/* no rows, no bar; the baseline has none */
+	assert_int_equal(dat_rows(dat, "cosformer", rows, 2), 0);
+	assert_int_equal(dat_rows(dat, "vanilla", rows, 2), 0);
+	/* one "none" in the time panel (local), one in the memory panel (linear) */
+	for (p = gp; (p = strstr(p, "\"none\" at")); p++)
+		nones++;
+	assert_int_equal(nones, 2);
+	assert_non_null(strstr(gp, "pattern 4"));
+	free(dat);
+	free(gp);
+}
+
+/* Points of a pareto .dat: every variant block, then the front. */
+struct front_point {
+	double latency, accuracy;
+};
+
+static int read_front(const char *dat, struct front_point *front, int max)
+{
+	const char *p = strstr(dat, "# Pareto front");
+	int n = 0;
+
+	assert_non_null(p);
+	while ((p = strchr(p, '\n')) && *++p && n < max) {
+		if (*p == '#')
+			continue;
+		if (sscanf(p, "%lf %lf", &front[n].latency, &front[n].accuracy) == 2)
+			n++;
+	}
+	return n;
+}
+
+/* The front is exactly the points no other point beats in both latency and accuracy. */
+static void test_pareto_front_is_the_undominated_points(void **state)
+{
+	static const char *const variants[] = {
+		"vanilla", "flash", "local", "linear", "efficient", "performer", "cosformer",
+		"probsparse", "nystrom", "lara", "abc", "longshort", "s4d",
+	};
+	struct front_point pts[16], front[16];
+	int n_pts = 0, n_front;
+	char *dat = slurp_file(path_in(plots, "pareto-ns.dat"), NULL);
+	double rows[2][12];
+
+	(void)state;
+	assert_non_null(dat);
+	/* the default length: the largest speed length of the run */
+	assert_non_null(strstr(dat, "median latency at N = 128"));
+	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++)
+		if (dat_rows(dat, variants[v], rows, 2) == 1) {
+			pts[n_pts].latency = rows[0][0];
+			pts[n_pts].accuracy = rows[0][1];
+			n_pts++;
+		}
+	/* the variants with recall cells: vanilla, linear, local */
+	assert_int_equal(n_pts, 3);
+	n_front = read_front(dat, front, 16);
+	assert_true(n_front >= 1);
+	for (int i = 0; i < n_pts; i++) {
+		bool dominated = false, on_front = false;
+
+		for (int j = 0; j < n_pts; j++)
+			if (j != i && pts[j].latency <= pts[i].latency &&
+			    pts[j].accuracy >= pts[i].accuracy &&
+			    (pts[j].latency < pts[i].latency || pts[j].accuracy > pts[i].accuracy))
+				dominated = true;
+		for (int k = 0; k < n_front; k++)
+			if (front[k].latency == pts[i].latency && front[k].accuracy == pts[i].accuracy)
+				on_front = true;
+		assert_int_equal(on_front, !dominated);
+	}
+	free(dat);
+}
+
+/* Every legend lies in a band above the panels: no panel reaches into it. */
+static void test_legends_sit_above_every_panel(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < FIGURES; i++) {
+		char *gp = slurp_file(figure_file(plots, figures[i], "gp"), NULL);
+		char *legend, *p;
+		double band = 1, top;
+
+		assert_non_null(gp);
+		legend = strstr(gp, "# the legend");
+		if (legend) {
+			p = strstr(legend, "set bmargin at screen ");
+			assert_non_null(p);
+			band = strtod(p + 22, NULL);
+			*legend = '\0';
+		}
+		for (p = gp; (p = strstr(p, "set tmargin at screen ")); p++) {
+			top = strtod(p + 22, NULL);
+			assert_true(top <= band + 1e-9);
+			assert_true(top > 0.2);
+		}
+		free(gp);
+	}
 }
 
 static void test_a_variant_keeps_its_style_in_every_figure(void **state)
 {
-	struct outcome *o = malloc(sizeof(*o));
-	char latency[4096], recall[4096];
-	size_t got;
+	char *latency = slurp_file(path_in(plots, "latency-ns.gp"), NULL);
+	char *recall = slurp_file(path_in(plots, "recall-ns.gp"), NULL);
+	char *speedup = slurp_file(path_in(plots, "speedup-ns.gp"), NULL);
+	char *style = slurp_file(path_in(plots, "style.gp"), NULL);
 
 	(void)state;
-	run(o, "plot", "--db", db, "--out", plots, "--format", "png", NULL);
+	assert_non_null(latency);
+	assert_non_null(recall);
+	assert_non_null(speedup);
+	assert_non_null(style);
+	/* vanilla is the registry's first variant and linear its fourth, everywhere */
+	assert_non_null(strstr(style, "set style line 1 lc rgb \"#0072B2\""));
+	assert_non_null(strstr(latency, "index 0 using 1:2:3:4 with yerrorlines ls 1 notitle"));
+	assert_non_null(strstr(recall, "index 0 using 1:2 with linespoints ls 1 notitle"));
+	assert_non_null(strstr(latency, "with yerrorlines ls 4 notitle"));
+	assert_non_null(strstr(recall, "with linespoints ls 4 notitle"));
+	assert_non_null(strstr(speedup, "with yerrorlines ls 4 notitle"));
+	/* the legend names the variant beside its own sample */
+	assert_non_null(strstr(latency, "\"vanilla\" at screen"));
+	free(latency);
+	free(recall);
+	free(speedup);
+	free(style);
+}
+
+static void test_column_size_is_3_5_inches(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	char dir[300], *style;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/column", tmpdir);
+	run(o, "plot", "--db", db, "--out", dir, "--format", "png", "--size", "column",
+	    "--pareto-length", "64", NULL);
 	assert_int_equal(o->status, 0);
-	got = head(path_in(plots, "latency-ns.gp"), latency, sizeof(latency) - 1);
-	latency[got] = '\0';
-	got = head(path_in(plots, "recall-ns.gp"), recall, sizeof(recall) - 1);
-	recall[got] = '\0';
-	/* vanilla is the registry's first variant: line style 1 everywhere */
-	assert_non_null(strstr(latency, "ls 1 title \"vanilla\""));
-	assert_non_null(strstr(recall, "ls 1 title \"vanilla\""));
+	style = slurp_file(path_in(dir, "style.gp"), NULL);
+	assert_non_null(style);
+	assert_non_null(strstr(style, "width = 3.5"));
+	assert_int_equal(assert_valid_png(path_in(dir, "latency-ns.png")), 1050);
+	assert_int_equal(assert_valid_png(path_in(dir, "efficiency-ns.png")), 1050);
+	free(style);
+	style = slurp_file(path_in(dir, "pareto-ns.dat"), NULL);
+	assert_non_null(style);
+	assert_non_null(strstr(style, "median latency at N = 64"));
+	free(style);
 	free(o);
 }
 
@@ -195,6 +618,7 @@ static void test_format_subset_writes_only_those(void **state)
 	run(o, "plot", "--db", db, "--out", dir, "--format", "svg", NULL);
 	assert_int_equal(o->status, 0);
 	assert_true(exists(path_in(dir, "latency-ns.svg")));
+	assert_true(exists(path_in(dir, "speedup-ns.svg")));
 	assert_false(exists(path_in(dir, "latency-ns.pdf")));
 	assert_false(exists(path_in(dir, "latency-ns.png")));
 	free(o);
@@ -216,6 +640,26 @@ static void test_bad_input_exits_2_with_one_line(void **state)
 	assert_non_null(strstr(o->err, "'bmp'"));
 	run(o, "plot", "--db", db, "--out", nowhere, "--format", "pdf,", NULL);
 	assert_int_equal(o->status, 2);
+	run(o, "plot", "--db", db, "--out", nowhere, "--size", "poster", NULL);
+	assert_int_equal(o->status, 2);
+	assert_one_line(o);
+	assert_non_null(strstr(o->err, "'poster'"));
+	run(o, "plot", "--db", db, "--out", nowhere, "--pareto-length", "0", NULL);
+	assert_int_equal(o->status, 2);
+	assert_one_line(o);
+	run(o, "plot", "--db", db, "--out", nowhere, "--pareto-length", "1e3", NULL);
+	assert_int_equal(o->status, 2);
+	/* a length or a baseline the run does not have: said, and nothing written */
+	run(o, "plot", "--db", db, "--out", nowhere, "--pareto-length", "100", NULL);
+	assert_int_equal(o->status, 2);
+	assert_one_line(o);
+	assert_non_null(strstr(o->err, "no speed cells at N = 100"));
+	assert_non_null(strstr(o->err, "64, 128"));
+	run(o, "plot", "--db", db, "--out", nowhere, "--baseline", "nosuch", NULL);
+	assert_int_equal(o->status, 2);
+	assert_one_line(o);
+	assert_non_null(strstr(o->err, "baseline 'nosuch'"));
+	assert_false(exists(nowhere));
 	run(o, "plot", "--db", db, "--out", nowhere, "--run", "99", NULL);
 	assert_int_equal(o->status, 2);
 	assert_one_line(o);
@@ -238,12 +682,12 @@ static void test_bad_input_exits_2_with_one_line(void **state)
 	fputs(dull_suite, f);
 	fclose(f);
 	run(o, "run", "--suite", path_in(tmpdir, "dull.csv"), "--db", dull, "--repeats", "2",
-	    "--min-time", "0", "--threads", "1", "-q", NULL);
+	    "--min-time", "0.001", "--threads", "1", "-q", NULL);
 	assert_int_equal(o->status, 0);
 	run(o, "plot", "--db", dull, "--out", nowhere, NULL);
 	assert_int_equal(o->status, 2);
 	assert_one_line(o);
-	assert_non_null(strstr(o->err, "no successful speed, passkey or recall"));
+	assert_non_null(strstr(o->err, "no successful speed, fidelity, passkey or recall"));
 	assert_false(exists(nowhere));
 	free(o);
 }
@@ -252,10 +696,13 @@ static void test_missing_gnuplot_is_named(void **state)
 {
 	struct outcome *o = malloc(sizeof(*o));
 	const char *path = getenv("PATH");
-	char *saved = path ? strdup(path) : NULL;
+	char *saved = path ? strdup(path) : NULL, bare[300];
 
 	(void)state;
-	setenv("PATH", tmpdir, 1);
+	/* a PATH of one empty directory: no gnuplot anywhere */
+	snprintf(bare, sizeof(bare), "%s/bare", tmpdir);
+	assert_int_equal(mkdir(bare, 0755), 0);
+	setenv("PATH", bare, 1);
 	run(o, "plot", "--db", db, "--out", path_in(tmpdir, "nowhere"), NULL);
 	if (saved)
 		setenv("PATH", saved, 1);
@@ -263,6 +710,7 @@ static void test_missing_gnuplot_is_named(void **state)
 	assert_int_equal(o->status, 2);
 	assert_one_line(o);
 	assert_non_null(strstr(o->err, "gnuplot not found: install the 'gnuplot-nox' package"));
+	assert_false(exists(path_in(tmpdir, "nowhere")));
 	free(o);
 }
 
@@ -270,7 +718,13 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plot_writes_every_figure_in_every_format),
+		cmocka_unit_test(test_every_script_reruns_in_its_directory),
+		cmocka_unit_test(test_speedup_is_the_ratio_of_median_samples),
+		cmocka_unit_test(test_efficiency_bars_show_values_intervals_and_none),
+		cmocka_unit_test(test_pareto_front_is_the_undominated_points),
+		cmocka_unit_test(test_legends_sit_above_every_panel),
 		cmocka_unit_test(test_a_variant_keeps_its_style_in_every_figure),
+		cmocka_unit_test(test_column_size_is_3_5_inches),
 		cmocka_unit_test(test_format_subset_writes_only_those),
 		cmocka_unit_test(test_bad_input_exits_2_with_one_line),
 		cmocka_unit_test(test_missing_gnuplot_is_named),
