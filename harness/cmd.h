@@ -20,6 +20,7 @@ int cmd_list(int argc, char **argv);
 int cmd_query(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 
 extern const char usage_run[];
@@ -28,6 +29,7 @@ extern const char usage_list[];
 extern const char usage_query[];
 extern const char usage_eval[];
 extern const char usage_plot[];
+extern const char usage_compare[];
 extern const char usage_help[];
 
 /* Prints the usage of a command (or the overview for NULL) to stdout; 0 or 2. */
