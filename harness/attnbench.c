@@ -21,6 +21,8 @@ static const struct command commands[] = {
 	  "check variants against the reference, causality and their own decoding" },
 	{ "list", cmd_list, usage_list, "list variants, tasks, suites or stored runs" },
 	{ "query", cmd_query, usage_query, "run read-only SQL against the database" },
+	{ "compare", cmd_compare, usage_compare,
+	  "variants against a baseline, or a run against an earlier run, with verdicts" },
 	{ "plot", cmd_plot, usage_plot, "draw a run's figures with gnuplot (PDF, PNG, SVG)" },
 	{ "export", cmd_export, usage_export, "write runs as CSV, one row per cell" },
 	{ "import", cmd_import, usage_import, "add runs from a CSV file written by export" },

@@ -24,6 +24,7 @@ int cmd_export(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 
 extern const char usage_run[];
@@ -36,6 +37,7 @@ extern const char usage_export[];
 extern const char usage_import[];
 extern const char usage_merge[];
 extern const char usage_report[];
+extern const char usage_compare[];
 extern const char usage_help[];
 
 /* Prints the usage of a command (or the overview for NULL) to stdout; 0 or 2. */

@@ -2,8 +2,8 @@
  * runner.c - child processes for cells: limits, a pipe back, wait4() for the rusage.
  *
  * The child writes one line per item ("metric NAME VALUE UNIT", "sample SECONDS",
- * "status CODE REASON") and "end" last; a child that dies before "end" is recorded by
- * how it died.
+ * "trial 0|1", "status CODE REASON") and "end" last; a child that dies before "end" is
+ * recorded by how it died.
  */
 #include "runner.h"
 
@@ -32,6 +32,8 @@ static void write_result(int fd, const struct cell_result *r)
 			r->metrics[i].unit[0] ? r->metrics[i].unit : "-");
 	for (size_t i = 0; i < r->n_samples; i++)
 		fprintf(f, "sample %.17g\n", r->samples[i]);
+	for (size_t i = 0; i < r->n_trials; i++)
+		fprintf(f, "trial %d\n", r->trials[i] ? 1 : 0);
 	fprintf(f, "status %d ", (int)r->status);
 	for (const char *c = r->reason; *c; c++)
 		fputc(*c == '\n' ? ' ' : *c, f);
@@ -123,6 +125,9 @@ static bool parse_report(char *text, struct cell_result *r)
 			result_metric(r, name, value, strcmp(unit, "-") ? unit : "");
 		} else if (sscanf(line, "sample %lf", &value) == 1) {
 			if (result_sample(r, value))
+				return false;
+		} else if (sscanf(line, "trial %d", &code) == 1 && (code == 0 || code == 1)) {
+			if (result_trial(r, code))
 				return false;
 		} else if (sscanf(line, "status %d %n", &code, &used) == 1 && code >= CELL_OK &&
 			   code <= CELL_NAN) {

@@ -101,7 +101,7 @@ _Static_assert(MIGRATION_COUNT == STORE_SCHEMA_VERSION, "one migration per versi
 
 struct store {
 	sqlite3 *db;
-	sqlite3_stmt *insert_cell, *insert_metric, *insert_sample;
+	sqlite3_stmt *insert_cell, *insert_metric, *insert_sample, *insert_trial;
 };
 
 static void set_why(char *why, size_t len, const char *fmt, const char *detail)
@@ -156,10 +156,13 @@ static int prepare(struct store *s)
 		"INSERT OR REPLACE INTO metrics (cell_id, name, value, unit) VALUES (?, ?, ?, ?)";
 	static const char insert_sample[] =
 		"INSERT INTO samples (cell_id, idx, seconds) VALUES (?, ?, ?)";
+	static const char insert_trial[] =
+		"INSERT INTO trials (cell_id, idx, correct) VALUES (?, ?, ?)";
 
 	if (sqlite3_prepare_v2(s->db, insert_cell, -1, &s->insert_cell, NULL) ||
 	    sqlite3_prepare_v2(s->db, insert_metric, -1, &s->insert_metric, NULL) ||
-	    sqlite3_prepare_v2(s->db, insert_sample, -1, &s->insert_sample, NULL))
+	    sqlite3_prepare_v2(s->db, insert_sample, -1, &s->insert_sample, NULL) ||
+	    sqlite3_prepare_v2(s->db, insert_trial, -1, &s->insert_trial, NULL))
 		return -EIO;
 	return 0;
 }
@@ -229,6 +232,7 @@ void store_close(struct store *s)
 	sqlite3_finalize(s->insert_cell);
 	sqlite3_finalize(s->insert_metric);
 	sqlite3_finalize(s->insert_sample);
+	sqlite3_finalize(s->insert_trial);
 	sqlite3_close(s->db);
 	free(s);
 }
@@ -395,6 +399,14 @@ int store_add_cell(struct store *s, int64_t run_id, const struct cell_record *re
 		sqlite3_bind_int64(st, 1, cell_id);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
 		sqlite3_bind_double(st, 3, r->samples[i]);
+		ret = step_done(st);
+	}
+	for (size_t i = 0; !ret && i < r->n_trials; i++) {
+		sqlite3_stmt *st = s->insert_trial;
+
+		sqlite3_bind_int64(st, 1, cell_id);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
+		sqlite3_bind_int(st, 3, r->trials[i] ? 1 : 0);
 		ret = step_done(st);
 	}
 	if (ret) {

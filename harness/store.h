@@ -54,7 +54,7 @@ struct cell_record {
 	long long rss_bytes;	/* child's peak resident set; < 0 when unknown */
 };
 
-/* Writes a cell with its metrics and samples in one transaction; 0 or -EIO. */
+/* Writes a cell with its metrics, samples and trial outcomes in one transaction; 0 or -EIO. */
 int store_add_cell(struct store *s, int64_t run_id, const struct cell_record *rec);
 
 /* Formats a cell's params as a JSON object ({"window":15}) into buf; 0 or -ENOSPC. */

@@ -143,13 +143,18 @@ static int passkey_run(const struct cell *c, struct cell_result *r)
 		for (int hh = 0; hh < p.heads; hh++) {
 			const float *row = o + problem_q_offset(&p, b, hh) + (size_t)probe * d;
 			int digit = (b * p.kv_heads + hh / group) % PASSKEY_DIGITS;
+			bool ok;
 
 			for (int x = 0; x < d; x++)
 				if (!isfinite(row[x])) {
 					result_status(r, CELL_NAN, "output is NaN or infinite");
 					goto out_free_h;
 				}
-			right += nearest_code(row, codes, PASSKEY_DIGITS, d) == digit;
+			ok = nearest_code(row, codes, PASSKEY_DIGITS, d) == digit;
+			ret = result_trial(r, ok);
+			if (ret)
+				goto out_free_h;
+			right += ok;
 			trials++;
 		}
 	result_metric(r, "accuracy", (double)right / trials, "");

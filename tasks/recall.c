@@ -116,13 +116,18 @@ static int recall_run(const struct cell *c, struct cell_result *r)
 			for (int t = 0; t < queries; t++) {
 				const float *row = o + problem_q_offset(&p, b, hh) +
 						   (size_t)(first_query + t) * d;
+				bool ok;
 
 				if (!isfinite(row[0])) {
 					result_status(r, CELL_NAN, "output is NaN or infinite");
 					goto out_free;
 				}
-				right += nearest_code(row, codes, RECALL_CODES, d) ==
-					 target[((size_t)b * p.heads + hh) * queries + t];
+				ok = nearest_code(row, codes, RECALL_CODES, d) ==
+				     target[((size_t)b * p.heads + hh) * queries + t];
+				ret = result_trial(r, ok);
+				if (ret)
+					goto out_free;
+				right += ok;
 				trials++;
 			}
 	result_metric(r, "accuracy", (double)right / (double)trials, "");

@@ -72,6 +72,21 @@ int result_sample(struct cell_result *r, double seconds)
 	return 0;
 }
 
+int result_trial(struct cell_result *r, bool correct)
+{
+	if (r->n_trials == r->cap_trials) {
+		size_t cap = r->cap_trials ? 2 * r->cap_trials : 64;
+		unsigned char *grown = realloc(r->trials, cap);
+
+		if (!grown)
+			return -ENOMEM;
+		r->trials = grown;
+		r->cap_trials = cap;
+	}
+	r->trials[r->n_trials++] = correct;
+	return 0;
+}
+
 int result_latency(struct cell_result *r, struct sample_summary *s)
 {
 	int ret = stats_summarise(r->samples, r->n_samples, s);
@@ -102,4 +117,7 @@ void result_release(struct cell_result *r)
 	free(r->samples);
 	r->samples = NULL;
 	r->n_samples = r->cap_samples = 0;
+	free(r->trials);
+	r->trials = NULL;
+	r->n_trials = r->cap_trials = 0;
 }

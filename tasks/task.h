@@ -8,13 +8,15 @@
  * How to add a task:
  *   1. write tasks/<name>.c with one `const struct task_ops <name>_task` whose run()
  *      generates its inputs from the cell's seed, calls the variant and reports metrics
- *      with result_metric() (and latency samples with result_sample());
+ *      with result_metric() (latency samples with result_sample(), and the outcome of
+ *      each trial of an accuracy task, in order, with result_trial());
  *   2. add `&<name>_task` to tasks/registry.c and the file to tasks/meson.build;
  *   3. give it rows in the built-in suites (harness/suites.c).
  */
 #ifndef ATTNBENCH_TASK_H
 #define ATTNBENCH_TASK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,12 +68,20 @@ struct cell_result {
 	int n_metrics;
 	double *samples;	/* latency samples in seconds, from malloc() */
 	size_t n_samples, cap_samples;
+	unsigned char *trials;	/* per-trial outcomes (1 right, 0 wrong) in scoring order */
+	size_t n_trials, cap_trials;
 };
 
 /* Records a metric (replaces one of the same name); 0 or -ENOSPC. */
 int result_metric(struct cell_result *r, const char *name, double value, const char *unit);
 /* Appends a latency sample in seconds; 0 or -ENOMEM. */
 int result_sample(struct cell_result *r, double seconds);
+/*
+ * Appends the outcome of the next trial of an accuracy task (trial i is the i-th scored;
+ * inputs depend only on the seed and the shape, so trial i is the same question for
+ * every variant, which lets compare pair them). 0 or -ENOMEM.
+ */
+int result_trial(struct cell_result *r, bool correct);
 /*
  * Summarises the latency samples into s and records latency_median, latency_ci_lo,
  * latency_ci_hi, latency_q1, latency_q3 and latency_min (seconds). 0, -EINVAL without
@@ -81,7 +91,7 @@ int result_latency(struct cell_result *r, struct sample_summary *s);
 /* Sets the status and a printf-style reason. */
 void result_status(struct cell_result *r, enum cell_status s, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* Frees the samples; the result may be reused after. */
+/* Frees the samples and trial outcomes; the result may be reused after. */
 void result_release(struct cell_result *r);
 
 struct task_ops {

@@ -19,6 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "db-dump.h"
 #include "npy.h"
 #include "variant.h"
@@ -219,6 +221,30 @@ static void test_bad_input_exits_2_and_leaves_the_database_unchanged(void **stat
 		{ "query", "DROP TABLE cells" },
 		{ "query", "SELECT 1; DELETE FROM runs" },
 		{ "query", "SELECT * FROM no_such_table" },
+		{ "compare", "nope" },
+		{ "compare", "--baseline", "nope" },
+		{ "compare", "--run", "0" },
+		{ "compare", "--run", "999" },
+		{ "compare", "--run", "1x" },
+		{ "compare", "--against", "999" },
+		{ "compare", "--threshold", "abc" },
+		{ "compare", "--threshold", "1.5" },
+		{ "compare", "--threshold", "nan" },
+		{ "compare", "--accuracy-threshold", "-0.1" },
+		{ "compare", "--csv", "--markdown" },
+		{ "compare", "--tasks", "sorting" },
+		{ "compare", "--tasks", "causality" },
+		{ "compare", "--patterns", "sideways" },
+		{ "compare", "--force" },
+		{ "compare", "--lengths", "64" },
+		{ "compare", "--bogus" },
+		{ "compare", "--baseline", "flash", "--against", "1" },
+		{ "compare", "--aa", "--variant", "nope" },
+		{ "compare", "--aa", "--lengths", "0" },
+		{ "compare", "--aa", "--lengths", "64", "--repeats", "0" },
+		{ "compare", "--aa", "--run", "1" },
+		{ "compare", "--aa", "flash" },
+		{ "compare", "--aa", "--variant", "local", "--patterns", "nc" },
 	};
 	struct outcome *o = malloc(sizeof(*o));
 	char *before, *after;
@@ -667,6 +693,122 @@ static void test_merge_combines_shards_and_refuses_duplicates(void **state)
 	free(o);
 }
 
+/* Sets a run's CPU model in the database, as if it had run on another machine. */
+static void set_cpu_model(const char *path, int run, const char *model)
+{
+	sqlite3 *handle;
+	sqlite3_stmt *st;
+
+	assert_int_equal(sqlite3_open(path, &handle), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(handle, "UPDATE runs SET cpu_model = ?1 WHERE "
+					    "id = ?2", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, run);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	sqlite3_close(handle);
+}
+
+static size_t count_lines(const char *text)
+{
+	size_t n = 0;
+
+	for (; *text; text++)
+		n += *text == '\n';
+	return n;
+}
+
+/*
+ * A window of 15 cannot find a needle 100 positions back: compare calls local "worse"
+ * than vanilla on passkey, and --fail-on-regression turns that into exit 1.
+ */
+static void test_compare_finds_a_real_regression_and_fails_on_it(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	const char *cdb = path_in_tmp("compare.db");
+	char *before, *after;
+	long len;
+
+	(void)state;
+	run(o, "run", "--variants", "vanilla,local", "--tasks", "passkey,speed", "--patterns",
+	    "cs", "--lengths", "128", "--dims", "32", "--heads", "1", "--repeats", "3",
+	    "--min-time", "0", "--threads", "1", "--db", cdb, "-q", NULL);
+	assert_int_equal(o->status, 0);
+
+	run(o, "compare", "local", "--db", cdb, NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "against baseline 'vanilla'"));
+	assert_non_null(strstr(o->out, "passkey"));
+	assert_non_null(strstr(o->out, "worse"));
+	assert_non_null(strstr(o->out, "latency × [95%]"));
+	assert_null(strstr(o->out, "\033["));	/* no colour when stdout is a file */
+
+	run(o, "compare", "--baseline", "vanilla", "local", "--fail-on-regression", "--db", cdb,
+	    NULL);
+	assert_int_equal(o->status, 1);
+	assert_non_null(strstr(o->err, "regression"));
+	/* CSV: a header and one row per pair (11 passkey depths + 1 speed cell) */
+	run(o, "compare", "--csv", "local", "--db", cdb, NULL);
+	assert_int_equal(o->status, 0);
+	assert_true(strncmp(o->out, "run_id,baseline_run_id,task,pattern,regime,", 43) == 0);
+	assert_int_equal(count_lines(o->out), 1 + 12);
+	assert_non_null(strstr(o->out, ",local,vanilla,ok,ok,"));
+	run(o, "compare", "--markdown", "local", "--db", cdb, NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "| task    | pattern | regime |"));
+	assert_non_null(strstr(o->out, "| passkey | cs      | 0.5    | 128 |"));
+	assert_non_null(strstr(o->out, "|:---|"));
+
+	/* a run against itself: nothing changed */
+	run(o, "compare", "--run", "1", "--against", "1", "--fail-on-regression", "--db", cdb,
+	    NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "latency: 0 faster, 0 slower, 2 no significant change; "
+			       "accuracy: 0 better, 0 worse, 22 no significant change"));
+
+	/* another machine's run is refused (exit 2, database untouched) unless --force */
+	run(o, "run", "--variants", "local", "--tasks", "passkey", "--patterns", "cs",
+	    "--lengths", "128", "--dims", "32", "--heads", "1", "--threads", "1", "--db", cdb,
+	    "-q", NULL);
+	assert_int_equal(o->status, 0);
+	set_cpu_model(cdb, 2, "Another CPU");
+	len = read_file(cdb, &before);
+	run(o, "compare", "--run", "2", "--against", "1", "--db", cdb, NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "differ in cpu_model"));
+	assert_non_null(strstr(o->err, "--force"));
+	assert_int_equal(count_lines(o->err), 1);
+	assert_int_equal(read_file(cdb, &after), len);
+	assert_memory_equal(before, after, (size_t)len);
+	run(o, "compare", "--run", "2", "--against", "1", "--force", "--db", cdb, NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "run 2 against run 1"));
+	assert_non_null(strstr(o->err, "warning"));
+	free(before);
+	free(after);
+	free(o);
+}
+
+static void test_compare_aa_stores_two_interleaved_runs_and_reports_a_rate(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	const char *adb = path_in_tmp("aa.db");
+
+	(void)state;
+	run(o, "compare", "--aa", "--lengths", "64,128", "--patterns", "ns", "--repeats", "5",
+	    "--min-time", "0", "--threads", "1", "--db", adb, "-q", NULL);
+	/* 1 when this machine is too noisy for the rule: the report says so either way */
+	assert_true(o->status == 0 || o->status == 1);
+	assert_non_null(strstr(o->out, "A/A false-positive rate:"));
+	assert_non_null(strstr(o->out, " of 2 cells"));
+	run(o, "query", "--csv", "--db", adb, "SELECT r.id, r.suite, c.n, c.id FROM runs r "
+	    "JOIN cells c ON c.run_id = r.id ORDER BY c.id", NULL);
+	assert_int_equal(o->status, 0);
+	/* interleaved: A 64, A' 64, A 128, A' 128 */
+	assert_non_null(strstr(o->out, "1,aa,64,1\r\n2,aa,64,2\r\n1,aa,128,3\r\n2,aa,128,4\r\n"));
+	free(o);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -680,6 +822,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_export_and_import_round_trip_nasty_fields),
 		cmocka_unit_test(test_import_refuses_bad_files_and_leaves_the_database_unchanged),
 		cmocka_unit_test(test_merge_combines_shards_and_refuses_duplicates),
+		cmocka_unit_test(test_compare_finds_a_real_regression_and_fails_on_it),
+		cmocka_unit_test(test_compare_aa_stores_two_interleaved_runs_and_reports_a_rate),
 	};
 
 	if (argc != 2) {

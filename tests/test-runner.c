@@ -92,6 +92,44 @@ static int reports_a_lot(void *arg, struct cell_result *r)
 	return 0;
 }
 
+/* A recall cell at N = 4096 with 8 cross heads scores 32768 trials: all must arrive. */
+#define MANY_TRIALS 40000
+
+static bool trial_pattern(int i)
+{
+	return (i * 7 + i / 3) % 5 < 2;	/* irregular, about 40% right */
+}
+
+static int reports_many_trials(void *arg, struct cell_result *r)
+{
+	(void)arg;
+	for (int i = 0; i < MANY_TRIALS; i++)
+		if (result_trial(r, trial_pattern(i)))
+			return -ENOMEM;
+	result_sample(r, 0.25);
+	return result_metric(r, "trials", MANY_TRIALS, "");
+}
+
+static void test_many_trial_outcomes_arrive_whole_and_in_order(void **state)
+{
+	struct cell_result r;
+	struct runner_outcome out;
+	int wrong = 0;
+
+	(void)state;
+	assert_int_equal(runner_call(reports_many_trials, NULL, 1, &limits, &r, &out), 0);
+	assert_int_equal(r.status, CELL_OK);
+	assert_int_equal(r.n_trials, MANY_TRIALS);
+	for (int i = 0; i < MANY_TRIALS; i++)
+		wrong += r.trials[i] != trial_pattern(i);
+	assert_int_equal(wrong, 0);
+	assert_int_equal(r.n_samples, 1);
+	assert_float_equal(r.samples[0], 0.25, 0);
+	result_release(&r);
+	assert_null(r.trials);
+	assert_int_equal(r.n_trials, 0);
+}
+
 static void test_a_crash_is_recorded_and_the_parent_goes_on(void **state)
 {
 	struct cell_result r;
@@ -183,6 +221,7 @@ int main(void)
 		cmocka_unit_test(test_a_hang_is_killed_at_the_time_limit),
 		cmocka_unit_test(test_an_allocation_beyond_the_limit_is_oom),
 		cmocka_unit_test(test_a_large_report_arrives_whole_with_the_child_rss),
+		cmocka_unit_test(test_many_trial_outcomes_arrive_whole_and_in_order),
 		cmocka_unit_test(test_the_sgemm_peak_is_a_plausible_rate),
 	};
 

@@ -129,6 +129,58 @@ static void test_store_roundtrips_one_result(void **state)
 	store_close(s);
 }
 
+static void test_store_roundtrips_trial_outcomes_in_order(void **state)
+{
+	static const unsigned char outcomes[] = { 1, 0, 0, 1, 1, 1, 0, 1, 0, 0, 1 };
+	size_t count = sizeof(outcomes);
+	struct cell c = test_cell();
+	struct cell_result r = { 0 }, other = { 0 };
+	struct cell_record rec = { &c, &r, 0.5, -1 }, rec2 = { &c, &other, 0.5, -1 };
+	struct provenance p;
+	struct store *s;
+	sqlite3_stmt *st;
+	int64_t run;
+	char why[256];
+	size_t i = 0;
+
+	(void)state;
+	c.task = task_find("passkey");
+	c.regime = "0.5";
+	assert_int_equal(store_open(":memory:", 0, &s, why, sizeof(why)), 0);
+	fake_provenance(&p);
+	assert_int_equal(store_begin_run(s, &p, &run), 0);
+	provenance_release(&p);
+	for (i = 0; i < count; i++)
+		assert_int_equal(result_trial(&r, outcomes[i]), 0);
+	result_metric(&r, "accuracy", 6.0 / 11, "");
+	result_metric(&r, "trials", 11, "");
+	assert_int_equal(store_add_cell(s, run, &rec), 0);
+	/* a second cell's trials are its own, with indices from 0 again */
+	for (i = 0; i < 3; i++)
+		assert_int_equal(result_trial(&other, true), 0);
+	assert_int_equal(store_add_cell(s, run, &rec2), 0);
+
+	assert_int_equal(sqlite3_prepare_v2(store_db(s),
+		"SELECT idx, correct FROM trials WHERE cell_id = (SELECT min(id) FROM cells)"
+		" ORDER BY idx", -1, &st, NULL), SQLITE_OK);
+	for (i = 0; sqlite3_step(st) == SQLITE_ROW; i++) {
+		assert_int_equal(sqlite3_column_int(st, 0), i);
+		assert_int_equal(sqlite3_column_int(st, 1), outcomes[i]);
+	}
+	sqlite3_finalize(st);
+	assert_int_equal(i, count);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM trials"), 14, 0);
+	assert_float_equal(query_double(s, "SELECT sum(correct) FROM trials WHERE cell_id = "
+				       "(SELECT max(id) FROM cells)"), 3, 0);
+	/* the accuracy metric and the outcomes tell the same story */
+	assert_float_equal(query_double(s, "SELECT r.accuracy * r.trials - sum(t.correct) FROM "
+				       "results r JOIN trials t USING (cell_id) "
+				       "WHERE r.cell_id = 1"), 0, 1e-9);
+	result_release(&r);
+	result_release(&other);
+	store_close(s);
+}
+
 static void test_store_keeps_results_across_reopen_in_wal_mode(void **state)
 {
 	struct cell c = test_cell();
@@ -265,6 +317,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_store_roundtrips_one_result),
+		cmocka_unit_test(test_store_roundtrips_trial_outcomes_in_order),
 		cmocka_unit_test(test_store_keeps_results_across_reopen_in_wal_mode),
 		cmocka_unit_test(test_store_refuses_paths_it_cannot_open),
 		cmocka_unit_test(test_store_refuses_a_newer_schema_and_foreign_files),
