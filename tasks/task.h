@@ -11,7 +11,7 @@
  *      with result_metric() (latency samples with result_sample(), and the outcome of
  *      each trial of an accuracy task, in order, with result_trial());
  *   2. add `&<name>_task` to tasks/registry.c and the file to tasks/meson.build;
- *   3. give it rows in the built-in suites (harness/suites.c).
+ *   3. give it rows in the built-in suites (harness/run/suite.c).
  */
 #ifndef ATTNBENCH_TASK_H
 #define ATTNBENCH_TASK_H

@@ -8,7 +8,7 @@
  * `attnbench list`, `run`, `check` and tests/test-variants.c pick it up from the registry.
  *
  * Rules for variants: no I/O, no printing, no timing, no global state. All memory comes
- * from attn_alloc() (harness/memory.h) so that the workspace is measured alike for all.
+ * from attn_alloc() (variants/memory.h) so that the workspace is measured alike for all.
  * Random objects are drawn from problem->seed (and the head), never from the data.
  */
 #ifndef ATTNBENCH_VARIANT_H

@@ -1189,7 +1189,7 @@ out:
 	return rc;
 }
 
-/* run_metrics names the efficiency figure reads (see harness/store.c, schema 2). */
+/* run_metrics names the efficiency figure reads (see harness/store/store.c, schema 2). */
 enum {
 	EFF_TIME, EFF_TIME_LO, EFF_TIME_HI, EFF_TIME_CAB,
 	EFF_MEM, EFF_MEM_LO, EFF_MEM_HI, EFF_MEM_CAB,

@@ -1,10 +1,10 @@
 /*
  * cmd.h - the subcommands of attnbench.
  *
- * How to add a command: write harness/cmd-<name>.c with
+ * How to add a command: write harness/cli/cmd-<name>.c with
  *   int cmd_<name>(int argc, char **argv);
  * and a usage string, declare both here, add a line to commands[] in
- * harness/attnbench.c and the file to harness/meson.build. A command parses its options
+ * harness/cli/attnbench.c and the file to harness/cli/meson.build. A command parses its options
  * with getopt_long (argv[0] is the command's name), prints results to stdout and
  * errors with error(), and returns the exit status (0, 1 or 2; see error.h).
  */
