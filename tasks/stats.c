@@ -1,6 +1,6 @@
 /*
  * stats.c - medians with distribution-free confidence intervals, quartiles, Wilson
- * intervals for proportions.
+ * intervals for proportions, and the one bootstrap of medians every interval uses.
  */
 #include "stats.h"
 
@@ -16,6 +16,18 @@ static int compare_doubles(const void *a, const void *b)
 	double x = *(const double *)a, y = *(const double *)b;
 
 	return (x > y) - (x < y);
+}
+
+void stats_sort(double *x, size_t n)
+{
+	qsort(x, n, sizeof(*x), compare_doubles);
+}
+
+double stats_median(const double *x, size_t n, double *scratch)
+{
+	memcpy(scratch, x, n * sizeof(*scratch));
+	stats_sort(scratch, n);
+	return stats_quantile_sorted(scratch, n, 0.5);
 }
 
 double stats_quantile_sorted(const double *sorted, size_t n, double q)
@@ -89,19 +101,6 @@ static uint64_t next_random(uint64_t *state)
 	return z ^ (z >> 31);
 }
 
-/*
- * A sample prepared for resampling: its values sorted, and for each original index the
- * rank of its value, so that a resample with replacement is a count per rank and its
- * order statistics a running sum: O(n) per resample instead of a sort. The resampled
- * median is the same number as sorting the drawn values would give.
- */
-struct resampler {
-	const double *sorted;
-	size_t *rank;
-	size_t *count;
-	size_t n;
-};
-
 struct ranked {
 	double value;
 	size_t index;
@@ -113,17 +112,17 @@ static int compare_ranked(const void *a, const void *b)
 			       &((const struct ranked *)b)->value);
 }
 
-/* Fills r for x[0..n); sorted (n values) is the caller's. 0 or -ENOMEM. */
-static int resampler_init(struct resampler *r, const double *x, size_t n, double *sorted)
+int stats_resampler_init(struct stats_resampler *r, const double *x, size_t n)
 {
 	struct ranked *tmp = malloc(n * sizeof(*tmp));
 
+	r->sorted = malloc(n * sizeof(*r->sorted));
 	r->rank = malloc(n * sizeof(*r->rank));
 	r->count = malloc(n * sizeof(*r->count));
-	if (!tmp || !r->rank || !r->count) {
+	r->n = n;
+	if (!tmp || !r->sorted || !r->rank || !r->count) {
 		free(tmp);
-		free(r->rank);
-		free(r->count);
+		stats_resampler_release(r);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -132,31 +131,32 @@ static int resampler_init(struct resampler *r, const double *x, size_t n, double
 	}
 	qsort(tmp, n, sizeof(*tmp), compare_ranked);
 	for (size_t i = 0; i < n; i++) {
-		sorted[i] = tmp[i].value;
+		r->sorted[i] = tmp[i].value;
 		r->rank[tmp[i].index] = i;
 	}
 	free(tmp);
-	r->sorted = sorted;
-	r->n = n;
 	return 0;
 }
 
-static void resampler_release(struct resampler *r)
+void stats_resampler_release(struct stats_resampler *r)
 {
+	free(r->sorted);
 	free(r->rank);
 	free(r->count);
+	r->sorted = NULL;
+	r->rank = r->count = NULL;
 }
 
 /* The value of order statistic k (0-based) of the resample counted in r. */
-static double order_statistic(const struct resampler *r, size_t k, size_t *from, size_t *seen)
+static double order_statistic(const struct stats_resampler *r, size_t k, size_t *from,
+			      size_t *seen)
 {
 	while (*seen + r->count[*from] <= k)
 		*seen += r->count[(*from)++];
 	return r->sorted[*from];
 }
 
-/* Median (numpy's linear interpolation) of n values drawn with replacement. */
-static double resampled_median(struct resampler *r, uint64_t *state)
+double stats_resampled_median(struct stats_resampler *r, uint64_t *state)
 {
 	size_t n = r->n, from = 0, seen = 0, k;
 	double pos = 0.5 * (double)(n - 1), lo, frac;
@@ -175,39 +175,35 @@ static double resampled_median(struct resampler *r, uint64_t *state)
 int stats_median_ratio(const double *a, size_t na, const double *b, size_t nb, int iters,
 		       uint64_t seed, struct ratio_interval *r)
 {
-	double *ratios, *sorted_a, *sorted_b;
-	struct resampler ra, rb;
+	struct stats_resampler ra, rb;
 	uint64_t state = seed;
+	double *ratios;
 	int ret = -ENOMEM;
 
 	if (!na || !nb || iters < 100)
 		return -EINVAL;
 	ratios = malloc(sizeof(*ratios) * (size_t)iters);
-	sorted_a = malloc(sizeof(*sorted_a) * na);
-	sorted_b = malloc(sizeof(*sorted_b) * nb);
-	if (!ratios || !sorted_a || !sorted_b)
+	if (!ratios)
+		return -ENOMEM;
+	if (stats_resampler_init(&ra, a, na))
 		goto out_free;
-	if (resampler_init(&ra, a, na, sorted_a))
-		goto out_free;
-	if (resampler_init(&rb, b, nb, sorted_b))
+	if (stats_resampler_init(&rb, b, nb))
 		goto out_release_a;
-	r->ratio = stats_quantile_sorted(sorted_b, nb, 0.5) /
-		   stats_quantile_sorted(sorted_a, na, 0.5);
+	r->ratio = stats_quantile_sorted(rb.sorted, nb, 0.5) /
+		   stats_quantile_sorted(ra.sorted, na, 0.5);
 	for (int i = 0; i < iters; i++) {
-		double ma = resampled_median(&ra, &state);
+		double ma = stats_resampled_median(&ra, &state);
 
-		ratios[i] = resampled_median(&rb, &state) / ma;
+		ratios[i] = stats_resampled_median(&rb, &state) / ma;
 	}
-	qsort(ratios, (size_t)iters, sizeof(*ratios), compare_doubles);
+	stats_sort(ratios, (size_t)iters);
 	r->lo = stats_quantile_sorted(ratios, (size_t)iters, 0.025);
 	r->hi = stats_quantile_sorted(ratios, (size_t)iters, 0.975);
 	ret = 0;
-	resampler_release(&rb);
+	stats_resampler_release(&rb);
 out_release_a:
-	resampler_release(&ra);
+	stats_resampler_release(&ra);
 out_free:
 	free(ratios);
-	free(sorted_a);
-	free(sorted_b);
 	return ret;
 }

@@ -23,11 +23,43 @@ struct sample_summary {
  */
 int stats_summarise(const double *x, size_t n, struct sample_summary *s);
 
+/* Sorts x[0..n) ascending. */
+void stats_sort(double *x, size_t n);
+
+/*
+ * Median of x[0..n) (n >= 1) as the harness reports it (linear interpolation between the
+ * middle two for even n). scratch holds n doubles. x is not modified.
+ */
+double stats_median(const double *x, size_t n, double *scratch);
+
 /* Quantile q in [0, 1] of sorted[0..n) by linear interpolation (numpy's "linear"). */
 double stats_quantile_sorted(const double *sorted, size_t n, double q);
 
 /* Wilson score 95% interval for `successes` out of `trials` (trials > 0). */
 void stats_wilson(long successes, long trials, double *lo, double *hi);
+
+/*
+ * A sample prepared for bootstrap resampling: its values sorted, and for each original
+ * index the rank of its value, so that a resample with replacement is a count per rank
+ * and its order statistics a running sum: O(n) per resample instead of a sort. The
+ * resampled median is the same number as sorting the drawn values would give.
+ */
+struct stats_resampler {
+	double *sorted;		/* the sample, ascending */
+	size_t *rank;		/* rank[i]: where x[i] stands in sorted */
+	size_t *count;		/* per rank, how often the current resample drew it */
+	size_t n;
+};
+
+/* Prepares r for x[0..n) (n >= 1; x is not kept). 0 or -ENOMEM (r is then released). */
+int stats_resampler_init(struct stats_resampler *r, const double *x, size_t n);
+/* Frees what init allocated. */
+void stats_resampler_release(struct stats_resampler *r);
+/*
+ * The median of n values drawn with replacement (splitmix64 from *state, advanced by n
+ * draws), so a seed gives the same resamples on every machine.
+ */
+double stats_resampled_median(struct stats_resampler *r, uint64_t *state);
 
 /* A ratio of medians with its 95% bootstrap interval. */
 struct ratio_interval {

@@ -6,12 +6,13 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "queries.h"
 #include "variant.h"
+#include "why.h"
 
 static const char *const verdict_names[] = {
 	[COMPARE_NONE] = "-",
@@ -168,19 +169,11 @@ struct gather {
 	size_t why_len;
 };
 
-static int fail(struct gather *g, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(struct gather *g, int ret, const char *fmt, ...)
+/* The reason when a query on the store fails. */
+static int read_failed(struct gather *g)
 {
-	va_list ap;
-
-	if (g->why && g->why_len) {
-		va_start(ap, fmt);
-		vsnprintf(g->why, g->why_len, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
+	return why_fail(-EIO, g->why, g->why_len, "cannot read the database: %s",
+			store_errmsg(g->store));
 }
 
 static double column_or_nan(sqlite3_stmt *st, int col)
@@ -227,7 +220,7 @@ static void read_cell(sqlite3_stmt *st, struct compare_cell *c, struct compare_r
 static int prepare(struct gather *g, const char *sql, sqlite3_stmt **st)
 {
 	if (sqlite3_prepare_v2(store_db(g->store), sql, -1, st, NULL) != SQLITE_OK)
-		return fail(g, -EIO, "cannot read the database: %s", store_errmsg(g->store));
+		return read_failed(g);
 	return 0;
 }
 
@@ -246,20 +239,19 @@ static int query_count(struct gather *g, const char *sql, int64_t a, const char 
 	if (sqlite3_step(st) == SQLITE_ROW)
 		*out = (long)sqlite3_column_int64(st, 0);
 	else
-		ret = fail(g, -EIO, "cannot read the database: %s", store_errmsg(g->store));
+		ret = read_failed(g);
 	sqlite3_finalize(st);
 	return ret;
 }
 
 static int check_run(struct gather *g, int64_t run)
 {
-	long found = 0;
-	int ret = query_count(g, "SELECT count(*) FROM runs WHERE id = ?1", run, NULL, &found);
+	int ret = store_find_run(store_db(g->store), run);
 
-	if (ret)
-		return ret;
-	return found ? 0 : fail(g, -ENOENT, "no run %lld in the database (see 'attnbench list "
-				"runs')", (long long)run);
+	if (ret == -ENOENT)
+		return why_fail(-ENOENT, g->why, g->why_len, "no run %lld in the database (see "
+				"'attnbench list runs')", (long long)run);
+	return ret ? read_failed(g) : 0;
 }
 
 static int check_variant(struct gather *g, int64_t run, const char *variant, const char *role)
@@ -270,8 +262,10 @@ static int check_variant(struct gather *g, int64_t run, const char *variant, con
 
 	if (ret)
 		return ret;
-	return cells ? 0 : fail(g, -EINVAL, "%s '%s' has no cells in run %lld", role, variant,
-				(long long)run);
+	if (cells)
+		return 0;
+	return why_fail(-EINVAL, g->why, g->why_len, "%s '%s' has no cells in run %lld", role,
+			variant, (long long)run);
 }
 
 /* The variants to compare: the request's, or every one of the run (and base run). */
@@ -287,13 +281,13 @@ static int list_variants(struct gather *g, char ***names, int *count)
 	if (q->n_variants > 0) {
 		*names = calloc((size_t)q->n_variants, sizeof(**names));
 		if (!*names)
-			return fail(g, -ENOMEM, "out of memory");
+			return why_fail(-ENOMEM, g->why, g->why_len, "out of memory");
 		for (int i = 0; i < q->n_variants; i++) {
 			ret = check_variant(g, q->run_id, q->variants[i], "variant");
 			if (!ret && against)
 				ret = check_variant(g, q->base_run_id, q->variants[i], "variant");
 			if (!ret && !((*names)[i] = strdup(q->variants[i])))
-				ret = fail(g, -ENOMEM, "out of memory");
+				ret = why_fail(-ENOMEM, g->why, g->why_len, "out of memory");
 			if (ret)
 				return ret;
 			*count = i + 1;
@@ -319,7 +313,7 @@ static int list_variants(struct gather *g, char ***names, int *count)
 		if (!grown || !(grown[n] = strdup((const char *)sqlite3_column_text(st, 0)))) {
 			if (grown)
 				*names = grown;
-			ret = fail(g, -ENOMEM, "out of memory");
+			ret = why_fail(-ENOMEM, g->why, g->why_len, "out of memory");
 			break;
 		}
 		*names = grown;
@@ -328,10 +322,10 @@ static int list_variants(struct gather *g, char ***names, int *count)
 	sqlite3_finalize(st);
 	if (!ret && n == 0)
 		ret = against ?
-		      fail(g, -ENODATA, "runs %lld and %lld have no variant in common",
-			   (long long)q->run_id, (long long)q->base_run_id) :
-		      fail(g, -ENODATA, "run %lld has no variant besides the baseline '%s'",
-			   (long long)q->run_id, q->baseline);
+		      why_fail(-ENODATA, g->why, g->why_len, "runs %lld and %lld have no "
+			       "variant in common", (long long)q->run_id, (long long)q->base_run_id) :
+		      why_fail(-ENODATA, g->why, g->why_len, "run %lld has no variant besides the "
+			       "baseline '%s'", (long long)q->run_id, q->baseline);
 	return ret;
 }
 
@@ -358,13 +352,15 @@ static int load_samples(struct gather *g, int64_t cell, long count, double **out
 
 	*out = malloc(sizeof(**out) * (size_t)(count > 0 ? count : 1));
 	if (!*out)
-		return fail(g, -ENOMEM, "out of memory");
+		return why_fail(-ENOMEM, g->why, g->why_len, "out of memory");
 	sqlite3_bind_int64(st, 1, cell);
 	while (n < count && sqlite3_step(st) == SQLITE_ROW)
 		(*out)[n++] = sqlite3_column_double(st, 0);
 	sqlite3_reset(st);
-	return n == count ? 0 : fail(g, -EIO, "cannot read the samples of cell %lld",
-				     (long long)cell);
+	if (n == count)
+		return 0;
+	return why_fail(-EIO, g->why, g->why_len, "cannot read the samples of cell %lld",
+			(long long)cell);
 }
 
 static int load_outcomes(struct gather *g, int64_t cell, long count, unsigned char **out)
@@ -374,13 +370,15 @@ static int load_outcomes(struct gather *g, int64_t cell, long count, unsigned ch
 
 	*out = malloc((size_t)(count > 0 ? count : 1));
 	if (!*out)
-		return fail(g, -ENOMEM, "out of memory");
+		return why_fail(-ENOMEM, g->why, g->why_len, "out of memory");
 	sqlite3_bind_int64(st, 1, cell);
 	while (n < count && sqlite3_step(st) == SQLITE_ROW)
 		(*out)[n++] = (unsigned char)sqlite3_column_int(st, 0);
 	sqlite3_reset(st);
-	return n == count ? 0 : fail(g, -EIO, "cannot read the trials of cell %lld",
-				     (long long)cell);
+	if (n == count)
+		return 0;
+	return why_fail(-EIO, g->why, g->why_len, "cannot read the trials of cell %lld",
+			(long long)cell);
 }
 
 static bool is_ok(const struct compare_cell *c)
@@ -413,7 +411,7 @@ static int compare_latencies(struct gather *g, struct compare_row *row)
 		ret = load_samples(g, row->var.id, row->var.n_samples, &var);
 	if (!ret && compare_latency(base, (size_t)row->base.n_samples, var,
 				    (size_t)row->var.n_samples, g->q->threshold, &row->latency))
-		ret = fail(g, -ENOMEM, "out of memory");
+		ret = why_fail(-ENOMEM, g->why, g->why_len, "out of memory");
 	free(base);
 	free(var);
 	return ret;
@@ -452,7 +450,7 @@ static int add_row(struct gather *g, const struct compare_row *row)
 		struct compare_row *grown = realloc(g->rows, cap * sizeof(*grown));
 
 		if (!grown)
-			return fail(g, -ENOMEM, "out of memory");
+			return why_fail(-ENOMEM, g->why, g->why_len, "out of memory");
 		g->rows = grown;
 		g->cap = cap;
 	}
@@ -487,7 +485,7 @@ static int find_base(struct gather *g, const char *variant, struct compare_row *
 		read_cell(st, &row->base, NULL);
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return fail(g, -EIO, "cannot read the database: %s", store_errmsg(g->store));
+		return read_failed(g);
 	if (rc == SQLITE_DONE && ordinal > 0)
 		return find_base(g, variant, row, 0);
 	return rc == SQLITE_ROW;
@@ -534,7 +532,7 @@ static int gather_variant(struct gather *g, const char *variant, int index)
 	}
 	sqlite3_reset(st);
 	if (!ret && rc != SQLITE_DONE)
-		ret = fail(g, -EIO, "cannot read the database: %s", store_errmsg(g->store));
+		ret = read_failed(g);
 	return ret;
 }
 
@@ -610,10 +608,11 @@ int compare_gather(struct store *s, const struct compare_request *q,
 	for (int i = 0; !ret && i < n_names; i++)
 		ret = gather_variant(&g, names[i], i);
 	if (!ret && g.count == 0)
-		ret = fail(&g, -ENODATA, "nothing to compare: no cell of run %lld with latency "
-			   "samples or an accuracy has a matching cell of %s in run %lld",
-			   (long long)q->run_id, q->baseline ? q->baseline : "the same variant",
-			   (long long)q->base_run_id);
+		ret = why_fail(-ENODATA, g.why, g.why_len, "nothing to compare: no cell of run "
+			       "%lld with latency samples or an accuracy has a matching cell of %s "
+			       "in run %lld", (long long)q->run_id,
+			       q->baseline ? q->baseline : "the same variant",
+			       (long long)q->base_run_id);
 	sqlite3_finalize(g.var_cells);
 	sqlite3_finalize(g.base_cell);
 	sqlite3_finalize(g.samples);
@@ -660,24 +659,6 @@ double compare_threshold_needed(const struct compare_row *rows, size_t count, do
 		out = need[(size_t)floor(share * (double)n)];
 	free(need);
 	return out;
-}
-
-int compare_latest_run(struct store *s, int64_t *run)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (sqlite3_prepare_v2(store_db(s), "SELECT max(id) FROM runs WHERE suite IS NOT ?1",
-			       -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_text(st, 1, COMPARE_AA_SUITE, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-		*run = sqlite3_column_int64(st, 0);
-	else
-		rc = rc == SQLITE_ROW ? SQLITE_DONE : SQLITE_ERROR;
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
 int compare_run_load(struct store *s, int64_t run, double *load)

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "queries.h"
 #include "stats.h"
 
 /* The names this module writes to run_metrics, with their units. */
@@ -56,13 +57,6 @@ static const char *unit_of(const char *name)
 	return "";
 }
 
-static int compare_doubles(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 static bool lengths_valid(const double *length, size_t k)
 {
 	for (size_t i = 0; i < k; i++)
@@ -104,32 +98,6 @@ int efficiency_crossing(const double *length, const double *base, const double *
 	return 0;
 }
 
-double efficiency_median(const double *x, size_t n, double *scratch)
-{
-	memcpy(scratch, x, n * sizeof(*scratch));
-	qsort(scratch, n, sizeof(*scratch), compare_doubles);
-	return stats_quantile_sorted(scratch, n, 0.5);
-}
-
-/* splitmix64: the bootstrap's resampling, reproducible from its seed. */
-static uint64_t next_random(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* Median of n values drawn with replacement from x, through scratch (n values). */
-static double resampled_median(const double *x, size_t n, double *scratch, uint64_t *state)
-{
-	for (size_t i = 0; i < n; i++)
-		scratch[i] = x[(size_t)(((unsigned __int128)next_random(state) * n) >> 64)];
-	qsort(scratch, n, sizeof(*scratch), compare_doubles);
-	return stats_quantile_sorted(scratch, n, 0.5);
-}
-
 /* Quantile q of sorted[0..n) by linear interpolation; infinite when it touches one. */
 static double quantile_with_inf(const double *sorted, size_t n, double q)
 {
@@ -147,49 +115,57 @@ static double quantile_with_inf(const double *sorted, size_t n, double q)
 int efficiency_bootstrap(const struct eff_series *base, const struct eff_series *var,
 			 int iters, uint64_t seed, double *lo, double *hi)
 {
-	size_t k = base->k, most = 0;
-	double *values, *scratch, *b, *v;
+	struct stats_resampler *rb, *rv;
+	size_t k = base->k, ready = 0;
 	uint64_t state = seed;
 	struct eff_crossing c;
-	int ret = 0;
+	double *values, *b, *v;
+	int ret = -ENOMEM;
 
 	if (k == 0 || var->k != k || iters < 100)
 		return -EINVAL;
-	for (size_t i = 0; i < k; i++) {
+	for (size_t i = 0; i < k; i++)
 		if (base->length[i] != var->length[i] || !base->n_samples[i] ||
 		    !var->n_samples[i])
 			return -EINVAL;
-		if (base->n_samples[i] > most)
-			most = base->n_samples[i];
-		if (var->n_samples[i] > most)
-			most = var->n_samples[i];
-	}
 	values = malloc(sizeof(*values) * (size_t)iters);
-	scratch = malloc(sizeof(*scratch) * most);
+	rb = calloc(k, sizeof(*rb));
+	rv = calloc(k, sizeof(*rv));
 	b = malloc(sizeof(*b) * k);
 	v = malloc(sizeof(*v) * k);
-	if (!values || !scratch || !b || !v) {
-		ret = -ENOMEM;
+	if (!values || !rb || !rv || !b || !v)
 		goto out_free;
+	for (; ready < k; ready++) {
+		if (stats_resampler_init(&rb[ready], base->samples[ready], base->n_samples[ready]))
+			goto out_release;
+		if (stats_resampler_init(&rv[ready], var->samples[ready], var->n_samples[ready])) {
+			stats_resampler_release(&rb[ready]);
+			goto out_release;
+		}
 	}
 	for (int it = 0; it < iters; it++) {
 		for (size_t i = 0; i < k; i++) {
-			b[i] = resampled_median(base->samples[i], base->n_samples[i], scratch,
-						&state);
-			v[i] = resampled_median(var->samples[i], var->n_samples[i], scratch,
-						&state);
+			b[i] = stats_resampled_median(&rb[i], &state);
+			v[i] = stats_resampled_median(&rv[i], &state);
 		}
 		ret = efficiency_crossing(base->length, b, v, k, &c);
 		if (ret)
-			goto out_free;
+			goto out_release;
 		values[it] = c.found ? c.length : INFINITY;
 	}
-	qsort(values, (size_t)iters, sizeof(*values), compare_doubles);
+	stats_sort(values, (size_t)iters);
 	*lo = quantile_with_inf(values, (size_t)iters, 0.025);
 	*hi = quantile_with_inf(values, (size_t)iters, 0.975);
+	ret = 0;
+out_release:
+	while (ready--) {
+		stats_resampler_release(&rb[ready]);
+		stats_resampler_release(&rv[ready]);
+	}
 out_free:
 	free(values);
-	free(scratch);
+	free(rb);
+	free(rv);
 	free(b);
 	free(v);
 	return ret;
@@ -482,7 +458,7 @@ static int curve_grow(struct curve *c, size_t cap)
 
 struct speed_shape {
 	const char *pattern;
-	int d, heads, kv_heads, batch;
+	struct cell_shape at;
 };
 
 /*
@@ -512,10 +488,10 @@ static int load_curve(sqlite3 *db, int64_t run_id, const struct speed_shape *sh,
 	sqlite3_bind_text(st, 2, sh->pattern, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, variant, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, params, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 5, sh->d);
-	sqlite3_bind_int(st, 6, sh->heads);
-	sqlite3_bind_int(st, 7, sh->kv_heads);
-	sqlite3_bind_int(st, 8, sh->batch);
+	sqlite3_bind_int(st, 5, sh->at.d);
+	sqlite3_bind_int(st, 6, sh->at.heads);
+	sqlite3_bind_int(st, 7, sh->at.kv_heads);
+	sqlite3_bind_int(st, 8, sh->at.batch);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		double n = sqlite3_column_double(st, 1);
 		size_t i;
@@ -560,7 +536,7 @@ static int load_curve(sqlite3 *db, int64_t run_id, const struct speed_shape *sh,
 			ret = -ENOMEM;
 			break;
 		}
-		c->time[i] = efficiency_median(c->samples[i], c->n_samples[i], scratch);
+		c->time[i] = stats_median(c->samples[i], c->n_samples[i], scratch);
 		free(scratch);
 	}
 	if (ret)
@@ -720,34 +696,6 @@ static int add_slopes(const struct curve *c, const char *pattern, struct eff_lis
 	return ret;
 }
 
-/* The pattern's most common speed shape among those the baseline was run at. */
-static int pattern_shape(sqlite3 *db, int64_t run_id, const char *baseline,
-			 struct speed_shape *sh)
-{
-	static const char sql[] =
-		"SELECT d, heads, kv_heads, batch FROM cells"
-		" WHERE run_id = ?1 AND task = 'speed' AND pattern = ?2 AND status = 'ok'"
-		" GROUP BY 1, 2, 3, 4 HAVING sum(variant = ?3) > 0"
-		" ORDER BY count(*) DESC, 1, 2, 3, 4 LIMIT 1";
-	sqlite3_stmt *st;
-	int rc;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, run_id);
-	sqlite3_bind_text(st, 2, sh->pattern, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, baseline, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		sh->d = sqlite3_column_int(st, 0);
-		sh->heads = sqlite3_column_int(st, 1);
-		sh->kv_heads = sqlite3_column_int(st, 2);
-		sh->batch = sqlite3_column_int(st, 3);
-	}
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENODATA : -EIO;
-}
-
 static int compute_pattern(sqlite3 *db, int64_t run_id, const char *baseline,
 			   struct speed_shape *sh, struct eff_list *out)
 {
@@ -763,17 +711,18 @@ static int compute_pattern(sqlite3 *db, int64_t run_id, const char *baseline,
 	sqlite3_stmt *st;
 	int rc = SQLITE_DONE, ret;
 
-	ret = pattern_shape(db, run_id, baseline, sh);
+	/* the shape must be one the baseline ran at, or nothing compares */
+	ret = store_common_shape(db, run_id, "speed", sh->pattern, baseline, &sh->at);
 	if (ret)
 		return ret == -ENODATA ? 0 : ret;
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, run_id);
 	sqlite3_bind_text(st, 2, sh->pattern, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 3, sh->d);
-	sqlite3_bind_int(st, 4, sh->heads);
-	sqlite3_bind_int(st, 5, sh->kv_heads);
-	sqlite3_bind_int(st, 6, sh->batch);
+	sqlite3_bind_int(st, 3, sh->at.d);
+	sqlite3_bind_int(st, 4, sh->at.heads);
+	sqlite3_bind_int(st, 5, sh->at.kv_heads);
+	sqlite3_bind_int(st, 6, sh->at.batch);
 	sqlite3_bind_text(st, 7, baseline, -1, SQLITE_STATIC);
 	/* the baseline's row comes first */
 	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {

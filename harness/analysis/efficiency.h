@@ -82,12 +82,6 @@ struct eff_series {
 };
 
 /*
- * Median of x[0..n) (n >= 1) as the harness reports it (linear interpolation between the
- * middle two for even n). scratch holds n doubles. x is not modified.
- */
-double efficiency_median(const double *x, size_t n, double *scratch);
-
-/*
  * The 95% percentile bootstrap interval of the measured crossing of var against base
  * (same lengths, every n_samples[i] >= 1): iters resamples, seeded. *hi is INFINITY when
  * more than 2.5% of the resamples do not cross within the range. Returns 0, -EINVAL for

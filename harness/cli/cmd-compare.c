@@ -18,6 +18,7 @@
 #include "error.h"
 #include "plan.h"
 #include "provenance.h"
+#include "queries.h"
 #include "runner.h"
 #include "store.h"
 #include "threads.h"
@@ -633,7 +634,7 @@ static int compare_stored(const struct compare_args *a)
 		return error("cannot open database '%s': %s", a->db, why);
 	q.run_id = a->run;
 	if (!q.run_id) {
-		ret = compare_latest_run(st, &q.run_id);
+		ret = store_latest_run(store_db(st), COMPARE_AA_SUITE, &q.run_id);
 		if (ret) {
 			ret = ret == -ENOENT ? error("no runs in '%s' to compare (A/A runs are "
 						     "only compared with --run)", a->db) :

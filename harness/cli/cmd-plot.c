@@ -12,6 +12,7 @@
 #include "cmd.h"
 #include "error.h"
 #include "plot.h"
+#include "run-option.h"
 #include "store.h"
 
 const char usage_plot[] =
@@ -105,14 +106,8 @@ int cmd_plot(int argc, char **argv)
 	}
 	if (optind != argc)
 		return error("plot takes no arguments, only options (see 'attnbench plot --help')");
-	if (run) {
-		char *end;
-
-		errno = 0;
-		po.run_id = strtoll(run, &end, 10);
-		if (errno || end == run || *end || po.run_id < 1)
-			return error("--run needs a run id (a whole number >= 1), not '%s'", run);
-	}
+	if (run && run_option_parse("--run", run, &po.run_id))
+		return EXIT_USAGE;
 	if (pareto) {
 		char *end;
 		long long v;
@@ -129,13 +124,9 @@ int cmd_plot(int argc, char **argv)
 	po.gnuplot = gnuplot;
 	if (store_open(db, STORE_READONLY, &st, why, sizeof(why)))
 		return error("cannot open database '%s': %s", db, why);
-	if (!run) {
-		rc = plot_latest_run(st, &po.run_id);
-		if (rc) {
-			store_close(st);
-			return rc == -ENOENT ? error("no runs in '%s' to plot", db) :
-			       error("cannot read runs in '%s': %s", db, store_errmsg(st));
-		}
+	if (!run && run_option_latest(st, db, NULL, "to plot", &po.run_id)) {
+		store_close(st);
+		return EXIT_USAGE;
 	}
 	if (!out) {
 		snprintf(dir, sizeof(dir), "plots/%" PRId64, po.run_id);

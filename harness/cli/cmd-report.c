@@ -13,7 +13,9 @@
 #include "efficiency.h"
 #include "error.h"
 #include "plot.h"
+#include "queries.h"
 #include "report.h"
+#include "run-option.h"
 #include "store.h"
 
 const char usage_report[] =
@@ -41,21 +43,6 @@ const char usage_report[] =
 	"  --markdown       Markdown pipe tables\n"
 	"  --latex          LaTeX table environments with booktabs rules: they compile in a\n"
 	"                   document whose preamble has \\usepackage{booktabs}\n";
-
-/* Whether the run exists (1), not (0), or -EIO. */
-static int run_exists(sqlite3 *db, int64_t run_id)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (sqlite3_prepare_v2(db, "SELECT 1 FROM runs WHERE id = ?", -1, &st, NULL) !=
-	    SQLITE_OK)
-		return -EIO;
-	sqlite3_bind_int64(st, 1, run_id);
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -EIO;
-}
 
 /* Whether the run has a cell of the variant (1), none (0), or -EIO. */
 static int run_has_variant(sqlite3 *db, int64_t run_id, const char *variant)
@@ -155,29 +142,21 @@ int cmd_report(int argc, char **argv)
 	if (optind != argc)
 		return error("report takes no arguments, only options (see 'attnbench report "
 			     "--help')");
-	if (run) {
-		char *end;
-
-		errno = 0;
-		ro.run_id = strtoll(run, &end, 10);
-		if (errno || end == run || *end || ro.run_id < 1)
-			return error("--run needs a run id (a whole number >= 1), not '%s'", run);
-	}
+	if (run && run_option_parse("--run", run, &ro.run_id))
+		return EXIT_USAGE;
 	if (store_open(db, STORE_READONLY, &st, why, sizeof(why)))
 		return error("cannot open database '%s': %s", db, why);
 	if (!run) {
-		rc = plot_latest_run(st, &ro.run_id);
-		if (rc) {
-			ret = rc == -ENOENT ? error("no runs in '%s' to report", db) :
-			      error("cannot read runs in '%s': %s", db, store_errmsg(st));
+		ret = run_option_latest(st, db, NULL, "to report", &ro.run_id);
+		if (ret)
 			goto out_close;
-		}
 	} else {
-		rc = run_exists(store_db(st), ro.run_id);
-		if (rc <= 0) {
-			ret = rc ? error("cannot read runs in '%s': %s", db, store_errmsg(st)) :
+		rc = store_find_run(store_db(st), ro.run_id);
+		if (rc) {
+			ret = rc == -ENOENT ?
 			      error("no run %" PRId64 " in '%s' (see 'attnbench list runs')",
-				    ro.run_id, db);
+				    ro.run_id, db) :
+			      error("cannot read runs in '%s': %s", db, store_errmsg(st));
 			goto out_close;
 		}
 	}

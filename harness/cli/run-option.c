@@ -1,0 +1,35 @@
+/*
+ * run-option.c - choosing the run a command reads (run-option.h).
+ */
+#include "run-option.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "error.h"
+#include "queries.h"
+
+int run_option_parse(const char *option, const char *text, int64_t *run)
+{
+	char *end;
+	long long x;
+
+	errno = 0;
+	x = strtoll(text, &end, 10);
+	if (errno || end == text || *end || x < 1)
+		return error("%s needs a run id (a whole number >= 1), not '%s'", option, text);
+	*run = x;
+	return 0;
+}
+
+int run_option_latest(struct store *st, const char *db, const char *except_suite,
+		      const char *purpose, int64_t *run)
+{
+	int ret = store_latest_run(store_db(st), except_suite, run);
+
+	if (ret == -ENOENT)
+		return error("no runs in '%s' %s", db, purpose);
+	if (ret)
+		return error("cannot read runs in '%s': %s", db, store_errmsg(st));
+	return 0;
+}

@@ -1,0 +1,75 @@
+/*
+ * queries.c - shared read-only questions about stored runs (queries.h).
+ */
+#include "queries.h"
+
+#include <errno.h>
+#include <stddef.h>
+
+/* Steps a prepared statement once; 0 on a row, -ENOENT on none, -EIO on trouble. */
+static int step_once(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_latest_run(sqlite3 *db, const char *except_suite, int64_t *run)
+{
+	sqlite3_stmt *st;
+	int ret;
+
+	if (sqlite3_prepare_v2(db, "SELECT max(id) FROM runs WHERE ?1 IS NULL OR suite IS NOT ?1"
+			       " HAVING max(id) IS NOT NULL", -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	if (except_suite)
+		sqlite3_bind_text(st, 1, except_suite, -1, SQLITE_STATIC);
+	ret = step_once(st);
+	if (!ret)
+		*run = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_find_run(sqlite3 *db, int64_t run)
+{
+	sqlite3_stmt *st;
+	int ret;
+
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM runs WHERE id = ?1", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, run);
+	ret = step_once(st);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_common_shape(sqlite3 *db, int64_t run, const char *task, const char *pattern,
+		       const char *with_variant, struct cell_shape *out)
+{
+	sqlite3_stmt *st;
+	int ret;
+
+	if (sqlite3_prepare_v2(db,
+			       "SELECT d, heads, kv_heads, batch FROM cells"
+			       " WHERE run_id = ?1 AND task = ?2 AND pattern = ?3 AND status = 'ok'"
+			       " GROUP BY 1, 2, 3, 4 HAVING ?4 IS NULL OR sum(variant = ?4) > 0"
+			       " ORDER BY count(*) DESC, 1, 2, 3, 4 LIMIT 1", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, run);
+	sqlite3_bind_text(st, 2, task, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, pattern, -1, SQLITE_STATIC);
+	if (with_variant)
+		sqlite3_bind_text(st, 4, with_variant, -1, SQLITE_STATIC);
+	ret = step_once(st);
+	if (!ret) {
+		out->d = sqlite3_column_int(st, 0);
+		out->heads = sqlite3_column_int(st, 1);
+		out->kv_heads = sqlite3_column_int(st, 2);
+		out->batch = sqlite3_column_int(st, 3);
+	}
+	sqlite3_finalize(st);
+	return ret == -ENOENT ? -ENODATA : ret;
+}

@@ -1,0 +1,36 @@
+/*
+ * queries.h - the questions about stored runs that several commands ask, answered once:
+ * which run is the latest, whether a run exists, and the shape a figure or a statistic
+ * of a task should take on a pattern.
+ */
+#ifndef ATTNBENCH_QUERIES_H
+#define ATTNBENCH_QUERIES_H
+
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+/*
+ * The newest run, leaving out runs of the suite except_suite (NULL: leave out none).
+ * Returns 0; -ENOENT when there is none; -EIO on trouble.
+ */
+int store_latest_run(sqlite3 *db, const char *except_suite, int64_t *run);
+
+/* 0 when the run is in the database; -ENOENT when not; -EIO on trouble. */
+int store_find_run(sqlite3 *db, int64_t run);
+
+/* A cell shape apart from its lengths. */
+struct cell_shape {
+	int d, heads, kv_heads, batch;
+};
+
+/*
+ * The most common shape of the run's ok cells of task on pattern, counted in cells;
+ * with with_variant, only among shapes that variant has an ok cell at (so a comparison
+ * against it has both sides). Ties go to the smallest d, then heads, kv_heads, batch.
+ * Returns 0; -ENODATA when no cell qualifies; -EIO on trouble.
+ */
+int store_common_shape(sqlite3 *db, int64_t run, const char *task, const char *pattern,
+		       const char *with_variant, struct cell_shape *out);
+
+#endif
