@@ -2,9 +2,16 @@
  * variant.h - the interface every attention implementation sits behind.
  *
  * How to add a variant:
- *   1. write variants/<name>.c with one `const struct variant_ops <name>_variant`;
+ *   1. write variants/<name>.c with one `const struct variant_ops <name>_variant`,
+ *      including only headers of variants/ (this one, memory.h for attn_alloc(),
+ *      threads.h, common.h, random.h, vexp.h, kv-cache.h, feature-attention.h): the
+ *      variants library is built with no other include directory, so a header of tasks/
+ *      or harness/ does not compile here;
  *   2. add `&<name>_variant` to the list in variants/registry.c;
- *   3. add the file to variants/meson.build.
+ *   3. add the file to variant_sources in variants/meson.build;
+ *   4. write tests/test-<name>.c against an independent fp64 transcription of its
+ *      equations (helpers in tests/variant-test.h) and add it to the 'variants' list in
+ *      tests/meson.build.
  * `attnbench list`, `run`, `check` and tests/test-variants.c pick it up from the registry.
  *
  * Rules for variants: no I/O, no printing, no timing, no global state. All memory comes
