@@ -6,8 +6,8 @@
 #include <csv.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +19,7 @@
 #include "plan.h"
 #include "provenance.h"
 #include "queries.h"
-#include "runner.h"
+#include "run-loop.h"
 #include "store.h"
 #include "threads.h"
 #include "timing.h"
@@ -687,14 +687,6 @@ out_close:
 
 /* ---- A/A ---- */
 
-static volatile sig_atomic_t interrupted;
-
-static void on_interrupt(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
-
 /* The cells of an A/A test: the default suite's speed row, narrowed. */
 static int aa_plan(const struct compare_args *a, struct suite *suite, struct cell **cells,
 		   size_t *count)
@@ -729,61 +721,49 @@ static void describe_cell(const struct cell *c, char *buf, size_t len)
 		 pattern_name(c->pattern), c->n, c->m, c->d, c->heads);
 }
 
-/* Runs cell c into run `run`; 0, or an exit status after an error. */
-static int aa_run_one(struct store *st, int64_t run, const struct cell *c,
-		      const struct runner_limits *limits, const char *db, bool *broken)
-{
-	struct runner_outcome out;
-	struct cell_result r;
-	struct cell_record rec = { c, &r, 0, -1 };
-	char what[160];
-	int ret = runner_run_cell(c, limits, &r, &out);
+/* What the A/A loop's news needs: whether to show progress, whether a cell broke. */
+struct aa_progress {
+	bool progress, broken;
+};
 
-	if (ret)
-		return error("cannot start a child process: %s", strerror(-ret));
-	rec.wall_seconds = out.wall_seconds;
-	rec.rss_bytes = out.rss_bytes;
-	if (!interrupted && store_add_cell(st, run, &rec)) {
-		result_release(&r);
-		return error("cannot store a result in '%s': %s", db, store_errmsg(st));
-	}
-	if (r.status != CELL_OK) {
-		describe_cell(c, what, sizeof(what));
-		warning("%s: %s: %s", what, cell_status_name(r.status), r.reason);
-		*broken = true;
-	}
-	result_release(&r);
-	return 0;
+static void aa_show_progress(void *data, const struct run_loop_step *step)
+{
+	const struct aa_progress *p = data;
+	char what[160];
+
+	if (!p->progress)
+		return;
+	describe_cell(step->cell, what, sizeof(what));
+	fprintf(stderr, "\r[%zu/%zu] %.0f s: %s (%s)\033[K", step->index, step->total,
+		step->elapsed, what, step->side ? "A'" : "A");
 }
 
-static int aa_measure(const struct compare_args *a, struct store *st, const int64_t runs[2],
-		      const struct cell *cells, size_t count, bool *broken)
+/* Any cell not ok, even one an interruption dropped, gets a warning and spoils the test. */
+static void aa_cell_done(void *data, const struct run_loop_step *step,
+			 const struct cell_result *r, bool stored)
 {
-	/* run's default time limit; no memory limit at these sizes */
-	struct runner_limits limits = { 600, 0 };
-	bool progress = !a->quiet && isatty(STDERR_FILENO);
-	double started = timing_now();
+	struct aa_progress *p = data;
 	char what[160];
-	int ret = 0;
 
-	for (size_t i = 0; i < count && !ret && !interrupted; i++)
-		for (int side = 0; side < 2 && !ret && !interrupted; side++) {
-			if (progress) {
-				describe_cell(&cells[i], what, sizeof(what));
-				fprintf(stderr, "\r[%zu/%zu] %.0f s: %s (%s)\033[K",
-					2 * i + (size_t)side, 2 * count, timing_now() - started,
-					what, side ? "A'" : "A");
-			}
-			ret = aa_run_one(st, runs[side], &cells[i], &limits, a->db, broken);
-		}
-	if (progress)
-		fputs("\r\033[K", stderr);
-	return ret;
+	(void)stored;
+	if (r->status == CELL_OK)
+		return;
+	describe_cell(step->cell, what, sizeof(what));
+	warning("%s: %s: %s", what, cell_status_name(r->status), r->reason);
+	p->broken = true;
 }
+
+static const struct run_loop_ops aa_ops = {
+	.cell_start	= aa_show_progress,
+	.cell_done	= aa_cell_done,
+};
 
 static int compare_aa(const struct compare_args *a, int argc, char **argv)
 {
-	struct sigaction sa = { .sa_handler = on_interrupt }, old_int, old_term;
+	struct aa_progress progress = { .progress = !a->quiet && isatty(STDERR_FILENO) };
+	/* run's default time limit; no memory limit at these sizes */
+	struct run_loop rl = { .db = a->db, .n_runs = 2, .limits = { 600, 0 }, .ops = &aa_ops,
+			       .data = &progress };
 	struct suite *suite = calloc(1, sizeof(*suite));
 	struct compare_request q = {
 		.threshold = a->threshold,
@@ -795,9 +775,8 @@ static int compare_aa(const struct compare_args *a, int argc, char **argv)
 	struct cell *cells = NULL;
 	struct provenance prov;
 	struct store *st = NULL;
-	int64_t runs[2] = { 0, 0 };
-	bool broken = false;
 	char why[512], context[512];
+	char loop_why[PATH_MAX + 512];	/* room for the database's path and SQLite's message */
 	size_t count, n_rows;
 	struct tally t;
 	double peak, rate, lo = 0, hi = 0, needed;
@@ -820,7 +799,10 @@ static int compare_aa(const struct compare_args *a, int argc, char **argv)
 	}
 	if (prov.values[PROV_WARNINGS])
 		warning("timings may be unreliable: %s", prov.values[PROV_WARNINGS]);
-	ret = store_begin_run(st, &prov, &runs[0]) || store_begin_run(st, &prov, &runs[1]);
+	rl.store = st;
+	rl.cells = cells;
+	rl.count = count;
+	ret = run_loop_begin(&rl, &prov);
 	provenance_release(&prov);
 	if (ret) {
 		ret = error("cannot record the runs in '%s': %s", a->db, store_errmsg(st));
@@ -828,30 +810,26 @@ static int compare_aa(const struct compare_args *a, int argc, char **argv)
 	}
 	if (!a->quiet)
 		fprintf(stderr, "A/A: %zu speed cells of %s, each twice, into runs %lld (A) and "
-			"%lld (A') of %s\n", count, a->variant, (long long)runs[0],
-			(long long)runs[1], a->db);
-	if (!runner_sgemm_peak(cells[0].threads, &peak)) {
-		store_set_run_peak(st, runs[0], peak);
-		store_set_run_peak(st, runs[1], peak);
-	}
-	interrupted = 0;
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
-	ret = aa_measure(a, st, runs, cells, count, &broken);
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
-	for (int side = 0; side < 2; side++)
-		store_finish_run(st, runs[side], ret ? "failed" : interrupted ? "interrupted" :
-				 broken ? "failed" : "complete");
+			"%lld (A') of %s\n", count, a->variant, (long long)rl.runs[0],
+			(long long)rl.runs[1], a->db);
+	run_loop_measure_peak(&rl, cells[0].threads, &peak);
+	run_loop_catch_signals(&rl);
+	ret = run_loop_run(&rl, loop_why, sizeof(loop_why));
+	if (ret)
+		ret = error("%s", loop_why);
+	if (progress.progress)
+		fputs("\r\033[K", stderr);
+	run_loop_restore_signals(&rl);
+	run_loop_finish(&rl, run_loop_status(ret, progress.broken));
 	if (ret)
 		goto out_close;
-	if (interrupted) {
+	if (run_loop_interrupted()) {
 		ret = 130;
 		goto out_close;
 	}
 
-	q.run_id = runs[1];
-	q.base_run_id = runs[0];
+	q.run_id = rl.runs[1];
+	q.base_run_id = rl.runs[0];
 	q.variants = &a->variant;
 	q.tasks = speed;
 	q.n_tasks = 1;
@@ -860,7 +838,7 @@ static int compare_aa(const struct compare_args *a, int argc, char **argv)
 		goto out_close;
 	}
 	snprintf(context, sizeof(context), "A/A: run %lld (A') against run %lld (A), %s, "
-		 "threshold %g", (long long)runs[1], (long long)runs[0], a->variant,
+		 "threshold %g", (long long)rl.runs[1], (long long)rl.runs[0], a->variant,
 		 a->threshold);
 	print_rows(a, context, rows, n_rows, NULL);
 	count_verdicts(rows, n_rows, &t);
@@ -884,7 +862,7 @@ static int compare_aa(const struct compare_args *a, int argc, char **argv)
 			a->threshold);
 		ret = EXIT_FAILED;
 	}
-	if (broken)
+	if (progress.broken)
 		ret = EXIT_FAILED;
 	free(rows);
 out_close:

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +16,7 @@
 #include "error.h"
 #include "plan.h"
 #include "provenance.h"
-#include "reference-cache.h"
-#include "runner.h"
+#include "run-loop.h"
 #include "store.h"
 #include "threads.h"
 #include "timing.h"
@@ -90,14 +88,6 @@ struct run_args {
 	double min_time, time_limit, mem_limit_gib;
 	bool dry_run, quiet;
 };
-
-static volatile sig_atomic_t interrupted;
-
-static void on_interrupt(int sig)
-{
-	(void)sig;
-	interrupted = 1;
-}
 
 /* Parses a number in [min, max]; 0 or -EINVAL. */
 static int parse_number(const char *text, double min, double max, double *out)
@@ -239,19 +229,42 @@ static void describe_cell(const struct cell *c, char *buf, size_t len)
 		 c->regime ? " " : "", c->regime ? c->regime : "");
 }
 
-static void show_progress(size_t done, size_t total, double started, const struct cell *c)
+/* The progress line: shown before each cell when stderr is a terminal, unless --quiet. */
+static void show_progress(void *data, const struct run_loop_step *step)
 {
-	double elapsed = timing_now() - started;
+	const bool *progress = data;
 	char what[160], spent[32], left[32] = "?";
 
-	describe_cell(c, what, sizeof(what));
-	format_duration(elapsed, spent, sizeof(spent));
-	if (done > 0)
-		format_duration(elapsed / (double)done * (double)(total - done), left,
-				sizeof(left));
-	fprintf(stderr, "\r[%zu/%zu] %s elapsed, ~%s left: %s\033[K", done, total, spent, left,
-		what);
+	if (!*progress)
+		return;
+	describe_cell(step->cell, what, sizeof(what));
+	format_duration(step->elapsed, spent, sizeof(spent));
+	if (step->index > 0)
+		format_duration(step->elapsed / (double)step->index *
+				(double)(step->total - step->index), left, sizeof(left));
+	fprintf(stderr, "\r[%zu/%zu] %s elapsed, ~%s left: %s\033[K", step->index, step->total,
+		spent, left, what);
 }
+
+/* A stored cell that did not run as it should: one warning line. */
+static void warn_broken_cell(void *data, const struct run_loop_step *step,
+			     const struct cell_result *r, bool stored)
+{
+	const bool *progress = data;
+	char what[160];
+
+	if (!stored || r->status == CELL_OK || r->status == CELL_UNSUPPORTED)
+		return;
+	describe_cell(step->cell, what, sizeof(what));
+	if (*progress)
+		fputs("\r\033[K", stderr);
+	warning("%s: %s: %s", what, cell_status_name(r->status), r->reason);
+}
+
+static const struct run_loop_ops run_progress_ops = {
+	.cell_start	= show_progress,
+	.cell_done	= warn_broken_cell,
+};
 
 /* Creates the folder of the default database when the command runs elsewhere. */
 static void make_parent(const char *path)
@@ -267,90 +280,28 @@ static void make_parent(const char *path)
 	mkdir(dir, 0777);
 }
 
-static size_t default_mem_limit(void)
-{
-	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
-
-	/* Leave a tenth for the parent and the system, so a runaway cell dies alone. */
-	return pages > 0 && size > 0 ? (size_t)pages * (size_t)size / 10 * 9 : 0;
-}
-
-struct tally {
-	size_t by_status[CELL_NAN + 1];
-};
-
-static bool tally_failed(const struct tally *t)
+/* Whether a stored cell crashed, failed, ran out of time or memory, or gave NaN. */
+static bool cells_failed(const struct run_loop *rl)
 {
 	for (int s = 0; s <= CELL_NAN; s++)
-		if (s != CELL_OK && s != CELL_UNSUPPORTED && t->by_status[s])
+		if (s != CELL_OK && s != CELL_UNSUPPORTED && rl->by_status[s])
 			return true;
 	return false;
 }
 
-static void print_summary(int64_t run_id, const char *status, size_t done,
-			  const struct tally *t, double seconds, const char *db)
+static void print_summary(const struct run_loop *rl, const char *status, double seconds)
 {
 	char spent[32];
 	bool first = true;
 
 	format_duration(seconds, spent, sizeof(spent));
-	printf("run %lld %s: %zu cells (", (long long)run_id, status, done);
+	printf("run %lld %s: %zu cells (", (long long)rl->runs[0], status, rl->done);
 	for (int s = 0; s <= CELL_NAN; s++)
-		if (t->by_status[s]) {
-			printf("%s%zu %s", first ? "" : ", ", t->by_status[s], cell_status_name(s));
+		if (rl->by_status[s]) {
+			printf("%s%zu %s", first ? "" : ", ", rl->by_status[s], cell_status_name(s));
 			first = false;
 		}
-	printf(") in %s -> %s\n", spent, db);
-}
-
-static int run_cells(struct store *st, int64_t run_id, const struct cell *cells,
-		     size_t count, const struct run_args *a, struct tally *t, size_t *done)
-{
-	struct runner_limits limits = {
-		.seconds = a->time_limit,
-		.bytes = a->mem_limit_gib > 0 ? (size_t)(a->mem_limit_gib * (1 << 30)) :
-			 default_mem_limit(),
-	};
-	bool progress = !a->quiet && isatty(STDERR_FILENO);
-	double started = timing_now();
-
-	for (*done = 0; *done < count && !interrupted; ) {
-		const struct cell *c = &cells[*done];
-		struct runner_outcome out;
-		struct cell_result r;
-		struct cell_record rec = { c, &r, 0, -1 };
-		char what[160];
-		int ret;
-
-		if (progress)
-			show_progress(*done, count, started, c);
-		ret = runner_run_cell(c, &limits, &r, &out);
-		if (ret)
-			return error("cannot start a child process: %s", strerror(-ret));
-		if (interrupted) {
-			result_release(&r);
-			break;
-		}
-		rec.wall_seconds = out.wall_seconds;
-		rec.rss_bytes = out.rss_bytes;
-		ret = store_add_cell(st, run_id, &rec);
-		if (ret) {
-			result_release(&r);
-			return error("cannot store a result in '%s': %s", a->db, store_errmsg(st));
-		}
-		t->by_status[r.status]++;
-		(*done)++;
-		if (r.status != CELL_OK && r.status != CELL_UNSUPPORTED) {
-			describe_cell(c, what, sizeof(what));
-			if (progress)
-				fputs("\r\033[K", stderr);
-			warning("%s: %s: %s", what, cell_status_name(r.status), r.reason);
-		}
-		result_release(&r);
-	}
-	if (progress)
-		fputs("\r\033[K", stderr);
-	return 0;
+	printf(") in %s -> %s\n", spent, rl->db);
 }
 
 static void print_plan(const struct cell *cells, size_t count)
@@ -366,18 +317,18 @@ static void print_plan(const struct cell *cells, size_t count)
 
 int cmd_run(int argc, char **argv)
 {
-	struct sigaction sa = { .sa_handler = on_interrupt }, old_int, old_term;
 	struct provenance prov;
 	struct run_args a;
 	struct suite *suite;
 	struct store *st = NULL;
 	struct cell *cells = NULL;
-	struct tally tally = { 0 };
-	size_t count, done = 0;
-	int64_t run_id;
+	struct run_loop rl = { .n_runs = 1, .ops = &run_progress_ops };
+	const char *status;
+	size_t count;
+	bool progress;
 	double peak, started = timing_now();
 	char why[512];
-	char cache[PATH_MAX];
+	char loop_why[PATH_MAX + 512];	/* room for the database's path and SQLite's message */
 	int ret = parse_args(argc, argv, &a);
 
 	if (ret)
@@ -416,56 +367,57 @@ int cmd_run(int argc, char **argv)
 	}
 	if (prov.values[PROV_WARNINGS])
 		warning("timings may be unreliable: %s", prov.values[PROV_WARNINGS]);
-	ret = store_begin_run(st, &prov, &run_id);
+	rl.store = st;
+	rl.db = a.db;
+	rl.cells = cells;
+	rl.count = count;
+	rl.limits.seconds = a.time_limit;
+	rl.limits.bytes = a.mem_limit_gib > 0 ? (size_t)(a.mem_limit_gib * (1 << 30)) :
+			  run_loop_default_mem_limit();
+	progress = !a.quiet && isatty(STDERR_FILENO);
+	rl.data = &progress;
+	ret = run_loop_begin(&rl, &prov);
 	provenance_release(&prov);
 	if (ret) {
 		ret = error("cannot record the run in '%s': %s", a.db, store_errmsg(st));
 		goto out_close;
 	}
-	sigaction(SIGINT, &sa, &old_int);
-	sigaction(SIGTERM, &sa, &old_term);
+	run_loop_catch_signals(&rl);
 
 	if (!a.quiet)
 		fprintf(stderr, "run %lld: %zu cells of suite '%s' with %d threads into %s\n",
-			(long long)run_id, count, a.suite, a.sel.threads, a.db);
-	if (!runner_sgemm_peak(a.sel.threads, &peak)) {
-		store_set_run_peak(st, run_id, peak);
+			(long long)rl.runs[0], count, a.suite, a.sel.threads, a.db);
+	if (!run_loop_measure_peak(&rl, a.sel.threads, &peak)) {
 		if (!a.quiet)
 			fprintf(stderr, "SGEMM peak of this machine: %.1f GFLOP/s\n", peak);
 	} else {
 		warning("could not measure the SGEMM peak; peak_fraction will be empty");
 	}
-	if (reference_cache_create(cache, sizeof(cache))) {
+	if (run_loop_use_reference_cache(&rl))
 		warning("no reference cache: every fidelity cell computes its own reference");
-	} else {
-		for (size_t i = 0; i < count; i++)
-			cells[i].cache_dir = cache;
-	}
-	ret = run_cells(st, run_id, cells, count, &a, &tally, &done);
-	if (count && cells[0].cache_dir)
-		reference_cache_remove(cells[0].cache_dir);
+	ret = run_loop_run(&rl, loop_why, sizeof(loop_why));
 	if (ret) {
-		store_finish_run(st, run_id, "failed");
+		ret = error("%s", loop_why);
+		run_loop_finish(&rl, run_loop_status(ret, false));
 	} else {
-		const char *status = interrupted ? "interrupted" :
-				     tally_failed(&tally) ? "failed" : "complete";
-
+		if (progress)
+			fputs("\r\033[K", stderr);
+		status = run_loop_status(0, cells_failed(&rl));
 		/* efficiency lengths against the default baseline, for report and plot */
-		if (!interrupted) {
-			int rc = efficiency_update_run(store_db(st), run_id,
+		if (!run_loop_interrupted()) {
+			int rc = efficiency_update_run(store_db(st), rl.runs[0],
 						       EFFICIENCY_DEFAULT_BASELINE);
 
 			if (rc && rc != -ENODATA)
 				warning("cannot store the efficiency lengths of run %lld: %s",
-					(long long)run_id, rc == -EIO ? store_errmsg(st) :
+					(long long)rl.runs[0], rc == -EIO ? store_errmsg(st) :
 					strerror(-rc));
 		}
-		store_finish_run(st, run_id, status);
-		print_summary(run_id, status, done, &tally, timing_now() - started, a.db);
-		ret = interrupted ? 130 : tally_failed(&tally) ? EXIT_FAILED : EXIT_OK;
+		run_loop_finish(&rl, status);
+		print_summary(&rl, status, timing_now() - started);
+		ret = run_loop_interrupted() ? 130 : cells_failed(&rl) ? EXIT_FAILED : EXIT_OK;
 	}
-	sigaction(SIGINT, &old_int, NULL);
-	sigaction(SIGTERM, &old_term, NULL);
+	run_loop_restore_signals(&rl);
 out_close:
 	store_close(st);
 out_free_cells:
