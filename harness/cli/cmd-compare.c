@@ -16,9 +16,9 @@
 #include "cmd.h"
 #include "compare.h"
 #include "error.h"
+#include "options.h"
 #include "plan.h"
 #include "provenance.h"
-#include "queries.h"
 #include "run-loop.h"
 #include "store.h"
 #include "threads.h"
@@ -126,28 +126,6 @@ struct compare_args {
 	double min_time;		/* < 0: the suite's */
 };
 
-static int parse_run_id(const char *text, const char *option, int64_t *out)
-{
-	char *end;
-	long long x;
-
-	errno = 0;
-	x = strtoll(text, &end, 10);
-	if (errno || end == text || *end || x < 1)
-		return error("%s needs a run id (a whole number >= 1), not '%s'", option, text);
-	*out = x;
-	return 0;
-}
-
-static int parse_number(const char *text, double min, double max, double *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtod(text, &end);
-	return *text && !*end && !errno && *out >= min && *out <= max ? 0 : -EINVAL;
-}
-
 static int parse_option(int opt, struct compare_args *a, char **argv)
 {
 	const struct task_ops *tasks[SUITE_MAX_LIST];
@@ -159,9 +137,9 @@ static int parse_option(int opt, struct compare_args *a, char **argv)
 		a->baseline = optarg;
 		break;
 	case OPT_RUN:
-		return parse_run_id(optarg, "--run", &a->run);
+		return option_run_id("--run", optarg, &a->run);
 	case OPT_AGAINST:
-		return parse_run_id(optarg, "--against", &a->against);
+		return option_run_id("--against", optarg, &a->against);
 	case OPT_FORCE:
 		a->force = true;
 		break;
@@ -176,12 +154,12 @@ static int parse_option(int opt, struct compare_args *a, char **argv)
 			return error("%s", why);
 		break;
 	case OPT_THRESHOLD:
-		if (parse_number(optarg, 0, 0.99, &a->threshold))
+		if (option_number(optarg, 0, 0.99, &a->threshold))
 			return error("--threshold '%s' is not a number in 0..0.99 (0.05 is 5%%)",
 				     optarg);
 		break;
 	case OPT_ACCURACY_THRESHOLD:
-		if (parse_number(optarg, 0, 1, &a->accuracy_threshold))
+		if (option_number(optarg, 0, 1, &a->accuracy_threshold))
 			return error("--accuracy-threshold '%s' is not a number in 0..1 (0.02 is "
 				     "2 points)", optarg);
 		break;
@@ -209,19 +187,19 @@ static int parse_option(int opt, struct compare_args *a, char **argv)
 		a->any_aa_option = true;
 		break;
 	case OPT_REPEATS:
-		if (parse_number(optarg, 1, 1000000, &x) || x != (int)x)
+		if (option_number(optarg, 1, 1000000, &x) || x != (int)x)
 			return error("--repeats '%s' is not a whole number in 1..1000000", optarg);
 		a->repeats = (int)x;
 		a->any_aa_option = true;
 		break;
 	case OPT_MIN_TIME:
-		if (parse_number(optarg, 0, 86400, &a->min_time))
+		if (option_number(optarg, 0, 86400, &a->min_time))
 			return error("--min-time '%s' is not a number of seconds in 0..86400",
 				     optarg);
 		a->any_aa_option = true;
 		break;
 	case OPT_THREADS:
-		if (parse_number(optarg, 1, 1024, &x) || x != (int)x)
+		if (option_number(optarg, 1, 1024, &x) || x != (int)x)
 			return error("--threads '%s' is not a whole number in 1..1024", optarg);
 		a->threads = (int)x;
 		a->any_aa_option = true;
@@ -634,13 +612,10 @@ static int compare_stored(const struct compare_args *a)
 		return error("cannot open database '%s': %s", a->db, why);
 	q.run_id = a->run;
 	if (!q.run_id) {
-		ret = store_latest_run(store_db(st), COMPARE_AA_SUITE, &q.run_id);
-		if (ret) {
-			ret = ret == -ENOENT ? error("no runs in '%s' to compare (A/A runs are "
-						     "only compared with --run)", a->db) :
-			      error("cannot read runs in '%s': %s", a->db, store_errmsg(st));
+		ret = option_latest_run(st, a->db, COMPARE_AA_SUITE, "to compare (A/A runs are "
+					"only compared with --run)", &q.run_id);
+		if (ret)
 			goto out_close;
-		}
 	}
 	q.base_run_id = a->against ? a->against : q.run_id;
 	if (a->against) {

@@ -12,7 +12,7 @@
 #include "cmd.h"
 #include "error.h"
 #include "plot.h"
-#include "run-option.h"
+#include "options.h"
 #include "store.h"
 
 const char usage_plot[] =
@@ -106,7 +106,7 @@ int cmd_plot(int argc, char **argv)
 	}
 	if (optind != argc)
 		return error("plot takes no arguments, only options (see 'attnbench plot --help')");
-	if (run && run_option_parse("--run", run, &po.run_id))
+	if (run && option_run_id("--run", run, &po.run_id))
 		return EXIT_USAGE;
 	if (pareto) {
 		char *end;
@@ -124,7 +124,7 @@ int cmd_plot(int argc, char **argv)
 	po.gnuplot = gnuplot;
 	if (store_open(db, STORE_READONLY, &st, why, sizeof(why)))
 		return error("cannot open database '%s': %s", db, why);
-	if (!run && run_option_latest(st, db, NULL, "to plot", &po.run_id)) {
+	if (!run && option_latest_run(st, db, NULL, "to plot", &po.run_id)) {
 		store_close(st);
 		return EXIT_USAGE;
 	}

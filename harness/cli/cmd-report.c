@@ -15,7 +15,7 @@
 #include "plot.h"
 #include "queries.h"
 #include "report.h"
-#include "run-option.h"
+#include "options.h"
 #include "store.h"
 
 const char usage_report[] =
@@ -142,12 +142,12 @@ int cmd_report(int argc, char **argv)
 	if (optind != argc)
 		return error("report takes no arguments, only options (see 'attnbench report "
 			     "--help')");
-	if (run && run_option_parse("--run", run, &ro.run_id))
+	if (run && option_run_id("--run", run, &ro.run_id))
 		return EXIT_USAGE;
 	if (store_open(db, STORE_READONLY, &st, why, sizeof(why)))
 		return error("cannot open database '%s': %s", db, why);
 	if (!run) {
-		ret = run_option_latest(st, db, NULL, "to report", &ro.run_id);
+		ret = option_latest_run(st, db, NULL, "to report", &ro.run_id);
 		if (ret)
 			goto out_close;
 	} else {

@@ -14,6 +14,7 @@
 #include "cmd.h"
 #include "efficiency.h"
 #include "error.h"
+#include "options.h"
 #include "plan.h"
 #include "provenance.h"
 #include "run-loop.h"
@@ -89,16 +90,6 @@ struct run_args {
 	bool dry_run, quiet;
 };
 
-/* Parses a number in [min, max]; 0 or -EINVAL. */
-static int parse_number(const char *text, double min, double max, double *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtod(text, &end);
-	return *text && !*end && !errno && *out >= min && *out <= max ? 0 : -EINVAL;
-}
-
 static int parse_args(int argc, char **argv, struct run_args *a)
 {
 	struct selection *s = &a->sel;
@@ -151,33 +142,33 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 			ret = params_parse(&s->params, optarg, why, sizeof(why));
 			break;
 		case OPT_SEED:
-			if (parse_number(optarg, 0, 9007199254740992.0, &x) || x != (double)(uint64_t)x)
+			if (option_number(optarg, 0, 9007199254740992.0, &x) || x != (double)(uint64_t)x)
 				return error("--seed '%s' is not a whole number in 0..2^53", optarg);
 			s->seed = (uint64_t)x;
 			break;
 		case OPT_THREADS:
-			if (parse_number(optarg, 1, 1024, &x) || x != (int)x)
+			if (option_number(optarg, 1, 1024, &x) || x != (int)x)
 				return error("--threads '%s' is not a whole number in 1..1024", optarg);
 			s->threads = (int)x;
 			break;
 		case OPT_REPEATS:
-			if (parse_number(optarg, 1, 1000000, &x) || x != (int)x)
+			if (option_number(optarg, 1, 1000000, &x) || x != (int)x)
 				return error("--repeats '%s' is not a whole number in 1..1000000",
 					     optarg);
 			a->repeats = (int)x;
 			break;
 		case OPT_MIN_TIME:
-			if (parse_number(optarg, 0, 86400, &a->min_time))
+			if (option_number(optarg, 0, 86400, &a->min_time))
 				return error("--min-time '%s' is not a number of seconds in 0..86400",
 					     optarg);
 			break;
 		case OPT_TIME_LIMIT:
-			if (parse_number(optarg, 0.1, 86400 * 7, &a->time_limit))
+			if (option_number(optarg, 0.1, 86400 * 7, &a->time_limit))
 				return error("--time-limit '%s' is not a number of seconds in "
 					     "0.1..604800", optarg);
 			break;
 		case OPT_MEM_LIMIT:
-			if (parse_number(optarg, 0.01, 1 << 20, &a->mem_limit_gib))
+			if (option_number(optarg, 0.01, 1 << 20, &a->mem_limit_gib))
 				return error("--mem-limit '%s' is not a number of GiB in 0.01..1048576",
 					     optarg);
 			break;

@@ -1,7 +1,7 @@
 /*
- * run-option.c - choosing the run a command reads (run-option.h).
+ * options.c - option values several commands parse alike (options.h).
  */
-#include "run-option.h"
+#include "options.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -9,7 +9,16 @@
 #include "error.h"
 #include "queries.h"
 
-int run_option_parse(const char *option, const char *text, int64_t *run)
+int option_number(const char *text, double min, double max, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(text, &end);
+	return *text && !*end && !errno && *out >= min && *out <= max ? 0 : -EINVAL;
+}
+
+int option_run_id(const char *option, const char *text, int64_t *run)
 {
 	char *end;
 	long long x;
@@ -22,7 +31,7 @@ int run_option_parse(const char *option, const char *text, int64_t *run)
 	return 0;
 }
 
-int run_option_latest(struct store *st, const char *db, const char *except_suite,
+int option_latest_run(struct store *st, const char *db, const char *except_suite,
 		      const char *purpose, int64_t *run)
 {
 	int ret = store_latest_run(store_db(st), except_suite, run);

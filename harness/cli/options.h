@@ -1,0 +1,30 @@
+/*
+ * options.h - option values that several commands parse alike: numbers in a range, run
+ * ids (`--run ID`), and the latest run when no id is given.
+ */
+#ifndef ATTNBENCH_OPTIONS_H
+#define ATTNBENCH_OPTIONS_H
+
+#include <stdint.h>
+
+#include "store.h"
+
+/* Parses a number in [min, max] (strtod syntax, nothing after it); 0 or -EINVAL. */
+int option_number(const char *text, double min, double max, double *out);
+
+/*
+ * Parses the value of option (e.g. "--run") as a run id, a whole number >= 1. Returns 0,
+ * or prints "OPTION needs a run id (a whole number >= 1), not 'TEXT'" and returns
+ * EXIT_USAGE.
+ */
+int option_run_id(const char *option, const char *text, int64_t *run);
+
+/*
+ * The newest run of st (opened from db), leaving out runs of except_suite (NULL: none).
+ * Returns 0, or prints "no runs in 'DB' PURPOSE" (purpose: "to plot") or the read error
+ * and returns EXIT_USAGE.
+ */
+int option_latest_run(struct store *st, const char *db, const char *except_suite,
+		      const char *purpose, int64_t *run);
+
+#endif
