@@ -19,6 +19,7 @@
 
 #include "task.h"
 #include "variant.h"
+#include "why.h"
 
 /* What import accepts in a column. */
 enum kind {
@@ -114,20 +115,6 @@ static const char *const run_metric_keys[] = { "variant", "pattern", "baseline",
 #define METRIC_PREFIX "metric:"
 
 /* ---------------------------------------------------------------- small helpers */
-
-static void set_why(char *why, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-}
 
 /* A growing byte buffer. */
 struct buf {
@@ -511,10 +498,8 @@ static int load_run(sqlite3 *db, int64_t run, struct run_text *t, char *why, siz
 		return -ENOMEM;
 	rc = sqlite3_prepare_v2(db, sql.p, -1, &st, NULL);
 	free(sql.p);
-	if (rc != SQLITE_OK) {
-		set_why(why, why_len, "cannot read runs: %s", sqlite3_errmsg(db));
-		return -EIO;
-	}
+	if (rc != SQLITE_OK)
+		return why_fail(-EIO, why, why_len, "cannot read runs: %s", sqlite3_errmsg(db));
 	sqlite3_bind_int64(st, 1, run);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -523,12 +508,11 @@ static int load_run(sqlite3 *db, int64_t run, struct run_text *t, char *why, siz
 		csvio_run_key(t->values[R_STARTED], t->values[R_HOSTNAME], t->values[R_COMMAND],
 			      t->key);
 	} else if (rc == SQLITE_DONE) {
-		set_why(why, why_len, "no run %lld in the database", (long long)run);
-		ret = -ENOENT;
+		ret = why_fail(-ENOENT, why, why_len, "no run %lld in the database",
+			       (long long)run);
 	} else {
-		set_why(why, why_len, "cannot read run %lld: %s", (long long)run,
-			sqlite3_errmsg(db));
-		ret = -EIO;
+		ret = why_fail(-EIO, why, why_len, "cannot read run %lld: %s", (long long)run,
+			       sqlite3_errmsg(db));
 	}
 	sqlite3_finalize(st);
 	if (ret)
@@ -629,10 +613,8 @@ int csvio_export(sqlite3 *db, const int64_t *runs, size_t n_runs, FILE *out,
 		buf_str(&sql, ", ");
 		buf_str(&sql, cell_columns[c].name);
 	}
-	if (buf_str(&sql, " FROM cells WHERE run_id = ?1 ORDER BY id")) {
-		set_why(why, why_len, "out of memory");
-		return -ENOMEM;
-	}
+	if (buf_str(&sql, " FROM cells WHERE run_id = ?1 ORDER BY id"))
+		return why_fail(-ENOMEM, why, why_len, "out of memory");
 	if (sqlite3_prepare_v2(db, sql.p, -1, &x.cells, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "SELECT name, unit, value FROM metrics WHERE cell_id = ?1",
 			       -1, &x.metrics, NULL) != SQLITE_OK ||
@@ -640,8 +622,8 @@ int csvio_export(sqlite3 *db, const int64_t *runs, size_t n_runs, FILE *out,
 			       " ORDER BY idx", -1, &x.samples, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "SELECT idx, correct FROM trials WHERE cell_id = ?1"
 			       " ORDER BY idx", -1, &x.trials, NULL) != SQLITE_OK) {
-		set_why(why, why_len, "cannot read the database: %s", sqlite3_errmsg(db));
-		ret = -EIO;
+		ret = why_fail(-EIO, why, why_len, "cannot read the database: %s",
+			       sqlite3_errmsg(db));
 		goto out;
 	}
 	/* Every run must exist before anything is written. */
@@ -677,11 +659,11 @@ int csvio_export(sqlite3 *db, const int64_t *runs, size_t n_runs, FILE *out,
 		run_text_release(&t);
 	}
 	if (ret == -ENOMEM)
-		set_why(why, why_len, "out of memory");
+		why_set(why, why_len, "out of memory");
 	else if (ret == -EIO && ferror(out))
-		set_why(why, why_len, "cannot write: %s", strerror(errno));
+		why_set(why, why_len, "cannot write: %s", strerror(errno));
 	else if (ret == -EIO)
-		set_why(why, why_len, "cannot read the database: %s", sqlite3_errmsg(db));
+		why_set(why, why_len, "cannot read the database: %s", sqlite3_errmsg(db));
 out:
 	if (cells)
 		*cells = written;
@@ -868,19 +850,17 @@ static void fail(struct parser *p, const char *column, const char *fmt, ...)
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
 	if (column)
-		set_why(p->why, p->why_len, "line %d, column '%s': %s", p->row_line, column,
+		why_set(p->why, p->why_len, "line %d, column '%s': %s", p->row_line, column,
 			message);
 	else
-		set_why(p->why, p->why_len, "line %d: %s", p->row_line, message);
+		why_set(p->why, p->why_len, "line %d: %s", p->row_line, message);
 	p->ret = -EINVAL;
 }
 
 static void fail_nomem(struct parser *p)
 {
-	if (!p->ret) {
-		set_why(p->why, p->why_len, "out of memory");
-		p->ret = -ENOMEM;
-	}
+	if (!p->ret)
+		p->ret = why_fail(-ENOMEM, p->why, p->why_len, "out of memory");
 }
 
 static bool valid_utf8(const unsigned char *s, size_t len)
@@ -1736,13 +1716,11 @@ int csvio_parse(const char *text, size_t len, struct csvio_data **out, char *why
 	if (!p.d || csv_init(&csv, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL |
 				   CSV_EMPTY_IS_NULL)) {
 		free(p.d);
-		set_why(why, why_len, "out of memory");
-		return -ENOMEM;
+		return why_fail(-ENOMEM, why, why_len, "out of memory");
 	}
 	csv_set_space_func(&csv, no_space);
 	if (open_scratch(&p)) {
-		set_why(why, why_len, "cannot open a scratch SQLite database");
-		p.ret = -EIO;
+		p.ret = why_fail(-EIO, why, why_len, "cannot open a scratch SQLite database");
 		goto out;
 	}
 	if (len >= 3 && !memcmp(text, "\xef\xbb\xbf", 3))
@@ -1766,13 +1744,10 @@ int csvio_parse(const char *text, size_t len, struct csvio_data **out, char *why
 	}
 	if (!p.ret && csv_fini(&csv, on_field, on_row, &p) && !p.ret)
 		fail(&p, NULL, "a quoted field is not closed before the end of the file");
-	if (!p.ret && !p.header_done) {
-		set_why(why, why_len, "the file is empty (no header row)");
-		p.ret = -EINVAL;
-	} else if (!p.ret && p.d->n_cells == 0) {
-		set_why(why, why_len, "no rows after the header");
-		p.ret = -EINVAL;
-	}
+	if (!p.ret && !p.header_done)
+		p.ret = why_fail(-EINVAL, why, why_len, "the file is empty (no header row)");
+	else if (!p.ret && p.d->n_cells == 0)
+		p.ret = why_fail(-EINVAL, why, why_len, "no rows after the header");
 out:
 	csv_free(&csv);
 	clear_fields(&p);
@@ -1833,7 +1808,7 @@ static int insert_all(sqlite3 *db, const struct csvio_data *d, sqlite3_stmt **st
 		bind_value(st[I_FIND], 3, &run->v[R_COMMAND]);
 		rc = sqlite3_step(st[I_FIND]);
 		if (rc == SQLITE_ROW) {
-			set_why(why, why_len, "the run of line %d (started %s on %s) is already "
+			why_set(why, why_len, "the run of line %d (started %s on %s) is already "
 				"in the database as run %lld", run->line, run->v[R_STARTED].s,
 				run->v[R_HOSTNAME].s ? run->v[R_HOSTNAME].s : "an unnamed host",
 				(long long)sqlite3_column_int64(st[I_FIND], 0));
@@ -1939,30 +1914,27 @@ int csvio_import(sqlite3 *db, const struct csvio_data *d, int64_t *first_run, ch
 	for (int c = 0; c < C_COUNT; c++)
 		buf_str(&cell_sql, ", ?");
 	if (buf_str(&cell_sql, ")") || !run_sql.p || !run_ids) {
-		set_why(why, why_len, "out of memory");
-		ret = -ENOMEM;
+		ret = why_fail(-ENOMEM, why, why_len, "out of memory");
 		goto out;
 	}
 	sql[I_RUN] = run_sql.p;
 	sql[I_CELL] = cell_sql.p;
 	for (int i = 0; i < I_COUNT; i++)
 		if (sqlite3_prepare_v2(db, sql[i], -1, &st[i], NULL) != SQLITE_OK) {
-			set_why(why, why_len, "cannot prepare the import: %s", sqlite3_errmsg(db));
-			ret = -EIO;
+			ret = why_fail(-EIO, why, why_len, "cannot prepare the import: %s",
+				       sqlite3_errmsg(db));
 			goto out;
 		}
 	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		set_why(why, why_len, "cannot begin a transaction: %s", sqlite3_errmsg(db));
-		ret = -EIO;
+		ret = why_fail(-EIO, why, why_len, "cannot begin a transaction: %s",
+			       sqlite3_errmsg(db));
 		goto out;
 	}
 	ret = insert_all(db, d, st, run_ids, why, why_len);
 	if (ret == -EIO)
-		set_why(why, why_len, "cannot insert: %s", sqlite3_errmsg(db));
-	if (!ret && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		set_why(why, why_len, "cannot commit: %s", sqlite3_errmsg(db));
-		ret = -EIO;
-	}
+		why_set(why, why_len, "cannot insert: %s", sqlite3_errmsg(db));
+	if (!ret && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		ret = why_fail(-EIO, why, why_len, "cannot commit: %s", sqlite3_errmsg(db));
 	if (ret)
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 	else if (first_run)
@@ -2043,16 +2015,15 @@ static int read_identities(const char *path, int source, bool may_be_new,
 	sqlite3_finalize(st);
 	st = NULL;
 	if (version > STORE_SCHEMA_VERSION) {
-		set_why(why, why_len, "'%s' has schema version %d, newer than this build's %d",
-			path, version, STORE_SCHEMA_VERSION);
-		ret = -EPROTO;
+		ret = why_fail(-EPROTO, why, why_len,
+			       "'%s' has schema version %d, newer than this build's %d", path,
+			       version, STORE_SCHEMA_VERSION);
 		goto out;
 	}
 	if (version == 0) {
 		if (may_be_new && tables == 0)
 			goto out;
-		set_why(why, why_len, "'%s' is not an attnbench database", path);
-		ret = -EPROTO;
+		ret = why_fail(-EPROTO, why, why_len, "'%s' is not an attnbench database", path);
 		goto out;
 	}
 	if (sqlite3_prepare_v2(db, "SELECT id, started, hostname, command FROM runs", -1, &st,
@@ -2081,14 +2052,13 @@ static int read_identities(const char *path, int source, bool may_be_new,
 			break;
 	}
 	if (nomem) {
-		set_why(why, why_len, "out of memory");
-		ret = -ENOMEM;
+		ret = why_fail(-ENOMEM, why, why_len, "out of memory");
 	} else if (rc != SQLITE_DONE) {
 		goto sqlite_trouble;
 	}
 	goto out;
 sqlite_trouble:
-	set_why(why, why_len, "cannot read '%s': %s", path,
+	why_set(why, why_len, "cannot read '%s': %s", path,
 		db ? sqlite3_errmsg(db) : "out of memory");
 	ret = version < 0 ? -EPROTO : -EIO;
 out:
@@ -2111,13 +2081,12 @@ int csvio_merge_check(const char *out_path, const char *const *inputs, int n,
 		out_real[0] = '\0';
 	for (int i = 0; i < n && !ret; i++) {
 		if (stat(inputs[i], &st)) {
-			set_why(why, why_len, "cannot open input '%s': %s", inputs[i],
-				strerror(errno));
-			ret = -ENOENT;
+			ret = why_fail(-ENOENT, why, why_len, "cannot open input '%s': %s",
+				       inputs[i], strerror(errno));
 		} else if (out_exists && realpath(inputs[i], in_real) && out_real[0] &&
 			   !strcmp(in_real, out_real)) {
-			set_why(why, why_len, "input '%s' is the output", inputs[i]);
-			ret = -EINVAL;
+			ret = why_fail(-EINVAL, why, why_len, "input '%s' is the output",
+				       inputs[i]);
 		}
 	}
 	if (!ret && out_exists)
@@ -2135,12 +2104,12 @@ int csvio_merge_check(const char *out_path, const char *const *inputs, int n,
 				continue;
 			ret = -EEXIST;
 			if (a->source < 0)
-				set_why(why, why_len, "run %lld of '%s' (started %s on %s) is already "
+				why_set(why, why_len, "run %lld of '%s' (started %s on %s) is already "
 					"in '%s' as run %lld", (long long)b->id, inputs[b->source],
 					b->started ? b->started : "?",
 					b->hostname ? b->hostname : "?", out_path, (long long)a->id);
 			else
-				set_why(why, why_len, "run %lld of '%s' (started %s on %s) is also "
+				why_set(why, why_len, "run %lld of '%s' (started %s on %s) is also "
 					"run %lld of '%s'", (long long)b->id, inputs[b->source],
 					b->started ? b->started : "?",
 					b->hostname ? b->hostname : "?", (long long)a->id,
@@ -2310,11 +2279,10 @@ static int copy_input(sqlite3 *db, const char *schema, const char *path, int64_t
 		dup_main = sqlite3_column_int64(st, 1);
 	}
 	sqlite3_finalize(st);
-	if (rc == SQLITE_ROW) {
-		set_why(why, why_len, "run %lld of '%s' is already in the output as run %lld",
-			(long long)dup_src, path, (long long)dup_main);
-		return -EEXIST;
-	}
+	if (rc == SQLITE_ROW)
+		return why_fail(-EEXIST, why, why_len,
+				"run %lld of '%s' is already in the output as run %lld",
+				(long long)dup_src, path, (long long)dup_main);
 	if (rc != SQLITE_DONE)
 		return -EIO;
 
@@ -2351,18 +2319,15 @@ int csvio_merge(sqlite3 *db, const char *const *inputs, int n, int64_t *runs,
 	char schema[32], attach[64];
 
 	*runs = *cells = 0;
-	if (limit < 1) {
-		set_why(why, why_len, "SQLite allows no attached databases");
-		return -EIO;
-	}
-	if (query_int64(db, "SELECT coalesce(max(id), 0) FROM main.runs", &first_max, NULL)) {
-		set_why(why, why_len, "cannot read the output: %s", sqlite3_errmsg(db));
-		return -EIO;
-	}
+	if (limit < 1)
+		return why_fail(-EIO, why, why_len, "SQLite allows no attached databases");
+	if (query_int64(db, "SELECT coalesce(max(id), 0) FROM main.runs", &first_max, NULL))
+		return why_fail(-EIO, why, why_len, "cannot read the output: %s",
+				sqlite3_errmsg(db));
 	for (int g = 0; g < n && !ret; g += limit) {
 		if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-			set_why(why, why_len, "cannot begin a transaction: %s", sqlite3_errmsg(db));
-			ret = -EIO;
+			ret = why_fail(-EIO, why, why_len, "cannot begin a transaction: %s",
+				       sqlite3_errmsg(db));
 			break;
 		}
 		for (int i = g; i < n && i < g + limit && !ret; i++) {
@@ -2372,9 +2337,8 @@ int csvio_merge(sqlite3 *db, const char *const *inputs, int n, int64_t *runs,
 
 			snprintf(schema, sizeof(schema), "src%d", i - g);
 			if (!uri) {
-				set_why(why, why_len, "cannot open input '%s': %s", inputs[i],
-					strerror(errno));
-				ret = -EIO;
+				ret = why_fail(-EIO, why, why_len, "cannot open input '%s': %s",
+					       inputs[i], strerror(errno));
 				break;
 			}
 			snprintf(attach, sizeof(attach), "ATTACH DATABASE ?1 AS %s", schema);
@@ -2386,27 +2350,24 @@ int csvio_merge(sqlite3 *db, const char *const *inputs, int n, int64_t *runs,
 			}
 			free(uri);
 			if (rc != SQLITE_DONE) {
-				set_why(why, why_len, "cannot attach '%s': %s", inputs[i],
-					sqlite3_errmsg(db));
-				ret = -EIO;
+				ret = why_fail(-EIO, why, why_len, "cannot attach '%s': %s",
+					       inputs[i], sqlite3_errmsg(db));
 				break;
 			}
 			attached++;
 			if (sqlite3_db_readonly(db, schema) != 1) {
-				set_why(why, why_len, "input '%s' did not open read-only (SQLite "
-					"needs URI filenames enabled)", inputs[i]);
-				ret = -EIO;
+				ret = why_fail(-EIO, why, why_len, "input '%s' did not open "
+					       "read-only (SQLite needs URI filenames enabled)",
+					       inputs[i]);
 				break;
 			}
 			ret = copy_input(db, schema, inputs[i], runs, cells, why, why_len);
 			if (ret == -EIO || ret == -ENOMEM)
-				set_why(why, why_len, "cannot copy '%s': %s", inputs[i],
+				why_set(why, why_len, "cannot copy '%s': %s", inputs[i],
 					ret == -ENOMEM ? "out of memory" : sqlite3_errmsg(db));
 		}
-		if (!ret && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-			set_why(why, why_len, "cannot commit: %s", sqlite3_errmsg(db));
-			ret = -EIO;
-		}
+		if (!ret && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+			ret = why_fail(-EIO, why, why_len, "cannot commit: %s", sqlite3_errmsg(db));
 		if (ret)
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		for (int k = 0; k < attached; k++) {
