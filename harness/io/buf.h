@@ -1,6 +1,7 @@
 /*
- * buf.h - a growing byte buffer, for the text and SQL the io room builds (CSV
- * headers and lists, JSON, statements, URIs). Private to harness/io.
+ * buf.h - growing buffers for the io room, private to harness/io: a byte buffer for the
+ * text and SQL it builds (CSV headers and lists, JSON, statements, URIs), and room for
+ * one more item in a malloc()ed array (rows, fields, list items, run identities).
  */
 #ifndef ATTNBENCH_BUF_H
 #define ATTNBENCH_BUF_H
@@ -17,5 +18,12 @@ struct buf {
 int buf_add(struct buf *b, const char *text, size_t len);
 /* buf_add() of a NUL-terminated string. */
 int buf_str(struct buf *b, const char *text);
+
+/*
+ * Makes room for item n (0-based) in *array, a malloc()ed array (or NULL) of items of
+ * size bytes with room for *cap; array is the address of the caller's pointer. Returns
+ * 0; -ENOMEM with *array and *cap unchanged.
+ */
+int buf_grow(void *array, size_t n, size_t *cap, size_t size);
 
 #endif

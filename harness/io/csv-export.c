@@ -135,15 +135,9 @@ static int collect_metric_columns(sqlite3 *db, const int64_t *runs, size_t n_run
 			const char *name = (const char *)sqlite3_column_text(st, 0);
 			const char *unit = (const char *)sqlite3_column_text(st, 1);
 
-			if (n == cap) {
-				struct csv_metric_column *grown = realloc(m, (cap = 2 * cap + 32) *
-								     sizeof(*m));
-
-				if (!grown) {
-					rc = SQLITE_NOMEM;
-					break;
-				}
-				m = grown;
+			if (buf_grow(&m, n, &cap, sizeof(*m))) {
+				rc = SQLITE_NOMEM;
+				break;
 			}
 			m[n].name = strdup(name ? name : "");
 			m[n].unit = strdup(unit ? unit : "");

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "buf.h"
 #include "csv-export.h"
 #include "csv-format.h"
 #include "task.h"
@@ -397,7 +398,7 @@ static bool parse_list(struct parser *p, const char *header, struct field *f, bo
 		       int64_t **idx_out, double **real_out, int **int_out, size_t *count)
 {
 	char *s = f->text, *item, *save = NULL, show[64];
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap_idx = 0, cap_values = 0;
 	int64_t next = 0, *idx = NULL;
 	double *reals = NULL;
 	int *ints = NULL;
@@ -429,28 +430,12 @@ static bool parse_list(struct parser *p, const char *header, struct field *f, bo
 			ok = false;
 			break;
 		}
-		if (n == cap) {
-			int64_t *i2 = realloc(idx, (cap = 2 * cap + 16) * sizeof(*idx));
-
-			if (i2)
-				idx = i2;
-			if (trials) {
-				int *t2 = realloc(ints, cap * sizeof(*ints));
-
-				if (t2)
-					ints = t2;
-				ok = i2 && t2;
-			} else {
-				double *r2 = realloc(reals, cap * sizeof(*reals));
-
-				if (r2)
-					reals = r2;
-				ok = i2 && r2;
-			}
-			if (!ok) {
-				fail_nomem(p);
-				break;
-			}
+		if (buf_grow(&idx, n, &cap_idx, sizeof(*idx)) ||
+		    (trials ? buf_grow(&ints, n, &cap_values, sizeof(*ints)) :
+			      buf_grow(&reals, n, &cap_values, sizeof(*reals)))) {
+			fail_nomem(p);
+			ok = false;
+			break;
 		}
 		idx[n] = at;
 		if (trials)
@@ -546,16 +531,9 @@ static bool parse_run_metrics(struct parser *p, const char *header, struct csv_r
 				bad = true;
 			}
 		}
-		if (!bad && r->n_rm == cap) {
-			struct csv_run_metric *grown = realloc(r->rm, (cap = 2 * cap + 8) *
-							       sizeof(*grown));
-
-			if (grown) {
-				r->rm = grown;
-			} else {
-				fail_nomem(p);
-				bad = true;
-			}
+		if (!bad && buf_grow(&r->rm, r->n_rm, &cap, sizeof(*r->rm))) {
+			fail_nomem(p);
+			bad = true;
 		}
 		if (bad) {
 			fail(p, header, "item %zu needs exactly the keys variant, pattern, "
@@ -588,6 +566,7 @@ static int header_find(const struct parser *p, enum role role, size_t index)
 static void parse_header(struct parser *p)
 {
 	struct csv_import_data *d = p->d;
+	size_t cap_metrics = 0;
 	char show[64];
 
 	p->cols = calloc(p->n_fields ? p->n_fields : 1, sizeof(*p->cols));
@@ -642,15 +621,9 @@ static void parse_header(struct parser *p)
 					fail(p, NULL, "header column '%s' appears twice", show);
 					break;
 				}
-			if (!p->ret) {
-				struct csv_metric_column *grown = realloc(d->metrics, (d->n_metrics + 1) *
-								     sizeof(*grown));
-
-				if (!grown)
-					fail_nomem(p);
-				else
-					d->metrics = grown;
-			}
+			if (!p->ret && buf_grow(&d->metrics, d->n_metrics, &cap_metrics,
+						sizeof(*d->metrics)))
+				fail_nomem(p);
 			if (p->ret) {
 				free(m.name);
 				free(m.unit);
@@ -713,6 +686,7 @@ static void parse_row(struct parser *p)
 	struct csv_run run = { 0 };
 	struct csv_run *known;
 	const char *key_text = NULL, *rm_header = "run_metrics";
+	size_t cap_metrics = 0;
 	char key[17], show[64];
 	bool ok = true;
 
@@ -754,7 +728,6 @@ static void parse_row(struct parser *p)
 			break;
 		case ROLE_METRIC: {
 			struct csv_cell_metric m = { .column = h->index };
-			struct csv_cell_metric *grown;
 
 			if (!f->text || !f->len)
 				break;
@@ -774,13 +747,12 @@ static void parse_row(struct parser *p)
 				}
 			if (!ok)
 				break;
-			grown = realloc(cell.metrics, (cell.n_metrics + 1) * sizeof(*grown));
-			if (!grown) {
+			if (buf_grow(&cell.metrics, cell.n_metrics, &cap_metrics,
+				     sizeof(*cell.metrics))) {
 				fail_nomem(p);
 				ok = false;
 				break;
 			}
-			cell.metrics = grown;
 			cell.metrics[cell.n_metrics++] = m;
 			break;
 		}
@@ -851,32 +823,20 @@ static void parse_row(struct parser *p)
 	} else {
 		if (!parse_run_metrics(p, rm_header, &run))
 			goto fail;
-		if (d->n_runs == d->cap_runs) {
-			struct csv_run *grown = realloc(d->runs, (d->cap_runs = 2 * d->cap_runs + 4) *
-							sizeof(*grown));
-
-			if (!grown) {
-				fail_nomem(p);
-				goto fail;
-			}
-			d->runs = grown;
+		if (buf_grow(&d->runs, d->n_runs, &d->cap_runs, sizeof(*d->runs))) {
+			fail_nomem(p);
+			goto fail;
 		}
 		memcpy(run.key, key, sizeof(key));
 		run.line = p->row_line;
 		cell.run = d->n_runs;
 		d->runs[d->n_runs++] = run;
 	}
-	if (d->n_cells == d->cap_cells) {
-		struct csv_cell *grown = realloc(d->cells, (d->cap_cells = 2 * d->cap_cells + 64) *
-						 sizeof(*grown));
-
-		if (!grown) {
-			fail_nomem(p);
-			/* the run, if new, is owned by d now */
-			cell_release(&cell);
-			return;
-		}
-		d->cells = grown;
+	if (buf_grow(&d->cells, d->n_cells, &d->cap_cells, sizeof(*d->cells))) {
+		fail_nomem(p);
+		/* the run, if new, is owned by d now */
+		cell_release(&cell);
+		return;
 	}
 	d->cells[d->n_cells++] = cell;
 	return;
@@ -904,15 +864,9 @@ static void on_field(void *data, size_t len, void *arg)
 	}
 	if (p->ret)
 		return;
-	if (p->n_fields == p->cap_fields) {
-		struct field *grown = realloc(p->fields, (p->cap_fields = 2 * p->cap_fields + 64) *
-					      sizeof(*grown));
-
-		if (!grown) {
-			fail_nomem(p);
-			return;
-		}
-		p->fields = grown;
+	if (buf_grow(&p->fields, p->n_fields, &p->cap_fields, sizeof(*p->fields))) {
+		fail_nomem(p);
+		return;
 	}
 	f = &p->fields[p->n_fields++];
 	f->len = len;

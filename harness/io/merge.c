@@ -100,15 +100,9 @@ static int read_identities(const char *path, int source, bool may_be_new,
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct run_identity *r;
 
-		if (*n == *cap) {
-			struct run_identity *grown = realloc(*ids, (*cap = 2 * *cap + 64) *
-							     sizeof(*grown));
-
-			if (!grown) {
-				nomem = true;
-				break;
-			}
-			*ids = grown;
+		if (buf_grow(ids, *n, cap, sizeof(**ids))) {
+			nomem = true;
+			break;
 		}
 		r = &(*ids)[(*n)++];
 		r->id = sqlite3_column_int64(st, 0);
