@@ -317,13 +317,11 @@ static int load_run(sqlite3 *db, int64_t run, struct run_text *t, char *why, siz
 	int rc, ret = 0;
 
 	memset(t, 0, sizeof(*t));
-	buf_str(&sql, "SELECT ");
-	for (int c = 0; c < R_COUNT; c++) {
-		buf_str(&sql, c ? ", " : "");
-		buf_str(&sql, csv_run_columns[c].name);
-	}
-	if (buf_str(&sql, " FROM runs WHERE id = ?1"))
+	if (buf_str(&sql, "SELECT ") || csv_column_list(&sql, csv_run_columns, R_COUNT, false) ||
+	    buf_str(&sql, " FROM runs WHERE id = ?1")) {
+		free(sql.p);
 		return -ENOMEM;
+	}
 	rc = sqlite3_prepare_v2(db, sql.p, -1, &st, NULL);
 	free(sql.p);
 	if (rc != SQLITE_OK)
@@ -358,6 +356,13 @@ struct export_ctx {
 	struct buf list, json;
 };
 
+/* A comma, then text as a field (nothing for NULL); only the comma once ret is set. */
+static int write_next_field(FILE *out, const char *text, size_t len, bool escape, int ret)
+{
+	fputc(',', out);
+	return ret || !text ? ret : csv_export_field(out, text, len, escape);
+}
+
 static int write_cell(struct export_ctx *x, const struct run_text *run)
 {
 	sqlite3_stmt *st = x->cells;
@@ -366,20 +371,15 @@ static int write_cell(struct export_ctx *x, const struct run_text *run)
 	FILE *out = x->out;
 
 	fputs(run->key, out);
-	for (int c = 0; c < R_COUNT && !ret; c++) {
-		fputc(',', out);
-		if (run->values[c])
-			ret = csv_export_field(out, run->values[c], run->lens[c],
-					       csv_is_text_kind(csv_run_columns[c].kind));
-	}
+	for (int c = 0; c < R_COUNT && !ret; c++)
+		ret = write_next_field(out, run->values[c], run->lens[c],
+				       csv_is_text_kind(csv_run_columns[c].kind), 0);
 	for (int c = 0; c < C_COUNT && !ret; c++) {
 		size_t len;
 		char *text = column_text(st, c + 1, &len, &ret);
 
-		fputc(',', out);
-		if (text)
-			ret = csv_export_field(out, text, len,
-					       csv_is_text_kind(csv_cell_columns[c].kind));
+		ret = write_next_field(out, text, len, csv_is_text_kind(csv_cell_columns[c].kind),
+				       ret);
 		free(text);
 	}
 	if (ret)
@@ -414,17 +414,11 @@ static int write_cell(struct export_ctx *x, const struct run_text *run)
 	}
 
 	ret = list_text(x->samples, cell, false, &x->list);
-	fputc(',', out);
-	if (!ret && x->list.len)
-		ret = csv_export_field(out, x->list.p, x->list.len, false);
+	ret = write_next_field(out, x->list.len ? x->list.p : NULL, x->list.len, false, ret);
 	if (!ret)
 		ret = list_text(x->trials, cell, true, &x->list);
-	fputc(',', out);
-	if (!ret && x->list.len)
-		ret = csv_export_field(out, x->list.p, x->list.len, false);
-	fputc(',', out);
-	if (!ret && x->json.len)
-		ret = csv_export_field(out, x->json.p, x->json.len, true);
+	ret = write_next_field(out, x->list.len ? x->list.p : NULL, x->list.len, false, ret);
+	ret = write_next_field(out, x->json.len ? x->json.p : NULL, x->json.len, true, ret);
 	fputs("\r\n", out);
 	return ret ? ret : ferror(out) ? -EIO : 0;
 }
@@ -437,13 +431,12 @@ int csv_export_runs(sqlite3 *db, const int64_t *runs, size_t n_runs, FILE *out,
 	size_t written = 0;
 	int ret;
 
-	buf_str(&sql, "SELECT id");
-	for (int c = 0; c < C_COUNT; c++) {
-		buf_str(&sql, ", ");
-		buf_str(&sql, csv_cell_columns[c].name);
-	}
-	if (buf_str(&sql, " FROM cells WHERE run_id = ?1 ORDER BY id"))
+	if (buf_str(&sql, "SELECT id, ") ||
+	    csv_column_list(&sql, csv_cell_columns, C_COUNT, false) ||
+	    buf_str(&sql, " FROM cells WHERE run_id = ?1 ORDER BY id")) {
+		free(sql.p);
 		return why_fail(-ENOMEM, why, why_len, "out of memory");
+	}
 	if (sqlite3_prepare_v2(db, sql.p, -1, &x.cells, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "SELECT name, unit, value FROM metrics WHERE cell_id = ?1",
 			       -1, &x.metrics, NULL) != SQLITE_OK ||

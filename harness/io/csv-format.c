@@ -5,6 +5,7 @@
  */
 #include "csv-format.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,16 @@ const struct csv_column csv_cell_columns[C_COUNT] = {
 
 const char *const csv_run_metric_keys[CSV_RM_KEYS] = { "variant", "pattern", "baseline",
 						       "name", "unit" };
+
+int csv_column_list(struct buf *b, const struct csv_column *cols, int n, bool marks)
+{
+	int ret = 0;
+
+	for (int c = 0; c < n && !ret; c++)
+		ret = buf_str(b, c ? ", " : "") || buf_str(b, marks ? "?" : cols[c].name) ?
+		      -ENOMEM : 0;
+	return ret;
+}
 
 bool csv_is_text_kind(enum csv_kind k)
 {

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
+
 /* What import accepts in a column. */
 enum csv_kind {
 	K_TEXT,		/* any UTF-8 text */
@@ -50,6 +52,12 @@ enum cell_column {
 };
 
 extern const struct csv_column csv_cell_columns[C_COUNT];
+
+/*
+ * Appends "a, b, c" to the SQL in b: the names of cols[0..n), or as many ? placeholders
+ * when marks is set. Returns 0 or -ENOMEM.
+ */
+int csv_column_list(struct buf *b, const struct csv_column *cols, int n, bool marks);
 
 /* The fields of a run_metrics row besides run_id and value, in table order. */
 extern const char *const csv_run_metric_keys[];

@@ -6,6 +6,7 @@
 #include "csv-import.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "buf.h"
@@ -37,6 +38,32 @@ static int step_reset(sqlite3_stmt *st)
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+/* A number that may be missing (NULL), as metrics and run metrics hold it. */
+static void bind_number(sqlite3_stmt *st, int at, bool null, double value)
+{
+	if (null)
+		sqlite3_bind_null(st, at);
+	else
+		sqlite3_bind_double(st, at, value);
+}
+
+/* The rows (cell, idx, value) of a list column: samples (reals) or trials (ints). */
+static int insert_list(sqlite3_stmt *st, int64_t cell, const int64_t *idx,
+		       const double *reals, const int *ints, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		sqlite3_bind_int64(st, 1, cell);
+		sqlite3_bind_int64(st, 2, idx[k]);
+		if (reals)
+			sqlite3_bind_double(st, 3, reals[k]);
+		else
+			sqlite3_bind_int(st, 3, ints[k]);
+		if (step_reset(st))
+			return -EIO;
+	}
+	return 0;
 }
 
 enum import_stmt { I_FIND, I_RUN, I_RUN_METRIC, I_CELL, I_METRIC, I_SAMPLE, I_TRIAL,
@@ -75,10 +102,7 @@ static int insert_all(sqlite3 *db, const struct csv_import_data *d, sqlite3_stmt
 			sqlite3_bind_int64(s, 1, run_ids[r]);
 			for (int k = 0; k < CSV_RM_KEYS; k++)
 				sqlite3_bind_text(s, 2 + k, run->rm[i].keys[k], -1, SQLITE_STATIC);
-			if (run->rm[i].null)
-				sqlite3_bind_null(s, 2 + CSV_RM_KEYS);
-			else
-				sqlite3_bind_double(s, 2 + CSV_RM_KEYS, run->rm[i].value);
+			bind_number(s, 2 + CSV_RM_KEYS, run->rm[i].null, run->rm[i].value);
 			if (step_reset(s))
 				return -EIO;
 		}
@@ -98,28 +122,15 @@ static int insert_all(sqlite3 *db, const struct csv_import_data *d, sqlite3_stmt
 
 			sqlite3_bind_int64(st[I_METRIC], 1, cell);
 			sqlite3_bind_text(st[I_METRIC], 2, m->name, -1, SQLITE_STATIC);
-			if (c->metrics[k].null)
-				sqlite3_bind_null(st[I_METRIC], 3);
-			else
-				sqlite3_bind_double(st[I_METRIC], 3, c->metrics[k].value);
+			bind_number(st[I_METRIC], 3, c->metrics[k].null, c->metrics[k].value);
 			sqlite3_bind_text(st[I_METRIC], 4, m->unit, -1, SQLITE_STATIC);
 			if (step_reset(st[I_METRIC]))
 				return -EIO;
 		}
-		for (size_t k = 0; k < c->n_samples; k++) {
-			sqlite3_bind_int64(st[I_SAMPLE], 1, cell);
-			sqlite3_bind_int64(st[I_SAMPLE], 2, c->sample_idx[k]);
-			sqlite3_bind_double(st[I_SAMPLE], 3, c->samples[k]);
-			if (step_reset(st[I_SAMPLE]))
-				return -EIO;
-		}
-		for (size_t k = 0; k < c->n_trials; k++) {
-			sqlite3_bind_int64(st[I_TRIAL], 1, cell);
-			sqlite3_bind_int64(st[I_TRIAL], 2, c->trial_idx[k]);
-			sqlite3_bind_int(st[I_TRIAL], 3, c->trials[k]);
-			if (step_reset(st[I_TRIAL]))
-				return -EIO;
-		}
+		if (insert_list(st[I_SAMPLE], cell, c->sample_idx, c->samples, NULL,
+				c->n_samples) ||
+		    insert_list(st[I_TRIAL], cell, c->trial_idx, NULL, c->trials, c->n_trials))
+			return -EIO;
 	}
 	return 0;
 }
@@ -142,24 +153,16 @@ int csv_import_store(sqlite3 *db, const struct csv_import_data *d, int64_t *firs
 	int64_t *run_ids = calloc(d->n_runs ? d->n_runs : 1, sizeof(*run_ids));
 	int ret = 0;
 
-	buf_str(&run_sql, "INSERT INTO runs (");
-	for (int c = 0; c < R_COUNT; c++) {
-		buf_str(&run_sql, c ? ", " : "");
-		buf_str(&run_sql, csv_run_columns[c].name);
-	}
-	buf_str(&run_sql, ") VALUES (?");
-	for (int c = 1; c < R_COUNT; c++)
-		buf_str(&run_sql, ", ?");
-	buf_str(&run_sql, ")");
-	buf_str(&cell_sql, "INSERT INTO cells (run_id");
-	for (int c = 0; c < C_COUNT; c++) {
-		buf_str(&cell_sql, ", ");
-		buf_str(&cell_sql, csv_cell_columns[c].name);
-	}
-	buf_str(&cell_sql, ") VALUES (?");
-	for (int c = 0; c < C_COUNT; c++)
-		buf_str(&cell_sql, ", ?");
-	if (buf_str(&cell_sql, ")") || !run_sql.p || !run_ids) {
+	if (buf_str(&run_sql, "INSERT INTO runs (") ||
+	    csv_column_list(&run_sql, csv_run_columns, R_COUNT, false) ||
+	    buf_str(&run_sql, ") VALUES (") ||
+	    csv_column_list(&run_sql, csv_run_columns, R_COUNT, true) ||
+	    buf_str(&run_sql, ")") ||
+	    buf_str(&cell_sql, "INSERT INTO cells (run_id, ") ||
+	    csv_column_list(&cell_sql, csv_cell_columns, C_COUNT, false) ||
+	    buf_str(&cell_sql, ") VALUES (?, ") ||
+	    csv_column_list(&cell_sql, csv_cell_columns, C_COUNT, true) ||
+	    buf_str(&cell_sql, ")") || !run_ids) {
 		ret = why_fail(-ENOMEM, why, why_len, "out of memory");
 		goto out;
 	}
