@@ -229,6 +229,26 @@ static int query_int64(sqlite3 *db, const char *sql, int64_t *value, bool *null)
 	return rc == SQLITE_ROW ? 0 : -EIO;
 }
 
+/*
+ * How far the ids of the input's table move to follow main's: the largest id in main,
+ * less the input's smallest (1 when *none, the input's table being empty), plus 1.
+ */
+static int id_offset(sqlite3 *db, const char *schema, const char *table, int64_t *offset,
+		     bool *none)
+{
+	char sql[128];
+	int64_t max_main, min_input;
+
+	snprintf(sql, sizeof(sql), "SELECT coalesce(max(id), 0) FROM main.%s", table);
+	if (query_int64(db, sql, &max_main, NULL))
+		return -EIO;
+	snprintf(sql, sizeof(sql), "SELECT min(id) FROM %s.%s", schema, table);
+	if (query_int64(db, sql, &min_input, none))
+		return -EIO;
+	*offset = max_main - (*none ? 1 : min_input) + 1;
+	return 0;
+}
+
 /* What is copied, in an order that satisfies the foreign keys. */
 static const struct {
 	const char *table;
@@ -324,7 +344,7 @@ static int copy_input(sqlite3 *db, const char *schema, const char *path, int64_t
 		      int64_t *cells, char *why, size_t why_len)
 {
 	char sql[512];
-	int64_t max_run, min_run, max_cell, min_cell, copied, dup_src = 0, dup_main = 0;
+	int64_t run_off, cell_off, copied, dup_src = 0, dup_main = 0;
 	bool no_runs, no_cells;
 	sqlite3_stmt *st;
 	int ret = 0, rc;
@@ -349,22 +369,15 @@ static int copy_input(sqlite3 *db, const char *schema, const char *path, int64_t
 		return -EIO;
 
 	/* new ids: every id of the input shifted past the largest id in main */
-	snprintf(sql, sizeof(sql), "SELECT min(id) FROM %s.runs", schema);
-	if (query_int64(db, "SELECT coalesce(max(id), 0) FROM main.runs", &max_run, NULL) ||
-	    query_int64(db, sql, &min_run, &no_runs))
+	if (id_offset(db, schema, "runs", &run_off, &no_runs))
 		return -EIO;
 	if (no_runs)
 		return 0;
-	snprintf(sql, sizeof(sql), "SELECT min(id) FROM %s.cells", schema);
-	if (query_int64(db, "SELECT coalesce(max(id), 0) FROM main.cells", &max_cell, NULL) ||
-	    query_int64(db, sql, &min_cell, &no_cells))
+	if (id_offset(db, schema, "cells", &cell_off, &no_cells))
 		return -EIO;
-	if (no_cells)
-		min_cell = 1;
 	for (int t = 0; t < (int)(sizeof(copied_tables) / sizeof(copied_tables[0])) && !ret;
 	     t++) {
-		ret = copy_table(db, schema, t, max_run - min_run + 1, max_cell - min_cell + 1,
-				 &copied);
+		ret = copy_table(db, schema, t, run_off, cell_off, &copied);
 		if (t == 0)
 			*runs += copied;
 		else if (t == 1)
