@@ -88,6 +88,17 @@ static int64_t count_rows(sqlite3 *db, const char *table)
 	return n;
 }
 
+/* Fails unless db dumps exactly as before (which it frees) and holds one run. */
+static void assert_unchanged_with_one_run(sqlite3 *db, char *before)
+{
+	char *after = db_dump(db, 0, INT64_MAX);
+
+	assert_string_equal(before, after);
+	assert_int_equal(count_rows(db, "runs"), 1);
+	free(before);
+	free(after);
+}
+
 /* Binds ?1.. from a list of texts; "\x01NULL" binds NULL. */
 static void run_sql(sqlite3 *db, const char *sql, int n, ...)
 {
@@ -618,7 +629,7 @@ static void test_a_duplicate_run_is_refused_and_nothing_is_written(void **state)
 	struct store *a = open_store(":memory:"), *b = open_store(":memory:");
 	struct csv_import_data *data;
 	int64_t runs[2], first;
-	char *text, why[512], *before, *after;
+	char *text, why[512], *before;
 
 	(void)state;
 	runs[0] = add_nasty_run(store_db(a), "1");
@@ -638,11 +649,7 @@ static void test_a_duplicate_run_is_refused_and_nothing_is_written(void **state)
 	csv_import_free(data);
 	free(text);
 	/* the first run of the file, which was new, is not there either */
-	after = db_dump(store_db(b), 0, INT64_MAX);
-	assert_string_equal(before, after);
-	assert_int_equal(count_rows(store_db(b), "runs"), 1);
-	free(before);
-	free(after);
+	assert_unchanged_with_one_run(store_db(b), before);
 	store_close(a);
 	store_close(b);
 }
@@ -714,7 +721,7 @@ static void test_a_failed_merge_takes_out_what_earlier_groups_added(void **state
 	static const char *const tags[] = { "1", "2", "3", "4", "5", "6", "7", "8", "9",
 					    "a", "b" };
 	const char *inputs[11], *out;
-	char name[32], why[512], *before, *after;
+	char name[32], why[512], *before;
 	int64_t runs, cells;
 	struct store *s;
 
@@ -730,11 +737,7 @@ static void test_a_failed_merge_takes_out_what_earlier_groups_added(void **state
 	/* the check in the transaction catches what merge_check would have */
 	assert_int_equal(merge_databases(store_db(s), inputs, 11, &runs, &cells, why, sizeof(why)),
 			 -EEXIST);
-	after = db_dump(store_db(s), 0, INT64_MAX);
-	assert_string_equal(before, after);
-	assert_int_equal(count_rows(store_db(s), "runs"), 1);
-	free(before);
-	free(after);
+	assert_unchanged_with_one_run(store_db(s), before);
 	store_close(s);
 }
 
