@@ -13,6 +13,7 @@
 #include "csv-export.h"
 #include "error.h"
 #include "store.h"
+#include "why.h"
 
 const char usage_export[] =
 	"usage: attnbench export --csv FILE [--run ID | --all] [--db PATH]\n"
@@ -158,14 +159,9 @@ int cmd_export(int argc, char **argv)
 		goto out_close;
 	}
 	ret = csv_export_runs(store_db(st), runs, n_runs, out, &cells, why, sizeof(why));
-	if (!to_stdout && fclose(out) && !ret) {
-		snprintf(why, sizeof(why), "cannot write: %s", strerror(errno));
-		ret = -EIO;
-	}
-	if (to_stdout && fflush(stdout) && !ret) {
-		snprintf(why, sizeof(why), "cannot write: %s", strerror(errno));
-		ret = -EIO;
-	}
+	/* the last writes fail here: when standard output is flushed, or the file closed */
+	if ((to_stdout ? fflush(out) : fclose(out)) && !ret)
+		ret = why_fail(-EIO, why, sizeof(why), "cannot write: %s", strerror(errno));
 	if (ret) {
 		if (!to_stdout)
 			unlink(file);
