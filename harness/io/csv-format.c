@@ -1,7 +1,7 @@
 /*
  * csv-format.c - the CSV format's tables and small rules (csv-format.h): the columns of
- * runs and cells and what import accepts in each, the run_metrics keys, metric column
- * order and the spreadsheet rule.
+ * runs and cells and what import accepts in each, their SQL lists, the run_metrics keys,
+ * metric column order and the spreadsheet rule.
  */
 #include "csv-format.h"
 

@@ -1,8 +1,9 @@
 /*
  * csv-format.h - what the CSV files of the io room share, private to them: the columns
- * of runs and cells with what import accepts in each, the run_metrics keys, metric
- * columns, the spreadsheet rule, and the parsed file that csv-import.c validates and
- * csv-import-store.c inserts. The format itself is described in csv-export.h.
+ * of runs and cells with what import accepts in each (and their SQL lists), the
+ * run_metrics keys, metric columns, the spreadsheet rule, and the parsed file that
+ * csv-import.c validates and csv-import-store.c inserts. The format itself is described
+ * in csv-export.h.
  */
 #ifndef ATTNBENCH_CSV_FORMAT_H
 #define ATTNBENCH_CSV_FORMAT_H
