@@ -4,7 +4,8 @@
  * non-ASCII, formulas, SQL, a very long field, NULL against empty, extreme numbers),
  * malformed files refused with their line and column, duplicate runs refused with
  * nothing written, and merges (more inputs than SQLite attaches at once, old inputs,
- * duplicates) that copy every table exactly.
+ * duplicates) that copy every table exactly. Covers harness/io's csv-export.c,
+ * csv-import.c, csv-import-store.c and merge.c.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,8 +21,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "csvio.h"
+#include "csv-export.h"
+#include "csv-import.h"
 #include "db-dump.h"
+#include "merge.h"
 #include "store.h"
 
 static char tmpdir[] = "/tmp/attnbench-csvio-XXXXXX";
@@ -83,6 +86,17 @@ static int64_t count_rows(sqlite3 *db, const char *table)
 	n = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return n;
+}
+
+/* Fails unless db dumps exactly as before (which it frees) and holds one run. */
+static void assert_unchanged_with_one_run(sqlite3 *db, char *before)
+{
+	char *after = db_dump(db, 0, INT64_MAX);
+
+	assert_string_equal(before, after);
+	assert_int_equal(count_rows(db, "runs"), 1);
+	free(before);
+	free(after);
 }
 
 /* Binds ?1.. from a list of texts; "\x01NULL" binds NULL. */
@@ -219,7 +233,7 @@ static char *export_text(sqlite3 *db, const int64_t *runs, size_t n, size_t *cel
 	int ret;
 
 	assert_non_null(f);
-	ret = csvio_export(db, runs, n, f, cells, why, sizeof(why));
+	ret = csv_export_runs(db, runs, n, f, cells, why, sizeof(why));
 	fclose(f);
 	if (ret)
 		fail_msg("export: %s", why);
@@ -288,8 +302,8 @@ static void test_fields_are_quoted_only_where_rfc4180_needs_it(void **state)
 		size_t len = 0;
 		FILE *f = open_memstream(&text, &len);
 
-		assert_int_equal(csvio_write_field(f, cases[i].in, strlen(cases[i].in),
-						   cases[i].escape), 0);
+		assert_int_equal(csv_export_field(f, cases[i].in, strlen(cases[i].in),
+						  cases[i].escape), 0);
 		fclose(f);
 		assert_string_equal(text, cases[i].out);
 		free(text);
@@ -307,18 +321,18 @@ static void test_the_run_key_is_fnv1a_of_start_host_and_command(void **state)
 	for (const char *s = bytes; *s; s++)
 		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
 	snprintf(other, sizeof(other), "%016llx", (unsigned long long)h);
-	csvio_run_key("a", "b", "c", key);
+	csv_run_key("a", "b", "c", key);
 	assert_string_equal(key, other);
 	/* NULL is not the empty string */
-	csvio_run_key("a", NULL, "c", key);
-	csvio_run_key("a", "", "c", other);
+	csv_run_key("a", NULL, "c", key);
+	csv_run_key("a", "", "c", other);
 	assert_string_not_equal(key, other);
 }
 
 static void test_nasty_fields_round_trip_exactly(void **state)
 {
 	struct store *a = open_store(":memory:"), *b = open_store(":memory:");
-	struct csvio_data *data;
+	struct csv_import_data *data;
 	int64_t runs[2], first = 0;
 	char *text, *again, *dump_a, *dump_b, why[512];
 	size_t cells;
@@ -337,13 +351,13 @@ static void test_nasty_fields_round_trip_exactly(void **state)
 	assert_non_null(strstr(text, ",metric:latency_median[ms],metric:latency_median[s],"));
 	assert_non_null(strstr(text, ",\"metric:tiny[a,b]\","));
 
-	if (csvio_parse(text, strlen(text), &data, why, sizeof(why)))
+	if (csv_import_parse(text, strlen(text), &data, why, sizeof(why)))
 		fail_msg("parse: %s", why);
-	assert_int_equal(csvio_run_count(data), 2);
-	assert_int_equal(csvio_cell_count(data), cells);
-	if (csvio_import(store_db(b), data, &first, why, sizeof(why)))
+	assert_int_equal(csv_import_run_count(data), 2);
+	assert_int_equal(csv_import_cell_count(data), cells);
+	if (csv_import_store(store_db(b), data, &first, why, sizeof(why)))
 		fail_msg("import: %s", why);
-	csvio_free(data);
+	csv_import_free(data);
 	assert_int_equal(first, 1);
 
 	dump_a = db_dump(store_db(a), 1, 2);
@@ -422,9 +436,9 @@ static char *replaced(const char *text, const char *old, const char *new)
 
 static void expect_refused(const char *text, const char *want)
 {
-	struct csvio_data *data = NULL;
+	struct csv_import_data *data = NULL;
 	char why[1024];
-	int ret = csvio_parse(text, strlen(text), &data, why, sizeof(why));
+	int ret = csv_import_parse(text, strlen(text), &data, why, sizeof(why));
 
 	if (ret != -EINVAL)
 		fail_msg("accepted (%d) what should fail with \"%s\":\n%s", ret, want, text);
@@ -438,18 +452,18 @@ static void expect_refused(const char *text, const char *want)
 static void test_a_small_handwritten_file_is_accepted(void **state)
 {
 	struct store *s = open_store(":memory:");
-	struct csvio_data *data;
+	struct csv_import_data *data;
 	char why[512], *text = base_with(NULL, NULL);
 	int64_t first;
 	sqlite3_stmt *st;
 
 	(void)state;
-	if (csvio_parse(text, strlen(text), &data, why, sizeof(why)))
+	if (csv_import_parse(text, strlen(text), &data, why, sizeof(why)))
 		fail_msg("parse: %s", why);
-	assert_int_equal(csvio_run_count(data), 1);
-	assert_int_equal(csvio_cell_count(data), 2);
-	assert_int_equal(csvio_import(store_db(s), data, &first, why, sizeof(why)), 0);
-	csvio_free(data);
+	assert_int_equal(csv_import_run_count(data), 1);
+	assert_int_equal(csv_import_cell_count(data), 2);
+	assert_int_equal(csv_import_store(store_db(s), data, &first, why, sizeof(why)), 0);
+	csv_import_free(data);
 	assert_int_equal(sqlite3_prepare_v2(store_db(s), "SELECT latency_ms, regime IS NULL,"
 					    " reason IS NULL, params, (SELECT group_concat(correct, '')"
 					    " FROM trials) FROM results ORDER BY cell_id", -1, &st,
@@ -482,15 +496,15 @@ static void test_import_removes_only_the_spreadsheet_guard(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct store *s = open_store(":memory:");
-		struct csvio_data *data;
+		struct csv_import_data *data;
 		char *text = base_with("reason", cases[i].raw), why[256];
 		int64_t first;
 		sqlite3_stmt *st;
 
-		if (csvio_parse(text, strlen(text), &data, why, sizeof(why)))
+		if (csv_import_parse(text, strlen(text), &data, why, sizeof(why)))
 			fail_msg("%s: %s", cases[i].raw, why);
-		assert_int_equal(csvio_import(store_db(s), data, &first, why, sizeof(why)), 0);
-		csvio_free(data);
+		assert_int_equal(csv_import_store(store_db(s), data, &first, why, sizeof(why)), 0);
+		csv_import_free(data);
 		assert_int_equal(sqlite3_prepare_v2(store_db(s), "SELECT reason FROM cells WHERE"
 						    " variant = 'flash'", -1, &st, NULL), SQLITE_OK);
 		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -579,20 +593,20 @@ static void test_run_keys_and_run_metrics_are_checked(void **state)
 	const char *row = "2025-01-01T00:00:00Z,complete,h,c,vanilla,speed,ns,8,8,4,1,1,1,{},0,1,"
 			  "ok,2025-01-01T00:00:01Z";
 	char key[17], upper[17];
-	struct csvio_data *data;
+	struct csv_import_data *data;
 	char why[512];
 
 	(void)state;
-	csvio_run_key("2025-01-01T00:00:00Z", "h", "c", key);
+	csv_run_key("2025-01-01T00:00:00Z", "h", "c", key);
 	/* the right key, an empty key (computed), and uppercase hex all pass */
 	for (int i = 0; i < 16; i++)
 		upper[i] = (char)toupper((unsigned char)key[i]);
 	upper[16] = '\0';
 	snprintf(text, sizeof(text), "%s%s,%s,\n,%s,\n%s,%s,\n", header, key, row, row, upper,
 		 row);
-	assert_int_equal(csvio_parse(text, strlen(text), &data, why, sizeof(why)), 0);
-	assert_int_equal(csvio_run_count(data), 1);
-	csvio_free(data);
+	assert_int_equal(csv_import_parse(text, strlen(text), &data, why, sizeof(why)), 0);
+	assert_int_equal(csv_import_run_count(data), 1);
+	csv_import_free(data);
 	snprintf(text, sizeof(text), "%s0123456789abcdef,%s,\n", header, row);
 	expect_refused(text, "line 2, column 'run_key'");
 	snprintf(text, sizeof(text), "%s,%s,\"[{\"\"variant\"\":\"\"a\"\"}]\"\n", header, row);
@@ -613,33 +627,29 @@ static void test_run_keys_and_run_metrics_are_checked(void **state)
 static void test_a_duplicate_run_is_refused_and_nothing_is_written(void **state)
 {
 	struct store *a = open_store(":memory:"), *b = open_store(":memory:");
-	struct csvio_data *data;
+	struct csv_import_data *data;
 	int64_t runs[2], first;
-	char *text, why[512], *before, *after;
+	char *text, why[512], *before;
 
 	(void)state;
 	runs[0] = add_nasty_run(store_db(a), "1");
 	runs[1] = add_nasty_run(store_db(a), "2");
 	/* b already holds the second run only */
 	text = export_text(store_db(a), &runs[1], 1, NULL);
-	assert_int_equal(csvio_parse(text, strlen(text), &data, why, sizeof(why)), 0);
-	assert_int_equal(csvio_import(store_db(b), data, &first, why, sizeof(why)), 0);
-	csvio_free(data);
+	assert_int_equal(csv_import_parse(text, strlen(text), &data, why, sizeof(why)), 0);
+	assert_int_equal(csv_import_store(store_db(b), data, &first, why, sizeof(why)), 0);
+	csv_import_free(data);
 	free(text);
 	before = db_dump(store_db(b), 0, INT64_MAX);
 
 	text = export_text(store_db(a), runs, 2, NULL);
-	assert_int_equal(csvio_parse(text, strlen(text), &data, why, sizeof(why)), 0);
-	assert_int_equal(csvio_import(store_db(b), data, &first, why, sizeof(why)), -EEXIST);
+	assert_int_equal(csv_import_parse(text, strlen(text), &data, why, sizeof(why)), 0);
+	assert_int_equal(csv_import_store(store_db(b), data, &first, why, sizeof(why)), -EEXIST);
 	assert_non_null(strstr(why, "is already in the database as run 1"));
-	csvio_free(data);
+	csv_import_free(data);
 	free(text);
 	/* the first run of the file, which was new, is not there either */
-	after = db_dump(store_db(b), 0, INT64_MAX);
-	assert_string_equal(before, after);
-	assert_int_equal(count_rows(store_db(b), "runs"), 1);
-	free(before);
-	free(after);
+	assert_unchanged_with_one_run(store_db(b), before);
 	store_close(a);
 	store_close(b);
 }
@@ -675,14 +685,14 @@ static void test_merge_copies_every_table_with_new_ids(void **state)
 		inputs[i] = make_db(name, &tags[i == 11 ? 11 : i + 1], i == 11 ? 2 : 1);
 	}
 	/* out has run "1"; the inputs "2".."c", and the last "c" again with "d" */
-	assert_int_equal(csvio_merge_check(out, inputs, 12, why, sizeof(why)), -EEXIST);
+	assert_int_equal(merge_check(out, inputs, 12, why, sizeof(why)), -EEXIST);
 	assert_non_null(strstr(why, "is also run"));
 	inputs[11] = make_db("in11.db", &tags[12], 1);
-	if (csvio_merge_check(out, inputs, 12, why, sizeof(why)))
+	if (merge_check(out, inputs, 12, why, sizeof(why)))
 		fail_msg("check: %s", why);
 
 	s = open_store(out);
-	if (csvio_merge(store_db(s), inputs, 12, &runs, &cells, why, sizeof(why)))
+	if (merge_databases(store_db(s), inputs, 12, &runs, &cells, why, sizeof(why)))
 		fail_msg("merge: %s", why);
 	assert_int_equal(runs, 12);
 	assert_int_equal(cells, 12 * (NASTY_COUNT + 1));
@@ -702,7 +712,7 @@ static void test_merge_copies_every_table_with_new_ids(void **state)
 	store_close(s);
 
 	/* and a second merge of any of them is refused */
-	assert_int_equal(csvio_merge_check(out, &inputs[3], 1, why, sizeof(why)), -EEXIST);
+	assert_int_equal(merge_check(out, &inputs[3], 1, why, sizeof(why)), -EEXIST);
 	assert_non_null(strstr(why, "is already in"));
 }
 
@@ -711,7 +721,7 @@ static void test_a_failed_merge_takes_out_what_earlier_groups_added(void **state
 	static const char *const tags[] = { "1", "2", "3", "4", "5", "6", "7", "8", "9",
 					    "a", "b" };
 	const char *inputs[11], *out;
-	char name[32], why[512], *before, *after;
+	char name[32], why[512], *before;
 	int64_t runs, cells;
 	struct store *s;
 
@@ -724,14 +734,10 @@ static void test_a_failed_merge_takes_out_what_earlier_groups_added(void **state
 	}
 	s = open_store(out);
 	before = db_dump(store_db(s), 0, INT64_MAX);
-	/* the check in the transaction catches what csvio_merge_check would have */
-	assert_int_equal(csvio_merge(store_db(s), inputs, 11, &runs, &cells, why, sizeof(why)),
+	/* the check in the transaction catches what merge_check would have */
+	assert_int_equal(merge_databases(store_db(s), inputs, 11, &runs, &cells, why, sizeof(why)),
 			 -EEXIST);
-	after = db_dump(store_db(s), 0, INT64_MAX);
-	assert_string_equal(before, after);
-	assert_int_equal(count_rows(store_db(s), "runs"), 1);
-	free(before);
-	free(after);
+	assert_unchanged_with_one_run(store_db(s), before);
 	store_close(s);
 }
 
@@ -753,10 +759,11 @@ static void test_merge_reads_old_inputs_and_refuses_what_it_cannot(void **state)
 	sqlite3_close(db);
 	inputs[0] = old;
 	unlink(out);
-	assert_int_equal(csvio_merge_check(out, inputs, 1, why, sizeof(why)), 0);
+	assert_int_equal(merge_check(out, inputs, 1, why, sizeof(why)), 0);
 	assert_int_equal(access(out, F_OK), -1);	/* the check writes nothing */
 	s = open_store(out);
-	assert_int_equal(csvio_merge(store_db(s), inputs, 1, &runs, &cells, why, sizeof(why)), 0);
+	assert_int_equal(merge_databases(store_db(s), inputs, 1, &runs, &cells, why,
+					 sizeof(why)), 0);
 	assert_int_equal(runs, 1);
 	assert_int_equal(count_rows(store_db(s), "samples"),
 			 (NASTY_COUNT + 1) * 5 + (NASTY_COUNT + 1) * NASTY_COUNT / 2);
@@ -765,26 +772,26 @@ static void test_merge_reads_old_inputs_and_refuses_what_it_cannot(void **state)
 
 	/* missing, not a database, not attnbench's, too new, the output itself */
 	inputs[0] = tmp_path("missing.db");
-	assert_int_equal(csvio_merge_check(out, inputs, 1, why, sizeof(why)), -ENOENT);
+	assert_int_equal(merge_check(out, inputs, 1, why, sizeof(why)), -ENOENT);
 	f = fopen(tmp_path("text.db"), "w");
 	fputs("task,variants\nspeed,all\n", f);
 	fclose(f);
 	inputs[0] = tmp_path("text.db");
-	assert_int_equal(csvio_merge_check(out, inputs, 1, why, sizeof(why)), -EPROTO);
+	assert_int_equal(merge_check(out, inputs, 1, why, sizeof(why)), -EPROTO);
 	assert_int_equal(sqlite3_open(tmp_path("other.db"), &db), SQLITE_OK);
 	exec_ok(db, "CREATE TABLE t (x)");
 	sqlite3_close(db);
 	inputs[0] = tmp_path("other.db");
-	assert_int_equal(csvio_merge_check(out, inputs, 1, why, sizeof(why)), -EPROTO);
+	assert_int_equal(merge_check(out, inputs, 1, why, sizeof(why)), -EPROTO);
 	assert_non_null(strstr(why, "not an attnbench database"));
 	assert_int_equal(sqlite3_open(tmp_path("future.db"), &db), SQLITE_OK);
 	exec_ok(db, "PRAGMA user_version = 99");
 	sqlite3_close(db);
 	inputs[0] = tmp_path("future.db");
-	assert_int_equal(csvio_merge_check(out, inputs, 1, why, sizeof(why)), -EPROTO);
+	assert_int_equal(merge_check(out, inputs, 1, why, sizeof(why)), -EPROTO);
 	assert_non_null(strstr(why, "newer"));
 	inputs[0] = out;
-	assert_int_equal(csvio_merge_check(out, inputs, 1, why, sizeof(why)), -EINVAL);
+	assert_int_equal(merge_check(out, inputs, 1, why, sizeof(why)), -EINVAL);
 }
 
 int main(void)

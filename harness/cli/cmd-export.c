@@ -1,6 +1,6 @@
 /*
  * cmd-export.c - `attnbench export`: runs as CSV, one row per cell, with the run's
- * provenance, metrics, latency samples and trial outcomes (format: csvio.h, README).
+ * provenance, metrics, latency samples and trial outcomes (format: csv-export.h, README).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -10,9 +10,10 @@
 #include <unistd.h>
 
 #include "cmd.h"
-#include "csvio.h"
+#include "csv-export.h"
 #include "error.h"
 #include "store.h"
+#include "why.h"
 
 const char usage_export[] =
 	"usage: attnbench export --csv FILE [--run ID | --all] [--db PATH]\n"
@@ -157,15 +158,10 @@ int cmd_export(int argc, char **argv)
 		ret = error("cannot write '%s': %s", file, strerror(errno));
 		goto out_close;
 	}
-	ret = csvio_export(store_db(st), runs, n_runs, out, &cells, why, sizeof(why));
-	if (!to_stdout && fclose(out) && !ret) {
-		snprintf(why, sizeof(why), "cannot write: %s", strerror(errno));
-		ret = -EIO;
-	}
-	if (to_stdout && fflush(stdout) && !ret) {
-		snprintf(why, sizeof(why), "cannot write: %s", strerror(errno));
-		ret = -EIO;
-	}
+	ret = csv_export_runs(store_db(st), runs, n_runs, out, &cells, why, sizeof(why));
+	/* the last writes fail here: when standard output is flushed, or the file closed */
+	if ((to_stdout ? fflush(out) : fclose(out)) && !ret)
+		ret = why_fail(-EIO, why, sizeof(why), "cannot write: %s", strerror(errno));
 	if (ret) {
 		if (!to_stdout)
 			unlink(file);

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "cmd.h"
-#include "csvio.h"
+#include "csv-import.h"
 #include "error.h"
 #include "store.h"
 
@@ -62,7 +62,7 @@ int cmd_import(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *db = DEFAULT_DB, *file = NULL;
-	struct csvio_data *data;
+	struct csv_import_data *data;
 	struct store *st;
 	int64_t first = 0;
 	char why[1024], *text;
@@ -100,30 +100,30 @@ int cmd_import(int argc, char **argv)
 		fclose(in);
 	if (!text)
 		return error("cannot read '%s': %s", file, strerror(errno));
-	ret = csvio_parse(text, len, &data, why, sizeof(why));
+	ret = csv_import_parse(text, len, &data, why, sizeof(why));
 	free(text);
 	if (ret)
 		return error("cannot import '%s': %s", file, why);
 
 	/* Only valid input gets this far: now the database may be created or opened. */
 	if (store_open(db, 0, &st, why, sizeof(why))) {
-		csvio_free(data);
+		csv_import_free(data);
 		return error("cannot open database '%s': %s", db, why);
 	}
-	ret = csvio_import(store_db(st), data, &first, why, sizeof(why));
+	ret = csv_import_store(store_db(st), data, &first, why, sizeof(why));
 	store_close(st);
-	runs = csvio_run_count(data);
+	runs = csv_import_run_count(data);
 	if (ret) {
-		csvio_free(data);
+		csv_import_free(data);
 		return error("cannot import '%s': %s", file, why);
 	}
 	if (runs == 1)
 		printf("imported 1 run (%zu cells) from '%s' into '%s' as run %lld\n",
-		       csvio_cell_count(data), file, db, (long long)first);
+		       csv_import_cell_count(data), file, db, (long long)first);
 	else
 		printf("imported %zu runs (%zu cells) from '%s' into '%s' as runs %lld..%lld\n",
-		       runs, csvio_cell_count(data), file, db, (long long)first,
+		       runs, csv_import_cell_count(data), file, db, (long long)first,
 		       (long long)first + (long long)runs - 1);
-	csvio_free(data);
+	csv_import_free(data);
 	return EXIT_OK;
 }

@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include "cmd.h"
-#include "csvio.h"
 #include "error.h"
+#include "merge.h"
 #include "store.h"
 
 const char usage_merge[] =
@@ -63,7 +63,7 @@ int cmd_merge(int argc, char **argv)
 	sqlite3_config(SQLITE_CONFIG_URI, 1);
 
 	/* Everything that can refuse the merge is checked before OUT is touched. */
-	ret = csvio_merge_check(out, inputs, n, why, sizeof(why));
+	ret = merge_check(out, inputs, n, why, sizeof(why));
 	if (ret)
 		return error("cannot merge into '%s': %s", out, why);
 	existed = !access(out, F_OK);
@@ -72,7 +72,7 @@ int cmd_merge(int argc, char **argv)
 			remove_new_output(out);
 		return error("cannot open database '%s': %s", out, why);
 	}
-	ret = csvio_merge(store_db(st), inputs, n, &runs, &cells, why, sizeof(why));
+	ret = merge_databases(store_db(st), inputs, n, &runs, &cells, why, sizeof(why));
 	store_close(st);
 	if (ret) {
 		if (!existed)

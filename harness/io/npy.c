@@ -10,12 +10,13 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "why.h"
 
 /* '<f4' data is copied as is, and floats are written as they sit in memory. */
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -52,20 +53,6 @@ struct cursor {
 	char *why;
 	size_t why_len;
 };
-
-static void set_why(char *why, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_why(char *why, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!why || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-}
 
 /* A string from the file, made safe to quote in a one-line message. */
 static void printable(char *out, size_t len, const char *s)
@@ -114,16 +101,15 @@ static int expected(struct cursor *c, const char *what)
 	size_t at = (size_t)(c->p - c->start);
 	unsigned char ch;
 
-	if (c->p >= c->end) {
-		set_why(c->why, c->why_len, "malformed header: expected %s, found the end", what);
-		return -EINVAL;
-	}
+	if (c->p >= c->end)
+		return why_fail(-EINVAL, c->why, c->why_len,
+				"malformed header: expected %s, found the end", what);
 	ch = (unsigned char)*c->p;
 	if (ch >= 0x20 && ch < 0x7f)
-		set_why(c->why, c->why_len, "malformed header: expected %s at byte %zu, found '%c'",
+		why_set(c->why, c->why_len, "malformed header: expected %s at byte %zu, found '%c'",
 			what, at, ch);
 	else
-		set_why(c->why, c->why_len,
+		why_set(c->why, c->why_len,
 			"malformed header: expected %s at byte %zu, found byte 0x%02x",
 			what, at, ch);
 	return -EINVAL;
@@ -147,22 +133,18 @@ static int parse_string(struct cursor *c, char *buf, size_t len)
 	quote = *c->p++;
 	from = c->p;
 	while (c->p < c->end && *c->p != quote) {
-		if (*c->p == '\\') {
-			set_why(c->why, c->why_len,
-				"malformed header: escape sequences in strings are not supported");
-			return -EINVAL;
-		}
+		if (*c->p == '\\')
+			return why_fail(-EINVAL, c->why, c->why_len,
+					"malformed header: escape sequences in strings are not "
+					"supported");
 		c->p++;
 	}
-	if (c->p >= c->end) {
-		set_why(c->why, c->why_len, "malformed header: unterminated string");
-		return -EINVAL;
-	}
-	if ((size_t)(c->p - from) >= len) {
-		set_why(c->why, c->why_len, "malformed header: string longer than %zu bytes",
-			len - 1);
-		return -EINVAL;
-	}
+	if (c->p >= c->end)
+		return why_fail(-EINVAL, c->why, c->why_len,
+				"malformed header: unterminated string");
+	if ((size_t)(c->p - from) >= len)
+		return why_fail(-EINVAL, c->why, c->why_len,
+				"malformed header: string longer than %zu bytes", len - 1);
 	memcpy(buf, from, (size_t)(c->p - from));
 	buf[c->p - from] = '\0';
 	c->p++;
@@ -175,11 +157,10 @@ static int parse_descr(struct cursor *c, struct header *h)
 	int ret;
 
 	skip_space(c);
-	if (c->p < c->end && *c->p == '[') {
-		set_why(c->why, c->why_len,
-			"unsupported dtype: structured arrays are not supported (accepted: '<f4', '<f8')");
-		return -EINVAL;
-	}
+	if (c->p < c->end && *c->p == '[')
+		return why_fail(-EINVAL, c->why, c->why_len,
+				"unsupported dtype: structured arrays are not supported "
+				"(accepted: '<f4', '<f8')");
 	ret = parse_string(c, descr, sizeof(descr));
 	if (ret)
 		return ret;
@@ -189,9 +170,8 @@ static int parse_descr(struct cursor *c, struct header *h)
 		h->elem_size = 8;
 	} else {
 		printable(shown, sizeof(shown), descr);
-		set_why(c->why, c->why_len, "unsupported dtype '%s' (accepted: '<f4', '<f8')",
-			shown);
-		return -EINVAL;
+		return why_fail(-EINVAL, c->why, c->why_len,
+				"unsupported dtype '%s' (accepted: '<f4', '<f8')", shown);
 	}
 	return 0;
 }
@@ -208,11 +188,10 @@ static int parse_fortran_order(struct cursor *c)
 	len = (size_t)(c->p - word);
 	if (len == 5 && !memcmp(word, "False", 5))
 		return 0;
-	if (len == 4 && !memcmp(word, "True", 4)) {
-		set_why(c->why, c->why_len,
-			"fortran_order arrays are not supported (save with np.ascontiguousarray)");
-		return -EINVAL;
-	}
+	if (len == 4 && !memcmp(word, "True", 4))
+		return why_fail(-EINVAL, c->why, c->why_len,
+				"fortran_order arrays are not supported "
+				"(save with np.ascontiguousarray)");
 	c->p = word;
 	return expected(c, "True or False for 'fortran_order'");
 }
@@ -225,10 +204,8 @@ static int parse_dim(struct cursor *c, int64_t *dim)
 	bool huge = false;
 
 	skip_space(c);
-	if (c->p < c->end && *c->p == '-') {
-		set_why(c->why, c->why_len, "negative dimension in shape");
-		return -EINVAL;
-	}
+	if (c->p < c->end && *c->p == '-')
+		return why_fail(-EINVAL, c->why, c->why_len, "negative dimension in shape");
 	if (c->p >= c->end || *c->p < '0' || *c->p > '9')
 		goto not_integer;
 	digits = c->p;
@@ -247,17 +224,15 @@ static int parse_dim(struct cursor *c, int64_t *dim)
 		c->p++;
 	if (c->p < c->end && is_word_char(*c->p))
 		goto not_integer;
-	if (huge) {
-		set_why(c->why, c->why_len, "dimension %.*s too large (at most 2^40)",
-			(int)(c->p - digits > 24 ? 24 : c->p - digits), digits);
-		return -EINVAL;
-	}
+	if (huge)
+		return why_fail(-EINVAL, c->why, c->why_len,
+				"dimension %.*s too large (at most 2^40)",
+				(int)(c->p - digits > 24 ? 24 : c->p - digits), digits);
 	*dim = v;
 	return 0;
 
 not_integer:
-	set_why(c->why, c->why_len, "shape entries must be non-negative integers");
-	return -EINVAL;
+	return why_fail(-EINVAL, c->why, c->why_len, "shape entries must be non-negative integers");
 }
 
 static int parse_shape(struct cursor *c, struct header *h)
@@ -271,11 +246,9 @@ static int parse_shape(struct cursor *c, struct header *h)
 		/* ')' closes an empty tuple or follows a trailing comma. */
 		if (accept(c, ')'))
 			return 0;
-		if (h->ndim == NPY_MAX_DIMS) {
-			set_why(c->why, c->why_len, "too many dimensions (at most %d)",
-				NPY_MAX_DIMS);
-			return -EINVAL;
-		}
+		if (h->ndim == NPY_MAX_DIMS)
+			return why_fail(-EINVAL, c->why, c->why_len,
+					"too many dimensions (at most %d)", NPY_MAX_DIMS);
 		ret = parse_dim(c, &h->shape[h->ndim]);
 		if (ret)
 			return ret;
@@ -284,12 +257,11 @@ static int parse_shape(struct cursor *c, struct header *h)
 			continue;
 		if (!accept(c, ')'))
 			return expected(c, "',' or ')' in 'shape'");
-		if (h->ndim == 1) {
-			set_why(c->why, c->why_len,
-				"shape (%" PRId64 ") is not a tuple (a 1-D shape is written (%" PRId64 ",))",
-				h->shape[0], h->shape[0]);
-			return -EINVAL;
-		}
+		if (h->ndim == 1)
+			return why_fail(-EINVAL, c->why, c->why_len,
+					"shape (%" PRId64 ") is not a tuple "
+					"(a 1-D shape is written (%" PRId64 ",))",
+					h->shape[0], h->shape[0]);
 		return 0;
 	}
 }
@@ -324,13 +296,10 @@ static int parse_item(struct cursor *c, struct header *h, unsigned int *seen)
 			break;
 	if (i == HEADER_KEY_COUNT) {
 		printable(shown, sizeof(shown), name);
-		set_why(c->why, c->why_len, "unknown key '%s' in header", shown);
-		return -EINVAL;
+		return why_fail(-EINVAL, c->why, c->why_len, "unknown key '%s' in header", shown);
 	}
-	if (*seen & header_keys[i].key) {
-		set_why(c->why, c->why_len, "duplicate key '%s' in header", name);
-		return -EINVAL;
-	}
+	if (*seen & header_keys[i].key)
+		return why_fail(-EINVAL, c->why, c->why_len, "duplicate key '%s' in header", name);
 	*seen |= header_keys[i].key;
 	if (!accept(c, ':'))
 		return expected(c, "':' after a key");
@@ -372,10 +341,9 @@ static int parse_header(const char *text, size_t len, struct header *h, char *wh
 	if (c.p != c.end)
 		return expected(&c, "only padding after the dict");
 	for (int i = 0; i < HEADER_KEY_COUNT; i++)
-		if (!(seen & header_keys[i].key)) {
-			set_why(why, why_len, "missing key '%s' in header", header_keys[i].name);
-			return -EINVAL;
-		}
+		if (!(seen & header_keys[i].key))
+			return why_fail(-EINVAL, why, why_len, "missing key '%s' in header",
+					header_keys[i].name);
 	return 0;
 }
 
@@ -391,7 +359,7 @@ static int read_some(FILE *f, void *buf, size_t len, size_t *got)
 /*
  * Reads the preamble; on success *text holds the header (malloc'd, final newline
  * replaced by NUL), *text_len its length without the newline, *preamble the offset of
- * the data. file_size is -1 when unknown.
+ * the data (on failure NULL, 0 and 0). file_size is -1 when unknown.
  */
 static int read_preamble(FILE *f, int64_t file_size, char **text, size_t *text_len,
 			 uint64_t *preamble, char *why, size_t why_len)
@@ -402,58 +370,49 @@ static int read_preamble(FILE *f, int64_t file_size, char **text, size_t *text_l
 	char *buf;
 	int ret;
 
+	*text = NULL;
+	*text_len = 0;
+	*preamble = 0;
 	ret = read_some(f, fixed, MAGIC_LEN + 2, &got);
 	if (ret)
 		return ret;
-	if (got == 0) {
-		set_why(why, why_len, "empty file: not a .npy file");
-		return -EINVAL;
-	}
-	if (memcmp(fixed, MAGIC, got < MAGIC_LEN ? got : MAGIC_LEN)) {
-		set_why(why, why_len, "bad magic: not a .npy file");
-		return -EINVAL;
-	}
-	if (got < MAGIC_LEN + 2) {
-		set_why(why, why_len, "truncated preamble: file ends after %zu bytes", got);
-		return -EINVAL;
-	}
-	if (fixed[6] < 1 || fixed[6] > 3 || fixed[7] != 0) {
-		set_why(why, why_len,
-			"unsupported .npy format version %u.%u (accepted: 1.0, 2.0, 3.0)",
-			fixed[6], fixed[7]);
-		return -EINVAL;
-	}
+	if (got == 0)
+		return why_fail(-EINVAL, why, why_len, "empty file: not a .npy file");
+	if (memcmp(fixed, MAGIC, got < MAGIC_LEN ? got : MAGIC_LEN))
+		return why_fail(-EINVAL, why, why_len, "bad magic: not a .npy file");
+	if (got < MAGIC_LEN + 2)
+		return why_fail(-EINVAL, why, why_len,
+				"truncated preamble: file ends after %zu bytes", got);
+	if (fixed[6] < 1 || fixed[6] > 3 || fixed[7] != 0)
+		return why_fail(-EINVAL, why, why_len,
+				"unsupported .npy format version %u.%u (accepted: 1.0, 2.0, 3.0)",
+				fixed[6], fixed[7]);
 	len_size = fixed[6] == 1 ? 2 : 4;
 	ret = read_some(f, fixed + MAGIC_LEN + 2, len_size, &got);
 	if (ret)
 		return ret;
-	if (got < len_size) {
-		set_why(why, why_len, "truncated preamble: file ends after %zu bytes",
-			MAGIC_LEN + 2 + got);
-		return -EINVAL;
-	}
+	if (got < len_size)
+		return why_fail(-EINVAL, why, why_len,
+				"truncated preamble: file ends after %zu bytes",
+				MAGIC_LEN + 2 + got);
 	for (size_t i = 0; i < len_size; i++)
 		header_len |= (uint32_t)fixed[MAGIC_LEN + 2 + i] << (8 * i);
 	fixed_len = MAGIC_LEN + 2 + len_size;
 	*preamble = fixed_len + header_len;
 
-	if (header_len > HEADER_MAX) {
-		set_why(why, why_len,
-			"header length %" PRIu32 " is over the limit of %" PRIu32 " bytes",
-			header_len, HEADER_MAX);
-		return -EINVAL;
-	}
-	if (file_size >= 0 && *preamble > (uint64_t)file_size) {
-		set_why(why, why_len,
-			"header length %" PRIu32 " runs past the end of the file (%" PRId64 " bytes)",
-			header_len, file_size);
-		return -EINVAL;
-	}
-	if (*preamble % ALIGN_READ) {
-		set_why(why, why_len, "preamble of %" PRIu64 " bytes is not a multiple of %d",
-			*preamble, ALIGN_READ);
-		return -EINVAL;
-	}
+	if (header_len > HEADER_MAX)
+		return why_fail(-EINVAL, why, why_len,
+				"header length %" PRIu32 " is over the limit of %" PRIu32 " bytes",
+				header_len, HEADER_MAX);
+	if (file_size >= 0 && *preamble > (uint64_t)file_size)
+		return why_fail(-EINVAL, why, why_len,
+				"header length %" PRIu32 " runs past the end of the file "
+				"(%" PRId64 " bytes)",
+				header_len, file_size);
+	if (*preamble % ALIGN_READ)
+		return why_fail(-EINVAL, why, why_len,
+				"preamble of %" PRIu64 " bytes is not a multiple of %d", *preamble,
+				ALIGN_READ);
 
 	buf = malloc(header_len ? header_len : 1);
 	if (!buf)
@@ -463,24 +422,24 @@ static int read_preamble(FILE *f, int64_t file_size, char **text, size_t *text_l
 		goto out_free;
 	ret = -EINVAL;
 	if (got < header_len) {
-		set_why(why, why_len, "truncated header: %" PRIu32 " bytes promised, %zu present",
+		why_set(why, why_len, "truncated header: %" PRIu32 " bytes promised, %zu present",
 			header_len, got);
 		goto out_free;
 	}
 	if (header_len == 0 || buf[header_len - 1] != '\n') {
-		set_why(why, why_len, "header not terminated by a newline");
+		why_set(why, why_len, "header not terminated by a newline");
 		goto out_free;
 	}
 	for (size_t i = 0; i < header_len; i++) {
 		unsigned char ch = (unsigned char)buf[i];
 
 		if (ch == 0) {
-			set_why(why, why_len, "NUL byte in the header at byte %zu", i);
+			why_set(why, why_len, "NUL byte in the header at byte %zu", i);
 			goto out_free;
 		}
 		/* Version 3.0 allows UTF-8; the grammar refuses it later where it matters. */
 		if (ch >= 0x80 && fixed[6] < 3) {
-			set_why(why, why_len, "non-ASCII byte in a version %u.0 header", fixed[6]);
+			why_set(why, why_len, "non-ASCII byte in a version %u.0 header", fixed[6]);
 			goto out_free;
 		}
 	}
@@ -598,23 +557,20 @@ static int read_array(FILE *f, int64_t file_size, struct npy_array *a, char *why
 		return ret;
 
 	format_shape(shape_text, sizeof(shape_text), h.ndim, h.shape);
-	if (shape_size(h.ndim, h.shape, h.elem_size, &count, &need)) {
-		set_why(why, why_len, "shape %s is too large (more than 2^40 bytes)", shape_text);
-		return -EINVAL;
-	}
+	if (shape_size(h.ndim, h.shape, h.elem_size, &count, &need))
+		return why_fail(-EINVAL, why, why_len,
+				"shape %s is too large (more than 2^40 bytes)", shape_text);
 	if (file_size >= 0) {
 		avail = (uint64_t)file_size - preamble;
-		if (avail < need) {
-			set_why(why, why_len,
-				"truncated: shape %s needs %" PRIu64 " bytes of data, file has %" PRIu64,
-				shape_text, need, avail);
-			return -EINVAL;
-		}
-		if (avail > need) {
-			set_why(why, why_len, "file has %" PRIu64 " extra bytes after the data",
-				avail - need);
-			return -EINVAL;
-		}
+		if (avail < need)
+			return why_fail(-EINVAL, why, why_len,
+					"truncated: shape %s needs %" PRIu64 " bytes of data, "
+					"file has %" PRIu64,
+					shape_text, need, avail);
+		if (avail > need)
+			return why_fail(-EINVAL, why, why_len,
+					"file has %" PRIu64 " extra bytes after the data",
+					avail - need);
 	}
 
 	ret = read_data(f, (size_t)need, file_size >= 0, &data, &got);
@@ -622,13 +578,13 @@ static int read_array(FILE *f, int64_t file_size, struct npy_array *a, char *why
 		return ret;
 	ret = -EINVAL;
 	if (got < need) {
-		set_why(why, why_len,
+		why_set(why, why_len,
 			"truncated: shape %s needs %" PRIu64 " bytes of data, file has %zu",
 			shape_text, need, got);
 		goto out_free;
 	}
 	if (fgetc(f) != EOF) {
-		set_why(why, why_len, "file has extra bytes after the data");
+		why_set(why, why_len, "file has extra bytes after the data");
 		goto out_free;
 	}
 	if (ferror(f)) {
@@ -661,11 +617,11 @@ int npy_read(const char *path, struct npy_array *a, char *why, size_t why_len)
 	int ret;
 
 	memset(a, 0, sizeof(*a));
-	set_why(why, why_len, "%s", "");
+	why_set(why, why_len, "%s", "");
 	f = fopen(path, "rb");
 	if (!f) {
 		ret = -errno;
-		set_why(why, why_len, "%s", strerror(-ret));
+		why_set(why, why_len, "%s", strerror(-ret));
 		return ret;
 	}
 	if (fstat(fileno(f), &st)) {
@@ -682,7 +638,7 @@ int npy_read(const char *path, struct npy_array *a, char *why, size_t why_len)
 out_close:
 	fclose(f);
 	if (ret && ret != -EINVAL)
-		set_why(why, why_len, "%s", strerror(-ret));
+		why_set(why, why_len, "%s", strerror(-ret));
 	return ret;
 }
 

@@ -1,0 +1,469 @@
+/*
+ * merge.c - databases into one (merge.h): the run identities of the output and every
+ * input read and compared before anything is written, then each input ATTACHed
+ * read-only and copied table by table with INSERT ... SELECT, ids shifted past the
+ * output's, in groups as large as SQLite attaches at once.
+ */
+#include "merge.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "why.h"
+
+struct run_identity {
+	char *started, *hostname, *command;
+	int source;		/* -1: the output; else the input's index */
+	int64_t id;
+};
+
+static int compare_text(const char *a, const char *b)
+{
+	if (!a || !b)
+		return (a != NULL) - (b != NULL);
+	return strcmp(a, b);
+}
+
+static int compare_identities(const void *x, const void *y)
+{
+	const struct run_identity *a = x, *b = y;
+	int c = compare_text(a->started, b->started);
+
+	if (!c)
+		c = compare_text(a->hostname, b->hostname);
+	if (!c)
+		c = compare_text(a->command, b->command);
+	if (!c)
+		c = (a->source > b->source) - (a->source < b->source);
+	return c;
+}
+
+static char *column_strdup(sqlite3_stmt *st, int col, bool *nomem)
+{
+	const unsigned char *s = sqlite3_column_text(st, col);
+	char *copy;
+
+	if (sqlite3_column_type(st, col) == SQLITE_NULL || !s)
+		return NULL;
+	copy = strdup((const char *)s);
+	if (!copy)
+		*nomem = true;
+	return copy;
+}
+
+/*
+ * Reads the run identities of the database at path (opened read-only) into ids.
+ * may_be_new: a file with no tables at all is accepted as empty.
+ */
+static int read_identities(const char *path, int source, bool may_be_new,
+			   struct run_identity **ids, size_t *n, size_t *cap, char *why,
+			   size_t why_len)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int version = -1, tables = 0, rc, ret = 0;
+	bool nomem = false;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		goto sqlite_trouble;
+	sqlite3_busy_timeout(db, 10000);
+	if (sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version),"
+			       " (SELECT count(*) FROM sqlite_master)", -1, &st, NULL) !=
+	    SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+		goto sqlite_trouble;
+	version = sqlite3_column_int(st, 0);
+	tables = sqlite3_column_int(st, 1);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (version > STORE_SCHEMA_VERSION) {
+		ret = why_fail(-EPROTO, why, why_len,
+			       "'%s' has schema version %d, newer than this build's %d", path,
+			       version, STORE_SCHEMA_VERSION);
+		goto out;
+	}
+	if (version == 0) {
+		if (may_be_new && tables == 0)
+			goto out;
+		ret = why_fail(-EPROTO, why, why_len, "'%s' is not an attnbench database", path);
+		goto out;
+	}
+	if (sqlite3_prepare_v2(db, "SELECT id, started, hostname, command FROM runs", -1, &st,
+			       NULL) != SQLITE_OK)
+		goto sqlite_trouble;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct run_identity *r;
+
+		if (buf_grow(ids, *n, cap, sizeof(**ids))) {
+			nomem = true;
+			break;
+		}
+		r = &(*ids)[(*n)++];
+		r->id = sqlite3_column_int64(st, 0);
+		r->source = source;
+		r->started = column_strdup(st, 1, &nomem);
+		r->hostname = column_strdup(st, 2, &nomem);
+		r->command = column_strdup(st, 3, &nomem);
+		if (nomem)
+			break;
+	}
+	if (nomem) {
+		ret = why_fail(-ENOMEM, why, why_len, "out of memory");
+	} else if (rc != SQLITE_DONE) {
+		goto sqlite_trouble;
+	}
+	goto out;
+sqlite_trouble:
+	why_set(why, why_len, "cannot read '%s': %s", path,
+		db ? sqlite3_errmsg(db) : "out of memory");
+	ret = version < 0 ? -EPROTO : -EIO;
+out:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return ret;
+}
+
+int merge_check(const char *out_path, const char *const *inputs, int n,
+		char *why, size_t why_len)
+{
+	struct run_identity *ids = NULL;
+	size_t count = 0, cap = 0;
+	char out_real[PATH_MAX], in_real[PATH_MAX];
+	bool out_exists = !access(out_path, F_OK);
+	struct stat st;
+	int ret = 0;
+
+	if (out_exists && !realpath(out_path, out_real))
+		out_real[0] = '\0';
+	for (int i = 0; i < n && !ret; i++) {
+		if (stat(inputs[i], &st)) {
+			ret = why_fail(-ENOENT, why, why_len, "cannot open input '%s': %s",
+				       inputs[i], strerror(errno));
+		} else if (out_exists && realpath(inputs[i], in_real) && out_real[0] &&
+			   !strcmp(in_real, out_real)) {
+			ret = why_fail(-EINVAL, why, why_len, "input '%s' is the output",
+				       inputs[i]);
+		}
+	}
+	if (!ret && out_exists)
+		ret = read_identities(out_path, -1, true, &ids, &count, &cap, why, why_len);
+	for (int i = 0; i < n && !ret; i++)
+		ret = read_identities(inputs[i], i, false, &ids, &count, &cap, why, why_len);
+	if (!ret && count > 1) {
+		qsort(ids, count, sizeof(*ids), compare_identities);
+		for (size_t i = 1; i < count && !ret; i++) {
+			const struct run_identity *a = &ids[i - 1], *b = &ids[i];
+
+			if (compare_text(a->started, b->started) ||
+			    compare_text(a->hostname, b->hostname) ||
+			    compare_text(a->command, b->command))
+				continue;
+			ret = -EEXIST;
+			if (a->source < 0)
+				why_set(why, why_len, "run %lld of '%s' (started %s on %s) is already "
+					"in '%s' as run %lld", (long long)b->id, inputs[b->source],
+					b->started ? b->started : "?",
+					b->hostname ? b->hostname : "?", out_path, (long long)a->id);
+			else
+				why_set(why, why_len, "run %lld of '%s' (started %s on %s) is also "
+					"run %lld of '%s'", (long long)b->id, inputs[b->source],
+					b->started ? b->started : "?",
+					b->hostname ? b->hostname : "?", (long long)a->id,
+					inputs[a->source]);
+		}
+	}
+	for (size_t i = 0; i < count; i++) {
+		free(ids[i].started);
+		free(ids[i].hostname);
+		free(ids[i].command);
+	}
+	free(ids);
+	return ret;
+}
+
+/* "file:<path>?mode=ro" with the characters URIs reserve percent-encoded. */
+static char *read_only_uri(const char *path)
+{
+	char real[PATH_MAX], hex[4];
+	struct buf b = { 0 };
+	int ret;
+
+	if (!realpath(path, real))
+		return NULL;
+	ret = buf_str(&b, "file:");
+	for (const unsigned char *s = (const unsigned char *)real; *s && !ret; s++) {
+		if (*s == '%' || *s == '?' || *s == '#' || *s <= ' ' || *s >= 0x7f) {
+			snprintf(hex, sizeof(hex), "%%%02X", *s);
+			ret = buf_str(&b, hex);
+		} else {
+			ret = buf_add(&b, (const char *)s, 1);
+		}
+	}
+	if (ret || buf_str(&b, "?mode=ro")) {
+		free(b.p);
+		return NULL;
+	}
+	return b.p;
+}
+
+static int query_int64(sqlite3 *db, const char *sql, int64_t *value, bool *null)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*value = sqlite3_column_int64(st, 0);
+		if (null)
+			*null = sqlite3_column_type(st, 0) == SQLITE_NULL;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : -EIO;
+}
+
+/*
+ * How far the ids of the input's table move to follow main's: the largest id in main,
+ * less the input's smallest (1 when *none, the input's table being empty), plus 1.
+ */
+static int id_offset(sqlite3 *db, const char *schema, const char *table, int64_t *offset,
+		     bool *none)
+{
+	char sql[128];
+	int64_t max_main, min_input;
+
+	snprintf(sql, sizeof(sql), "SELECT coalesce(max(id), 0) FROM main.%s", table);
+	if (query_int64(db, sql, &max_main, NULL))
+		return -EIO;
+	snprintf(sql, sizeof(sql), "SELECT min(id) FROM %s.%s", schema, table);
+	if (query_int64(db, sql, &min_input, none))
+		return -EIO;
+	*offset = max_main - (*none ? 1 : min_input) + 1;
+	return 0;
+}
+
+/* What is copied, in an order that satisfies the foreign keys. */
+static const struct {
+	const char *table;
+	const char *where;	/* %s: the attached schema */
+} copied_tables[] = {
+	{ "runs", "" },
+	{ "cells", " WHERE run_id IN (SELECT id FROM %s.runs)" },
+	{ "metrics", " WHERE cell_id IN (SELECT id FROM %s.cells WHERE run_id IN"
+		     " (SELECT id FROM %s.runs))" },
+	{ "samples", " WHERE cell_id IN (SELECT id FROM %s.cells WHERE run_id IN"
+		     " (SELECT id FROM %s.runs))" },
+	{ "trials", " WHERE cell_id IN (SELECT id FROM %s.cells WHERE run_id IN"
+		    " (SELECT id FROM %s.runs))" },
+	{ "run_metrics", " WHERE run_id IN (SELECT id FROM %s.runs)" },
+};
+
+static int append_quoted(struct buf *b, const char *name)
+{
+	int ret = buf_str(b, "\"");
+
+	for (; *name && !ret; name++)
+		ret = buf_add(b, name, 1) || (*name == '"' && buf_add(b, "\"", 1)) ? -ENOMEM : 0;
+	return ret ? ret : buf_str(b, "\"");
+}
+
+/*
+ * INSERT INTO main.T (columns both have) SELECT ... FROM schema.T, with ids shifted by
+ * the run (?1) and cell (?2) offsets. Skips a table the input does not have.
+ */
+static int copy_table(sqlite3 *db, const char *schema, int t, int64_t run_off,
+		      int64_t cell_off, int64_t *copied)
+{
+	const char *table = copied_tables[t].table;
+	struct buf cols = { 0 }, exprs = { 0 }, sql = { 0 };
+	sqlite3_stmt *st = NULL;
+	char where[512];
+	int ret = 0, rc, n = 0;
+	bool present = false;
+
+	*copied = 0;
+	if (sqlite3_prepare_v2(db, "SELECT m.name FROM pragma_table_info(?1, 'main') m"
+			       " WHERE m.name IN (SELECT s.name FROM pragma_table_info(?1, ?2) s)"
+			       " ORDER BY m.cid", -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, schema, -1, SQLITE_STATIC);
+	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		const char *shift =
+			!strcmp(name, "id") ? (!strcmp(table, "runs") ? " + ?1" : " + ?2") :
+			!strcmp(name, "run_id") ? " + ?1" : !strcmp(name, "cell_id") ? " + ?2" : "";
+
+		present = true;
+		ret = buf_str(&cols, n ? ", " : "") || append_quoted(&cols, name) ||
+		      buf_str(&exprs, n ? ", " : "") || append_quoted(&exprs, name) ||
+		      buf_str(&exprs, shift) ? -ENOMEM : 0;
+		n++;
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = -EIO;
+	sqlite3_finalize(st);
+	st = NULL;
+	if (ret || !present)
+		goto out;
+	snprintf(where, sizeof(where), copied_tables[t].where, schema, schema);
+	if (buf_str(&sql, "INSERT INTO main.") || append_quoted(&sql, table) ||
+	    buf_str(&sql, " (") || buf_str(&sql, cols.p) || buf_str(&sql, ") SELECT ") ||
+	    buf_str(&sql, exprs.p) || buf_str(&sql, " FROM ") || buf_str(&sql, schema) ||
+	    buf_str(&sql, ".") || append_quoted(&sql, table) || buf_str(&sql, where)) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (sqlite3_prepare_v2(db, sql.p, -1, &st, NULL) != SQLITE_OK) {
+		ret = -EIO;
+		goto out;
+	}
+	sqlite3_bind_int64(st, 1, run_off);
+	sqlite3_bind_int64(st, 2, cell_off);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		ret = -EIO;
+	else
+		*copied = sqlite3_changes(db);
+out:
+	sqlite3_finalize(st);
+	free(cols.p);
+	free(exprs.p);
+	free(sql.p);
+	return ret;
+}
+
+/* Copies the attached input schema into main; called inside a transaction. */
+static int copy_input(sqlite3 *db, const char *schema, const char *path, int64_t *runs,
+		      int64_t *cells, char *why, size_t why_len)
+{
+	char sql[512];
+	int64_t run_off, cell_off, copied, dup_src = 0, dup_main = 0;
+	bool no_runs, no_cells;
+	sqlite3_stmt *st;
+	int ret = 0, rc;
+
+	/* the check before the transaction, again: nothing else may have added the run */
+	snprintf(sql, sizeof(sql), "SELECT s.id, r.id FROM %s.runs s JOIN main.runs r"
+		 " ON r.started IS s.started AND r.hostname IS s.hostname"
+		 " AND r.command IS s.command LIMIT 1", schema);
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		dup_src = sqlite3_column_int64(st, 0);
+		dup_main = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_ROW)
+		return why_fail(-EEXIST, why, why_len,
+				"run %lld of '%s' is already in the output as run %lld",
+				(long long)dup_src, path, (long long)dup_main);
+	if (rc != SQLITE_DONE)
+		return -EIO;
+
+	/* new ids: every id of the input shifted past the largest id in main */
+	if (id_offset(db, schema, "runs", &run_off, &no_runs))
+		return -EIO;
+	if (no_runs)
+		return 0;
+	if (id_offset(db, schema, "cells", &cell_off, &no_cells))
+		return -EIO;
+	for (int t = 0; t < (int)(sizeof(copied_tables) / sizeof(copied_tables[0])) && !ret;
+	     t++) {
+		ret = copy_table(db, schema, t, run_off, cell_off, &copied);
+		if (t == 0)
+			*runs += copied;
+		else if (t == 1)
+			*cells += copied;
+	}
+	return ret;
+}
+
+int merge_databases(sqlite3 *db, const char *const *inputs, int n, int64_t *runs,
+		    int64_t *cells, char *why, size_t why_len)
+{
+	int limit = sqlite3_limit(db, SQLITE_LIMIT_ATTACHED, -1), ret = 0, attached = 0;
+	int64_t first_max;
+	char schema[32], attach[64];
+
+	*runs = *cells = 0;
+	if (limit < 1)
+		return why_fail(-EIO, why, why_len, "SQLite allows no attached databases");
+	if (query_int64(db, "SELECT coalesce(max(id), 0) FROM main.runs", &first_max, NULL))
+		return why_fail(-EIO, why, why_len, "cannot read the output: %s",
+				sqlite3_errmsg(db));
+	for (int g = 0; g < n && !ret; g += limit) {
+		if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+			ret = why_fail(-EIO, why, why_len, "cannot begin a transaction: %s",
+				       sqlite3_errmsg(db));
+			break;
+		}
+		for (int i = g; i < n && i < g + limit && !ret; i++) {
+			char *uri = read_only_uri(inputs[i]);
+			sqlite3_stmt *st;
+			int rc;
+
+			snprintf(schema, sizeof(schema), "src%d", i - g);
+			if (!uri) {
+				ret = why_fail(-EIO, why, why_len, "cannot open input '%s': %s",
+					       inputs[i], strerror(errno));
+				break;
+			}
+			snprintf(attach, sizeof(attach), "ATTACH DATABASE ?1 AS %s", schema);
+			rc = sqlite3_prepare_v2(db, attach, -1, &st, NULL);
+			if (rc == SQLITE_OK) {
+				sqlite3_bind_text(st, 1, uri, -1, SQLITE_STATIC);
+				rc = sqlite3_step(st);
+				sqlite3_finalize(st);
+			}
+			free(uri);
+			if (rc != SQLITE_DONE) {
+				ret = why_fail(-EIO, why, why_len, "cannot attach '%s': %s",
+					       inputs[i], sqlite3_errmsg(db));
+				break;
+			}
+			attached++;
+			if (sqlite3_db_readonly(db, schema) != 1) {
+				ret = why_fail(-EIO, why, why_len, "input '%s' did not open "
+					       "read-only (SQLite needs URI filenames enabled)",
+					       inputs[i]);
+				break;
+			}
+			ret = copy_input(db, schema, inputs[i], runs, cells, why, why_len);
+			if (ret == -EIO || ret == -ENOMEM)
+				why_set(why, why_len, "cannot copy '%s': %s", inputs[i],
+					ret == -ENOMEM ? "out of memory" : sqlite3_errmsg(db));
+		}
+		if (!ret && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+			ret = why_fail(-EIO, why, why_len, "cannot commit: %s", sqlite3_errmsg(db));
+		if (ret)
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		for (int k = 0; k < attached; k++) {
+			char detach[64];
+
+			snprintf(detach, sizeof(detach), "DETACH DATABASE src%d", k);
+			sqlite3_exec(db, detach, NULL, NULL, NULL);
+		}
+		attached = 0;
+	}
+	if (ret && n > limit) {
+		/* earlier groups were committed: take their runs out again (cascades) */
+		sqlite3_stmt *st;
+
+		if (sqlite3_prepare_v2(db, "DELETE FROM runs WHERE id > ?1", -1, &st, NULL) ==
+		    SQLITE_OK) {
+			sqlite3_bind_int64(st, 1, first_max);
+			sqlite3_step(st);
+			sqlite3_finalize(st);
+		}
+		*runs = *cells = 0;
+	}
+	return ret;
+}

@@ -1,0 +1,38 @@
+/*
+ * merge.h - whole attnbench databases into one: every run of the inputs, with its
+ * provenance, cells, metrics, samples, trials and run metrics, gets new ids in the
+ * output. A run whose identity (started, hostname, command) is already in the output
+ * or in another input is refused, and then nothing is written.
+ */
+#ifndef ATTNBENCH_MERGE_H
+#define ATTNBENCH_MERGE_H
+
+#include <stdint.h>
+
+#include "store.h"
+
+/*
+ * Checks, without writing anything, that the databases at inputs[0..n) can be merged
+ * into out_path (which may not exist yet): each input is an attnbench database of this
+ * schema version or older, and no run identity occurs twice among the output's runs
+ * and the inputs'. Returns 0; -ENOENT for a missing input; -EPROTO for a file that is
+ * not an attnbench database or is newer; -EEXIST for a duplicate run; -EINVAL when an
+ * input is the output; -EIO for SQLite trouble. why names the file and run.
+ */
+int merge_check(const char *out_path, const char *const *inputs, int n,
+		char *why, size_t why_len);
+
+/*
+ * Copies every run of inputs[0..n), with its cells, metrics, samples, trials and run
+ * metrics and new ids, into the open database db (ATTACH read-only, INSERT ... SELECT).
+ * Inputs are attached up to SQLite's limit of attached databases at once, each group in
+ * one transaction; if a later group fails, the runs added by earlier ones are deleted
+ * again. Needs URI filenames enabled (sqlite3_config(SQLITE_CONFIG_URI, 1) before the
+ * connection was opened, or a library built with SQLITE_USE_URI). runs and cells get
+ * the numbers copied. Returns 0; -EEXIST for a duplicate run (re-checked in the
+ * transaction); -EIO for SQLite trouble.
+ */
+int merge_databases(sqlite3 *db, const char *const *inputs, int n, int64_t *runs,
+		    int64_t *cells, char *why, size_t why_len);
+
+#endif
