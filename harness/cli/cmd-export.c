@@ -12,6 +12,8 @@
 #include "cmd.h"
 #include "csv-export.h"
 #include "error.h"
+#include "options.h"
+#include "queries.h"
 #include "store.h"
 #include "why.h"
 
@@ -31,54 +33,6 @@ const char usage_export[] =
 	"example:\n"
 	"  attnbench export --csv results.csv --all\n";
 
-/* The runs to export: one given, the latest, or all that have cells. */
-static int select_runs(sqlite3 *db, int64_t run, bool all, int64_t **out, size_t *n)
-{
-	const char *sql = all ? "SELECT id FROM runs WHERE EXISTS"
-				" (SELECT 1 FROM cells WHERE run_id = runs.id) ORDER BY id" :
-			  run ? "SELECT id FROM runs WHERE id = ?1" :
-				"SELECT max(id) FROM runs HAVING max(id) IS NOT NULL";
-	sqlite3_stmt *st;
-	size_t cap = 0;
-	int rc;
-
-	*out = NULL;
-	*n = 0;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		return -EIO;
-	if (run)
-		sqlite3_bind_int64(st, 1, run);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (*n == cap) {
-			int64_t *grown = realloc(*out, (cap = 2 * cap + 16) * sizeof(*grown));
-
-			if (!grown) {
-				rc = SQLITE_NOMEM;
-				break;
-			}
-			*out = grown;
-		}
-		(*out)[(*n)++] = sqlite3_column_int64(st, 0);
-	}
-	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : -EIO;
-}
-
-static int64_t cell_count(sqlite3 *db, int64_t run)
-{
-	sqlite3_stmt *st;
-	int64_t n = -1;
-
-	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM cells WHERE run_id = ?1", -1, &st,
-			       NULL) != SQLITE_OK)
-		return -1;
-	sqlite3_bind_int64(st, 1, run);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return n;
-}
-
 int cmd_export(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -89,7 +43,7 @@ int cmd_export(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *db = DEFAULT_DB, *file = NULL, *run_text = NULL;
-	int64_t run = 0, *runs = NULL;
+	int64_t run = 0, *runs = NULL, count;
 	bool all = false, to_stdout;
 	size_t n_runs = 0, cells = 0;
 	struct store *st;
@@ -127,28 +81,32 @@ int cmd_export(int argc, char **argv)
 		return error("export needs --csv FILE ('-' for standard output)");
 	if (run_text && all)
 		return error("give --run ID or --all, not both");
-	if (run_text) {
-		char *end;
-
-		errno = 0;
-		run = strtoll(run_text, &end, 10);
-		if (errno || end == run_text || *end || run < 1)
-			return error("--run needs a run id (a whole number >= 1), not '%s'",
-				     run_text);
-	}
+	if (run_text && option_run_id("--run", run_text, &run))
+		return EXIT_USAGE;
 	if (store_open(db, STORE_READONLY, &st, why, sizeof(why)))
 		return error("cannot open database '%s': %s", db, why);
-	if (select_runs(store_db(st), run, all, &runs, &n_runs)) {
+	/* the runs to export: all that have cells, the one given, or the latest */
+	if (all)
+		ret = store_runs_with_cells(store_db(st), &runs, &n_runs);
+	else if (run)
+		ret = store_find_run(store_db(st), run);
+	else
+		ret = store_latest_run(store_db(st), NULL, &run);
+	if (ret && ret != -ENOENT) {
 		ret = error("cannot read runs in '%s': %s", db, store_errmsg(st));
 		goto out_close;
 	}
+	if (!all && !ret) {
+		runs = &run;
+		n_runs = 1;
+	}
 	if (n_runs == 0) {
-		ret = run ? error("no run %lld in '%s' (see 'attnbench list runs')",
-				  (long long)run, db) :
-			    error("no runs with cells in '%s' to export", db);
+		ret = run_text ? error("no run %lld in '%s' (see 'attnbench list runs')",
+				       (long long)run, db) :
+				 error("no runs with cells in '%s' to export", db);
 		goto out_close;
 	}
-	if (!all && cell_count(store_db(st), runs[0]) == 0) {
+	if (!all && !store_count_cells(store_db(st), run, &count) && count == 0) {
 		ret = error("run %lld in '%s' has no cells to export", (long long)runs[0], db);
 		goto out_close;
 	}
@@ -177,7 +135,8 @@ int cmd_export(int argc, char **argv)
 	}
 	ret = EXIT_OK;
 out_close:
-	free(runs);
+	if (all)
+		free(runs);
 	store_close(st);
 	return ret;
 }

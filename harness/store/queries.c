@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
 
 /* Steps a prepared statement once; 0 on a row, -ENOENT on none, -EIO on trouble. */
 static int step_once(sqlite3_stmt *st)
@@ -41,6 +42,55 @@ int store_find_run(sqlite3 *db, int64_t run)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, run);
 	ret = step_once(st);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_runs_with_cells(sqlite3 *db, int64_t **runs, size_t *n)
+{
+	sqlite3_stmt *st;
+	size_t cap = 0;
+	int rc;
+
+	*runs = NULL;
+	*n = 0;
+	if (sqlite3_prepare_v2(db, "SELECT id FROM runs WHERE EXISTS"
+			       " (SELECT 1 FROM cells WHERE run_id = runs.id) ORDER BY id", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -EIO;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == cap) {
+			int64_t *grown = realloc(*runs, (cap = 2 * cap + 16) * sizeof(*grown));
+
+			if (!grown) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			*runs = grown;
+		}
+		(*runs)[(*n)++] = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE)
+		return 0;
+	free(*runs);
+	*runs = NULL;
+	*n = 0;
+	return rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
+}
+
+int store_count_cells(sqlite3 *db, int64_t run, int64_t *n)
+{
+	sqlite3_stmt *st;
+	int ret;
+
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM cells WHERE run_id = ?1", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, run);
+	ret = step_once(st) ? -EIO : 0;
+	if (!ret)
+		*n = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return ret;
 }

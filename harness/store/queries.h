@@ -1,11 +1,12 @@
 /*
  * queries.h - the questions about stored runs that several commands ask, answered once:
- * which run is the latest, whether a run exists, and the shape a figure or a statistic
- * of a task should take on a pattern.
+ * which run is the latest, whether a run exists, which runs have cells and how many, and
+ * the shape a figure or a statistic of a task should take on a pattern.
  */
 #ifndef ATTNBENCH_QUERIES_H
 #define ATTNBENCH_QUERIES_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <sqlite3.h>
@@ -18,6 +19,15 @@ int store_latest_run(sqlite3 *db, const char *except_suite, int64_t *run);
 
 /* 0 when the run is in the database; -ENOENT when not; -EIO on trouble. */
 int store_find_run(sqlite3 *db, int64_t run);
+
+/*
+ * The runs that have cells, oldest first, in a new array (*runs, free() it; NULL when
+ * *n is 0). Returns 0, -EIO or -ENOMEM.
+ */
+int store_runs_with_cells(sqlite3 *db, int64_t **runs, size_t *n);
+
+/* The number of cells of the run into *n; 0 or -EIO. */
+int store_count_cells(sqlite3 *db, int64_t run, int64_t *n);
 
 /* A cell shape apart from its lengths. */
 struct cell_shape {
