@@ -4,8 +4,10 @@
  * SQL, then every figure kind written as valid PDF, PNG and SVG with its script and data
  * beside it, scripts that re-run in their directory, a speed-up that equals an
  * independent ratio of medians of the stored samples, a Pareto front checked point by
- * point, legends above every panel, both sizes, and one-line exit-2 errors for bad input,
- * an empty run and a missing gnuplot. argv[1] is the binary.
+ * point, legends above every panel, both sizes, one-line exit-2 errors for bad input,
+ * an empty run and a missing gnuplot, and the look read from $ATTNBENCH_PLOTS: an edited
+ * copy of style.gp restyles the figures, a missing template is a one-line error. argv[1]
+ * is the binary.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -714,6 +716,81 @@ static void test_missing_gnuplot_is_named(void **state)
 	free(o);
 }
 
+/* A copy of the source tree's plots/ in tmpdir/NAME; its path in dir. */
+static void copy_plots(const char *name, char *dir, size_t len)
+{
+	char cmd[1024];
+
+	snprintf(dir, len, "%s/%s", tmpdir, name);
+	snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s'", ATTNBENCH_SOURCE_PLOTS, dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Runs plot with $ATTNBENCH_PLOTS set to plots_dir, into out. */
+static void run_with_plots(struct outcome *o, const char *plots_dir, const char *out)
+{
+	setenv("ATTNBENCH_PLOTS", plots_dir, 1);
+	run(o, "plot", "--db", db, "--out", out, "--format", "png", NULL);
+	unsetenv("ATTNBENCH_PLOTS");
+}
+
+/* The palette's first colour changed once in style.gp: vanilla takes it everywhere. */
+static void test_editing_style_gp_restyles_every_figure(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	char dir[300], out[300], cmd[1200], *style, *gp;
+
+	(void)state;
+	copy_plots("restyled-plots", dir, sizeof(dir));
+	snprintf(cmd, sizeof(cmd), "sed -i 's/\"#0072B2\", \"#E69F00\"/\"#123456\", \"#E69F00\"/'"
+		 " '%s/style.gp'", dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(out, sizeof(out), "%s/restyled", tmpdir);
+	run_with_plots(o, dir, out);
+	assert_int_equal(o->status, 0);
+	style = slurp_file(path_in(out, "style.gp"), NULL);
+	assert_non_null(style);
+	assert_non_null(strstr(style, "set style line 1 lc rgb \"#123456\""));
+	assert_null(strstr(style, "set style line 1 lc rgb \"#0072B2\""));
+	free(style);
+	for (size_t i = 0; i < FIGURES; i++)
+		assert_valid_png(figure_file(out, figures[i], "png"));
+	/* the figure draws vanilla with style 1, which style.gp now colours #123456 */
+	gp = slurp_file(path_in(out, "latency-ns.gp"), NULL);
+	assert_non_null(gp);
+	assert_non_null(strstr(gp, "with yerrorlines ls 1 notitle"));
+	free(gp);
+	free(o);
+}
+
+/* No style.gp, or no template for a figure: exit 2 and one line naming the file. */
+static void test_missing_template_exits_2_with_one_line(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	char dir[300], out[300], path[400];
+
+	(void)state;
+	copy_plots("partial-plots", dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/recall.gp", dir);
+	assert_int_equal(unlink(path), 0);
+	snprintf(out, sizeof(out), "%s/partial", tmpdir);
+	run_with_plots(o, dir, out);
+	assert_int_equal(o->status, 2);
+	assert_one_line(o);
+	assert_non_null(strstr(o->err, "cannot read template '"));
+	assert_non_null(strstr(o->err, "recall.gp'"));
+	snprintf(path, sizeof(path), "%s/style.gp", dir);
+	assert_int_equal(unlink(path), 0);
+	snprintf(out, sizeof(out), "%s/unstyled", tmpdir);
+	run_with_plots(o, dir, out);
+	assert_int_equal(o->status, 2);
+	assert_one_line(o);
+	assert_non_null(strstr(o->err, "style.gp'"));
+	/* found missing before anything is written */
+	assert_false(exists(out));
+	free(o);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -728,6 +805,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_format_subset_writes_only_those),
 		cmocka_unit_test(test_bad_input_exits_2_with_one_line),
 		cmocka_unit_test(test_missing_gnuplot_is_named),
+		cmocka_unit_test(test_editing_style_gp_restyles_every_figure),
+		cmocka_unit_test(test_missing_template_exits_2_with_one_line),
 	};
 
 	if (argc < 2) {

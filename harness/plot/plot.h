@@ -2,11 +2,17 @@
  * plot.h - figures of a run (SPEC section 7, `plot`): the store's results to gnuplot data
  * files and scripts, then gnuplot run as an external program.
  *
- * Every figure NAME is written as NAME.dat (the numbers, in blocks), NAME.gp (the script)
- * and NAME.pdf/.png/.svg, beside style.gp, which every script loads: the palette, one line
- * style per variant (its index in the registry, so a variant looks the same in every
- * figure), the font, the figure width and the list of formats. Editing style.gp and running
- * `gnuplot NAME.gp` in the directory restyles a figure. Figures, per pattern P of the run:
+ * The look of every figure is in the plots/ folder of the source tree (installed in
+ * <prefix>/share/attnbench/plots; $ATTNBENCH_PLOTS overrides both): style.gp (palette,
+ * font and font size, line styles, terminals) and one template per figure kind
+ * (KIND.gp, sections of gnuplot text with {{placeholders}}; figure.gp holds the sections
+ * all figures share). Every figure NAME is written as NAME.dat (the numbers, in blocks),
+ * NAME.gp (the script: its template with the computed numbers filled in) and
+ * NAME.pdf/.png/.svg, beside style.gp, which every script loads: plots/style.gp after the
+ * list of formats and the figure width, then one line style per variant of the run (its
+ * index in the registry, so a variant looks the same in every figure). Editing that
+ * style.gp and running `gnuplot NAME.gp` in the directory restyles a figure; editing
+ * plots/style.gp restyles every figure drawn after. Figures, per pattern P of the run:
  *
  *   latency-P           speed: median latency vs N, log-log, 95% interval of the median
  *   memory-P            speed: peak workspace vs N, log-log
@@ -84,8 +90,10 @@ int plot_latest_run(struct store *s, int64_t *run_id);
  * Writes every figure of the run. *figures gets the number of figures written.
  * Returns 0; -ENOENT when the run does not exist; -ENODATA when it has no cell to plot
  * (nothing is written then); -EINVAL when an explicit baseline or Pareto length is not in
- * the run (nothing is written then either); -EIO when a file cannot be written; -EPROTO
- * when gnuplot fails; -ENOMEM. why gets a one-line reason.
+ * the run (nothing is written then either); -ENOENT or -EIO when style.gp or a template
+ * cannot be read ("cannot read template 'PATH': ..."; nothing is written when it is
+ * style.gp or figure.gp); -EIO when a file cannot be written; -EPROTO when gnuplot fails
+ * (on style.gp too); -ENOMEM. why gets a one-line reason.
  */
 int plot_run(struct store *s, const struct plot_options *o, int *figures, char *why,
 	     size_t why_len);

@@ -1,0 +1,15 @@
+# latency.gp - template of latency-P: median forward latency against sequence length N,
+# log-log, a line per variant with the 95% interval of the median as error bars.
+# Set by attnbench: {{xaxis}}, {{yaxis}} (log axes: range and ticks), {{lines}} (the
+# plot elements, one per variant, from section "line" with {{data}}, {{index}}, {{ls}}).
+# Other sections: figure.gp.
+
+#@ body
+	set xlabel "sequence length N (tokens)"
+	set ylabel "median latency (ms)"
+{{xaxis}}
+{{yaxis}}
+	plot {{lines}}
+
+#@ line
+{{data}} index {{index}} using 1:2:3:4 with yerrorlines ls {{ls}} notitle
