@@ -12,26 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "queries.h"
 #include "variant.h"
-
-int plot_latest_run(struct store *s, int64_t *run_id)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (sqlite3_prepare_v2(store_db(s), "SELECT max(id) FROM runs", -1, &st, NULL) !=
-	    SQLITE_OK)
-		return -EIO;
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
-		*run_id = sqlite3_column_int64(st, 0);
-		rc = 0;
-	} else {
-		rc = rc == SQLITE_ROW ? -ENOENT : -EIO;
-	}
-	sqlite3_finalize(st);
-	return rc;
-}
 
 /* Prepares sql and binds the run id to ?1; NULL on trouble (why is set). */
 sqlite3_stmt *plot_prepare(struct plot_ctx *c, const char *sql)
@@ -111,26 +93,19 @@ void plot_variant_title(struct plot_ctx *c, const struct run_variant *v, const c
 	snprintf(buf, len, "%s%s", v->name, acausal ? " (acausal)" : "");
 }
 
-/* Most common shape of the task's ok cells on a pattern: d, heads, kv_heads, batch. */
 int plot_common_shape(struct plot_ctx *c, const char *task, const char *pattern,
-			int shape[4])
+		      const char *with_variant, int shape[4])
 {
-	sqlite3_stmt *st = plot_prepare(c,
-		"SELECT d, heads, kv_heads, batch FROM results"
-		" WHERE run_id = ?1 AND task = ?2 AND pattern = ?3 AND status = 'ok'"
-		" GROUP BY 1, 2, 3, 4 ORDER BY count(*) DESC, d LIMIT 1");
-	int rc;
+	struct cell_shape at;
+	int rc = store_common_shape(c->db, c->o->run_id, task, pattern, with_variant, &at);
 
-	if (!st)
-		return -EIO;
-	sqlite3_bind_text(st, 2, task, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, pattern, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		for (int i = 0; i < 4; i++)
-			shape[i] = sqlite3_column_int(st, i);
-	sqlite3_finalize(st);
-	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENODATA : plot_read_failed(c);
+	if (rc)
+		return rc == -EIO ? plot_read_failed(c) : rc;
+	shape[0] = at.d;
+	shape[1] = at.heads;
+	shape[2] = at.kv_heads;
+	shape[3] = at.batch;
+	return 0;
 }
 
 /*
@@ -286,16 +261,14 @@ int plot_distinct_values(struct plot_ctx *c, const char *column, const char *pat
 /* Whether the run exists, and whether it has anything to plot. */
 int plot_check_run(struct plot_ctx *c)
 {
-	sqlite3_stmt *st = plot_prepare(c, "SELECT 1 FROM runs WHERE id = ?1");
-	int rc;
+	sqlite3_stmt *st;
+	int rc = store_find_run(c->db, c->o->run_id);
 
-	if (!st)
-		return -EIO;
-	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW)
+	if (rc == -ENOENT)
 		return why_fail(-ENOENT, c->why, c->why_len, "no run %lld in the database",
 				(long long)c->o->run_id);
+	if (rc)
+		return plot_read_failed(c);
 	st = plot_prepare(c, "SELECT count(*) FROM results WHERE run_id = ?1 AND status = 'ok'"
 		     " AND ((task = 'speed' AND (latency_ms > 0 OR peak_bytes > 0))"
 		     " OR (task = 'fidelity' AND rel_err > 0)"

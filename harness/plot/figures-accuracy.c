@@ -36,7 +36,7 @@ int figure_fidelity(struct plot_ctx *c, const char *pattern, bool self)
 		"  AND pattern = ?2 AND status = 'ok' AND rel_err = 0)"
 		" FROM results WHERE run_id = ?1 AND task = 'fidelity' AND pattern = ?2"
 		" AND status = 'ok' AND rel_err > 0";
-	char regimes[MAX_REGIMES][32], name[64], title[96], ls[16];
+	char regimes[MAX_REGIMES][32], name[64], title[128], ls[16];
 	int index[MAX_REGIMES][MAX_VARIANTS], n_regimes = 0, blocks = 0, rc, zeros = 0;
 	bool used[MAX_VARIANTS] = { false };
 	double ymin = 0, ymax = 0, xmin = 0, xmax = 0;
@@ -92,7 +92,7 @@ int figure_fidelity(struct plot_ctx *c, const char *pattern, bool self)
 			int rows;
 
 			sqlite3_bind_text(st, 3, c->variants[i].name, -1, SQLITE_STATIC);
-			snprintf(title, sizeof(title), "regime %s, variant %s", regimes[r],
+			snprintf(title, sizeof(title), "regime %.31s, variant %.63s", regimes[r],
 				 c->variants[i].name);
 			rows = plot_write_block(c, f, st, blocks, title,
 					   "M\trel_err\tcosine\tmax_abs_err\tN");
@@ -187,7 +187,7 @@ int figure_recall(struct plot_ctx *c, const char *pattern, bool packed)
 	FILE *f;
 
 	/* d = 64 when the run has it, else the most common d */
-	rc = plot_common_shape(c, "recall", pattern, shape);
+	rc = plot_common_shape(c, "recall", pattern, NULL, shape);
 	if (rc)
 		return rc == -ENODATA ? 0 : rc;
 	st = plot_prepare(c, "SELECT 1 FROM results WHERE run_id = ?1 AND task = 'recall'"

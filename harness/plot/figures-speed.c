@@ -43,7 +43,7 @@ int figure_speed(struct plot_ctx *c, const char *pattern, bool memory)
 	double xmin, xmax, ymin, ymax;
 	FILE *f;
 
-	rc = plot_common_shape(c, "speed", pattern, shape);
+	rc = plot_common_shape(c, "speed", pattern, NULL, shape);
 	if (rc)
 		return rc == -ENODATA ? 0 : rc;
 	snprintf(name, sizeof(name), "%s-%s", memory ? "memory" : "latency", pattern);
@@ -113,7 +113,7 @@ int figure_speedup(struct plot_ctx *c, const char *pattern)
 
 	if (!c->have_baseline)
 		return 0;
-	rc = plot_common_shape(c, "speed", pattern, shape);
+	rc = plot_common_shape(c, "speed", pattern, c->baseline, shape);
 	if (rc)
 		return rc == -ENODATA ? 0 : rc;
 	lengths = plot_prepare(c, lengths_sql);
@@ -500,7 +500,7 @@ int figure_pareto(struct plot_ctx *c, const char *pattern)
 
 	if (!c->pareto_length)
 		return 0;
-	rc = plot_common_shape(c, "speed", pattern, shape);
+	rc = plot_common_shape(c, "speed", pattern, NULL, shape);
 	if (rc)
 		return rc == -ENODATA ? 0 : rc;
 	/* recall when the pattern has it, else passkey at its largest length */

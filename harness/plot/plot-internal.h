@@ -145,7 +145,12 @@ int plot_load_variants(struct plot_ctx *c);
 int plot_resolve_choices(struct plot_ctx *c);
 void plot_variant_title(struct plot_ctx *c, const struct run_variant *v, const char *pattern,
 			char *buf, size_t len);
-int plot_common_shape(struct plot_ctx *c, const char *task, const char *pattern, int shape[4]);
+/*
+ * The shape a figure of task on pattern takes (store_common_shape(): d, heads, kv_heads,
+ * batch), among those with_variant ran at when not NULL; 0, -ENODATA, -EIO.
+ */
+int plot_common_shape(struct plot_ctx *c, const char *task, const char *pattern,
+		      const char *with_variant, int shape[4]);
 int plot_write_block(struct plot_ctx *c, FILE *f, sqlite3_stmt *st, int block,
 		     const char *title, const char *columns);
 int plot_write_variant_blocks(struct plot_ctx *c, FILE *f, const char *sql,

@@ -83,9 +83,6 @@ int plot_parse_size(const char *word, enum plot_size *size);
 /* Finds gnuplot on PATH; 0 with its path in buf, or -ENOENT. */
 int plot_find_gnuplot(char *buf, size_t len);
 
-/* The newest run in the store; 0, or -ENOENT when there is none, -EIO on trouble. */
-int plot_latest_run(struct store *s, int64_t *run_id);
-
 /*
  * Writes every figure of the run. *figures gets the number of figures written.
  * Returns 0; -ENOENT when the run does not exist; -ENODATA when it has no cell to plot
