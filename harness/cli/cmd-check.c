@@ -11,6 +11,7 @@
 
 #include "cmd.h"
 #include "error.h"
+#include "options.h"
 #include "params.h"
 #include "runner.h"
 #include "suite.h"
@@ -124,11 +125,8 @@ int cmd_check(int argc, char **argv)
 			if (!*optarg || *end || threads < 1 || threads > 1024)
 				return error("--threads '%s' is not a whole number in 1..1024", optarg);
 		}
-		if (opt == ':')
-			return error("option '%s' needs a value", argv[optind - 1]);
-		if (opt == '?')
-			return error("unknown option '%s' (see 'attnbench check --help')",
-				     argv[optind - 1]);
+		if (opt == ':' || opt == '?')
+			return option_error(opt, argv, "check");
 	}
 	for (int i = optind; i < argc; i++) {
 		if (n_named == SUITE_MAX_LIST)

@@ -210,11 +210,8 @@ static int parse_option(int opt, struct compare_args *a, char **argv)
 	case 'h':
 		fputs(usage_compare, stdout);
 		return -1;
-	case ':':
-		return error("option '%s' needs a value", argv[optind - 1]);
 	default:
-		return error("unknown option '%s' (see 'attnbench compare --help')",
-			     argv[optind - 1]);
+		return option_error(opt, argv, "compare");
 	}
 	return 0;
 }

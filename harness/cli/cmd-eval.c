@@ -11,6 +11,7 @@
 
 #include "cmd.h"
 #include "error.h"
+#include "options.h"
 #include "memory.h"
 #include "npy.h"
 #include "params.h"
@@ -137,11 +138,8 @@ int cmd_eval(int argc, char **argv)
 			if (!*optarg || *end || threads < 1 || threads > 1024)
 				return error("--threads '%s' is not a whole number in 1..1024", optarg);
 			break;
-		case ':':
-			return error("option '%s' needs a value", argv[optind - 1]);
 		default:
-			return error("unknown option '%s' (see 'attnbench eval --help')",
-				     argv[optind - 1]);
+			return option_error(opt, argv, "eval");
 		}
 	}
 	if (optind != argc - 1)

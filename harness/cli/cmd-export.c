@@ -67,16 +67,12 @@ int cmd_export(int argc, char **argv)
 		case 'd':
 			db = optarg;
 			break;
-		case ':':
-			return error("option '%s' needs a value", argv[optind - 1]);
 		default:
-			return error("unknown option '%s' (see 'attnbench export --help')",
-				     argv[optind - 1]);
+			return option_error(opt, argv, "export");
 		}
 	}
 	if (optind != argc)
-		return error("export takes no arguments, only options (see 'attnbench export "
-			     "--help')");
+		return option_no_arguments("export");
 	if (!file)
 		return error("export needs --csv FILE ('-' for standard output)");
 	if (run_text && all)

@@ -12,6 +12,7 @@
 #include "cmd.h"
 #include "csv-import.h"
 #include "error.h"
+#include "options.h"
 #include "store.h"
 
 const char usage_import[] =
@@ -80,16 +81,12 @@ int cmd_import(int argc, char **argv)
 		case 'd':
 			db = optarg;
 			break;
-		case ':':
-			return error("option '%s' needs a value", argv[optind - 1]);
 		default:
-			return error("unknown option '%s' (see 'attnbench import --help')",
-				     argv[optind - 1]);
+			return option_error(opt, argv, "import");
 		}
 	}
 	if (optind != argc)
-		return error("import takes no arguments, only options (see 'attnbench import "
-			     "--help')");
+		return option_no_arguments("import");
 	if (!file)
 		return error("import needs --csv FILE ('-' for standard input)");
 	in = strcmp(file, "-") ? fopen(file, "rb") : stdin;

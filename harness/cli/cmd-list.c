@@ -7,6 +7,7 @@
 
 #include "cmd.h"
 #include "error.h"
+#include "options.h"
 #include "store.h"
 #include "suite.h"
 
@@ -134,11 +135,8 @@ int cmd_list(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
 		if (opt == 'd')
 			db = optarg;
-		else if (opt == ':')
-			return error("option '%s' needs a value", argv[optind - 1]);
 		else
-			return error("unknown option '%s' (see 'attnbench list --help')",
-				     argv[optind - 1]);
+			return option_error(opt, argv, "list");
 	}
 	if (optind != argc - 1)
 		return error("list needs one of: variants, tasks, suites, runs");

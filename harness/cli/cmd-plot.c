@@ -97,15 +97,12 @@ int cmd_plot(int argc, char **argv)
 		case 'p':
 			pareto = optarg;
 			break;
-		case ':':
-			return error("option '%s' needs a value", argv[optind - 1]);
 		default:
-			return error("unknown option '%s' (see 'attnbench plot --help')",
-				     argv[optind - 1]);
+			return option_error(opt, argv, "plot");
 		}
 	}
 	if (optind != argc)
-		return error("plot takes no arguments, only options (see 'attnbench plot --help')");
+		return option_no_arguments("plot");
 	if (run && option_run_id("--run", run, &po.run_id))
 		return EXIT_USAGE;
 	if (pareto) {

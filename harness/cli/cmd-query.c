@@ -12,6 +12,7 @@
 
 #include "cmd.h"
 #include "error.h"
+#include "options.h"
 #include "store.h"
 
 const char usage_query[] =
@@ -208,11 +209,8 @@ int cmd_query(int argc, char **argv)
 			fmt = FORMAT_CSV;
 		else if (opt == 'j')
 			fmt = FORMAT_JSON;
-		else if (opt == ':')
-			return error("option '%s' needs a value", argv[optind - 1]);
 		else
-			return error("unknown option '%s' (see 'attnbench query --help')",
-				     argv[optind - 1]);
+			return option_error(opt, argv, "query");
 	}
 	if (optind != argc - 1)
 		return error("query needs exactly one SQL statement (quote it)");

@@ -132,16 +132,12 @@ int cmd_report(int argc, char **argv)
 			ro.format = opt == 'm' ? REPORT_MARKDOWN : REPORT_LATEX;
 			format_given = true;
 			break;
-		case ':':
-			return error("option '%s' needs a value", argv[optind - 1]);
 		default:
-			return error("unknown option '%s' (see 'attnbench report --help')",
-				     argv[optind - 1]);
+			return option_error(opt, argv, "report");
 		}
 	}
 	if (optind != argc)
-		return error("report takes no arguments, only options (see 'attnbench report "
-			     "--help')");
+		return option_no_arguments("report");
 	if (run && option_run_id("--run", run, &ro.run_id))
 		return EXIT_USAGE;
 	if (store_open(db, STORE_READONLY, &st, why, sizeof(why)))

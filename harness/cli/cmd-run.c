@@ -184,11 +184,8 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 		case 'h':
 			fputs(usage_run, stdout);
 			return -1;
-		case ':':
-			return error("option '%s' needs a value", argv[optind - 1]);
 		default:
-			return error("unknown option '%s' (see 'attnbench run --help')",
-				     argv[optind - 1]);
+			return option_error(opt, argv, "run");
 		}
 		if (ret)
 			return error("%s", why);

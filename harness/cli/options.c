@@ -1,13 +1,28 @@
 /*
- * options.c - option values several commands parse alike (options.h).
+ * options.c - what several commands parse alike (options.h).
  */
 #include "options.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdlib.h>
 
 #include "error.h"
 #include "queries.h"
+
+int option_error(int opt, char **argv, const char *command)
+{
+	if (opt == ':')
+		return error("option '%s' needs a value", argv[optind - 1]);
+	return error("unknown option '%s' (see 'attnbench %s --help')", argv[optind - 1],
+		     command);
+}
+
+int option_no_arguments(const char *command)
+{
+	return error("%s takes no arguments, only options (see 'attnbench %s --help')", command,
+		     command);
+}
 
 int option_number(const char *text, double min, double max, double *out)
 {

@@ -1,6 +1,6 @@
 /*
- * options.h - option values that several commands parse alike: numbers in a range, run
- * ids (`--run ID`), and the latest run when no id is given.
+ * options.h - what several commands parse alike: errors for bad options, numbers in a
+ * range, run ids (`--run ID`), and the latest run when no id is given.
  */
 #ifndef ATTNBENCH_OPTIONS_H
 #define ATTNBENCH_OPTIONS_H
@@ -8,6 +8,16 @@
 #include <stdint.h>
 
 #include "store.h"
+
+/*
+ * The error for what getopt_long (its optstring starting with ':') returned for a bad
+ * option of command: ':' a missing value, anything else an unknown option. Prints one
+ * line naming the option and returns EXIT_USAGE.
+ */
+int option_error(int opt, char **argv, const char *command);
+
+/* Prints "COMMAND takes no arguments, only options (...)" and returns EXIT_USAGE. */
+int option_no_arguments(const char *command);
 
 /* Parses a number in [min, max] (strtod syntax, nothing after it); 0 or -EINVAL. */
 int option_number(const char *text, double min, double max, double *out);
