@@ -4,9 +4,11 @@
  * How to add a command: write harness/cli/cmd-<name>.c with
  *   int cmd_<name>(int argc, char **argv);
  * and a usage string, declare both here, add a line to commands[] in
- * harness/cli/attnbench.c and the file to harness/cli/meson.build. A command parses its options
- * with getopt_long (argv[0] is the command's name), prints results to stdout and
- * errors with error(), and returns the exit status (0, 1 or 2; see error.h).
+ * harness/cli/attnbench.c and the file to harness/cli/meson.build. A command parses its
+ * options with getopt_long (argv[0] is the command's name; what every command parses
+ * alike - bad options, run ids, numbers, the latest run - is in options.h), calls library
+ * code from the rooms of harness/ for the work, prints results to stdout and errors with
+ * error(), and returns the exit status (0, 1 or 2; see error.h).
  */
 #ifndef ATTNBENCH_CMD_H
 #define ATTNBENCH_CMD_H
