@@ -208,13 +208,9 @@ int figure_recall(struct plot_ctx *c, const char *pattern, bool packed)
 		packed ? "packed (gap 0)" : "long range (gap > 0)");
 	n = plot_write_variant_blocks(c, f, packed ? packed_sql : long_sql, pattern, shape, 1,
 				 "pairs\taccuracy", blocks);
-	rc = plot_close_out(c, f, name, "dat");
-	if (n < 0 || rc)
-		return n < 0 ? n : rc;
-	if (!n) {
-		plot_remove_out(c, name, "dat");
-		return 0;
-	}
+	n = plot_close_dat(c, f, name, n);
+	if (n <= 0)
+		return n;
 	xmin = c->x_min;
 	xmax = c->x_max;
 	figure_init(&g, c, name, "recall");
@@ -295,13 +291,9 @@ int figure_recall_state(struct plot_ctx *c, const char *pattern, bool packed)
 		"long range (gap > 0)", pairs);
 	n = plot_write_variant_blocks(c, f, packed ? packed_sql : long_sql, pattern, NULL, 0,
 				 "state_bytes\taccuracy\td\tcells", blocks);
-	rc = plot_close_out(c, f, name, "dat");
-	if (n < 0 || rc)
-		return n < 0 ? n : rc;
-	if (!n) {
-		plot_remove_out(c, name, "dat");
-		return 0;
-	}
+	n = plot_close_dat(c, f, name, n);
+	if (n <= 0)
+		return n;
 	xmin = c->x_min;
 	xmax = c->x_max;
 	figure_init(&g, c, name, "recall-state");
@@ -368,13 +360,9 @@ int figure_passkey(struct plot_ctx *c, const char *pattern, bool self)
 		pattern, (long long)c->o->run_id);
 	n = plot_write_variant_blocks(c, f, sql, pattern, NULL, 0,
 				 "depth_index\tlength_index\taccuracy\tdepth\tkeys_M", blocks);
-	rc = plot_close_out(c, f, name, "dat");
-	if (n < 0 || rc)
-		return n < 0 ? n : rc;
-	if (!n) {
-		plot_remove_out(c, name, "dat");
-		return 0;
-	}
+	n = plot_close_dat(c, f, name, n);
+	if (n <= 0)
+		return n;
 	figure_init(&g, c, name, "passkey");
 	cols = c->o->size == PLOT_PAGE ? 5 : 3;
 	if (cols > n)

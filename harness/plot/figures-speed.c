@@ -57,14 +57,9 @@ int figure_speed(struct plot_ctx *c, const char *pattern, bool memory)
 				 memory ? "N\tpeak_bytes" :
 				 "N\tmedian_ms\tci_lo_ms\tci_hi_ms (95% interval of the median)",
 				 blocks);
-	rc = plot_close_out(c, f, name, "dat");
-	if (n < 0 || rc)
-		return n < 0 ? n : rc;
-	if (!n) {
-		/* nothing measurable on this pattern: no figure */
-		plot_remove_out(c, name, "dat");
-		return 0;
-	}
+	n = plot_close_dat(c, f, name, n);
+	if (n <= 0)
+		return n;
 	xmin = c->x_min;
 	xmax = c->x_max;
 	ymin = c->y_min;
@@ -200,14 +195,10 @@ int figure_speedup(struct plot_ctx *c, const char *pattern)
 		if (rows)
 			blocks[n++] = v;
 	}
-	rc = plot_close_out(c, f, name, "dat");
+	rc = plot_close_dat(c, f, name, n);
 	f = NULL;
-	if (rc)
+	if (rc <= 0)
 		goto out;
-	if (!n) {
-		plot_remove_out(c, name, "dat");
-		goto out;
-	}
 	figure_init(&g, c, name, "speedup");
 	figure_variant_keys(&g, blocks, n, pattern, KEY_LINEPOINT);
 	figure_key(&g, "no change (1\303\227)", STYLE_REFERENCE, KEY_LINE);

@@ -87,6 +87,18 @@ void plot_remove_out(struct plot_ctx *c, const char *name, const char *ext)
 	unlink(path);
 }
 
+int plot_close_dat(struct plot_ctx *c, FILE *f, const char *name, int n)
+{
+	int rc = plot_close_out(c, f, name, "dat");
+
+	if (n < 0 || rc)
+		return n < 0 ? n : rc;
+	/* no block: nothing measurable, no figure */
+	if (!n)
+		plot_remove_out(c, name, "dat");
+	return n;
+}
+
 /*
  * Runs gnuplot with arg (and arg2 when not NULL) in the output folder, its output in
  * LOG.log, removed when it succeeds; what names the script in the message of a failure.

@@ -197,6 +197,12 @@ int plot_mkdir_p(const char *dir);
 FILE *plot_open_out(struct plot_ctx *c, const char *name, const char *ext);
 int plot_close_out(struct plot_ctx *c, FILE *f, const char *name, const char *ext);
 void plot_remove_out(struct plot_ctx *c, const char *name, const char *ext);
+/*
+ * Closes NAME.dat, which holds n blocks (or -errno: writing them failed), and removes it
+ * when n is 0, as there is no figure to draw from it. Returns n, or -errno: n itself when
+ * negative, else -EIO when the file could not be written.
+ */
+int plot_close_dat(struct plot_ctx *c, FILE *f, const char *name, int n);
 int plot_write_style(struct plot_ctx *c);
 int figure_begin(struct figure *g, const char *what, int rows, int cols);
 void figure_panel(struct figure *g, int i);
