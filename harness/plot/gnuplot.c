@@ -269,6 +269,18 @@ int figure_begin(struct figure *g, const char *what, int rows, int cols)
 	return 0;
 }
 
+int figure_begin_one_panel(struct figure *g, const char *what, double x_lo, double x_hi,
+			   enum tick_unit x_unit)
+{
+	int rc = figure_begin(g, what, 1, 1);
+
+	if (rc)
+		return rc;
+	figure_panel(g, 0);
+	plot_log_axis(g, "xaxis", 'x', x_lo, x_hi, g->panel_w, x_unit, NULL);
+	return 0;
+}
+
 /* Panel i's margins (row-major) as screen fractions: section "panel". */
 void figure_panel(struct figure *g, int i)
 {
