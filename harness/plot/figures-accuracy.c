@@ -161,30 +161,99 @@ int figure_fidelity(struct plot_ctx *c, const char *pattern, bool self)
 	return figure_end(&g);
 }
 
+/* Where the queries stand, as the .dat files say: [0] long range, [1] packed. */
+static const char *const recall_gaps[2] = { "long range (gap > 0)", "packed (gap 0)" };
+
 /*
- * Recall accuracy vs pairs: long range (gap > 0: pairs first, filler, queries last) or
- * packed (gap = 0: queries right after the pairs), apart, since filler dilutes a fixed
- * state in a way the pair count alone does not.
+ * What tells recall-P from recall-state-P; draw_recall() does the rest. Each has a long
+ * range and a packed version (gap = 0: queries right after the pairs), apart, since filler
+ * dilutes a fixed state in a way the pair count alone does not: [0] long range, [1] packed.
+ */
+struct recall_figure {
+	const char *kind;	/* the template; NAME is KIND-P or KIND-packed-P */
+	const char *sql[2];	/* a variant's rows, ?4.. the ints of binds */
+	const char *columns;	/* the .dat's column names */
+	const char *what[2];	/* the figure's caption */
+	enum tick_unit x_unit;
+	double mt;		/* room above the panel, inches */
+	const char *var;	/* the placeholder of what the sweep held fixed (d, P) */
+};
+
+/*
+ * A recall figure of pattern: NAME.dat (header, then a block per variant of r->sql with
+ * binds), then one panel with a line per variant and chance, value in placeholder r->var.
+ * Returns 0 (no figure when no variant has rows) or -errno.
+ */
+static int draw_recall(struct plot_ctx *c, const struct recall_figure *r, const char *pattern,
+		       bool packed, const int *binds, int n_binds, const char *header,
+		       const char *value)
+{
+	double chance = plot_mean_metric(c, "recall", pattern, "chance");
+	const struct run_variant *blocks[MAX_VARIANTS];
+	struct figure g;
+	char name[64];
+	int n, rc;
+	FILE *f;
+
+	snprintf(name, sizeof(name), "%s-%s%s", r->kind, packed ? "packed-" : "", pattern);
+	f = plot_open_out(c, name, "dat");
+	if (!f)
+		return -EIO;
+	fputs(header, f);
+	n = plot_write_variant_blocks(c, f, r->sql[packed], pattern, binds, n_binds, r->columns,
+				      blocks);
+	n = plot_close_dat(c, f, name, n);
+	if (n <= 0)
+		return n;
+	figure_init(&g, c, name, r->kind);
+	figure_variant_keys(&g, blocks, n, pattern, KEY_LINEPOINT);
+	if (chance > 0)
+		figure_chance_key(&g, chance);
+	g.mt = r->mt;
+	rc = figure_begin_one_panel(&g, r->what[packed], c->x_min, c->x_max, r->x_unit);
+	if (rc)
+		return rc;
+	figure_var(&g, r->var, "%s", value);
+	figure_block_list(&g, "lines", "line", blocks, NULL, n);
+	if (chance > 0) {
+		figure_var(&g, "level", "%.9g", chance);
+		figure_var_append(&g, "lines", ", \\\n\t     ", "chance");
+	}
+	figure_emit(&g, "body");
+	return figure_end(&g);
+}
+
+/*
+ * Recall accuracy vs pairs at one head dimension d: long range (gap > 0: pairs first,
+ * filler, queries last) or packed (gap = 0).
  */
 int figure_recall(struct plot_ctx *c, const char *pattern, bool packed)
 {
-	static const char long_sql[] =
-		"SELECT pairs, avg(accuracy) FROM results"
-		" WHERE run_id = ?1 AND task = 'recall' AND pattern = ?2 AND variant = ?3"
-		" AND d = ?4 AND status = 'ok' AND accuracy IS NOT NULL AND pairs > 0"
-		" AND gap > 0 GROUP BY pairs ORDER BY pairs";
-	static const char packed_sql[] =
-		"SELECT pairs, avg(accuracy) FROM results"
-		" WHERE run_id = ?1 AND task = 'recall' AND pattern = ?2 AND variant = ?3"
-		" AND d = ?4 AND status = 'ok' AND accuracy IS NOT NULL AND pairs > 0"
-		" AND gap = 0 GROUP BY pairs ORDER BY pairs";
-	const struct run_variant *blocks[MAX_VARIANTS];
-	int shape[4] = { 0 }, n, rc;
-	double chance, xmin, xmax;
-	char name[64];
-	struct figure g;
+	static const struct recall_figure fig = {
+		.kind = "recall",
+		.sql = {
+			"SELECT pairs, avg(accuracy) FROM results"
+			" WHERE run_id = ?1 AND task = 'recall' AND pattern = ?2 AND variant = ?3"
+			" AND d = ?4 AND status = 'ok' AND accuracy IS NOT NULL AND pairs > 0"
+			" AND gap > 0 GROUP BY pairs ORDER BY pairs",
+			"SELECT pairs, avg(accuracy) FROM results"
+			" WHERE run_id = ?1 AND task = 'recall' AND pattern = ?2 AND variant = ?3"
+			" AND d = ?4 AND status = 'ok' AND accuracy IS NOT NULL AND pairs > 0"
+			" AND gap = 0 GROUP BY pairs ORDER BY pairs",
+		},
+		.columns = "pairs\taccuracy",
+		.what = {
+			"associative recall accuracy vs number of pairs, queries far from the pairs",
+			"associative recall accuracy vs number of pairs, queries right after the"
+			" pairs",
+		},
+		.x_unit = TICK_PLAIN,
+		.mt = MT_IN,
+		.var = "d",
+	};
+	int shape[4] = { 0 }, rc;
+	char header[300], d[16];
 	sqlite3_stmt *st;
-	FILE *f;
 
 	/* d = 64 when the run has it, else the most common d */
 	rc = plot_common_shape(c, "recall", pattern, NULL, shape);
@@ -198,44 +267,11 @@ int figure_recall(struct plot_ctx *c, const char *pattern, bool packed)
 	if (sqlite3_step(st) == SQLITE_ROW)
 		shape[0] = 64;
 	sqlite3_finalize(st);
-	chance = plot_mean_metric(c, "recall", pattern, "chance");
-	snprintf(name, sizeof(name), "recall-%s%s", packed ? "packed-" : "", pattern);
-	f = plot_open_out(c, name, "dat");
-	if (!f)
-		return -EIO;
-	fprintf(f, "# recall accuracy, pattern %s, run %lld, head dimension d = %d, %s"
-		" (averaged over lengths)\n", pattern, (long long)c->o->run_id, shape[0],
-		packed ? "packed (gap 0)" : "long range (gap > 0)");
-	n = plot_write_variant_blocks(c, f, packed ? packed_sql : long_sql, pattern, shape, 1,
-				 "pairs\taccuracy", blocks);
-	rc = plot_close_out(c, f, name, "dat");
-	if (n < 0 || rc)
-		return n < 0 ? n : rc;
-	if (!n) {
-		plot_remove_out(c, name, "dat");
-		return 0;
-	}
-	xmin = c->x_min;
-	xmax = c->x_max;
-	figure_init(&g, c, name, "recall");
-	figure_variant_keys(&g, blocks, n, pattern, KEY_LINEPOINT);
-	if (chance > 0)
-		figure_chance_key(&g, chance);
-	rc = figure_begin(&g, packed ? "associative recall accuracy vs number of pairs, "
-			  "queries right after the pairs" : "associative recall accuracy vs "
-			  "number of pairs, queries far from the pairs", 1, 1);
-	if (rc)
-		return rc;
-	figure_panel(&g, 0);
-	plot_log_axis(&g, "xaxis", 'x', xmin, xmax, g.panel_w, TICK_PLAIN, NULL);
-	figure_var(&g, "d", "%d", shape[0]);
-	figure_block_list(&g, "lines", "line", blocks, NULL, n);
-	if (chance > 0) {
-		figure_var(&g, "level", "%.9g", chance);
-		figure_var_append(&g, "lines", ", \\\n\t     ", "chance");
-	}
-	figure_emit(&g, "body");
-	return figure_end(&g);
+	snprintf(header, sizeof(header), "# recall accuracy, pattern %s, run %lld, head dimension"
+		 " d = %d, %s (averaged over lengths)\n", pattern, (long long)c->o->run_id,
+		 shape[0], recall_gaps[packed]);
+	snprintf(d, sizeof(d), "%d", shape[0]);
+	return draw_recall(c, &fig, pattern, packed, shape, 1, header, d);
 }
 
 /*
@@ -245,23 +281,30 @@ int figure_recall(struct plot_ctx *c, const char *pattern, bool packed)
  */
 int figure_recall_state(struct plot_ctx *c, const char *pattern, bool packed)
 {
-	static const char long_sql[] =
-		"SELECT max(state_bytes), avg(accuracy), d, count(*) FROM results"
-		" WHERE run_id = ?1 AND task = 'recall' AND pattern = ?2 AND variant = ?3"
-		" AND status = 'ok' AND accuracy IS NOT NULL AND state_bytes > 0 AND pairs > 0"
-		" AND gap > 0 GROUP BY d ORDER BY 1";
-	static const char packed_sql[] =
-		"SELECT max(state_bytes), avg(accuracy), d, count(*) FROM results"
-		" WHERE run_id = ?1 AND task = 'recall' AND pattern = ?2 AND variant = ?3"
-		" AND status = 'ok' AND accuracy IS NOT NULL AND state_bytes > 0 AND pairs > 0"
-		" AND gap = 0 GROUP BY d ORDER BY 1";
-	const struct run_variant *blocks[MAX_VARIANTS];
-	int n, rc, p_lo = 0, p_hi = 0;
-	char name[64], pairs[32];
-	double chance, xmin, xmax;
-	struct figure g;
+	static const struct recall_figure fig = {
+		.kind = "recall-state",
+		.sql = {
+			"SELECT max(state_bytes), avg(accuracy), d, count(*) FROM results"
+			" WHERE run_id = ?1 AND task = 'recall' AND pattern = ?2 AND variant = ?3"
+			" AND status = 'ok' AND accuracy IS NOT NULL AND state_bytes > 0"
+			" AND pairs > 0 AND gap > 0 GROUP BY d ORDER BY 1",
+			"SELECT max(state_bytes), avg(accuracy), d, count(*) FROM results"
+			" WHERE run_id = ?1 AND task = 'recall' AND pattern = ?2 AND variant = ?3"
+			" AND status = 'ok' AND accuracy IS NOT NULL AND state_bytes > 0"
+			" AND pairs > 0 AND gap = 0 GROUP BY d ORDER BY 1",
+		},
+		.columns = "state_bytes\taccuracy\td\tcells",
+		.what = {
+			"recall accuracy vs analytic state size, queries far from the pairs",
+			"recall accuracy vs analytic state size, queries right after the pairs",
+		},
+		.x_unit = TICK_BYTES,
+		.mt = MT_IN + TITLE_IN,
+		.var = "pairs",
+	};
+	char header[300], pairs[32];
+	int p_lo = 0, p_hi = 0;
 	sqlite3_stmt *st;
-	FILE *f;
 
 	st = plot_prepare(c, packed ?
 		     "SELECT min(pairs), max(pairs) FROM results WHERE run_id = ?1 AND"
@@ -280,50 +323,14 @@ int figure_recall_state(struct plot_ctx *c, const char *pattern, bool packed)
 	sqlite3_finalize(st);
 	if (!p_hi)
 		return 0;
-	chance = plot_mean_metric(c, "recall", pattern, "chance");
 	if (p_lo == p_hi)
 		snprintf(pairs, sizeof(pairs), "%d", p_lo);
 	else
 		snprintf(pairs, sizeof(pairs), "%d..%d", p_lo, p_hi);
-	snprintf(name, sizeof(name), "recall-state-%s%s", packed ? "packed-" : "", pattern);
-	f = plot_open_out(c, name, "dat");
-	if (!f)
-		return -EIO;
-	fprintf(f, "# recall accuracy vs analytic state size, pattern %s, run %lld, %s:\n"
-		"# a row per head dimension d; accuracy averaged over the cells (P = %s)\n",
-		pattern, (long long)c->o->run_id, packed ? "packed (gap 0)" :
-		"long range (gap > 0)", pairs);
-	n = plot_write_variant_blocks(c, f, packed ? packed_sql : long_sql, pattern, NULL, 0,
-				 "state_bytes\taccuracy\td\tcells", blocks);
-	rc = plot_close_out(c, f, name, "dat");
-	if (n < 0 || rc)
-		return n < 0 ? n : rc;
-	if (!n) {
-		plot_remove_out(c, name, "dat");
-		return 0;
-	}
-	xmin = c->x_min;
-	xmax = c->x_max;
-	figure_init(&g, c, name, "recall-state");
-	figure_variant_keys(&g, blocks, n, pattern, KEY_LINEPOINT);
-	if (chance > 0)
-		figure_chance_key(&g, chance);
-	g.mt = MT_IN + TITLE_IN;
-	rc = figure_begin(&g, packed ? "recall accuracy vs analytic state size, queries right "
-			  "after the pairs" : "recall accuracy vs analytic state size, queries far "
-			  "from the pairs", 1, 1);
-	if (rc)
-		return rc;
-	figure_panel(&g, 0);
-	plot_log_axis(&g, "xaxis", 'x', xmin, xmax, g.panel_w, TICK_BYTES, NULL);
-	figure_var(&g, "pairs", "%s", pairs);
-	figure_block_list(&g, "lines", "line", blocks, NULL, n);
-	if (chance > 0) {
-		figure_var(&g, "level", "%.9g", chance);
-		figure_var_append(&g, "lines", ", \\\n\t     ", "chance");
-	}
-	figure_emit(&g, "body");
-	return figure_end(&g);
+	snprintf(header, sizeof(header), "# recall accuracy vs analytic state size, pattern %s,"
+		 " run %lld, %s:\n# a row per head dimension d; accuracy averaged over the cells"
+		 " (P = %s)\n", pattern, (long long)c->o->run_id, recall_gaps[packed], pairs);
+	return draw_recall(c, &fig, pattern, packed, NULL, 0, header, pairs);
 }
 
 /*
@@ -368,13 +375,9 @@ int figure_passkey(struct plot_ctx *c, const char *pattern, bool self)
 		pattern, (long long)c->o->run_id);
 	n = plot_write_variant_blocks(c, f, sql, pattern, NULL, 0,
 				 "depth_index\tlength_index\taccuracy\tdepth\tkeys_M", blocks);
-	rc = plot_close_out(c, f, name, "dat");
-	if (n < 0 || rc)
-		return n < 0 ? n : rc;
-	if (!n) {
-		plot_remove_out(c, name, "dat");
-		return 0;
-	}
+	n = plot_close_dat(c, f, name, n);
+	if (n <= 0)
+		return n;
 	figure_init(&g, c, name, "passkey");
 	cols = c->o->size == PLOT_PAGE ? 5 : 3;
 	if (cols > n)

@@ -40,7 +40,6 @@ int figure_speed(struct plot_ctx *c, const char *pattern, bool memory)
 	struct figure g;
 	char name[64];
 	int shape[4], n, rc;
-	double xmin, xmax, ymin, ymax;
 	FILE *f;
 
 	rc = plot_common_shape(c, "speed", pattern, NULL, shape);
@@ -57,30 +56,20 @@ int figure_speed(struct plot_ctx *c, const char *pattern, bool memory)
 				 memory ? "N\tpeak_bytes" :
 				 "N\tmedian_ms\tci_lo_ms\tci_hi_ms (95% interval of the median)",
 				 blocks);
-	rc = plot_close_out(c, f, name, "dat");
-	if (n < 0 || rc)
-		return n < 0 ? n : rc;
-	if (!n) {
-		/* nothing measurable on this pattern: no figure */
-		plot_remove_out(c, name, "dat");
-		return 0;
-	}
-	xmin = c->x_min;
-	xmax = c->x_max;
-	ymin = c->y_min;
-	ymax = c->y_max;
+	n = plot_close_dat(c, f, name, n);
+	if (n <= 0)
+		return n;
 	figure_init(&g, c, name, memory ? "memory" : "latency");
 	if (memory)
 		g.ml = 0.8;	/* tick labels such as "512 KiB" */
 	figure_variant_keys(&g, blocks, n, pattern, KEY_LINEPOINT);
-	rc = figure_begin(&g, memory ? "peak workspace vs sequence length" :
-			  "forward latency vs sequence length", 1, 1);
+	rc = figure_begin_one_panel(&g, memory ? "peak workspace vs sequence length" :
+				    "forward latency vs sequence length", c->x_min, c->x_max,
+				    TICK_PLAIN);
 	if (rc)
 		return rc;
-	figure_panel(&g, 0);
-	plot_log_axis(&g, "xaxis", 'x', xmin, xmax, g.panel_w, TICK_PLAIN, NULL);
-	plot_log_axis(&g, "yaxis", 'y', ymin, ymax, g.panel_h, memory ? TICK_BYTES : TICK_PLAIN,
-		      NULL);
+	plot_log_axis(&g, "yaxis", 'y', c->y_min, c->y_max, g.panel_h,
+		      memory ? TICK_BYTES : TICK_PLAIN, NULL);
 	figure_block_list(&g, "lines", "line", blocks, NULL, n);
 	figure_emit(&g, "body");
 	return figure_end(&g);
@@ -200,22 +189,17 @@ int figure_speedup(struct plot_ctx *c, const char *pattern)
 		if (rows)
 			blocks[n++] = v;
 	}
-	rc = plot_close_out(c, f, name, "dat");
+	rc = plot_close_dat(c, f, name, n);
 	f = NULL;
-	if (rc)
+	if (rc <= 0)
 		goto out;
-	if (!n) {
-		plot_remove_out(c, name, "dat");
-		goto out;
-	}
 	figure_init(&g, c, name, "speedup");
 	figure_variant_keys(&g, blocks, n, pattern, KEY_LINEPOINT);
 	figure_key(&g, "no change (1\303\227)", STYLE_REFERENCE, KEY_LINE);
-	rc = figure_begin(&g, "speed-up over the baseline vs sequence length", 1, 1);
+	rc = figure_begin_one_panel(&g, "speed-up over the baseline vs sequence length", xmin,
+				    xmax, TICK_PLAIN);
 	if (rc)
 		goto out;
-	figure_panel(&g, 0);
-	plot_log_axis(&g, "xaxis", 'x', xmin, xmax, g.panel_w, TICK_PLAIN, NULL);
 	plot_log_axis(&g, "yaxis", 'y', ymin, ymax, g.panel_h, TICK_PLAIN, NULL);
 	figure_var_string(&g, "baseline", c->baseline);
 	figure_block_list(&g, "lines", "line", blocks, NULL, n);
@@ -602,11 +586,10 @@ int figure_pareto(struct plot_ctx *c, const char *pattern)
 	figure_init(&g, c, name, "pareto");
 	figure_variant_keys(&g, blocks, n, pattern, KEY_POINT);
 	figure_key(&g, "Pareto front", STYLE_FRONT, KEY_LINE);
-	rc = figure_begin(&g, "accuracy against latency, with the Pareto front", 1, 1);
+	rc = figure_begin_one_panel(&g, "accuracy against latency, with the Pareto front", xmin,
+				    xmax, TICK_PLAIN);
 	if (rc)
 		goto out;
-	figure_panel(&g, 0);
-	plot_log_axis(&g, "xaxis", 'x', xmin, xmax, g.panel_w, TICK_PLAIN, NULL);
 	figure_var(&g, "length", "%ld", c->pareto_length);
 	figure_var(&g, "passkey_m", "%d", passkey_m);
 	figure_var(&g, "front", "%d", n);

@@ -87,6 +87,18 @@ void plot_remove_out(struct plot_ctx *c, const char *name, const char *ext)
 	unlink(path);
 }
 
+int plot_close_dat(struct plot_ctx *c, FILE *f, const char *name, int n)
+{
+	int rc = plot_close_out(c, f, name, "dat");
+
+	if (n < 0 || rc)
+		return n < 0 ? n : rc;
+	/* no block: nothing measurable, no figure */
+	if (!n)
+		plot_remove_out(c, name, "dat");
+	return n;
+}
+
 /*
  * Runs gnuplot with arg (and arg2 when not NULL) in the output folder, its output in
  * LOG.log, removed when it succeeds; what names the script in the message of a failure.
@@ -254,6 +266,18 @@ int figure_begin(struct figure *g, const char *what, int rows, int cols)
 	figure_var(g, "fontsize", "%g", c->font_pt);
 	figure_var(g, "height", "%.3f", g->height);
 	figure_emit(g, "header");
+	return 0;
+}
+
+int figure_begin_one_panel(struct figure *g, const char *what, double x_lo, double x_hi,
+			   enum tick_unit x_unit)
+{
+	int rc = figure_begin(g, what, 1, 1);
+
+	if (rc)
+		return rc;
+	figure_panel(g, 0);
+	plot_log_axis(g, "xaxis", 'x', x_lo, x_hi, g->panel_w, x_unit, NULL);
 	return 0;
 }
 

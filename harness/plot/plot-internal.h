@@ -197,8 +197,21 @@ int plot_mkdir_p(const char *dir);
 FILE *plot_open_out(struct plot_ctx *c, const char *name, const char *ext);
 int plot_close_out(struct plot_ctx *c, FILE *f, const char *name, const char *ext);
 void plot_remove_out(struct plot_ctx *c, const char *name, const char *ext);
+/*
+ * Closes NAME.dat, which holds n blocks (or -errno: writing them failed), and removes it
+ * when n is 0, as there is no figure to draw from it. Returns n, or -errno: n itself when
+ * negative, else -EIO when the file could not be written.
+ */
+int plot_close_dat(struct plot_ctx *c, FILE *f, const char *name, int n);
 int plot_write_style(struct plot_ctx *c);
 int figure_begin(struct figure *g, const char *what, int rows, int cols);
+/*
+ * figure_begin() for a figure of one panel, which it places (figure_panel()), with a log
+ * x axis over the data range x_lo..x_hi in the placeholder xaxis (plot_log_axis()).
+ * Returns 0 or -errno, as figure_begin().
+ */
+int figure_begin_one_panel(struct figure *g, const char *what, double x_lo, double x_hi,
+			   enum tick_unit x_unit);
 void figure_panel(struct figure *g, int i);
 void figure_block_list(struct figure *g, const char *var, const char *section,
 		       const struct run_variant *const *blocks, const int *index, int n);
