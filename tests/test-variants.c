@@ -28,12 +28,6 @@
 /* GQA reads the same numbers as MHA with repeated heads; allow only rounding noise. */
 #define GQA_TOLERANCE 1e-6
 
-#define SEED VARIANT_TEST_SEED
-
-static const int sizes[] = { 1, 17, 63, 257 };
-/* 12 is not a multiple of 8: it takes flash's portable path. */
-static const int dims[] = { 8, 64, 12 };
-static const int kv_choices[] = { 4, 2, 1 };
 static const enum attn_pattern self_patterns[] = { ATTN_NS, ATTN_CS };
 
 
@@ -42,22 +36,10 @@ static void check_against_reference(const struct variant_ops *v, const struct at
 				    uint64_t seed)
 {
 	struct tensors t;
-	double *ref, err;
-	char what[160];
+	double *ref = reference_make(&t, p, seed);
 
-	tensors_make(&t, p, seed, 1.0);
-	ref = malloc(sizeof(double) * t.nq);
-	assert_non_null(ref);
 	reference_attention(p, t.q, t.k, t.v, ref);
-	run(v, p, &t);
-	err = error_vs_double(t.o, ref, t.nq);
-	if (!(err <= EXACT_TOLERANCE)) {
-		describe(what, sizeof(what), v, p);
-		print_error("%s: relative error %g\n", what, err);
-	}
-	assert_true(err <= EXACT_TOLERANCE);
-	free(ref);
-	tensors_release(&t);
+	check_output(v, p, &t, ref, EXACT_TOLERANCE, "%s", "");
 }
 
 static bool supports(const struct variant_ops *v, enum attn_pattern pattern)
@@ -270,23 +252,13 @@ static int check_pattern_against_reference(const struct variant_ops *v,
 					   enum attn_pattern pattern, const double *params,
 					   uint64_t *seed)
 {
+	struct shape_walk w = { 0 };
+	struct attn_problem p;
 	int checked = 0;
 
-	for (int a = 0; a < COUNT(sizes); a++) {
-		for (int b = 0; b < COUNT(sizes); b++) {
-			if (pattern_is_self(pattern) != (sizes[a] == sizes[b]))
-				continue;
-			for (int di = 0; di < COUNT(dims); di++) {
-				for (int kv = 0; kv < COUNT(kv_choices); kv++) {
-					struct attn_problem p = problem(2, 4, kv_choices[kv],
-									sizes[a], sizes[b],
-									dims[di], pattern, params);
-
-					check_against_reference(v, &p, (*seed)++);
-					checked++;
-				}
-			}
-		}
+	while (shape_walk_next(&w, pattern, params, &p)) {
+		check_against_reference(v, &p, (*seed)++);
+		checked++;
 	}
 	return checked;
 }
