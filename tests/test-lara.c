@@ -424,25 +424,11 @@ static void test_lara_state_bytes_follow_the_formula(void **state)
 static void test_lara_refuses_causal_and_short_cross_problems(void **state)
 {
 	double params[2] = { 8, 0 };
-	struct attn_problem p;
 
 	(void)state;
 	assert_int_equal(lara()->extensions, PATTERN_BIT(ATTN_NC));
 	assert_null(lara()->decode_init);
-	p = problem(1, 2, 2, 63, 63, 16, ATTN_CS, NULL);
-	assert_int_equal(variant_check_problem(lara(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 63, 63, 16, ATTN_CC, NULL);
-	assert_int_equal(variant_check_problem(lara(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 15, 63, 16, ATTN_NC, NULL);
-	assert_int_equal(variant_check_problem(lara(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 63, 15, 16, ATTN_NC, NULL);
-	assert_int_equal(variant_check_problem(lara(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 16, 16, 16, ATTN_NC, NULL);
-	assert_int_equal(variant_check_problem(lara(), &p), 0);
-	p = problem(1, 2, 2, 15, 63, 16, ATTN_NC, params);
-	assert_int_equal(variant_check_problem(lara(), &p), 0);
-	p = problem(1, 2, 2, 3, 3, 16, ATTN_NS, NULL);
-	assert_int_equal(variant_check_problem(lara(), &p), 0);
+	check_landmark_refusals(lara(), params);
 }
 
 int main(void)

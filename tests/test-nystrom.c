@@ -658,25 +658,10 @@ static void test_nystrom_state_bytes_follow_the_formula(void **state)
 static void test_nystrom_refuses_causal_and_short_cross_problems(void **state)
 {
 	double params[3] = { 8, 6, 0 };
-	struct attn_problem p;
 
 	(void)state;
 	assert_int_equal(nystrom()->extensions, PATTERN_BIT(ATTN_NC));
-	p = problem(1, 2, 2, 63, 63, 16, ATTN_CS, NULL);
-	assert_int_equal(variant_check_problem(nystrom(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 63, 63, 16, ATTN_CC, NULL);
-	assert_int_equal(variant_check_problem(nystrom(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 15, 63, 16, ATTN_NC, NULL);
-	assert_int_equal(variant_check_problem(nystrom(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 63, 15, 16, ATTN_NC, NULL);
-	assert_int_equal(variant_check_problem(nystrom(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 16, 16, 16, ATTN_NC, NULL);
-	assert_int_equal(variant_check_problem(nystrom(), &p), 0);
-	p = problem(1, 2, 2, 15, 63, 16, ATTN_NC, params);
-	assert_int_equal(variant_check_problem(nystrom(), &p), 0);
-	/* self attention of any length: short ones are exact */
-	p = problem(1, 2, 2, 3, 3, 16, ATTN_NS, NULL);
-	assert_int_equal(variant_check_problem(nystrom(), &p), 0);
+	check_landmark_refusals(nystrom(), params);
 }
 
 int main(void)

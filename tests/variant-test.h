@@ -301,6 +301,37 @@ check_output(const struct variant_ops *v, const struct attn_problem *p, struct t
 	tensors_release(t);
 }
 
+/*
+ * What the landmark variants (lara, nystrom; C = 16 by default) accept: cs and cc are
+ * refused; nc needs C rows of queries and of keys, so 15 x 63 passes only with a smaller
+ * C (params sets C = 8); ns of any length, short ones exact.
+ */
+static inline void check_landmark_refusals(const struct variant_ops *v, const double *params)
+{
+	static const struct {
+		int n, m;
+		enum attn_pattern pattern;
+		bool with_params;
+		int ret;
+	} cases[] = {
+		{ 63, 63, ATTN_CS, false, -ENOTSUP },
+		{ 63, 63, ATTN_CC, false, -ENOTSUP },
+		{ 15, 63, ATTN_NC, false, -ENOTSUP },
+		{ 63, 15, ATTN_NC, false, -ENOTSUP },
+		{ 16, 16, ATTN_NC, false, 0 },
+		{ 15, 63, ATTN_NC, true, 0 },
+		{ 3, 3, ATTN_NS, false, 0 },
+	};
+
+	for (int i = 0; i < COUNT(cases); i++) {
+		struct attn_problem p = problem(1, 2, 2, cases[i].n, cases[i].m, 16,
+						cases[i].pattern,
+						cases[i].with_params ? params : NULL);
+
+		assert_int_equal(variant_check_problem(v, &p), cases[i].ret);
+	}
+}
+
 /* A step sums in another order than the full pass; the spec's bound for decode. */
 #define DECODE_TOLERANCE 1e-5
 
