@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "compare.h"
+#include "task-test.h"
 #include "queries.h"
 #include "store.h"
 
@@ -631,15 +632,6 @@ static void test_a_run_against_an_earlier_run_pairs_the_same_variant(void **stat
 }
 
 /* ---- per-trial outcomes from the tasks ---- */
-
-static double metric(const struct cell_result *r, const char *name)
-{
-	for (int i = 0; i < r->n_metrics; i++)
-		if (!strcmp(r->metrics[i].name, name))
-			return r->metrics[i].value;
-	fail_msg("no metric '%s'", name);
-	return NAN;
-}
 
 static void run_task(const struct cell *c, struct cell_result *r)
 {
