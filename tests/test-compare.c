@@ -20,6 +20,7 @@
 #include "task-test.h"
 #include "queries.h"
 #include "store.h"
+#include "store-test.h"
 
 /* ---- synthetic latencies ---- */
 
@@ -322,14 +323,6 @@ static void test_unpaired_accuracy_uses_fisher(void **state)
 }
 
 /* ---- pairs of cells in a database ---- */
-
-static void fake_provenance(struct provenance *p, const char *cpu)
-{
-	memset(p, 0, sizeof(*p));
-	for (int f = 0; f < PROV_COUNT; f++)
-		p->values[f] = strdup(f == PROV_CPU_MODEL ? cpu :
-				      f == PROV_CORES || f == PROV_THREADS ? "2" : "x");
-}
 
 static struct cell db_cell(const char *variant, const char *task, enum attn_pattern p,
 			   int n, const char *regime)
