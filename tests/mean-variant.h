@@ -1,6 +1,7 @@
 /*
  * mean-variant.h - a deliberately wrong "variant" for task tests: every output row is the
- * mean of all V rows, whatever the query. It ignores causality and cannot retrieve.
+ * mean of all V rows, whatever the query. It ignores causality (leaks the future) and
+ * cannot retrieve (is blind to the query).
  */
 #ifndef ATTNBENCH_MEAN_VARIANT_H
 #define ATTNBENCH_MEAN_VARIANT_H
@@ -28,5 +29,14 @@ static int mean_v_forward(const struct attn_problem *p, const float *q, const fl
 		}
 	return 0;
 }
+
+static const struct variant_ops mean_variant = {
+	.name = "mean",
+	.family = "test",
+	.summary = "mean of V for every row",
+	.citation = "none",
+	.patterns = PATTERNS_ALL,
+	.forward = mean_v_forward,
+};
 
 #endif

@@ -17,8 +17,10 @@
 #include <string.h>
 
 #include "compare.h"
+#include "task-test.h"
 #include "queries.h"
 #include "store.h"
+#include "store-test.h"
 
 /* ---- synthetic latencies ---- */
 
@@ -322,14 +324,6 @@ static void test_unpaired_accuracy_uses_fisher(void **state)
 
 /* ---- pairs of cells in a database ---- */
 
-static void fake_provenance(struct provenance *p, const char *cpu)
-{
-	memset(p, 0, sizeof(*p));
-	for (int f = 0; f < PROV_COUNT; f++)
-		p->values[f] = strdup(f == PROV_CPU_MODEL ? cpu :
-				      f == PROV_CORES || f == PROV_THREADS ? "2" : "x");
-}
-
 static struct cell db_cell(const char *variant, const char *task, enum attn_pattern p,
 			   int n, const char *regime)
 {
@@ -631,15 +625,6 @@ static void test_a_run_against_an_earlier_run_pairs_the_same_variant(void **stat
 }
 
 /* ---- per-trial outcomes from the tasks ---- */
-
-static double metric(const struct cell_result *r, const char *name)
-{
-	for (int i = 0; i < r->n_metrics; i++)
-		if (!strcmp(r->metrics[i].name, name))
-			return r->metrics[i].value;
-	fail_msg("no metric '%s'", name);
-	return NAN;
-}
 
 static void run_task(const struct cell *c, struct cell_result *r)
 {

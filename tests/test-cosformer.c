@@ -24,18 +24,10 @@
 #define CHANGED 1e-3
 
 #define PI 3.14159265358979323846
-#define SEED VARIANT_TEST_SEED
-
-static const int sizes[] = { 1, 17, 63, 257 };
-static const int dims[] = { 8, 64, 12 };
-static const int kv_choices[] = { 4, 2, 1 };
 
 static const struct variant_ops *cosformer(void)
 {
-	const struct variant_ops *v = variant_find("cosformer");
-
-	assert_non_null(v);
-	return v;
+	return variant_must_find("cosformer");
 }
 
 static bool self_pattern(enum attn_pattern pattern)
@@ -114,17 +106,10 @@ static void check_explicit(const struct attn_problem *p, long horizon, uint64_t 
 			   double scale)
 {
 	struct tensors t;
-	double err;
-	char what[160];
 
 	tensors_make(&t, p, seed, scale);
-	err = error_vs_explicit(p, horizon, &t);
-	if (!(err <= TOLERANCE)) {
-		describe(what, sizeof(what), cosformer(), p);
-		print_error("%s horizon=%ld: error %g against the explicit form\n", what,
-			    horizon, err);
-	}
-	assert_true(err <= TOLERANCE);
+	check_error(cosformer(), p, error_vs_explicit(p, horizon, &t), TOLERANCE,
+		    " horizon=%ld (against the explicit form)", horizon);
 	tensors_release(&t);
 }
 
@@ -137,26 +122,19 @@ static int check_grid(long horizon, bool every_kv, uint64_t *seed)
 	double params[1] = { (double)horizon };
 	int checked = 0;
 
-	for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++)
-		for (int shape = 0; shape < COUNT(sizes) * COUNT(sizes); shape++) {
-			int a = shape / COUNT(sizes), b = shape % COUNT(sizes);
+	for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
+		struct shape_walk w = { 0 };
+		struct attn_problem p;
 
-			if (self_pattern(pat) != (a == b))
+		while (shape_walk_next(&w, pat, params, &p)) {
+			if (!every_kv && w.kv != (w.a + w.b + w.di) % COUNT(kv_choices))
 				continue;
-			for (int di = 0; di < COUNT(dims); di++)
-				for (int kv = 0; kv < COUNT(kv_choices); kv++) {
-					struct attn_problem p = problem(2, 4, kv_choices[kv],
-									sizes[a], sizes[b],
-									dims[di], pat, params);
-
-					if (!every_kv && kv != (a + b + di) % COUNT(kv_choices))
-						continue;
-					if (variant_check_problem(cosformer(), &p))
-						continue;
-					check_explicit(&p, horizon, (*seed)++, 1.0);
-					checked++;
-				}
+			if (variant_check_problem(cosformer(), &p))
+				continue;
+			check_explicit(&p, horizon, (*seed)++, 1.0);
+			checked++;
 		}
+	}
 	return checked;
 }
 

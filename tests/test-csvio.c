@@ -26,6 +26,7 @@
 #include "db-dump.h"
 #include "merge.h"
 #include "store.h"
+#include "store-test.h"
 
 static char tmpdir[] = "/tmp/attnbench-csvio-XXXXXX";
 
@@ -39,11 +40,8 @@ static int make_tmpdir(void **state)
 
 static int remove_tmpdir(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	return system(cmd);
+	return remove_dir(tmpdir);
 }
 
 static char *tmp_path(const char *name)
@@ -64,14 +62,6 @@ static struct store *open_store(const char *path)
 	if (store_open(path, 0, &s, why, sizeof(why)))
 		fail_msg("cannot open %s: %s", path, why);
 	return s;
-}
-
-static void exec_ok(sqlite3 *db, const char *sql)
-{
-	char *err = NULL;
-
-	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
-		fail_msg("%s: %s", sql, err);
 }
 
 static int64_t count_rows(sqlite3 *db, const char *table)

@@ -18,6 +18,7 @@
 
 #include "efficiency.h"
 #include "store.h"
+#include "store-test.h"
 
 /* cmocka's assert_float_equal compares in single precision: this one in double. */
 #define assert_close(a, b, eps) do { \
@@ -412,14 +413,6 @@ static void test_bootstrap_is_open_above_when_the_last_point_barely_crosses(void
 }
 
 /* ---- run_metrics from a database ---- */
-
-static void exec_ok(sqlite3 *db, const char *sql)
-{
-	char *err = NULL;
-
-	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
-		fail_msg("%s: %s", sql, err);
-}
 
 /* One ok speed cell with `count` equal samples of `seconds` and a peak workspace. */
 static void add_speed_cell(sqlite3 *db, const char *variant, const char *pattern, int n,

@@ -16,25 +16,15 @@
 #include "variant-test.h"
 #include "random.h"
 
-#define SEED VARIANT_TEST_SEED
-
 /* fp32 kernel against its own formulas in fp64: the spec's bound for a transcription. */
 #define TRANSCRIPTION_TOLERANCE 1e-5
 
 /* The variant's documented noise stream for query head h: 26 + 1000 h. */
 #define NOISE_STREAM(h) (26 + 1000 * (uint64_t)(h))
 
-static const int sizes[] = { 1, 17, 63, 257 };
-static const int cross[][2] = { { 17, 63 }, { 257, 17 }, { 63, 257 } };
-static const int dims[] = { 8, 64, 12 };
-static const int kv_choices[] = { 4, 2, 1 };
-
 static const struct variant_ops *lara(void)
 {
-	const struct variant_ops *v = variant_find("lara");
-
-	assert_non_null(v);
-	return v;
+	return variant_must_find("lara");
 }
 
 /* ---- the transcription ---- */
@@ -214,48 +204,25 @@ static void check_transcription(const struct attn_problem *p, int landmarks, boo
 				uint64_t seed)
 {
 	struct tensors t;
-	double *ref, err;
-	char what[160];
+	double *ref = reference_make(&t, p, seed);
 
-	tensors_make(&t, p, seed, 1.0);
-	ref = malloc(sizeof(double) * t.nq);
-	assert_non_null(ref);
 	lara_reference(p, landmarks, sample, t.q, t.k, t.v, ref, NULL);
-	run(lara(), p, &t);
-	err = error_vs_double(t.o, ref, t.nq);
-	if (!(err <= TRANSCRIPTION_TOLERANCE)) {
-		describe(what, sizeof(what), lara(), p);
-		print_error("%s C=%d sample=%d: error %g\n", what, landmarks, sample, err);
-	}
-	assert_true(err <= TRANSCRIPTION_TOLERANCE);
-	free(ref);
-	tensors_release(&t);
+	check_output(lara(), p, &t, ref, TRANSCRIPTION_TOLERANCE, " C=%d sample=%d", landmarks,
+		     sample);
 }
 
 /* Every awkward shape of both patterns; cross shapes shorter than C are refused, skipped. */
 static void check_every_shape(int landmarks, bool sample, uint64_t seed)
 {
 	double params[2] = { landmarks, sample };
+	struct shape_walk w = { 0 };
+	struct attn_problem p;
 
-	for (int di = 0; di < COUNT(dims); di++)
-		for (int kv = 0; kv < COUNT(kv_choices); kv++) {
-			for (int si = 0; si < COUNT(sizes); si++) {
-				struct attn_problem p = problem(2, 4, kv_choices[kv], sizes[si],
-								sizes[si], dims[di], ATTN_NS,
-								params);
-
-				check_transcription(&p, landmarks, sample, seed++);
-			}
-			for (int ci = 0; ci < COUNT(cross); ci++) {
-				struct attn_problem p = problem(2, 4, kv_choices[kv], cross[ci][0],
-								cross[ci][1], dims[di], ATTN_NC,
-								params);
-
-				if (variant_check_problem(lara(), &p) == -ENOTSUP)
-					continue;
-				check_transcription(&p, landmarks, sample, seed++);
-			}
-		}
+	while (landmark_walk_next(&w, params, &p)) {
+		if (p.pattern == ATTN_NC && variant_check_problem(lara(), &p) == -ENOTSUP)
+			continue;
+		check_transcription(&p, landmarks, sample, seed++);
+	}
 }
 
 /* ---- tests ---- */
@@ -457,25 +424,11 @@ static void test_lara_state_bytes_follow_the_formula(void **state)
 static void test_lara_refuses_causal_and_short_cross_problems(void **state)
 {
 	double params[2] = { 8, 0 };
-	struct attn_problem p;
 
 	(void)state;
 	assert_int_equal(lara()->extensions, PATTERN_BIT(ATTN_NC));
 	assert_null(lara()->decode_init);
-	p = problem(1, 2, 2, 63, 63, 16, ATTN_CS, NULL);
-	assert_int_equal(variant_check_problem(lara(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 63, 63, 16, ATTN_CC, NULL);
-	assert_int_equal(variant_check_problem(lara(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 15, 63, 16, ATTN_NC, NULL);
-	assert_int_equal(variant_check_problem(lara(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 63, 15, 16, ATTN_NC, NULL);
-	assert_int_equal(variant_check_problem(lara(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 16, 16, 16, ATTN_NC, NULL);
-	assert_int_equal(variant_check_problem(lara(), &p), 0);
-	p = problem(1, 2, 2, 15, 63, 16, ATTN_NC, params);
-	assert_int_equal(variant_check_problem(lara(), &p), 0);
-	p = problem(1, 2, 2, 3, 3, 16, ATTN_NS, NULL);
-	assert_int_equal(variant_check_problem(lara(), &p), 0);
+	check_landmark_refusals(lara(), params);
 }
 
 int main(void)

@@ -26,20 +26,13 @@
 /* torch.nn.LayerNorm's eps, as the variant documents. */
 #define LN_EPS 1e-5
 
-#define SEED VARIANT_TEST_SEED
-
-static const int sizes[] = { 1, 17, 63, 257 };
-static const int dims[] = { 8, 64, 12 };
-static const int kv_choices[] = { 4, 2, 1 };
-
 /* The variant's parameter order: window, rank, chunk, dual_ln. */
 enum { P_WINDOW, P_RANK, P_CHUNK, P_DUAL_LN, P_COUNT };
 
 static const struct variant_ops *variant(void)
 {
-	const struct variant_ops *v = variant_find("longshort");
+	const struct variant_ops *v = variant_must_find("longshort");
 
-	assert_non_null(v);
 	assert_int_equal(v->n_params, P_COUNT);
 	assert_int_equal(variant_param_index(v, "window"), P_WINDOW);
 	assert_int_equal(variant_param_index(v, "rank"), P_RANK);
@@ -318,40 +311,25 @@ static void transcribe(const struct attn_problem *p, const float *q, const float
 static void check_transcription(const struct attn_problem *p, uint64_t seed)
 {
 	struct tensors t;
-	double *ref, err;
-	char what[160];
+	double *ref = reference_make(&t, p, seed);
 
-	tensors_make(&t, p, seed, 1.0);
-	ref = malloc(sizeof(double) * t.nq);
-	assert_non_null(ref);
 	transcribe(p, t.q, t.k, t.v, ref);
-	run(variant(), p, &t);
-	err = error_vs_double(t.o, ref, t.nq);
-	if (!(err <= TOLERANCE)) {
-		describe(what, sizeof(what), variant(), p);
-		print_error("%s w=%g r=%g l=%g ln=%g: error %g\n", what, p->params[P_WINDOW],
-			    p->params[P_RANK], p->params[P_CHUNK], p->params[P_DUAL_LN], err);
-	}
-	assert_true(err <= TOLERANCE);
-	free(ref);
-	tensors_release(&t);
+	check_output(variant(), p, &t, ref, TOLERANCE, " w=%g r=%g l=%g ln=%g",
+		     p->params[P_WINDOW], p->params[P_RANK], p->params[P_CHUNK],
+		     p->params[P_DUAL_LN]);
 }
 
 /* Every awkward shape for one pattern and a list of settings. */
 static void check_shapes(enum attn_pattern pattern, const double (*settings)[P_COUNT],
 			 int count, uint64_t seed)
 {
-	for (int si = 0; si < count; si++)
-		for (int ni = 0; ni < COUNT(sizes); ni++)
-			for (int di = 0; di < COUNT(dims); di++)
-				for (int kv = 0; kv < COUNT(kv_choices); kv++) {
-					struct attn_problem p = problem(2, 4, kv_choices[kv],
-									sizes[ni], sizes[ni],
-									dims[di], pattern,
-									settings[si]);
+	for (int si = 0; si < count; si++) {
+		struct shape_walk w = { 0 };
+		struct attn_problem p;
 
-					check_transcription(&p, seed++);
-				}
+		while (shape_walk_next(&w, pattern, settings[si], &p))
+			check_transcription(&p, seed++);
+	}
 }
 
 /*

@@ -15,15 +15,8 @@
 
 #include "variant-test.h"
 
-#define SEED VARIANT_TEST_SEED
-
 /* fp32 kernel against its own equations in fp64: the spec's bound for a transcription. */
 #define TRANSCRIPTION_TOLERANCE 1e-5
-
-static const int sizes[] = { 1, 17, 63, 257 };
-static const int cross[][2] = { { 17, 63 }, { 257, 17 }, { 63, 257 } };
-static const int dims[] = { 8, 64, 12 };
-static const int kv_choices[] = { 4, 2, 1 };
 
 /* The settings the transcription follows. */
 struct nys_opts {
@@ -37,10 +30,7 @@ static const struct nys_opts defaults = { 16, 6, false, false };
 
 static const struct variant_ops *nystrom(void)
 {
-	const struct variant_ops *v = variant_find("nystrom");
-
-	assert_non_null(v);
-	return v;
+	return variant_must_find("nystrom");
 }
 
 /* ---- the transcription ---- */
@@ -298,62 +288,30 @@ static void nystrom_reference(const struct attn_problem *p, const struct nys_opt
 
 /* ---- helpers ---- */
 
-/* Error of the variant against the transcription on a fresh N(0, 1) draw. */
-static double error_vs_transcription(const struct attn_problem *p, const struct nys_opts *o,
-				     uint64_t seed)
-{
-	struct tensors t;
-	double *ref, err;
-
-	tensors_make(&t, p, seed, 1.0);
-	ref = malloc(sizeof(double) * t.nq);
-	assert_non_null(ref);
-	nystrom_reference(p, o, t.q, t.k, t.v, ref);
-	run(nystrom(), p, &t);
-	err = error_vs_double(t.o, ref, t.nq);
-	free(ref);
-	tensors_release(&t);
-	return err;
-}
-
+/* The variant against the transcription on a fresh N(0, 1) draw. */
 static void check_transcription(const struct attn_problem *p, const struct nys_opts *o,
 				uint64_t seed)
 {
-	double err = error_vs_transcription(p, o, seed);
-	char what[160];
+	struct tensors t;
+	double *ref = reference_make(&t, p, seed);
 
-	if (!(err <= TRANSCRIPTION_TOLERANCE)) {
-		describe(what, sizeof(what), nystrom(), p);
-		print_error("%s C=%d iters=%d cab=%d: error %g\n", what, o->c, o->iters,
-			    o->cab_scale, err);
-	}
-	assert_true(err <= TRANSCRIPTION_TOLERANCE);
+	nystrom_reference(p, o, t.q, t.k, t.v, ref);
+	check_output(nystrom(), p, &t, ref, TRANSCRIPTION_TOLERANCE, " C=%d iters=%d cab=%d",
+		     o->c, o->iters, o->cab_scale);
 }
 
 /* Every awkward shape of both patterns, with params for o. */
 static void check_every_shape(const struct nys_opts *o, uint64_t seed)
 {
 	double params[3] = { o->c, o->iters, o->cab_scale };
+	struct shape_walk w = { 0 };
+	struct attn_problem p;
 
-	for (int di = 0; di < COUNT(dims); di++)
-		for (int kv = 0; kv < COUNT(kv_choices); kv++) {
-			for (int si = 0; si < COUNT(sizes); si++) {
-				struct attn_problem p = problem(2, 4, kv_choices[kv], sizes[si],
-								sizes[si], dims[di], ATTN_NS,
-								params);
-
-				check_transcription(&p, o, seed++);
-			}
-			for (int ci = 0; ci < COUNT(cross); ci++) {
-				struct attn_problem p = problem(2, 4, kv_choices[kv], cross[ci][0],
-								cross[ci][1], dims[di], ATTN_NC,
-								params);
-
-				if (variant_check_problem(nystrom(), &p) == -ENOTSUP)
-					continue;
-				check_transcription(&p, o, seed++);
-			}
-		}
+	while (landmark_walk_next(&w, params, &p)) {
+		if (p.pattern == ATTN_NC && variant_check_problem(nystrom(), &p) == -ENOTSUP)
+			continue;
+		check_transcription(&p, o, seed++);
+	}
 }
 
 /*
@@ -700,25 +658,10 @@ static void test_nystrom_state_bytes_follow_the_formula(void **state)
 static void test_nystrom_refuses_causal_and_short_cross_problems(void **state)
 {
 	double params[3] = { 8, 6, 0 };
-	struct attn_problem p;
 
 	(void)state;
 	assert_int_equal(nystrom()->extensions, PATTERN_BIT(ATTN_NC));
-	p = problem(1, 2, 2, 63, 63, 16, ATTN_CS, NULL);
-	assert_int_equal(variant_check_problem(nystrom(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 63, 63, 16, ATTN_CC, NULL);
-	assert_int_equal(variant_check_problem(nystrom(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 15, 63, 16, ATTN_NC, NULL);
-	assert_int_equal(variant_check_problem(nystrom(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 63, 15, 16, ATTN_NC, NULL);
-	assert_int_equal(variant_check_problem(nystrom(), &p), -ENOTSUP);
-	p = problem(1, 2, 2, 16, 16, 16, ATTN_NC, NULL);
-	assert_int_equal(variant_check_problem(nystrom(), &p), 0);
-	p = problem(1, 2, 2, 15, 63, 16, ATTN_NC, params);
-	assert_int_equal(variant_check_problem(nystrom(), &p), 0);
-	/* self attention of any length: short ones are exact */
-	p = problem(1, 2, 2, 3, 3, 16, ATTN_NS, NULL);
-	assert_int_equal(variant_check_problem(nystrom(), &p), 0);
+	check_landmark_refusals(nystrom(), params);
 }
 
 int main(void)

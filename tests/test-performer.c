@@ -15,7 +15,6 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-/* variant-test.h uses ENOSPC without including errno.h */
 #include <errno.h>
 
 #include "variant-test.h"
@@ -31,23 +30,15 @@
 /* Gram-Schmidt or Householder in double on a Gaussian d <= 64: orthogonal to ~1e-14. */
 #define ORTHO_TOLERANCE 1e-12
 
-#define SEED VARIANT_TEST_SEED
-
 enum { P_FEATURES, P_EPS, P_CLAMP, P_CAB_CAUSAL, P_COUNT };
 
 static const double defaults[P_COUNT] = { 16, 1e-4, 0.1, 0 };
 
-static const int sizes[] = { 1, 17, 63, 257 };
-static const int dims[] = { 8, 64, 12 };
-static const int kv_choices[] = { 4, 2, 1 };
 static const enum attn_pattern all_patterns[] = { ATTN_NS, ATTN_CS, ATTN_NC, ATTN_CC };
 
 static const struct variant_ops *performer(void)
 {
-	const struct variant_ops *v = variant_find("performer");
-
-	assert_non_null(v);
-	return v;
+	return variant_must_find("performer");
 }
 
 /* ---- the plan, regenerated ---- */
@@ -303,16 +294,10 @@ static double error_vs_transcription(const struct attn_problem *p,
 static void check_transcription(const struct attn_problem *p, const struct transcription *t,
 				uint64_t seed)
 {
-	double err = error_vs_transcription(p, t, seed, 1.0);
-	char what[160];
-
-	if (!(err <= TRANSCRIPTION_TOLERANCE)) {
-		describe(what, sizeof(what), performer(), p);
-		print_error("%s features=%g eps=%g clamp=%g cab_causal=%g: error %g\n", what,
-			    t->params[P_FEATURES], t->params[P_EPS], t->params[P_CLAMP],
-			    t->params[P_CAB_CAUSAL], err);
-	}
-	assert_true(err <= TRANSCRIPTION_TOLERANCE);
+	check_error(performer(), p, error_vs_transcription(p, t, seed, 1.0),
+		    TRANSCRIPTION_TOLERANCE, " features=%g eps=%g clamp=%g cab_causal=%g",
+		    t->params[P_FEATURES], t->params[P_EPS], t->params[P_CLAMP],
+		    t->params[P_CAB_CAUSAL]);
 }
 
 /* ---- against the transcription ---- */
@@ -325,22 +310,14 @@ static void check_grid(enum attn_pattern pat, const double *params, bool unstabi
 		       bool all_kv, uint64_t *seed)
 {
 	struct transcription t = { .params = params, .unstabilised = unstabilised };
+	struct shape_walk w = { 0 };
+	struct attn_problem p;
 
-	for (int a = 0; a < COUNT(sizes); a++)
-		for (int b = 0; b < COUNT(sizes); b++) {
-			if (pattern_is_self(pat) != (a == b))
-				continue;
-			for (int di = 0; di < COUNT(dims); di++)
-				for (int kv = 0; kv < COUNT(kv_choices); kv++) {
-					struct attn_problem p = problem(2, 4, kv_choices[kv],
-									sizes[a], sizes[b],
-									dims[di], pat, params);
-
-					if (!all_kv && kv != (a + b + di) % COUNT(kv_choices))
-						continue;
-					check_transcription(&p, &t, (*seed)++);
-				}
-		}
+	while (shape_walk_next(&w, pat, params, &p)) {
+		if (!all_kv && w.kv != (w.a + w.b + w.di) % COUNT(kv_choices))
+			continue;
+		check_transcription(&p, &t, (*seed)++);
+	}
 }
 
 static void test_performer_matches_an_fp64_transcription_on_awkward_shapes(void **state)

@@ -23,6 +23,7 @@
 
 #include "report.h"
 #include "store.h"
+#include "store-test.h"
 
 /* cmocka's assert_float_equal compares in single precision: this one in double. */
 #define assert_close(a, b, eps) do { \
@@ -42,14 +43,6 @@ static void run(struct outcome *o, const char *arg, ...)
 	va_start(ap, arg);
 	run_binary(o, binary, tmpdir, arg, ap);
 	va_end(ap);
-}
-
-static void exec_ok(sqlite3 *db, const char *sql)
-{
-	char *err = NULL;
-
-	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
-		fail_msg("%s: %s", sql, err);
 }
 
 /* ---- the fixed database ---- */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "run-loop.h"
+#include "store-test.h"
 
 /* Cell sizes the fake task treats specially. */
 #define N_CRASHES 13
@@ -78,13 +79,6 @@ static const struct run_loop_ops seeing_ops = {
 };
 
 /* A fixed provenance, so runs can be inserted without reading the machine. */
-static void fake_provenance(struct provenance *p)
-{
-	memset(p, 0, sizeof(*p));
-	for (int f = 0; f < PROV_COUNT; f++)
-		p->values[f] = strdup(f == PROV_CORES || f == PROV_THREADS ? "2" : "x");
-}
-
 /* Cells of the fake task with the given sizes. */
 static void make_cells(struct cell *cells, const int *n, size_t count)
 {
@@ -111,7 +105,7 @@ static void begin(struct run_loop *rl, struct cell *cells, size_t count, int n_r
 	};
 	*seen = (struct seen){ .interrupt_at = SIZE_MAX };
 	assert_int_equal(store_open(":memory:", 0, &rl->store, why, sizeof(why)), 0);
-	fake_provenance(&p);
+	fake_provenance(&p, "x");
 	assert_int_equal(run_loop_begin(rl, &p), 0);
 	provenance_release(&p);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "store.h"
+#include "store-test.h"
 
 static char tmpdir[] = "/tmp/attnbench-store-XXXXXX";
 
@@ -27,21 +28,11 @@ static int make_tmpdir(void **state)
 
 static int remove_tmpdir(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	return system(cmd);
+	return remove_dir(tmpdir);
 }
 
 /* A fixed provenance, so runs can be inserted without reading the machine. */
-static void fake_provenance(struct provenance *p)
-{
-	memset(p, 0, sizeof(*p));
-	for (int f = 0; f < PROV_COUNT; f++)
-		p->values[f] = strdup(f == PROV_CORES || f == PROV_THREADS ? "2" : "x");
-}
-
 static struct cell test_cell(void)
 {
 	struct cell c = {
@@ -81,7 +72,7 @@ static void test_store_roundtrips_one_result(void **state)
 
 	(void)state;
 	assert_int_equal(store_open(":memory:", 0, &s, why, sizeof(why)), 0);
-	fake_provenance(&p);
+	fake_provenance(&p, "x");
 	assert_int_equal(store_begin_run(s, &p, &run), 0);
 	provenance_release(&p);
 	assert_int_equal(store_set_run_peak(s, run, 100.0), 0);
@@ -147,7 +138,7 @@ static void test_store_roundtrips_trial_outcomes_in_order(void **state)
 	c.task = task_find("passkey");
 	c.regime = "0.5";
 	assert_int_equal(store_open(":memory:", 0, &s, why, sizeof(why)), 0);
-	fake_provenance(&p);
+	fake_provenance(&p, "x");
 	assert_int_equal(store_begin_run(s, &p, &run), 0);
 	provenance_release(&p);
 	for (i = 0; i < count; i++)
@@ -195,7 +186,7 @@ static void test_store_keeps_results_across_reopen_in_wal_mode(void **state)
 	snprintf(path, sizeof(path), "%s/keep.db", tmpdir);
 	snprintf(r.reason, sizeof(r.reason), "killed by signal 11");
 	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
-	fake_provenance(&p);
+	fake_provenance(&p, "x");
 	assert_int_equal(store_begin_run(s, &p, &run), 0);
 	provenance_release(&p);
 	assert_int_equal(store_add_cell(s, run, &rec), 0);

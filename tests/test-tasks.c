@@ -20,16 +20,7 @@
 #include "memory.h"
 #include "mean-variant.h"
 #include "reference-cache.h"
-#include "task.h"
-
-static const struct variant_ops leaky_variant = {
-	.name = "leaky",
-	.family = "test",
-	.summary = "mean of V everywhere",
-	.citation = "none",
-	.patterns = PATTERNS_ALL,
-	.forward = mean_v_forward,
-};
+#include "task-test.h"
 
 static int nan_forward(const struct attn_problem *p, const float *q, const float *k,
 		       const float *v, float *out)
@@ -51,16 +42,14 @@ static const struct variant_ops nan_variant = {
 static struct cell make_cell(const struct variant_ops *v, const char *task,
 			     enum attn_pattern pattern, int n)
 {
-	struct cell c = {
-		.variant = v,
-		.task = task_find(task),
-		.pattern = pattern,
-		.batch = 1, .heads = 2, .kv_heads = 1, .n = n, .m = n, .d = 32,
-		.seed = 11, .threads = 1,
-		.measure = { 1, 5, 0.0, 100 },
-	};
+	struct cell c = cell_make(v, task, pattern, n, n);
 
-	variant_default_params(v, c.params);
+	c.batch = 1;
+	c.heads = 2;
+	c.kv_heads = 1;
+	c.d = 32;
+	c.seed = 11;
+	c.measure = (struct measure_opts){ 1, 5, 0.0, 100 };
 	return c;
 }
 
@@ -243,15 +232,6 @@ static void test_output_compare_scores_known_cases(void **state)
 	assert_int_equal(e.nonfinite, 1);
 }
 
-static double metric(const struct cell_result *r, const char *name)
-{
-	for (int i = 0; i < r->n_metrics; i++)
-		if (!strcmp(r->metrics[i].name, name))
-			return r->metrics[i].value;
-	fail_msg("no metric '%s'", name);
-	return NAN;
-}
-
 static void test_fidelity_of_exact_attention_is_near_zero_error(void **state)
 {
 	(void)state;
@@ -280,7 +260,7 @@ static void test_fidelity_flags_nan_and_scores_a_wrong_variant(void **state)
 	assert_int_equal(r.status, CELL_NAN);
 
 	memset(&r, 0, sizeof(r));
-	c.variant = &leaky_variant;
+	c.variant = &mean_variant;
 	assert_int_equal(c.task->run(&c, &r), 0);
 	assert_int_equal(r.status, CELL_OK);
 	assert_true(metric(&r, "rel_err") > 0.5);	/* the mean of V is far from peaked rows */
@@ -363,7 +343,7 @@ static void test_causality_passes_exact_attention_and_catches_a_leak(void **stat
 		assert_true(metric(&r, "causal_change") <= 1e-5);
 
 		memset(&r, 0, sizeof(r));
-		c.variant = &leaky_variant;
+		c.variant = &mean_variant;
 		assert_int_equal(c.task->run(&c, &r), 0);
 		/* cs: future V leaks into the mean; cc: Q rows are ignored, so nothing moves */
 		if (causal[i] == ATTN_CS) {
@@ -516,7 +496,7 @@ static void test_decode_catches_a_wrong_step_and_refuses_without_hooks(void **st
 	result_release(&r);
 
 	memset(&r, 0, sizeof(r));
-	c.variant = &leaky_variant;
+	c.variant = &mean_variant;
 	assert_int_equal(c.task->run(&c, &r), -ENOTSUP);
 	assert_int_equal(r.n_samples, 0);
 	result_release(&r);

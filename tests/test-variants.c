@@ -28,12 +28,6 @@
 /* GQA reads the same numbers as MHA with repeated heads; allow only rounding noise. */
 #define GQA_TOLERANCE 1e-6
 
-#define SEED VARIANT_TEST_SEED
-
-static const int sizes[] = { 1, 17, 63, 257 };
-/* 12 is not a multiple of 8: it takes flash's portable path. */
-static const int dims[] = { 8, 64, 12 };
-static const int kv_choices[] = { 4, 2, 1 };
 static const enum attn_pattern self_patterns[] = { ATTN_NS, ATTN_CS };
 
 
@@ -42,22 +36,10 @@ static void check_against_reference(const struct variant_ops *v, const struct at
 				    uint64_t seed)
 {
 	struct tensors t;
-	double *ref, err;
-	char what[160];
+	double *ref = reference_make(&t, p, seed);
 
-	tensors_make(&t, p, seed, 1.0);
-	ref = malloc(sizeof(double) * t.nq);
-	assert_non_null(ref);
 	reference_attention(p, t.q, t.k, t.v, ref);
-	run(v, p, &t);
-	err = error_vs_double(t.o, ref, t.nq);
-	if (!(err <= EXACT_TOLERANCE)) {
-		describe(what, sizeof(what), v, p);
-		print_error("%s: relative error %g\n", what, err);
-	}
-	assert_true(err <= EXACT_TOLERANCE);
-	free(ref);
-	tensors_release(&t);
+	check_output(v, p, &t, ref, EXACT_TOLERANCE, "%s", "");
 }
 
 static bool supports(const struct variant_ops *v, enum attn_pattern pattern)
@@ -270,23 +252,13 @@ static int check_pattern_against_reference(const struct variant_ops *v,
 					   enum attn_pattern pattern, const double *params,
 					   uint64_t *seed)
 {
+	struct shape_walk w = { 0 };
+	struct attn_problem p;
 	int checked = 0;
 
-	for (int a = 0; a < COUNT(sizes); a++) {
-		for (int b = 0; b < COUNT(sizes); b++) {
-			if (pattern_is_self(pattern) != (sizes[a] == sizes[b]))
-				continue;
-			for (int di = 0; di < COUNT(dims); di++) {
-				for (int kv = 0; kv < COUNT(kv_choices); kv++) {
-					struct attn_problem p = problem(2, 4, kv_choices[kv],
-									sizes[a], sizes[b],
-									dims[di], pattern, params);
-
-					check_against_reference(v, &p, (*seed)++);
-					checked++;
-				}
-			}
-		}
+	while (shape_walk_next(&w, pattern, params, &p)) {
+		check_against_reference(v, &p, (*seed)++);
+		checked++;
 	}
 	return checked;
 }
@@ -632,150 +604,149 @@ static void test_flash_with_small_tiles_ignores_later_rows(void **state)
 	}
 }
 
-/* Grouped KV heads give what MHA gives with each KV head repeated for its group. */
-static void test_every_variant_gives_gqa_as_mha_with_repeated_kv(void **state)
+/*
+ * Calls check on every registered variant, with its default parameters, in each pattern
+ * it supports.
+ */
+static void for_each_supported_pattern(void (*check)(const struct variant_ops *v,
+						     enum attn_pattern pat, const double *params))
 {
 	double params[VARIANT_MAX_PARAMS];
 
-	(void)state;
 	for (int i = 0; i < variant_count(); i++) {
 		const struct variant_ops *v = variant_at(i);
 
 		variant_default_params(v, params);
-		for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
-			if (!supports(v, pat))
-				continue;
-			for (int kv = 1; kv <= 2; kv++) {
-				int m = pattern_is_self(pat) ? 33 : 20;
-				struct attn_problem gqa = problem(2, 4, kv, 33, m, 16, pat, params);
-				struct attn_problem mha = problem(2, 4, 4, 33, m, 16, pat, params);
-				struct tensors g, h;
-				size_t slice = (size_t)m * 16;
-				double err;
-
-				tensors_make(&g, &gqa, SEED + kv, 1.0);
-				tensors_make(&h, &mha, SEED, 1.0);
-				memcpy(h.q, g.q, sizeof(float) * g.nq);
-				for (int b = 0; b < 2; b++)
-					for (int hd = 0; hd < 4; hd++) {
-						size_t from = problem_kv_offset(&gqa, b, hd);
-						size_t to = problem_kv_offset(&mha, b, hd);
-
-						memcpy(h.k + to, g.k + from, sizeof(float) * slice);
-						memcpy(h.v + to, g.v + from, sizeof(float) * slice);
-					}
-				run(v, &gqa, &g);
-				run(v, &mha, &h);
-				err = error_vs_float(g.o, h.o, g.nq);
-				if (!(err <= GQA_TOLERANCE))
-					print_error("%s %s kv=%d: GQA differs by %g\n", v->name,
-						    pattern_name(pat), kv, err);
-				assert_true(err <= GQA_TOLERANCE);
-				tensors_release(&g);
-				tensors_release(&h);
-			}
-		}
+		for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++)
+			if (supports(v, pat))
+				check(v, pat, params);
 	}
+}
+
+static void check_gqa_as_mha(const struct variant_ops *v, enum attn_pattern pat,
+			     const double *params)
+{
+	for (int kv = 1; kv <= 2; kv++) {
+		int m = pattern_is_self(pat) ? 33 : 20;
+		struct attn_problem gqa = problem(2, 4, kv, 33, m, 16, pat, params);
+		struct attn_problem mha = problem(2, 4, 4, 33, m, 16, pat, params);
+		struct tensors g, h;
+		size_t slice = (size_t)m * 16;
+		double err;
+
+		tensors_make(&g, &gqa, SEED + kv, 1.0);
+		tensors_make(&h, &mha, SEED, 1.0);
+		memcpy(h.q, g.q, sizeof(float) * g.nq);
+		for (int b = 0; b < 2; b++)
+			for (int hd = 0; hd < 4; hd++) {
+				size_t from = problem_kv_offset(&gqa, b, hd);
+				size_t to = problem_kv_offset(&mha, b, hd);
+
+				memcpy(h.k + to, g.k + from, sizeof(float) * slice);
+				memcpy(h.v + to, g.v + from, sizeof(float) * slice);
+			}
+		run(v, &gqa, &g);
+		run(v, &mha, &h);
+		err = error_vs_float(g.o, h.o, g.nq);
+		if (!(err <= GQA_TOLERANCE))
+			print_error("%s %s kv=%d: GQA differs by %g\n", v->name,
+				    pattern_name(pat), kv, err);
+		assert_true(err <= GQA_TOLERANCE);
+		tensors_release(&g);
+		tensors_release(&h);
+	}
+}
+
+/* Grouped KV heads give what MHA gives with each KV head repeated for its group. */
+static void test_every_variant_gives_gqa_as_mha_with_repeated_kv(void **state)
+{
+	(void)state;
+	for_each_supported_pattern(check_gqa_as_mha);
+}
+
+static void check_slices_independent(const struct variant_ops *v, enum attn_pattern pat,
+				     const double *params)
+{
+	int m = pattern_is_self(pat) ? 40 : 29;
+	struct attn_problem p = problem(2, 4, 4, 40, m, 16, pat, params);
+	size_t qslice = (size_t)p.n * p.d, kvslice = (size_t)p.m * p.d;
+	size_t qo = problem_q_offset(&p, 1, 2), kvo = problem_kv_offset(&p, 1, 2);
+	struct tensors a, b;
+	struct rng g = { SEED + 99 };
+
+	tensors_make(&a, &p, SEED + pat, 1.0);
+	tensors_copy(&b, &a);
+	fill_normal(&g, b.q + qo, qslice, 2.0);
+	fill_normal(&g, b.k + kvo, kvslice, 2.0);
+	fill_normal(&g, b.v + kvo, kvslice, 2.0);
+	run(v, &p, &a);
+	run(v, &p, &b);
+	assert_memory_equal(a.o, b.o, sizeof(float) * qo);
+	assert_memory_equal(a.o + qo + qslice, b.o + qo + qslice,
+			    sizeof(float) * (a.nq - qo - qslice));
+	assert_memory_not_equal(a.o + qo, b.o + qo, sizeof(float) * qslice);
+	tensors_release(&a);
+	tensors_release(&b);
 }
 
 /* Changing one (batch, head) slice leaves every other slice bit-identical. */
 static void test_every_variant_keeps_slices_independent(void **state)
 {
-	double params[VARIANT_MAX_PARAMS];
-
 	(void)state;
-	for (int i = 0; i < variant_count(); i++) {
-		const struct variant_ops *v = variant_at(i);
+	for_each_supported_pattern(check_slices_independent);
+}
 
-		variant_default_params(v, params);
-		for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
-			int m = pattern_is_self(pat) ? 40 : 29;
-			struct attn_problem p = problem(2, 4, 4, 40, m, 16, pat, params);
-			size_t qslice = (size_t)p.n * p.d, kvslice = (size_t)p.m * p.d;
-			size_t qo = problem_q_offset(&p, 1, 2), kvo = problem_kv_offset(&p, 1, 2);
-			struct tensors a, b;
-			struct rng g = { SEED + 99 };
+static void check_deterministic(const struct variant_ops *v, enum attn_pattern pat,
+				const double *params)
+{
+	int m = pattern_is_self(pat) ? 130 : 77;
+	struct attn_problem p = problem(2, 4, 2, 130, m, 64, pat, params);
+	struct tensors a, b;
 
-			if (!supports(v, pat))
-				continue;
-			tensors_make(&a, &p, SEED + pat, 1.0);
-			tensors_copy(&b, &a);
-			fill_normal(&g, b.q + qo, qslice, 2.0);
-			fill_normal(&g, b.k + kvo, kvslice, 2.0);
-			fill_normal(&g, b.v + kvo, kvslice, 2.0);
-			run(v, &p, &a);
-			run(v, &p, &b);
-			assert_memory_equal(a.o, b.o, sizeof(float) * qo);
-			assert_memory_equal(a.o + qo + qslice, b.o + qo + qslice,
-					    sizeof(float) * (a.nq - qo - qslice));
-			assert_memory_not_equal(a.o + qo, b.o + qo, sizeof(float) * qslice);
-			tensors_release(&a);
-			tensors_release(&b);
-		}
-	}
+	tensors_make(&a, &p, SEED, 1.0);
+	tensors_copy(&b, &a);
+	run(v, &p, &a);
+	run(v, &p, &b);
+	assert_memory_equal(a.o, b.o, sizeof(float) * a.nq);
+	tensors_release(&a);
+	tensors_release(&b);
 }
 
 static void test_every_variant_is_deterministic(void **state)
 {
-	double params[VARIANT_MAX_PARAMS];
-
 	(void)state;
-	for (int i = 0; i < variant_count(); i++) {
-		const struct variant_ops *v = variant_at(i);
+	for_each_supported_pattern(check_deterministic);
+}
 
-		variant_default_params(v, params);
-		for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
-			int m = pattern_is_self(pat) ? 130 : 77;
-			struct attn_problem p = problem(2, 4, 2, 130, m, 64, pat, params);
-			struct tensors a, b;
+static void check_finite_for_large_inputs(const struct variant_ops *v, enum attn_pattern pat,
+					  const double *params)
+{
+	int m = pattern_is_self(pat) ? 70 : 45;
+	struct attn_problem p = problem(1, 2, 2, 70, m, 64, pat, params);
+	struct tensors t;
+	struct rng g = { SEED };
 
-			if (!supports(v, pat))
-				continue;
-			tensors_make(&a, &p, SEED, 1.0);
-			tensors_copy(&b, &a);
-			run(v, &p, &a);
-			run(v, &p, &b);
-			assert_memory_equal(a.o, b.o, sizeof(float) * a.nq);
-			tensors_release(&a);
-			tensors_release(&b);
-		}
+	tensors_make(&t, &p, SEED, 1.0);
+	/* Uniform on [-10, 10], the extremes included. */
+	for (size_t x = 0; x < t.nq; x++)
+		t.q[x] = (float)(20 * rng_uniform(&g) - 10);
+	for (size_t x = 0; x < t.nkv; x++) {
+		t.k[x] = (float)(20 * rng_uniform(&g) - 10);
+		t.v[x] = (float)(20 * rng_uniform(&g) - 10);
 	}
+	t.q[0] = 10;
+	t.k[0] = -10;
+	run(v, &p, &t);
+	for (size_t x = 0; x < t.nq; x++)
+		assert_true(isfinite(t.o[x]));
+	tensors_release(&t);
 }
 
 /* Inputs up to |x| = 10 give scores in the hundreds; the max shift keeps them finite. */
 static void test_every_variant_gives_finite_output_for_large_inputs(void **state)
 {
-	double params[VARIANT_MAX_PARAMS];
-
 	(void)state;
-	for (int i = 0; i < variant_count(); i++) {
-		const struct variant_ops *v = variant_at(i);
-
-		variant_default_params(v, params);
-		for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
-			int m = pattern_is_self(pat) ? 70 : 45;
-			struct attn_problem p = problem(1, 2, 2, 70, m, 64, pat, params);
-			struct tensors t;
-			struct rng g = { SEED };
-
-			if (!supports(v, pat))
-				continue;
-			tensors_make(&t, &p, SEED, 1.0);
-			/* Uniform on [-10, 10], the extremes included. */
-			for (size_t x = 0; x < t.nq; x++)
-				t.q[x] = (float)(20 * rng_uniform(&g) - 10);
-			for (size_t x = 0; x < t.nkv; x++) {
-				t.k[x] = (float)(20 * rng_uniform(&g) - 10);
-				t.v[x] = (float)(20 * rng_uniform(&g) - 10);
-			}
-			t.q[0] = 10;
-			t.k[0] = -10;
-			run(v, &p, &t);
-			for (size_t x = 0; x < t.nq; x++)
-				assert_true(isfinite(t.o[x]));
-			tensors_release(&t);
-		}
-	}
+	for_each_supported_pattern(check_finite_for_large_inputs);
 }
 
 

@@ -1,6 +1,7 @@
 /*
- * variant-test.h - what the variant tests share: seeded inputs, problems, tensors, running
- * a variant under the allocator's eye, error measures and the decode-vs-forward check.
+ * variant-test.h - what the variant tests share: the awkward shapes, seeded inputs,
+ * problems, tensors, running a variant under the allocator's eye, error measures, the
+ * check of an output against an fp64 one and the decode-vs-forward check.
  * Every test-<variant>.c includes it after cmocka.h.
  */
 #ifndef ATTNBENCH_VARIANT_TEST_H
@@ -8,6 +9,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,7 +22,27 @@
 /* The seed of every problem(): variants draw their random objects from it. */
 #define VARIANT_TEST_SEED 20240601u
 
+#define SEED VARIANT_TEST_SEED
+
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* The awkward shapes (spec): one row, sizes off a power of two by one either way. */
+static const int sizes[] = { 1, 17, 63, 257 };
+/* Cross attention (n, m): fewer keys than queries, more, and far more. */
+static const int cross[][2] = { { 17, 63 }, { 257, 17 }, { 63, 257 } };
+/* 12 is not a multiple of 8: it takes the kernels' portable paths (flash's among them). */
+static const int dims[] = { 8, 64, 12 };
+/* KV heads for 4 query heads: MHA, GQA and MQA. */
+static const int kv_choices[] = { 4, 2, 1 };
+
+/* The registered variant called name; a missing one fails the test. */
+static inline const struct variant_ops *variant_must_find(const char *name)
+{
+	const struct variant_ops *v = variant_find(name);
+
+	assert_non_null(v);
+	return v;
+}
 
 struct rng {
 	uint64_t state;
@@ -70,6 +92,63 @@ static inline struct attn_problem problem(int batch, int heads, int kv_heads, in
 	};
 
 	return p;
+}
+
+/*
+ * A walk over the awkward shapes of one pattern, batch 2 and 4 query heads: n and m over
+ * sizes (n = m for self attention, n != m for cross), then each of dims and kv_choices.
+ * The order is fixed, so a seed drawn per shape stays with its shape. Start from { 0 }.
+ */
+struct shape_walk {
+	int a, b, di, kv;	/* indices of n and m in sizes, of d in dims, into kv_choices */
+	int step;
+};
+
+/* Fills p with the next shape of pattern and returns true; false after the last. */
+static inline bool shape_walk_next(struct shape_walk *w, enum attn_pattern pattern,
+				   const double *params, struct attn_problem *p)
+{
+	while (w->step < COUNT(sizes) * COUNT(sizes) * COUNT(dims) * COUNT(kv_choices)) {
+		int s = w->step++;
+
+		w->kv = s % COUNT(kv_choices);
+		s /= COUNT(kv_choices);
+		w->di = s % COUNT(dims);
+		s /= COUNT(dims);
+		w->b = s % COUNT(sizes);
+		w->a = s / COUNT(sizes);
+		if (pattern_is_self(pattern) != (w->a == w->b))
+			continue;
+		*p = problem(2, 4, kv_choices[w->kv], sizes[w->a], sizes[w->b], dims[w->di],
+			     pattern, params);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The landmark variants' walk (lara, nystrom): for each of dims and kv_choices, ns over
+ * sizes, then nc over the pairs of cross. Fills p with the next problem and returns
+ * true; false after the last. Start from { 0 }.
+ */
+static inline bool landmark_walk_next(struct shape_walk *w, const double *params,
+				      struct attn_problem *p)
+{
+	int per = COUNT(sizes) + COUNT(cross), s = w->step, i = s % per;
+
+	if (s >= COUNT(dims) * COUNT(kv_choices) * per)
+		return false;
+	w->step++;
+	s /= per;
+	w->kv = s % COUNT(kv_choices);
+	w->di = s / COUNT(kv_choices);
+	if (i < COUNT(sizes))
+		*p = problem(2, 4, kv_choices[w->kv], sizes[i], sizes[i], dims[w->di], ATTN_NS,
+			     params);
+	else
+		*p = problem(2, 4, kv_choices[w->kv], cross[i - COUNT(sizes)][0],
+			     cross[i - COUNT(sizes)][1], dims[w->di], ATTN_NC, params);
+	return true;
 }
 
 static inline void fill_normal(struct rng *g, float *x, size_t count, double scale)
@@ -161,6 +240,96 @@ static inline void describe(char *buf, size_t len, const struct variant_ops *v,
 {
 	snprintf(buf, len, "%s %s b=%d h=%d kv=%d n=%d m=%d d=%d", v->name,
 		 pattern_name(p->pattern), p->batch, p->heads, p->kv_heads, p->n, p->m, p->d);
+}
+
+/* check_error() with its settings as a va_list. */
+static inline void check_error_v(const struct variant_ops *v, const struct attn_problem *p,
+				 double err, double tolerance, const char *fmt, va_list ap)
+{
+	char what[160], settings[160];
+
+	if (!(err <= tolerance)) {
+		describe(what, sizeof(what), v, p);
+		vsnprintf(settings, sizeof(settings), fmt, ap);
+		print_error("%s%s: relative error %g\n", what, settings, err);
+	}
+	assert_true(err <= tolerance);
+}
+
+/*
+ * Fails unless err <= tolerance; first prints v, p and the settings printf-formatted from
+ * fmt ("" when the problem says all), so that a failure says which case it was.
+ */
+static inline void __attribute__((format(printf, 5, 6)))
+check_error(const struct variant_ops *v, const struct attn_problem *p, double err,
+	    double tolerance, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	check_error_v(v, p, err, tolerance, fmt, ap);
+	va_end(ap);
+}
+
+/* Q, K, V drawn N(0, 1) from seed into t, and room for the fp64 output they should give. */
+static inline double *reference_make(struct tensors *t, const struct attn_problem *p,
+				     uint64_t seed)
+{
+	double *ref;
+
+	tensors_make(t, p, seed, 1.0);
+	ref = malloc(sizeof(double) * t->nq);
+	assert_non_null(ref);
+	return ref;
+}
+
+/*
+ * Runs v on t (from reference_make()) and checks its output against ref within tolerance,
+ * as check_error() does; frees ref and t.
+ */
+static inline void __attribute__((format(printf, 6, 7)))
+check_output(const struct variant_ops *v, const struct attn_problem *p, struct tensors *t,
+	     double *ref, double tolerance, const char *fmt, ...)
+{
+	va_list ap;
+
+	run(v, p, t);
+	va_start(ap, fmt);
+	check_error_v(v, p, error_vs_double(t->o, ref, t->nq), tolerance, fmt, ap);
+	va_end(ap);
+	free(ref);
+	tensors_release(t);
+}
+
+/*
+ * What the landmark variants (lara, nystrom; C = 16 by default) accept: cs and cc are
+ * refused; nc needs C rows of queries and of keys, so 15 x 63 passes only with a smaller
+ * C (params sets C = 8); ns of any length, short ones exact.
+ */
+static inline void check_landmark_refusals(const struct variant_ops *v, const double *params)
+{
+	static const struct {
+		int n, m;
+		enum attn_pattern pattern;
+		bool with_params;
+		int ret;
+	} cases[] = {
+		{ 63, 63, ATTN_CS, false, -ENOTSUP },
+		{ 63, 63, ATTN_CC, false, -ENOTSUP },
+		{ 15, 63, ATTN_NC, false, -ENOTSUP },
+		{ 63, 15, ATTN_NC, false, -ENOTSUP },
+		{ 16, 16, ATTN_NC, false, 0 },
+		{ 15, 63, ATTN_NC, true, 0 },
+		{ 3, 3, ATTN_NS, false, 0 },
+	};
+
+	for (int i = 0; i < COUNT(cases); i++) {
+		struct attn_problem p = problem(1, 2, 2, cases[i].n, cases[i].m, 16,
+						cases[i].pattern,
+						cases[i].with_params ? params : NULL);
+
+		assert_int_equal(variant_check_problem(v, &p), cases[i].ret);
+	}
 }
 
 /* A step sums in another order than the full pass; the spec's bound for decode. */
