@@ -31,6 +31,12 @@ static inline double kv_cache_bytes(const struct attn_problem *p, long positions
 	return 2.0 * p->batch * p->kv_heads * positions * p->d * sizeof(float);
 }
 
+/* The state of exact attention: the KV cache of every position. */
+static inline double exact_attention_state_bytes(const struct attn_problem *p)
+{
+	return kv_cache_bytes(p, p->m);
+}
+
 /* How many threads a parallel region may run: the number of workspace slots to take. */
 static inline int max_threads(void)
 {

@@ -595,12 +595,6 @@ static int flash_forward(const struct attn_problem *p, const float *q, const flo
 	return 0;
 }
 
-/* The KV cache: keys and values of every position. */
-static double flash_state_bytes(const struct attn_problem *p)
-{
-	return kv_cache_bytes(p, p->m);
-}
-
 /*
  * Below this many multiply-adds per step (slices x cached keys x d, scores and sum
  * alike) a parallel region costs more than it saves.
@@ -870,7 +864,7 @@ const struct variant_ops flash_variant = {
 	.n_params	= 2,
 	.forward	= flash_forward,
 	.flops		= exact_attention_flops,
-	.state_bytes	= flash_state_bytes,
+	.state_bytes	= exact_attention_state_bytes,
 	.decode_init	= flash_decode_init,
 	.decode_step	= flash_decode_step,
 	.decode_free	= flash_decode_free,
