@@ -265,11 +265,9 @@ static int cosformer_decode_init(const struct attn_problem *p, void **state)
 	int ret;
 
 	*state = NULL;
-	if (p->pattern != ATTN_CS)
-		return -ENOTSUP;
-	if (p->batch <= 0 || p->heads <= 0 || p->kv_heads <= 0 || p->n <= 0 || p->d <= 0 ||
-	    p->heads % p->kv_heads)
-		return -EINVAL;
+	ret = decode_check_problem(p);
+	if (ret)
+		return ret;
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
