@@ -1,8 +1,8 @@
 /*
  * common.h - small helpers the variant kernels share: the work and cache size of exact
- * attention, the checks of incremental decoders, per-thread workspace slots, and a dot
- * product that vectorises yet sums in a fixed order; and CAB's segmentation of a
- * sequence for landmarks.
+ * attention, the checks and kept problem of incremental decoders, per-thread workspace
+ * slots, and a dot product that vectorises yet sums in a fixed order; and CAB's
+ * segmentation of a sequence for landmarks.
  */
 #ifndef ATTNBENCH_VARIANTS_COMMON_H
 #define ATTNBENCH_VARIANTS_COMMON_H
@@ -60,6 +60,20 @@ static inline int decode_check_problem(const struct attn_problem *p)
 	if (p->pattern != ATTN_CS)
 		return -ENOTSUP;
 	return problem_sizes_ok(p) ? 0 : -EINVAL;
+}
+
+/*
+ * The problem a decoder keeps: p with m = n, the capacity in positions, and without the
+ * caller's params array, which need not outlive decode_init(). A decoder that reads its
+ * params later keeps a copy of them in its state and points params there.
+ */
+static inline struct attn_problem decode_problem(const struct attn_problem *p)
+{
+	struct attn_problem kept = *p;
+
+	kept.m = p->n;
+	kept.params = NULL;
+	return kept;
 }
 
 /* How many threads a parallel region may run: the number of workspace slots to take. */

@@ -271,10 +271,8 @@ static int cosformer_decode_init(const struct attn_problem *p, void **state)
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	st->p = *p;
-	st->p.m = p->n;
 	/* The decoder keeps only the horizon, not the params array it came from. */
-	st->p.params = NULL;
+	st->p = decode_problem(p);
 	if (cosformer_supports(p)) {
 		ret = -ENOTSUP;
 		goto out_free_state;

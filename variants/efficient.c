@@ -391,9 +391,7 @@ static int efficient_decode_init(const struct attn_problem *p, void **state)
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	st->p = *p;
-	st->p.m = p->n;
-	st->p.params = NULL;
+	st->p = decode_problem(p);
 	st->norm = efficient_norm(p);
 	st->threads = max_threads();
 	st->stride = (size_t)p->d * p->d;

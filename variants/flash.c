@@ -642,8 +642,7 @@ static int flash_decode_init(const struct attn_problem *p, void **state)
 	ret = kv_cache_init(&st->cache, p, p->n);
 	if (ret)
 		goto out_free_state;
-	st->p = *p;
-	st->p.m = p->n;
+	st->p = decode_problem(p);
 	st->params[FLASH_BLOCK_Q] = FLASH_BLOCK_Q_DEFAULT;
 	st->params[FLASH_BLOCK_K] = FLASH_BLOCK_K_DEFAULT;
 	if (p->params) {

@@ -350,8 +350,7 @@ static int s4d_decode_init(const struct attn_problem *p, void **state)
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	st->p = *p;
-	st->p.m = p->n;
+	st->p = decode_problem(p);
 	st->params[0] = s4d_state(p);
 	st->params[1] = s4d_act(p);
 	st->p.params = st->params;

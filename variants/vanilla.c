@@ -142,9 +142,7 @@ static int vanilla_decode_init(const struct attn_problem *p, void **state)
 	ret = kv_cache_init(&st->cache, p, p->n);
 	if (ret)
 		goto out_free_state;
-	st->p = *p;
-	st->p.m = p->n;
-	st->p.params = NULL;
+	st->p = decode_problem(p);
 	st->threads = max_threads();
 	st->s = attn_calloc((size_t)st->threads * p->n, sizeof(float));
 	if (!st->s) {
