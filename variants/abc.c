@@ -606,9 +606,7 @@ static int abc_decode_init(const struct attn_problem *p, void **state)
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	st->p = *p;
-	st->p.m = p->n;
-	st->p.params = NULL;
+	st->p = decode_problem(p);
 	st->r = abc_slots(p);
 	st->cab = abc_cab_causal(p);
 	st->threads = max_threads();

@@ -1,10 +1,14 @@
 /*
  * common.h - small helpers the variant kernels share: the work and cache size of exact
- * attention, per-thread workspace slots, and a dot product that vectorises yet sums in
- * a fixed order; and CAB's segmentation of a sequence for landmarks.
+ * attention, the checks and kept problem of incremental decoders, per-thread workspace
+ * slots, and a dot product that vectorises yet sums in a fixed order; and CAB's
+ * segmentation of a sequence for landmarks.
  */
 #ifndef ATTNBENCH_VARIANTS_COMMON_H
 #define ATTNBENCH_VARIANTS_COMMON_H
+
+#include <errno.h>
+#include <stdbool.h>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -29,6 +33,47 @@ static inline double exact_attention_flops(const struct attn_problem *p)
 static inline double kv_cache_bytes(const struct attn_problem *p, long positions)
 {
 	return 2.0 * p->batch * p->kv_heads * positions * p->d * sizeof(float);
+}
+
+/* The state of exact attention: the KV cache of every position. */
+static inline double exact_attention_state_bytes(const struct attn_problem *p)
+{
+	return kv_cache_bytes(p, p->m);
+}
+
+/*
+ * True when batch, heads, kv_heads, n and d are positive and kv_heads divides heads.
+ * m is left to the caller: a decoder has none of its own (it takes m = n).
+ */
+static inline bool problem_sizes_ok(const struct attn_problem *p)
+{
+	return p->batch > 0 && p->heads > 0 && p->kv_heads > 0 && p->n > 0 && p->d > 0 &&
+	       p->heads % p->kv_heads == 0;
+}
+
+/*
+ * Whether an incremental decoder can take p, whose n is its capacity: 0, -ENOTSUP for a
+ * pattern other than cs, -EINVAL for bad sizes (problem_sizes_ok()). m is not looked at.
+ */
+static inline int decode_check_problem(const struct attn_problem *p)
+{
+	if (p->pattern != ATTN_CS)
+		return -ENOTSUP;
+	return problem_sizes_ok(p) ? 0 : -EINVAL;
+}
+
+/*
+ * The problem a decoder keeps: p with m = n, the capacity in positions, and without the
+ * caller's params array, which need not outlive decode_init(). A decoder that reads its
+ * params later keeps a copy of them in its state and points params there.
+ */
+static inline struct attn_problem decode_problem(const struct attn_problem *p)
+{
+	struct attn_problem kept = *p;
+
+	kept.m = p->n;
+	kept.params = NULL;
+	return kept;
 }
 
 /* How many threads a parallel region may run: the number of workspace slots to take. */

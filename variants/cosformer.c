@@ -265,18 +265,14 @@ static int cosformer_decode_init(const struct attn_problem *p, void **state)
 	int ret;
 
 	*state = NULL;
-	if (p->pattern != ATTN_CS)
-		return -ENOTSUP;
-	if (p->batch <= 0 || p->heads <= 0 || p->kv_heads <= 0 || p->n <= 0 || p->d <= 0 ||
-	    p->heads % p->kv_heads)
-		return -EINVAL;
+	ret = decode_check_problem(p);
+	if (ret)
+		return ret;
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	st->p = *p;
-	st->p.m = p->n;
 	/* The decoder keeps only the horizon, not the params array it came from. */
-	st->p.params = NULL;
+	st->p = decode_problem(p);
 	if (cosformer_supports(p)) {
 		ret = -ENOTSUP;
 		goto out_free_state;

@@ -382,19 +382,16 @@ static int efficient_decode_init(const struct attn_problem *p, void **state)
 {
 	struct efficient_decode *st;
 	size_t slices;
+	int ret;
 
 	*state = NULL;
-	if (p->pattern != ATTN_CS)
-		return -ENOTSUP;
-	if (p->batch < 1 || p->heads < 1 || p->kv_heads < 1 || p->n < 1 || p->d < 1 ||
-	    p->heads % p->kv_heads)
-		return -EINVAL;
+	ret = decode_check_problem(p);
+	if (ret)
+		return ret;
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	st->p = *p;
-	st->p.m = p->n;
-	st->p.params = NULL;
+	st->p = decode_problem(p);
 	st->norm = efficient_norm(p);
 	st->threads = max_threads();
 	st->stride = (size_t)p->d * p->d;

@@ -595,12 +595,6 @@ static int flash_forward(const struct attn_problem *p, const float *q, const flo
 	return 0;
 }
 
-/* The KV cache: keys and values of every position. */
-static double flash_state_bytes(const struct attn_problem *p)
-{
-	return kv_cache_bytes(p, p->m);
-}
-
 /*
  * Below this many multiply-adds per step (slices x cached keys x d, scores and sum
  * alike) a parallel region costs more than it saves.
@@ -648,8 +642,7 @@ static int flash_decode_init(const struct attn_problem *p, void **state)
 	ret = kv_cache_init(&st->cache, p, p->n);
 	if (ret)
 		goto out_free_state;
-	st->p = *p;
-	st->p.m = p->n;
+	st->p = decode_problem(p);
 	st->params[FLASH_BLOCK_Q] = FLASH_BLOCK_Q_DEFAULT;
 	st->params[FLASH_BLOCK_K] = FLASH_BLOCK_K_DEFAULT;
 	if (p->params) {
@@ -870,7 +863,7 @@ const struct variant_ops flash_variant = {
 	.n_params	= 2,
 	.forward	= flash_forward,
 	.flops		= exact_attention_flops,
-	.state_bytes	= flash_state_bytes,
+	.state_bytes	= exact_attention_state_bytes,
 	.decode_init	= flash_decode_init,
 	.decode_step	= flash_decode_step,
 	.decode_free	= flash_decode_free,

@@ -7,17 +7,19 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "common.h"
 #include "memory.h"
 
 int kv_cache_init(struct kv_cache *c, const struct attn_problem *p, int slots)
 {
 	size_t count;
+	int ret;
 
 	memset(c, 0, sizeof(*c));
-	if (p->pattern != ATTN_CS)
-		return -ENOTSUP;
-	if (p->batch < 1 || p->heads < 1 || p->kv_heads < 1 || p->n < 1 || p->d < 1 ||
-	    slots < 1 || p->heads % p->kv_heads)
+	ret = decode_check_problem(p);
+	if (ret)
+		return ret;
+	if (slots < 1)
 		return -EINVAL;
 	if ((double)p->batch * p->kv_heads * slots * p->d * sizeof(float) > (double)SIZE_MAX)
 		return -ENOMEM;

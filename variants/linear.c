@@ -133,7 +133,7 @@ static double linear_state_bytes(const struct attn_problem *p)
 
 /* Decoding: one state per KV head, fed each key once and read by every query head. */
 struct linear_decode {
-	struct attn_problem p;	/* n = capacity in positions */
+	struct attn_problem p;	/* n = m = capacity in positions */
 	struct feature_map fm;
 	int len;		/* positions fed so far */
 	size_t state_len;
@@ -162,7 +162,7 @@ static int linear_decode_init(const struct attn_problem *p, void **state)
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	st->p = *p;
+	st->p = decode_problem(p);
 	st->fm = linear_map(p->d);
 	st->state_len = feature_state_floats(&st->fm, p->d);
 	st->state = attn_calloc((size_t)p->batch * p->kv_heads * st->state_len, sizeof(float));

@@ -168,8 +168,7 @@ static int local_decode_init(const struct attn_problem *p, void **state)
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	st->p = *p;
-	st->p.m = p->n;
+	st->p = decode_problem(p);
 	st->params[0] = p->params ? p->params[0] : LOCAL_WINDOW_DEFAULT;
 	st->p.params = st->params;
 	st->w = (long)st->params[0];

@@ -424,8 +424,7 @@ static int performer_decode_init(const struct attn_problem *p, void **state)
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	st->p = *p;
-	st->p.params = NULL;	/* everything needed is in st->c */
+	st->p = decode_problem(p);	/* the params are in st->c */
 	performer_config(p, &st->c);
 	if (st->c.cab_causal) {
 		/* its forward reads keys not fed yet: there is nothing to match */

@@ -9,6 +9,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "common.h"
+
 extern const struct variant_ops vanilla_variant;
 extern const struct variant_ops flash_variant;
 extern const struct variant_ops local_variant;
@@ -122,10 +124,7 @@ static bool param_ok(const struct variant_param *decl, double value)
 
 int variant_check_problem(const struct variant_ops *v, const struct attn_problem *p)
 {
-	if (p->batch <= 0 || p->heads <= 0 || p->kv_heads <= 0 || p->n <= 0 ||
-	    p->m <= 0 || p->d <= 0)
-		return -EINVAL;
-	if (p->heads % p->kv_heads)
+	if (!problem_sizes_ok(p) || p->m <= 0)
 		return -EINVAL;
 	if ((unsigned int)p->pattern >= ATTN_PATTERN_COUNT)
 		return -EINVAL;

@@ -341,19 +341,16 @@ static int s4d_decode_init(const struct attn_problem *p, void **state)
 	int ret;
 
 	*state = NULL;
-	if (p->pattern != ATTN_CS)
-		return -ENOTSUP;
-	if (p->batch <= 0 || p->heads <= 0 || p->kv_heads <= 0 || p->n <= 0 || p->d <= 0 ||
-	    p->heads % p->kv_heads)
-		return -EINVAL;
+	ret = decode_check_problem(p);
+	if (ret)
+		return ret;
 	ret = s4d_supports(p);
 	if (ret)
 		return ret;
 	st = attn_calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
-	st->p = *p;
-	st->p.m = p->n;
+	st->p = decode_problem(p);
 	st->params[0] = s4d_state(p);
 	st->params[1] = s4d_act(p);
 	st->p.params = st->params;

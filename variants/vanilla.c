@@ -104,12 +104,6 @@ static int vanilla_forward(const struct attn_problem *p, const float *q, const f
 	return 0;
 }
 
-/* The KV cache: keys and values of every position. */
-static double vanilla_state_bytes(const struct attn_problem *p)
-{
-	return kv_cache_bytes(p, p->m);
-}
-
 /*
  * Below this many multiply-adds per step (slices x cached keys x d, scores and sum
  * alike) a parallel region costs more than it saves.
@@ -148,9 +142,7 @@ static int vanilla_decode_init(const struct attn_problem *p, void **state)
 	ret = kv_cache_init(&st->cache, p, p->n);
 	if (ret)
 		goto out_free_state;
-	st->p = *p;
-	st->p.m = p->n;
-	st->p.params = NULL;
+	st->p = decode_problem(p);
 	st->threads = max_threads();
 	st->s = attn_calloc((size_t)st->threads * p->n, sizeof(float));
 	if (!st->s) {
@@ -215,7 +207,7 @@ const struct variant_ops vanilla_variant = {
 	.n_params	= 0,
 	.forward	= vanilla_forward,
 	.flops		= exact_attention_flops,
-	.state_bytes	= vanilla_state_bytes,
+	.state_bytes	= exact_attention_state_bytes,
 	.decode_init	= vanilla_decode_init,
 	.decode_step	= vanilla_decode_step,
 	.decode_free	= vanilla_decode_free,
