@@ -195,6 +195,26 @@ static void test_a_run_stores_every_variant_on_every_supported_pattern(void **st
 	free(o);
 }
 
+/*
+ * A run records the commit the binary was built from (or "unknown" outside a git
+ * checkout, never nothing) and the flags that shaped its code, not the build type's name.
+ */
+static void test_a_run_records_the_commit_and_the_compiler_flags(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+
+	(void)state;
+	run(o, "--version", NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "attnbench "));
+	assert_null(strstr(o->out, "()"));
+	run(o, "query", "--db", db, "--csv", "SELECT count(*) FROM runs WHERE length(git_commit) > 0"
+	    " AND cflags LIKE '-O%' AND cflags NOT LIKE '%release%'", NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "\r\n1\r\n"));
+	free(o);
+}
+
 /* Each bad command exits 2 with one line on stderr and leaves the database as it was. */
 static void test_bad_input_exits_2_and_leaves_the_database_unchanged(void **state)
 {
@@ -815,6 +835,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_help_lists_the_commands_and_unknown_ones_fail),
 		cmocka_unit_test(test_list_shows_variants_tasks_suites_and_runs),
 		cmocka_unit_test(test_a_run_stores_every_variant_on_every_supported_pattern),
+		cmocka_unit_test(test_a_run_records_the_commit_and_the_compiler_flags),
 		cmocka_unit_test(test_bad_input_exits_2_and_leaves_the_database_unchanged),
 		cmocka_unit_test(test_check_passes_the_exact_variants_and_names_its_checks),
 		cmocka_unit_test(test_query_and_list_refuse_a_missing_database),
