@@ -826,6 +826,14 @@ static void test_compare_aa_stores_two_interleaved_runs_and_reports_a_rate(void 
 	assert_int_equal(o->status, 0);
 	/* interleaved: A 64, A' 64, A 128, A' 128 */
 	assert_non_null(strstr(o->out, "1,aa,64,1\r\n2,aa,64,2\r\n1,aa,128,3\r\n2,aa,128,4\r\n"));
+	/* A/A runs measure the harness: never "the latest run", read only with --run */
+	run(o, "report", "--db", adb, NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "A/A runs are only read with --run"));
+	run(o, "export", "--db", adb, "--csv", "-", NULL);
+	assert_int_equal(o->status, 2);
+	run(o, "export", "--db", adb, "--csv", "-", "--run", "2", NULL);
+	assert_int_equal(o->status, 0);
 	free(o);
 }
 

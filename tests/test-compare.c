@@ -607,11 +607,11 @@ static void test_a_run_against_an_earlier_run_pairs_the_same_variant(void **stat
 
 	/* the default run is the newest, unless it is an A/A run */
 	int64_t latest = 0;
-	assert_int_equal(store_latest_run(store_db(s), COMPARE_AA_SUITE, &latest), 0);
+	assert_int_equal(store_latest_run(store_db(s), &latest), 0);
 	assert_int_equal(latest, run);
 	assert_int_equal(sqlite3_exec(store_db(s), "UPDATE runs SET suite = 'aa' WHERE id = 3",
 				      NULL, NULL, NULL), SQLITE_OK);
-	assert_int_equal(store_latest_run(store_db(s), COMPARE_AA_SUITE, &latest), 0);
+	assert_int_equal(store_latest_run(store_db(s), &latest), 0);
 	assert_int_equal(latest, 2);
 	double load = 0;
 	assert_int_equal(sqlite3_exec(store_db(s), "UPDATE runs SET load_avg = '3.25' WHERE "

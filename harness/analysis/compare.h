@@ -164,9 +164,6 @@ int compare_gather(struct store *s, const struct compare_request *q,
  */
 double compare_threshold_needed(const struct compare_row *rows, size_t count, double share);
 
-/* The suite name of A/A runs (compare --aa); "the latest run" of compare leaves them out. */
-#define COMPARE_AA_SUITE "aa"
-
 /* The load average a run started with; 0, -ENOENT (no such run or not recorded), -EIO. */
 int compare_run_load(struct store *s, int64_t run, double *load);
 

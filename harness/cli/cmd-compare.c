@@ -17,6 +17,7 @@
 #include "compare.h"
 #include "error.h"
 #include "options.h"
+#include "queries.h"
 #include "plan.h"
 #include "provenance.h"
 #include "run-loop.h"
@@ -609,8 +610,7 @@ static int compare_stored(const struct compare_args *a)
 		return error("cannot open database '%s': %s", a->db, why);
 	q.run_id = a->run;
 	if (!q.run_id) {
-		ret = option_latest_run(st, a->db, COMPARE_AA_SUITE, "to compare (A/A runs are "
-					"only compared with --run)", &q.run_id);
+		ret = option_latest_run(st, a->db, "to compare", &q.run_id);
 		if (ret)
 			goto out_close;
 	}
@@ -764,7 +764,7 @@ static int compare_aa(const struct compare_args *a, int argc, char **argv)
 		ret = error("cannot open database '%s': %s", a->db, why);
 		goto out_free;
 	}
-	if (provenance_collect(&prov, cells[0].threads, 0, COMPARE_AA_SUITE, argc + 1,
+	if (provenance_collect(&prov, cells[0].threads, 0, STORE_AA_SUITE, argc + 1,
 			       argv - 1)) {
 		ret = error("out of memory");
 		goto out_close;

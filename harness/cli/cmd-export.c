@@ -87,7 +87,7 @@ int cmd_export(int argc, char **argv)
 	else if (run)
 		ret = store_find_run(store_db(st), run);
 	else
-		ret = store_latest_run(store_db(st), NULL, &run);
+		ret = store_latest_run(store_db(st), &run);
 	if (ret && ret != -ENOENT) {
 		ret = error("cannot read runs in '%s': %s", db, store_errmsg(st));
 		goto out_close;

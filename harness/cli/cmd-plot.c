@@ -121,7 +121,7 @@ int cmd_plot(int argc, char **argv)
 	po.gnuplot = gnuplot;
 	if (store_open(db, STORE_READONLY, &st, why, sizeof(why)))
 		return error("cannot open database '%s': %s", db, why);
-	if (!run && option_latest_run(st, db, NULL, "to plot", &po.run_id)) {
+	if (!run && option_latest_run(st, db, "to plot", &po.run_id)) {
 		store_close(st);
 		return EXIT_USAGE;
 	}

@@ -143,7 +143,7 @@ int cmd_report(int argc, char **argv)
 	if (store_open(db, STORE_READONLY, &st, why, sizeof(why)))
 		return error("cannot open database '%s': %s", db, why);
 	if (!run) {
-		ret = option_latest_run(st, db, NULL, "to report", &ro.run_id);
+		ret = option_latest_run(st, db, "to report", &ro.run_id);
 		if (ret)
 			goto out_close;
 	} else {

@@ -46,13 +46,13 @@ int option_run_id(const char *option, const char *text, int64_t *run)
 	return 0;
 }
 
-int option_latest_run(struct store *st, const char *db, const char *except_suite,
-		      const char *purpose, int64_t *run)
+int option_latest_run(struct store *st, const char *db, const char *purpose, int64_t *run)
 {
-	int ret = store_latest_run(store_db(st), except_suite, run);
+	int ret = store_latest_run(store_db(st), run);
 
 	if (ret == -ENOENT)
-		return error("no runs in '%s' %s", db, purpose);
+		return error("no runs in '%s' %s (A/A runs are only read with --run)", db,
+			     purpose);
 	if (ret)
 		return error("cannot read runs in '%s': %s", db, store_errmsg(st));
 	return 0;

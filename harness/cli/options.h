@@ -30,11 +30,10 @@ int option_number(const char *text, double min, double max, double *out);
 int option_run_id(const char *option, const char *text, int64_t *run);
 
 /*
- * The newest run of st (opened from db), leaving out runs of except_suite (NULL: none).
- * Returns 0, or prints "no runs in 'DB' PURPOSE" (purpose: "to plot") or the read error
- * and returns EXIT_USAGE.
+ * The newest run of st (opened from db) that is not an A/A run (store_latest_run()).
+ * Returns 0, or prints "no runs in 'DB' PURPOSE (A/A runs are only read with --run)"
+ * (purpose: "to plot") or the read error and returns EXIT_USAGE.
  */
-int option_latest_run(struct store *st, const char *db, const char *except_suite,
-		      const char *purpose, int64_t *run);
+int option_latest_run(struct store *st, const char *db, const char *purpose, int64_t *run);
 
 #endif

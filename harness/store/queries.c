@@ -15,16 +15,15 @@ static int step_once(sqlite3_stmt *st)
 	return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : -EIO;
 }
 
-int store_latest_run(sqlite3 *db, const char *except_suite, int64_t *run)
+int store_latest_run(sqlite3 *db, int64_t *run)
 {
 	sqlite3_stmt *st;
 	int ret;
 
-	if (sqlite3_prepare_v2(db, "SELECT max(id) FROM runs WHERE ?1 IS NULL OR suite IS NOT ?1"
+	if (sqlite3_prepare_v2(db, "SELECT max(id) FROM runs WHERE suite IS NOT ?1"
 			       " HAVING max(id) IS NOT NULL", -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
-	if (except_suite)
-		sqlite3_bind_text(st, 1, except_suite, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 1, STORE_AA_SUITE, -1, SQLITE_STATIC);
 	ret = step_once(st);
 	if (!ret)
 		*run = sqlite3_column_int64(st, 0);

@@ -1,6 +1,6 @@
 /*
  * queries.h - the questions about stored runs that several commands ask, answered once:
- * which run is the latest, whether a run exists, which runs have cells and how many, and
+ * which run is the latest (A/A runs aside), whether a run exists, which runs have cells and how many, and
  * the shape a figure or a statistic of a task should take on a pattern.
  */
 #ifndef ATTNBENCH_QUERIES_H
@@ -12,10 +12,16 @@
 #include <sqlite3.h>
 
 /*
- * The newest run, leaving out runs of the suite except_suite (NULL: leave out none).
- * Returns 0; -ENOENT when there is none; -EIO on trouble.
+ * The suite name of A/A runs (compare --aa). They measure the harness's own noise, not
+ * variants, so "the latest run" leaves them out everywhere; they are read with --run.
  */
-int store_latest_run(sqlite3 *db, const char *except_suite, int64_t *run);
+#define STORE_AA_SUITE "aa"
+
+/*
+ * The newest run that is not an A/A run. Returns 0; -ENOENT when there is none; -EIO on
+ * trouble.
+ */
+int store_latest_run(sqlite3 *db, int64_t *run);
 
 /* 0 when the run is in the database; -ENOENT when not; -EIO on trouble. */
 int store_find_run(sqlite3 *db, int64_t run);
