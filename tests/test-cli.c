@@ -729,6 +729,22 @@ static void set_cpu_model(const char *path, int run, const char *model)
 	sqlite3_close(handle);
 }
 
+/* Sets a run's status, as an interrupted run leaves it. */
+static void set_run_status(const char *path, int run, const char *status)
+{
+	sqlite3 *handle;
+	sqlite3_stmt *st;
+
+	assert_int_equal(sqlite3_open(path, &handle), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(handle, "UPDATE runs SET status = ?1 WHERE id = ?2",
+					    -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, run);
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	sqlite3_close(handle);
+}
+
 static size_t count_lines(const char *text)
 {
 	size_t n = 0;
@@ -804,6 +820,26 @@ static void test_compare_finds_a_real_regression_and_fails_on_it(void **state)
 	assert_int_equal(o->status, 0);
 	assert_non_null(strstr(o->out, "run 2 against run 1"));
 	assert_non_null(strstr(o->err, "warning"));
+
+	/*
+	 * Run 2 has local's passkey cells only: the verdicts cannot see the 13 cells of run 1
+	 * it lacks (vanilla's 11 passkey depths and speed cell, local's speed cell), nor the
+	 * cells an interrupted run did not finish. Both are said, and fail a CI job.
+	 */
+	assert_non_null(strstr(o->err, "run 2 lacks 13 cells that run 1 has (first: "));
+	run(o, "compare", "--run", "2", "--against", "1", "--force", "--fail-on-regression",
+	    "--db", cdb, NULL);
+	assert_int_equal(o->status, 1);
+	assert_non_null(strstr(o->err, "run 2 lacks 13 cells"));
+	run(o, "compare", "--run", "2", "--against", "1", "--force", "--fail-on-regression",
+	    "--tasks", "passkey", "local", "--db", cdb, NULL);
+	assert_int_equal(o->status, 0);
+	assert_null(strstr(o->err, "lacks"));
+	set_run_status(cdb, 2, "interrupted");
+	run(o, "compare", "--run", "2", "--against", "1", "--force", "--fail-on-regression",
+	    "--tasks", "passkey", "local", "--db", cdb, NULL);
+	assert_int_equal(o->status, 1);
+	assert_non_null(strstr(o->err, "run 2 is 'interrupted', not complete"));
 	free(before);
 	free(after);
 	free(o);

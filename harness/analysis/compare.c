@@ -661,6 +661,53 @@ double compare_threshold_needed(const struct compare_row *rows, size_t count, do
 	return out;
 }
 
+static bool variant_wanted(const struct compare_request *q, const char *variant)
+{
+	for (int i = 0; i < q->n_variants; i++)
+		if (!strcmp(q->variants[i], variant))
+			return true;
+	return q->n_variants <= 0;
+}
+
+int compare_missing_cells(struct store *s, const struct compare_request *q, long *missing,
+			  char *first, size_t first_len)
+{
+	static const char sql[] =
+		"SELECT b.variant, b.task, b.pattern, coalesce(b.regime, ''), b.n, b.m, b.d,"
+		" b.heads, b.kv_heads, b.batch FROM cells b WHERE b.run_id = ?2"
+		" AND NOT EXISTS (SELECT 1 FROM cells c WHERE c.run_id = ?1"
+		"  AND c.variant = b.variant AND c.task = b.task AND c.pattern = b.pattern"
+		"  AND c.regime IS b.regime AND c.n = b.n AND c.m = b.m AND c.d = b.d"
+		"  AND c.heads = b.heads AND c.kv_heads = b.kv_heads AND c.batch = b.batch)"
+		" ORDER BY b.id";
+	sqlite3_stmt *st;
+	int rc;
+
+	*missing = 0;
+	if (sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, q->run_id);
+	sqlite3_bind_int64(st, 2, q->base_run_id);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *variant = (const char *)sqlite3_column_text(st, 0);
+		const char *task = (const char *)sqlite3_column_text(st, 1);
+		const char *pattern = (const char *)sqlite3_column_text(st, 2);
+		const char *regime = (const char *)sqlite3_column_text(st, 3);
+
+		if (!variant_wanted(q, variant) || !task_wanted(q, task) ||
+		    !pattern_wanted(q, pattern))
+			continue;
+		if (!(*missing)++ && first)
+			snprintf(first, first_len, "%s %s %s%s%s n=%d m=%d d=%d heads=%d "
+				 "kv_heads=%d batch=%d", task, variant, pattern, *regime ? " " : "",
+				 regime, sqlite3_column_int(st, 4), sqlite3_column_int(st, 5),
+				 sqlite3_column_int(st, 6), sqlite3_column_int(st, 7),
+				 sqlite3_column_int(st, 8), sqlite3_column_int(st, 9));
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
 int compare_run_load(struct store *s, int64_t run, double *load)
 {
 	sqlite3_stmt *st;

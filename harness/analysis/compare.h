@@ -158,6 +158,16 @@ int compare_gather(struct store *s, const struct compare_request *q,
 		   struct compare_row **rows, size_t *count, char *why, size_t why_len);
 
 /*
+ * For a comparison of two runs (no baseline): the cells of base_run_id, among the
+ * request's variants, tasks and patterns, that have no cell with the same task, pattern,
+ * regime and shape in run_id, so a comparison cannot see them. *missing gets their
+ * number, first (when not NULL) a description of the first ("speed flash cs n=4096 ...").
+ * Returns 0, -EIO.
+ */
+int compare_missing_cells(struct store *s, const struct compare_request *q, long *missing,
+			  char *first, size_t first_len);
+
+/*
  * The smallest noise threshold at which at most `share` of the rows with latency would
  * be called faster or slower: for an A/A comparison, the threshold this machine needs
  * for that false-positive rate. 0 when no row has latency.

@@ -55,7 +55,8 @@ const char usage_compare[] =
 	"  --accuracy-threshold A  smallest accuracy difference that counts (default 0.02)\n"
 	"  --csv, --markdown     output format (default: an aligned table)\n"
 	"  --fail-on-regression  exit 1 when a cell is slower or worse, or broke (crashed,\n"
-	"                        failed, ...) where the baseline ran\n"
+	"                        failed, ...) where the baseline ran; also when the run is\n"
+	"                        unfinished or lacks cells the --against run has\n"
 	"  --db PATH             the database (default " DEFAULT_DB ")\n"
 	"\n"
 	"A/A test: --aa runs the variant's speed cells twice, interleaved (A, A', A, A', ...),\n"
@@ -587,6 +588,33 @@ static void warn_if_busy(struct store *st, const struct compare_row *rows, size_
 				"compare --aa')", (long long)runs[i], load);
 }
 
+/*
+ * Warns when the compared run did not finish, or (against an earlier run) lacks cells the
+ * earlier run has: both hide results the verdicts cannot see. Returns whether it warned.
+ */
+static bool incomplete(const struct compare_args *a, struct store *st,
+		       const struct compare_request *q)
+{
+	char status[32] = "", first[256] = "";
+	bool warned = false;
+	long missing = 0;
+
+	if (!store_run_status(store_db(st), q->run_id, status, sizeof(status)) &&
+	    (!strcmp(status, "interrupted") || !strcmp(status, "running"))) {
+		warning("run %lld is '%s', not complete: cells it did not finish are not "
+			"compared", (long long)q->run_id, status);
+		warned = true;
+	}
+	if (a->against && !compare_missing_cells(st, q, &missing, first, sizeof(first)) &&
+	    missing) {
+		warning("run %lld lacks %ld cell%s that run %lld has (first: %s)",
+			(long long)q->run_id, missing, missing == 1 ? "" : "s",
+			(long long)q->base_run_id, first);
+		warned = true;
+	}
+	return warned;
+}
+
 static int compare_stored(const struct compare_args *a)
 {
 	struct compare_request q = {
@@ -651,6 +679,9 @@ static int compare_stored(const struct compare_args *a)
 			a->baseline ? a->baseline : "the earlier run");
 		ret = EXIT_FAILED;
 	}
+	/* what the rows cannot show: an unfinished run, cells the earlier run had */
+	if (incomplete(a, st, &q) && a->fail_on_regression)
+		ret = EXIT_FAILED;
 	free(rows);
 out_close:
 	store_close(st);

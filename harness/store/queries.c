@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* Steps a prepared statement once; 0 on a row, -ENOENT on none, -EIO on trouble. */
@@ -41,6 +42,22 @@ int store_find_run(sqlite3 *db, int64_t run)
 		return -EIO;
 	sqlite3_bind_int64(st, 1, run);
 	ret = step_once(st);
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_run_status(sqlite3 *db, int64_t run, char *buf, size_t len)
+{
+	sqlite3_stmt *st;
+	int ret;
+
+	if (sqlite3_prepare_v2(db, "SELECT ifnull(status, '') FROM runs WHERE id = ?1", -1, &st,
+			       NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, run);
+	ret = step_once(st);
+	if (!ret)
+		snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return ret;
 }

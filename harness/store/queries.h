@@ -27,6 +27,12 @@ int store_latest_run(sqlite3 *db, int64_t *run);
 int store_find_run(sqlite3 *db, int64_t run);
 
 /*
+ * The run's status ('running', 'complete', 'failed', 'interrupted') into buf. Returns 0;
+ * -ENOENT when there is no such run; -EIO on trouble.
+ */
+int store_run_status(sqlite3 *db, int64_t run, char *buf, size_t len);
+
+/*
  * The runs that have cells, oldest first, in a new array (*runs, free() it; NULL when
  * *n is 0). Returns 0, -EIO or -ENOMEM.
  */
