@@ -12,6 +12,7 @@
 #include "run-binary.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +213,58 @@ static void test_a_run_records_the_commit_and_the_compiler_flags(void **state)
 	    " AND cflags LIKE '-O%' AND cflags NOT LIKE '%release%'", NULL);
 	assert_int_equal(o->status, 0);
 	assert_non_null(strstr(o->out, "\r\n1\r\n"));
+	free(o);
+}
+
+/* Runs one speed cell into a new database; o->out gets its run's threads and warnings. */
+static void run_one_speed_cell(struct outcome *o, const char *name)
+{
+	const char *path = path_in_tmp(name);
+
+	run(o, "run", "--variants", "vanilla", "--tasks", "speed", "--patterns", "ns",
+	    "--lengths", "64", "--dims", "16", "--heads", "1", "--repeats", "2", "--min-time",
+	    "0", "--db", path, "-q", NULL);
+	assert_int_equal(o->status, 0);
+	run(o, "query", "--db", path, "--csv", "SELECT threads, ifnull(warnings, '') FROM runs",
+	    NULL);
+	assert_int_equal(o->status, 0);
+}
+
+/*
+ * The harness settles what makes timings stable itself: OpenMP waits passively unless
+ * the user chose otherwise (then the run records a warning), and the default thread count
+ * is the CPUs the process may use (pinned to one CPU: one thread).
+ */
+static void test_a_run_waits_passively_on_the_cpus_it_may_use(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	const char *set = getenv("OMP_WAIT_POLICY");
+	char *saved = set ? strdup(set) : NULL;
+	cpu_set_t all, one;
+
+	(void)state;
+	assert_int_equal(sched_getaffinity(0, sizeof(all), &all), 0);
+	CPU_ZERO(&one);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &all)) {
+			CPU_SET(cpu, &one);
+			break;
+		}
+	unsetenv("OMP_WAIT_POLICY");
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	run_one_speed_cell(o, "pinned.db");
+	assert_int_equal(sched_setaffinity(0, sizeof(all), &all), 0);
+	assert_non_null(strstr(o->out, "\r\n1,"));
+	assert_null(strstr(o->out, "waits actively"));
+
+	setenv("OMP_WAIT_POLICY", "active", 1);
+	run_one_speed_cell(o, "active.db");
+	assert_non_null(strstr(o->out, "OpenMP waits actively (OMP_WAIT_POLICY=active)"));
+	if (saved)
+		setenv("OMP_WAIT_POLICY", saved, 1);
+	else
+		unsetenv("OMP_WAIT_POLICY");
+	free(saved);
 	free(o);
 }
 
@@ -880,6 +933,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_list_shows_variants_tasks_suites_and_runs),
 		cmocka_unit_test(test_a_run_stores_every_variant_on_every_supported_pattern),
 		cmocka_unit_test(test_a_run_records_the_commit_and_the_compiler_flags),
+		cmocka_unit_test(test_a_run_waits_passively_on_the_cpus_it_may_use),
 		cmocka_unit_test(test_bad_input_exits_2_and_leaves_the_database_unchanged),
 		cmocka_unit_test(test_check_passes_the_exact_variants_and_names_its_checks),
 		cmocka_unit_test(test_query_and_list_refuse_a_missing_database),

@@ -6,6 +6,7 @@
 
 #include "build-info.h"
 #include "cmd.h"
+#include "environment.h"
 #include "error.h"
 
 struct command {
@@ -78,6 +79,8 @@ int main(int argc, char **argv)
 {
 	const struct command *c;
 
+	/* passive OpenMP waiting before any timing: this may execute the program again */
+	environment_settle(argv);
 	if (argc < 2)
 		return help_show(NULL), EXIT_USAGE;
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))

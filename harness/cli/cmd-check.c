@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "environment.h"
 #include "error.h"
 #include "options.h"
 #include "params.h"
@@ -112,7 +113,7 @@ int cmd_check(int argc, char **argv)
 	const struct variant_ops *named[SUITE_MAX_LIST];
 	struct param_overrides overrides = { 0 };
 	struct check_counts counts = { 0 };
-	int opt, n_named = 0, threads = threads_online();
+	int opt, n_named = 0, threads = environment_usable_cpus();
 	char why[512], *end;
 
 	optind = 1;

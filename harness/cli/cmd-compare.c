@@ -15,6 +15,7 @@
 
 #include "cmd.h"
 #include "compare.h"
+#include "environment.h"
 #include "error.h"
 #include "options.h"
 #include "queries.h"
@@ -694,7 +695,9 @@ out_close:
 static int aa_plan(const struct compare_args *a, struct suite *suite, struct cell **cells,
 		   size_t *count)
 {
-	struct selection sel = { .threads = a->threads ? a->threads : threads_online() };
+	struct selection sel = {
+		.threads = a->threads ? a->threads : environment_usable_cpus(),
+	};
 	const struct task_ops *speed = task_find("speed");
 	char why[512];
 

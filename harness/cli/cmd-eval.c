@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "environment.h"
 #include "error.h"
 #include "options.h"
 #include "memory.h"
@@ -100,7 +101,7 @@ int cmd_eval(int argc, char **argv)
 	int64_t qd[4], kd[4], vd[4];
 	const struct variant_ops *variant;
 	struct attn_problem p;
-	int opt, ret, pattern, threads = threads_online();
+	int opt, ret, pattern, threads = environment_usable_cpus();
 	unsigned long long seed = 0;
 	char why[512], *end;
 	float *out;

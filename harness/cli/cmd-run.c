@@ -13,6 +13,7 @@
 
 #include "cmd.h"
 #include "efficiency.h"
+#include "environment.h"
 #include "error.h"
 #include "options.h"
 #include "plan.h"
@@ -99,7 +100,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 
 	*a = (struct run_args){ .suite = "default", .db = DEFAULT_DB, .time_limit = 600,
 				.min_time = -1 };
-	s->threads = threads_online();
+	s->threads = environment_usable_cpus();
 	optind = 1;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, ":qh", run_options, NULL)) != -1) {

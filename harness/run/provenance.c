@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "build-info.h"
+#include "environment.h"
 #include "threads.h"
 
 static const char *const field_names[PROV_COUNT] = {
@@ -151,6 +152,16 @@ static void collect_state(struct provenance *p)
 	v[PROV_ASLR] = read_line("/proc/sys/kernel/randomize_va_space");
 	if (v[PROV_ASLR] && strcmp(v[PROV_ASLR], "0"))
 		warn(&warnings, "ASLR is on: layouts differ between cells");
+	if (!environment_waits_passively()) {
+		char *text = format("OpenMP waits actively (%s=%s): a team sharing its cores "
+				    "with other work stalls at every barrier",
+				    ENVIRONMENT_WAIT_POLICY, getenv(ENVIRONMENT_WAIT_POLICY) ?
+				    getenv(ENVIRONMENT_WAIT_POLICY) : "unset");
+
+		if (text)
+			warn(&warnings, text);
+		free(text);
+	}
 	v[PROV_WARNINGS] = warnings;
 }
 
