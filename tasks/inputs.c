@@ -301,6 +301,14 @@ int inputs_generate(const char *regime, const struct attn_problem *p, uint64_t s
 	return ret;
 }
 
+ptrdiff_t inputs_first_nonfinite(const float *x, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(x[i]))
+			return (ptrdiff_t)i;
+	return -1;
+}
+
 void output_compare(const float *o, const double *ref, size_t rows, int d,
 		    struct output_error *e)
 {

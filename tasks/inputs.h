@@ -57,6 +57,12 @@ struct output_error {
 	size_t nonfinite;	/* entries of o that are NaN or infinite */
 };
 
+/*
+ * Index of the first NaN or infinity among x[0..n), or -1 when every value is finite:
+ * the one finiteness scan of task outputs (see result_check_finite() in task.h).
+ */
+ptrdiff_t inputs_first_nonfinite(const float *x, size_t n);
+
 /* Compares o (float) against ref (double), rows of length d. */
 void output_compare(const float *o, const double *ref, size_t rows, int d,
 		    struct output_error *e);

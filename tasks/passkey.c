@@ -136,21 +136,15 @@ static int passkey_run(const struct cell *c, struct cell_result *r)
 		}
 	}
 	ret = c->variant->forward(&p, q, k, v, o);
-	if (ret)
+	if (ret || !result_check_finite(r, "output", &p, o, 0, p.n))
 		goto out_free_h;
 	/* The digit of slice s is s % 10; every query head of the slice is a trial. */
 	for (int b = 0; b < p.batch; b++)
 		for (int hh = 0; hh < p.heads; hh++) {
 			const float *row = o + problem_q_offset(&p, b, hh) + (size_t)probe * d;
 			int digit = (b * p.kv_heads + hh / group) % PASSKEY_DIGITS;
-			bool ok;
+			bool ok = nearest_code(row, codes, PASSKEY_DIGITS, d) == digit;
 
-			for (int x = 0; x < d; x++)
-				if (!isfinite(row[x])) {
-					result_status(r, CELL_NAN, "output is NaN or infinite");
-					goto out_free_h;
-				}
-			ok = nearest_code(row, codes, PASSKEY_DIGITS, d) == digit;
 			ret = result_trial(r, ok);
 			if (ret)
 				goto out_free_h;

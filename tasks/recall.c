@@ -109,21 +109,16 @@ static int recall_run(const struct cell *c, struct cell_result *r)
 		}
 	}
 	ret = c->variant->forward(&p, q, k, v, o);
-	if (ret)
+	if (ret || !result_check_finite(r, "output", &p, o, 0, p.n))
 		goto out_free;
 	for (int b = 0; b < p.batch; b++)
 		for (int hh = 0; hh < p.heads; hh++)
 			for (int t = 0; t < queries; t++) {
 				const float *row = o + problem_q_offset(&p, b, hh) +
 						   (size_t)(first_query + t) * d;
-				bool ok;
+				bool ok = nearest_code(row, codes, RECALL_CODES, d) ==
+					  target[((size_t)b * p.heads + hh) * queries + t];
 
-				if (!isfinite(row[0])) {
-					result_status(r, CELL_NAN, "output is NaN or infinite");
-					goto out_free;
-				}
-				ok = nearest_code(row, codes, RECALL_CODES, d) ==
-				     target[((size_t)b * p.heads + hh) * queries + t];
 				ret = result_trial(r, ok);
 				if (ret)
 					goto out_free;

@@ -4,10 +4,13 @@
 #include "task.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "inputs.h"
 
 static const char *const status_names[] = {
 	[CELL_OK] = "ok",
@@ -110,6 +113,24 @@ void result_status(struct cell_result *r, enum cell_status s, const char *fmt, .
 	va_start(ap, fmt);
 	vsnprintf(r->reason, sizeof(r->reason), fmt, ap);
 	va_end(ap);
+}
+
+bool result_check_finite(struct cell_result *r, const char *what,
+			 const struct attn_problem *p, const float *o, int first_row, int rows)
+{
+	size_t count = (size_t)p->batch * p->heads * rows * p->d;
+	ptrdiff_t at = inputs_first_nonfinite(o, count);
+	size_t row, slice;
+
+	if (at < 0)
+		return true;
+	row = (size_t)at / p->d;
+	slice = row / rows;
+	result_status(r, CELL_NAN, "%s row %d, column %d (batch %d, head %d) is %s", what,
+		      first_row + (int)(row % rows), (int)(at % p->d), (int)(slice / p->heads),
+		      (int)(slice % p->heads),
+		      isnan(o[at]) ? "nan" : o[at] > 0 ? "inf" : "-inf");
+	return false;
 }
 
 void result_release(struct cell_result *r)

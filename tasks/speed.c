@@ -1,7 +1,6 @@
 /*
  * speed.c - latency, work rate and workspace of one forward pass (SPEC sections 4, 5).
  */
-#include <math.h>
 #include <stdlib.h>
 
 #include "inputs.h"
@@ -46,16 +45,16 @@ static int speed_run(const struct cell *c, struct cell_result *r)
 	ret = forward_measured(c->variant, &p, q, k, v, o, &peak);
 	if (ret)
 		goto out_free;
-	for (size_t i = 0; i < problem_q_count(&p); i++)
-		if (!isfinite(o[i])) {
-			result_status(r, CELL_NAN, "output is NaN or infinite");
-			goto out_free;
-		}
+	if (!result_check_finite(r, "output", &p, o, 0, p.n))
+		goto out_free;
 	if (opts.warmup > 0)
 		opts.warmup--;
 	call = (struct speed_call){ c->variant, &p, q, k, v, o };
 	ret = timing_measure(speed_forward, &call, &opts, speed_sample, r);
 	if (ret)
+		goto out_free;
+	/* the timed calls wrote o too; a variant may go wrong only on a later call */
+	if (!result_check_finite(r, "output of a timed call", &p, o, 0, p.n))
 		goto out_free;
 	ret = result_latency(r, &s);
 	if (ret)

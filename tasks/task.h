@@ -91,6 +91,15 @@ int result_latency(struct cell_result *r, struct sample_summary *s);
 /* Sets the status and a printf-style reason. */
 void result_status(struct cell_result *r, enum cell_status s, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/*
+ * Checks that every value of an output o of p is finite: o is [batch][heads][rows][d],
+ * its rows are positions first_row.. (0 and p->n for a forward output; t and 1 for the
+ * output of decode step t). True when all are; otherwise sets r's status to CELL_NAN with
+ * a reason naming the first bad value, after `what`, e.g. "output row 5, column 3
+ * (batch 0, head 1) is nan", and returns false. Every output a task gets goes through it.
+ */
+bool result_check_finite(struct cell_result *r, const char *what,
+			 const struct attn_problem *p, const float *o, int first_row, int rows);
 /* Frees the samples and trial outcomes; the result may be reused after. */
 void result_release(struct cell_result *r);
 

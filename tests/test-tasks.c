@@ -19,6 +19,7 @@
 #include "inputs.h"
 #include "memory.h"
 #include "mean-variant.h"
+#include "nan-variant.h"
 #include "reference-cache.h"
 #include "task-test.h"
 
@@ -230,6 +231,22 @@ static void test_output_compare_scores_known_cases(void **state)
 	assert_float_equal(e.max_abs_err, 4, 0);
 	output_compare(bad, ref, 2, 2, &e);
 	assert_int_equal(e.nonfinite, 1);
+}
+
+static void test_first_nonfinite_finds_the_first_nan_or_infinity(void **state)
+{
+	float x[5] = { 1, -2, 0, 3e38f, -3e38f };
+
+	(void)state;
+	assert_int_equal(inputs_first_nonfinite(x, 5), -1);
+	assert_int_equal(inputs_first_nonfinite(x, 0), -1);
+	x[4] = -INFINITY;
+	assert_int_equal(inputs_first_nonfinite(x, 5), 4);
+	assert_int_equal(inputs_first_nonfinite(x, 4), -1);
+	x[2] = NAN;
+	assert_int_equal(inputs_first_nonfinite(x, 5), 2);
+	x[0] = INFINITY;
+	assert_int_equal(inputs_first_nonfinite(x, 5), 0);
 }
 
 static void test_fidelity_of_exact_attention_is_near_zero_error(void **state)
@@ -502,6 +519,131 @@ static void test_decode_catches_a_wrong_step_and_refuses_without_hooks(void **st
 	result_release(&r);
 }
 
+/*
+ * A cell of nan-at on task (batch 1, 2 query heads on 1 KV head, d 32, n = m) with its
+ * one NaN at query head, row and column.
+ */
+static struct cell nan_cell(const char *task, enum attn_pattern pattern, int n, int head,
+			    int row, int column)
+{
+	struct cell c = make_cell(&nan_at_variant, task, pattern, n);
+
+	c.params[NAN_AT_HEAD] = head;
+	c.params[NAN_AT_ROW] = row;
+	c.params[NAN_AT_COLUMN] = column;
+	return c;
+}
+
+/* Runs c and expects a nan cell whose reason names where, e.g. "row 5, column 3". */
+static void assert_nan_at(const struct cell *c, const char *where)
+{
+	struct cell_result r = { 0 };
+
+	assert_int_equal(c->task->run(c, &r), 0);
+	assert_string_equal(cell_status_name(r.status), "nan");
+	if (!strstr(r.reason, where) || !strstr(r.reason, " is nan"))
+		fail_msg("reason '%s' does not say '%s ... is nan'", r.reason, where);
+	result_release(&r);
+}
+
+/* Rows past the last cut (3/4 of 64) are compared by no cut, yet are output all the same. */
+static void test_causality_reports_a_nan_past_every_cut_as_nan(void **state)
+{
+	struct cell cs = nan_cell("causality", ATTN_CS, 64, 1, 60, 5);
+	struct cell cc = nan_cell("causality", ATTN_CC, 64, 0, 63, 31);
+
+	(void)state;
+	assert_nan_at(&cs, "row 60, column 5");
+	assert_nan_at(&cc, "row 63, column 31");
+}
+
+/* Query rows 32..63 of 64 are scored; the NaN sits in one of them, off column 0. */
+static void test_recall_reports_a_nan_off_the_first_column_as_nan(void **state)
+{
+	struct cell c = nan_cell("recall", ATTN_NS, 64, 1, 40, 7);
+
+	(void)state;
+	c.regime = "16";
+	assert_nan_at(&c, "row 40, column 7");
+	c.params[NAN_AT_ROW] = 3;	/* a pair's own row, which no query reads */
+	assert_nan_at(&c, "row 3, column 7");
+}
+
+/* The probe is the last row; the NaN is in a filler's row. */
+static void test_passkey_reports_a_nan_off_the_probe_row_as_nan(void **state)
+{
+	struct cell c = nan_cell("passkey", ATTN_NS, 64, 0, 10, 0);
+
+	(void)state;
+	c.regime = "0.5";
+	assert_nan_at(&c, "row 10, column 0");
+	c.pattern = ATTN_NC;
+	c.m = 40;
+	assert_nan_at(&c, "row 10, column 0");
+}
+
+static void test_fidelity_reports_where_a_nan_is(void **state)
+{
+	struct cell c = nan_cell("fidelity", ATTN_NC, 64, 1, 20, 9);
+
+	(void)state;
+	c.m = 40;
+	c.regime = "gaussian";
+	assert_nan_at(&c, "row 20, column 9");
+}
+
+/* Position 70 is a generated one (the prefix is 40): a NaN in its step, or its full row. */
+static void test_decode_reports_a_nan_in_a_step_or_in_the_full_pass_as_nan(void **state)
+{
+	struct cell c = nan_cell("decode", ATTN_CS, 40, 1, 70, 2);
+
+	(void)state;
+	c.params[NAN_AT_DECODE_ONLY] = 1;
+	assert_nan_at(&c, "decode step output row 70, column 2");
+	c.params[NAN_AT_DECODE_ONLY] = 0;
+	assert_nan_at(&c, "row 70, column 2");
+}
+
+/* Calls of flaky_forward since the test reset it: the first is exact, later ones not. */
+static int flaky_calls;
+
+static int flaky_forward(const struct attn_problem *p, const float *q, const float *k,
+			 const float *v, float *out)
+{
+	int ret = variant_find("vanilla")->forward(p, q, k, v, out);
+
+	if (!ret && flaky_calls++ > 0)
+		out[problem_q_count(p) - 1] = INFINITY;
+	return ret;
+}
+
+static const struct variant_ops flaky_variant = {
+	.name = "flaky",
+	.family = "test",
+	.summary = "exact on the first call, then infinity in the last element",
+	.citation = "none",
+	.patterns = PATTERNS_ALL,
+	.forward = flaky_forward,
+};
+
+/* The timed calls write the output too: an infinity there counts as much as the first. */
+static void test_speed_reports_a_nan_in_any_call_as_nan(void **state)
+{
+	struct cell c = nan_cell("speed", ATTN_NS, 128, 1, 127, 31);
+	struct cell_result r = { 0 };
+
+	(void)state;
+	assert_nan_at(&c, "row 127, column 31");
+
+	c = make_cell(&flaky_variant, "speed", ATTN_NS, 128);
+	flaky_calls = 0;
+	assert_int_equal(c.task->run(&c, &r), 0);
+	assert_true(flaky_calls > 1);
+	assert_string_equal(cell_status_name(r.status), "nan");
+	assert_non_null(strstr(r.reason, "row 127, column 31 (batch 0, head 1) is inf"));
+	result_release(&r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -509,6 +651,7 @@ int main(void)
 		cmocka_unit_test(test_lowrank_rows_span_four_dimensions),
 		cmocka_unit_test(test_inputs_are_deterministic_by_seed),
 		cmocka_unit_test(test_output_compare_scores_known_cases),
+		cmocka_unit_test(test_first_nonfinite_finds_the_first_nan_or_infinity),
 		cmocka_unit_test(test_fidelity_of_exact_attention_is_near_zero_error),
 		cmocka_unit_test(test_fidelity_flags_nan_and_scores_a_wrong_variant),
 		cmocka_unit_test(test_fidelity_shares_its_reference_through_the_run_cache),
@@ -516,6 +659,12 @@ int main(void)
 		cmocka_unit_test(test_speed_stores_every_sample_and_a_summary),
 		cmocka_unit_test(test_decode_of_exact_attention_equals_the_full_pass),
 		cmocka_unit_test(test_decode_catches_a_wrong_step_and_refuses_without_hooks),
+		cmocka_unit_test(test_causality_reports_a_nan_past_every_cut_as_nan),
+		cmocka_unit_test(test_recall_reports_a_nan_off_the_first_column_as_nan),
+		cmocka_unit_test(test_passkey_reports_a_nan_off_the_probe_row_as_nan),
+		cmocka_unit_test(test_fidelity_reports_where_a_nan_is),
+		cmocka_unit_test(test_decode_reports_a_nan_in_a_step_or_in_the_full_pass_as_nan),
+		cmocka_unit_test(test_speed_reports_a_nan_in_any_call_as_nan),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
