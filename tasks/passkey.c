@@ -2,12 +2,13 @@
  * passkey.c - a needle in a haystack at the operator level, after Landmark Attention's
  * passkey test (SPEC section 4).
  *
- * Each KV slice is one trial: a haystack that repeats a "sentence" of filler tokens,
- * one needle token at the cell's depth whose key is a marker and whose value is the code
- * of a digit, and a few distractors whose keys half-match the marker and whose values are
- * other digits. The probe query carries the marker: the last position for self patterns,
- * the last query row for cross ones (the haystack is then the key/value source). The
- * answer is the digit whose code is nearest to the probe's output row.
+ * Each KV slice is one trial (the query heads that share it ask it one question): a
+ * haystack that repeats a "sentence" of filler tokens, one needle token at the cell's
+ * depth whose key is a marker and whose value is the code of a digit, and a few
+ * distractors whose keys half-match the marker and whose values are other digits. The
+ * probe query carries the marker: the last position for self patterns, the last query
+ * row for cross ones (the haystack is then the key/value source). The answer is the
+ * digit whose code is nearest to the probe's output row.
  *
  * Sharpness: the probe scores the needle at PASSKEY_SHARPNESS logits and every filler at
  * exactly 0 (filler keys are orthogonal to the marker). With L fillers the needle keeps
@@ -138,11 +139,17 @@ static int passkey_run(const struct cell *c, struct cell_result *r)
 	ret = c->variant->forward(&p, q, k, v, o);
 	if (ret || !result_check_finite(r, "output", &p, o, 0, p.n))
 		goto out_free_h;
-	/* The digit of slice s is s % 10; every query head of the slice is a trial. */
+	/*
+	 * One trial per KV slice, its digit s % 10. The query heads of a group ask the same
+	 * question of the same haystack, so they are one trial, not `group` of them (counted
+	 * apart they would narrow Wilson's interval and inflate McNemar's): the group's
+	 * first head answers for it.
+	 */
 	for (int b = 0; b < p.batch; b++)
-		for (int hh = 0; hh < p.heads; hh++) {
-			const float *row = o + problem_q_offset(&p, b, hh) + (size_t)probe * d;
-			int digit = (b * p.kv_heads + hh / group) % PASSKEY_DIGITS;
+		for (int kvh = 0; kvh < p.kv_heads; kvh++) {
+			const float *row = o + problem_q_offset(&p, b, kvh * group) +
+					   (size_t)probe * d;
+			int digit = (b * p.kv_heads + kvh) % PASSKEY_DIGITS;
 			bool ok = nearest_code(row, codes, PASSKEY_DIGITS, d) == digit;
 
 			ret = result_trial(r, ok);

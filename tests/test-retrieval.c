@@ -52,7 +52,8 @@ static void test_passkey_is_solved_by_exact_attention_at_every_depth(void **stat
 
 			assert_int_equal(c.task->run(&c, &r), 0);
 			assert_float_equal(metric(&r, "accuracy"), 1.0, 0);
-			assert_float_equal(metric(&r, "trials"), 20, 0);	/* 10 x 2 heads */
+			/* 10 batch entries x 1 KV head: its 2 query heads are one trial */
+			assert_float_equal(metric(&r, "trials"), 10, 0);
 			assert_float_equal(metric(&r, "depth"), atof(some_depths[i]), 0);
 			assert_float_equal(metric(&r, "chance"), 0.1, 0);
 		}
@@ -68,6 +69,33 @@ static void test_passkey_sharpness_holds_at_65536_keys_in_float32(void **state)
 		c.d = 16;
 		c.heads = 1;
 		assert_float_equal(run_accuracy(&c), 1.0, 0);
+	}
+}
+
+/*
+ * The query heads of a KV group ask one question of one haystack: a grouped-query cell
+ * counts batch x kv_heads trials, one per distinct haystack, and records that many
+ * outcomes; with as many KV heads as query heads every head is its own trial.
+ */
+static void test_passkey_counts_a_query_group_as_one_trial(void **state)
+{
+	static const int kv_heads[] = { 1, 2, 4 };
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		struct cell c = make_cell(variant_find("vanilla"), "passkey", ATTN_CS, 200, 200,
+					  "0.5");
+		struct cell_result r = { 0 };
+
+		c.batch = 5;
+		c.heads = 4;
+		c.kv_heads = kv_heads[i];
+		assert_int_equal(c.task->run(&c, &r), 0);
+		assert_int_equal(r.status, CELL_OK);
+		assert_float_equal(metric(&r, "trials"), 5 * kv_heads[i], 0);
+		assert_int_equal(r.n_trials, 5 * kv_heads[i]);
+		assert_float_equal(metric(&r, "accuracy"), 1.0, 0);
+		result_release(&r);
 	}
 }
 
@@ -144,6 +172,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_passkey_is_solved_by_exact_attention_at_every_depth),
 		cmocka_unit_test(test_passkey_sharpness_holds_at_65536_keys_in_float32),
+		cmocka_unit_test(test_passkey_counts_a_query_group_as_one_trial),
 		cmocka_unit_test(test_passkey_is_at_chance_for_a_blind_variant),
 		cmocka_unit_test(test_passkey_finds_the_needle_only_inside_the_window),
 		cmocka_unit_test(test_recall_is_solved_by_exact_attention),
