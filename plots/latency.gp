@@ -1,5 +1,6 @@
 # latency.gp - template of latency-P: median forward latency against sequence length N,
-# log-log, a line per variant with the 95% interval of the median as error bars.
+# log-log, a line per variant with the 95% interval of the median as error bars ([min,
+# max] and less than 95% for cells of under 6 samples: the .dat says so at its end).
 # Set by attnbench: {{xaxis}}, {{yaxis}} (log axes: range and ticks), {{lines}} (the
 # plot elements, one per variant, from section "line" with {{data}}, {{index}}, {{ls}}).
 # Other sections: figure.gp.

@@ -99,6 +99,7 @@ int result_latency(struct cell_result *r, struct sample_summary *s)
 	result_metric(r, "latency_median", s->median, "s");
 	result_metric(r, "latency_ci_lo", s->ci_lo, "s");
 	result_metric(r, "latency_ci_hi", s->ci_hi, "s");
+	result_metric(r, "latency_ci_level", s->ci_level, "");
 	result_metric(r, "latency_q1", s->q1, "s");
 	result_metric(r, "latency_q3", s->q3, "s");
 	result_metric(r, "latency_min", s->min, "s");

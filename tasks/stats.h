@@ -10,7 +10,8 @@
 struct sample_summary {
 	size_t count;
 	double median;
-	double ci_lo, ci_hi;	/* distribution-free 95% CI of the median (order statistics) */
+	double ci_lo, ci_hi;	/* distribution-free CI of the median (order statistics) */
+	double ci_level;	/* its exact coverage: >= 0.95 from 6 samples, less below */
 	double q1, q3;		/* quartiles (linear interpolation, as numpy's default) */
 	double min, max;
 	double mean;
@@ -18,8 +19,12 @@ struct sample_summary {
 
 /*
  * Summarises x[0..n) (n >= 1; x is not modified). The confidence interval of the median
- * uses the order statistics at ranks n/2 -+ 1.96*sqrt(n)/2 (clamped to the sample), so it
- * needs no distributional assumption. Returns 0 or -EINVAL when n == 0, -ENOMEM.
+ * is [x_(l), x_(n+1-l)] (1-based order statistics), which needs no distributional
+ * assumption: l is the largest rank whose exact coverage, 1 - 2 * P(B <= l - 1) with
+ * B ~ Binomial(n, 1/2), is still at least 95%, so it is the narrowest such symmetric
+ * pair. Below 6 samples no pair reaches 95%; the interval is then [min, max] and ci_level
+ * says what it reaches (1 - 2 / 2^n: 0.75 for 3 samples, 0.9375 for 5, 0 for one).
+ * Returns 0 or -EINVAL when n == 0, -ENOMEM.
  */
 int stats_summarise(const double *x, size_t n, struct sample_summary *s);
 

@@ -84,8 +84,9 @@ int result_sample(struct cell_result *r, double seconds);
 int result_trial(struct cell_result *r, bool correct);
 /*
  * Summarises the latency samples into s and records latency_median, latency_ci_lo,
- * latency_ci_hi, latency_q1, latency_q3 and latency_min (seconds). 0, -EINVAL without
- * samples, -ENOMEM.
+ * latency_ci_hi, latency_q1, latency_q3 and latency_min (seconds), and latency_ci_level,
+ * the exact coverage of [latency_ci_lo, latency_ci_hi] (a fraction: at least 0.95 from 6
+ * samples on, less below; see stats_summarise()). 0, -EINVAL without samples, -ENOMEM.
  */
 int result_latency(struct cell_result *r, struct sample_summary *s);
 /* Sets the status and a printf-style reason. */

@@ -626,6 +626,59 @@ static void test_format_subset_writes_only_those(void **state)
 	free(o);
 }
 
+/* Runs a two-variant speed sweep of `repeats` samples per cell into db_name, plots it. */
+static char *plot_speed_sweep(const char *db_name, const char *repeats)
+{
+	static const char suite[] =
+		"task,variants,patterns,lengths,dims,heads,kv_heads,batch,regimes\n"
+		"speed,vanilla linear,ns,32 64,16,1,,1,\n";
+	struct outcome *o = malloc(sizeof(*o));
+	char path[300], dir[300];
+	char *dat;
+	FILE *f;
+
+	assert_non_null(o);
+	f = fopen(path_in(tmpdir, "sweep.csv"), "w");
+	assert_non_null(f);
+	fputs(suite, f);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/%s.db", tmpdir, db_name);
+	snprintf(dir, sizeof(dir), "%s/%s", tmpdir, db_name);
+	/* --min-time 0: exactly `repeats` samples per cell */
+	run(o, "run", "--suite", path_in(tmpdir, "sweep.csv"), "--db", path, "--repeats", repeats,
+	    "--min-time", "0", "--threads", "1", "-q", NULL);
+	assert_int_equal(o->status, 0);
+	run(o, "plot", "--db", path, "--out", dir, "--format", "svg", NULL);
+	assert_int_equal(o->status, 0);
+	free(o);
+	dat = slurp_file(path_in(dir, "latency-ns.dat"), NULL);
+	assert_non_null(dat);
+	return dat;
+}
+
+/*
+ * Error bars from 3 samples are [min, max], which covers the median with 1 - 2 / 2^3 =
+ * 75%, and the figure's data says so; from 6 samples they reach 95% and nothing is said.
+ */
+static void test_latency_data_names_intervals_below_95_percent(void **state)
+{
+	char *dat = plot_speed_sweep("three", "3");
+	double rows[8][12];
+
+	(void)state;
+	/* 2 variants x 2 lengths */
+	assert_non_null(strstr(dat, "\n# 4 cell(s) had too few samples for a 95% interval: their"
+			       " [min, max] covers the median with 75% at the least\n"));
+	assert_int_equal(dat_rows(dat, "vanilla", rows, 8), 2);
+	for (int r = 0; r < 2; r++)
+		assert_true(rows[r][2] <= rows[r][1] && rows[r][1] <= rows[r][3]);
+	free(dat);
+	dat = plot_speed_sweep("six", "6");
+	assert_null(strstr(dat, "too few samples"));
+	assert_int_equal(dat_rows(dat, "linear", rows, 8), 2);
+	free(dat);
+}
+
 static void test_bad_input_exits_2_with_one_line(void **state)
 {
 	struct outcome *o = malloc(sizeof(*o));
@@ -803,6 +856,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_variant_keeps_its_style_in_every_figure),
 		cmocka_unit_test(test_column_size_is_3_5_inches),
 		cmocka_unit_test(test_format_subset_writes_only_those),
+		cmocka_unit_test(test_latency_data_names_intervals_below_95_percent),
 		cmocka_unit_test(test_bad_input_exits_2_with_one_line),
 		cmocka_unit_test(test_missing_gnuplot_is_named),
 		cmocka_unit_test(test_editing_style_gp_restyles_every_figure),

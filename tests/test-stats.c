@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "inputs.h"
 #include "stats.h"
@@ -56,9 +57,14 @@ static void test_median_ci_uses_the_order_statistic_ranks(void **state)
 	for (int i = 0; i < 100; i++)
 		x[i] = 100 - i;	/* 100 .. 1 */
 	assert_int_equal(stats_summarise(x, 100, &s), 0);
-	/* ranks floor(50 - 9.8) = 40 and ceil(51 + 9.8) = 61 (Conover's approximation) */
+	/*
+	 * B ~ Binomial(100, 1/2): P(B <= 39) = 0.0176 <= 0.025 < P(B <= 40) = 0.0284 (from
+	 * the binomial table), so the narrowest 95% pair is x_(40), x_(61), covering
+	 * 1 - 2 * 0.0176 = 0.9648.
+	 */
 	assert_float_equal(s.ci_lo, 40, 0);
 	assert_float_equal(s.ci_hi, 61, 0);
+	assert_float_equal(s.ci_level, 0.9648, 1e-4);
 }
 
 static void test_single_sample_is_its_own_interval(void **state)
@@ -71,7 +77,153 @@ static void test_single_sample_is_its_own_interval(void **state)
 	assert_float_equal(s.median, 0.25, 0);
 	assert_float_equal(s.ci_lo, 0.25, 0);
 	assert_float_equal(s.ci_hi, 0.25, 0);
+	/* one sample is below the median or above it: [x, x] never covers it */
+	assert_true(s.ci_level == 0);
 	assert_int_equal(stats_summarise(&x, 0, &s), -EINVAL);
+}
+
+/*
+ * Summarises n..1 (values equal to their ranks, given in reverse order) and returns the
+ * lower rank of the interval of the median, checking the pair is symmetric.
+ */
+static size_t summarise_ranks(size_t n, struct sample_summary *s)
+{
+	double *x = malloc(n * sizeof(*x));
+
+	assert_non_null(x);
+	for (size_t i = 0; i < n; i++)
+		x[i] = (double)(n - i);
+	assert_int_equal(stats_summarise(x, n, s), 0);
+	free(x);
+	assert_float_equal(s->ci_lo + s->ci_hi, (double)n + 1, 0);
+	return (size_t)s->ci_lo;
+}
+
+/*
+ * The reference, from the definition alone: x_(l) <= median <= x_(n+1-l) exactly when
+ * l <= B <= n - l, B ~ Binomial(n, 1/2) the count below the median, so the coverage is
+ * inside(l) / 2^n with inside(l) the sum of C(n, k) over k = l..n-l, by Pascal's triangle
+ * in exact integers (2^60 * 20 < 2^66 fits 128 bits). At least 95% is
+ * 20 * inside >= 19 * 2^n, with no rounding anywhere.
+ */
+static unsigned __int128 inside(const unsigned __int128 *row, size_t n, size_t l)
+{
+	unsigned __int128 sum = 0;
+
+	for (size_t k = l; k + l <= n; k++)
+		sum += row[k];
+	return sum;
+}
+
+static void test_median_ci_ranks_match_exact_binomial_up_to_60(void **state)
+{
+	unsigned __int128 row[61] = { 1 };	/* row n of Pascal's triangle, C(n, k) */
+
+	(void)state;
+	for (size_t n = 1; n <= 60; n++) {
+		unsigned __int128 all = (unsigned __int128)1 << n;
+		struct sample_summary s;
+		size_t want = 1, l;
+
+		for (size_t k = n; k > 0; k--)
+			row[k] += row[k - 1];
+		/* the largest symmetric rank still at 95%; l = 1 ([min, max]) when none is */
+		for (size_t r = 1; 2 * r <= n + 1; r++)
+			if (20 * inside(row, n, r) >= 19 * all)
+				want = r;
+		l = summarise_ranks(n, &s);
+		assert_int_equal(l, want);
+		/*
+		 * 1e-12: the level is a double sum of at most 30 terms, each to ~1e-16; fabs,
+		 * as cmocka's assert_float_equal compares in float
+		 */
+		assert_true(fabs(s.ci_level - (double)inside(row, n, l) / (double)all) <= 1e-12);
+		if (n >= 6) {
+			assert_true(s.ci_level >= 0.95);
+			/* narrowest: the next pair inward, while there is one, is below 95% */
+			if (2 * (l + 1) <= n + 1)
+				assert_true(20 * inside(row, n, l + 1) < 19 * all);
+		} else {
+			/* no pair reaches 95%: [min, max], 1 - 2 / 2^n */
+			assert_int_equal(l, 1);
+			assert_true(s.ci_level < 0.95);
+			assert_true(s.ci_level == 1 - 2.0 / (double)all);
+		}
+	}
+}
+
+/*
+ * Large samples: the Binomial(n, 1/2) probabilities by Pascal's triangle with each row
+ * halved, in long double (no binomial coefficient is ever formed, so nothing overflows),
+ * and the same largest-rank rule by a plain sum. At these n the chosen pair and the next
+ * one inward cover at least 0.0007 away from 95%, so rounding cannot flip a choice.
+ */
+#define LARGE_N_MAX 3000
+
+static void test_median_ci_ranks_match_binomial_for_large_samples(void **state)
+{
+	static const size_t sizes[] = { 200, 1000, LARGE_N_MAX };
+	long double *pmf = calloc(LARGE_N_MAX + 1, sizeof(*pmf));
+
+	(void)state;
+	assert_non_null(pmf);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t n = sizes[i], want = 1, l;
+		struct sample_summary s;
+		long double cover = 0, next = 0;
+
+		memset(pmf, 0, (LARGE_N_MAX + 1) * sizeof(*pmf));
+		pmf[0] = 1;
+		for (size_t m = 1; m <= n; m++) {
+			for (size_t k = m; k > 0; k--)
+				pmf[k] = (pmf[k] + pmf[k - 1]) / 2;
+			pmf[0] /= 2;
+		}
+		for (size_t r = 1; 2 * r <= n + 1; r++) {
+			long double c = 0;
+
+			for (size_t k = r; k + r <= n; k++)
+				c += pmf[k];
+			if (c >= 0.95L)
+				want = r;
+		}
+		l = summarise_ranks(n, &s);
+		assert_int_equal(l, want);
+		for (size_t k = l; k + l <= n; k++)
+			cover += pmf[k];
+		for (size_t k = l + 1; k + l + 1 <= n; k++)
+			next += pmf[k];
+		/* 1e-10: both sides sum ~n/2 terms good to ~1e-13 relative each */
+		assert_true(fabs(s.ci_level - (double)cover) <= 1e-10);
+		assert_true(s.ci_level >= 0.95);
+		assert_true(next < 0.95L);
+	}
+	free(pmf);
+}
+
+/*
+ * The levels README quotes for short runs, exact in binary (and exactly what is stored,
+ * as [min, max] covers 1 - 2 * 2^-n); beyond, to the last bits.
+ */
+static void test_small_samples_report_the_level_they_reach(void **state)
+{
+	struct sample_summary s;
+
+	(void)state;
+	assert_int_equal(summarise_ranks(2, &s), 1);
+	assert_true(s.ci_level == 0.5);		/* 1 - 2/4 */
+	assert_int_equal(summarise_ranks(3, &s), 1);
+	assert_true(s.ci_level == 0.75);	/* 1 - 2/8 */
+	assert_int_equal(summarise_ranks(5, &s), 1);
+	assert_true(s.ci_level == 0.9375);	/* 1 - 2/32 */
+	assert_int_equal(summarise_ranks(6, &s), 1);
+	assert_true(s.ci_level == 0.96875);	/* 1 - 2/64 */
+	/* 9: [x_(2), x_(8)] leaves out B in {0, 1, 8, 9}: 1 - 2 * (1 + 9) / 512 */
+	assert_int_equal(summarise_ranks(9, &s), 2);
+	assert_true(fabs(s.ci_level - (1 - 20.0 / 512)) <= 1e-15);
+	/* 20: x_(6), x_(15), 1 - 2 * (1 + 20 + 190 + 1140 + 4845 + 15504) / 2^20 */
+	assert_int_equal(summarise_ranks(20, &s), 6);
+	assert_true(fabs(s.ci_level - (1 - 2 * 21700.0 / 1048576)) <= 1e-15);
 }
 
 static void test_median_ci_covers_the_true_median_about_95_percent(void **state)
@@ -159,6 +311,9 @@ int main(void)
 		cmocka_unit_test(test_quartiles_interpolate_like_numpy),
 		cmocka_unit_test(test_median_ci_uses_the_order_statistic_ranks),
 		cmocka_unit_test(test_single_sample_is_its_own_interval),
+		cmocka_unit_test(test_median_ci_ranks_match_exact_binomial_up_to_60),
+		cmocka_unit_test(test_median_ci_ranks_match_binomial_for_large_samples),
+		cmocka_unit_test(test_small_samples_report_the_level_they_reach),
 		cmocka_unit_test(test_median_ratio_finds_no_change_and_a_2x_slowdown),
 		cmocka_unit_test(test_median_ratio_is_reproducible),
 		cmocka_unit_test(test_median_ci_covers_the_true_median_about_95_percent),

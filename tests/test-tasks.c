@@ -384,6 +384,9 @@ static void test_speed_stores_every_sample_and_a_summary(void **state)
 	assert_true(metric(&r, "latency_median") > 0);
 	assert_true(metric(&r, "latency_ci_lo") <= metric(&r, "latency_median"));
 	assert_true(metric(&r, "latency_ci_hi") >= metric(&r, "latency_median"));
+	/* 5 samples reach no 95% pair: [min, max], which covers 1 - 2 / 2^5 */
+	assert_true(metric(&r, "latency_ci_level") == 1 - 2.0 / 32);
+	assert_true(metric(&r, "latency_ci_lo") == metric(&r, "latency_min"));
 	assert_true(metric(&r, "gflops") > 0);
 	/* vanilla materialises one n x m slice of scores */
 	assert_true(metric(&r, "peak_bytes") >= 128 * 128 * sizeof(float));
@@ -492,6 +495,8 @@ static void test_decode_of_exact_attention_equals_the_full_pass(void **state)
 	assert_true(metric(&r, "latency_min") <= metric(&r, "latency_median"));
 	assert_true(metric(&r, "latency_ci_lo") <= metric(&r, "latency_median"));
 	assert_true(metric(&r, "latency_ci_hi") >= metric(&r, "latency_median"));
+	/* 64 samples: a pair inside [min, max] still reaching 95% */
+	assert_true(metric(&r, "latency_ci_level") >= 0.95 && metric(&r, "latency_ci_level") < 1);
 	assert_true(metric(&r, "latency_q1") <= metric(&r, "latency_q3"));
 	assert_int_equal(memory_live_bytes(), live);
 	result_release(&r);

@@ -24,6 +24,35 @@
  * quantiles 50 resamples from the ends, steady to about 1% of the ratio. */
 #define SPEEDUP_ITERS 2000
 
+/*
+ * Below the latency blocks, a comment when some interval of the figure reaches less than
+ * 95% (fewer than 6 samples: [min, max], its level stored as latency_ci_level), with the
+ * lowest level, so its error bars are not taken for 95% ones. 0 or -EIO.
+ */
+static int note_low_interval_levels(struct plot_ctx *c, FILE *f, const char *pattern,
+				    const int *shape)
+{
+	sqlite3_stmt *st = plot_prepare(c,
+		"SELECT count(*), min(m.value) FROM metrics m JOIN cells c ON c.id = m.cell_id"
+		" WHERE c.run_id = ?1 AND c.task = 'speed' AND c.pattern = ?2 AND c.d = ?3"
+		" AND c.heads = ?4 AND c.kv_heads = ?5 AND c.batch = ?6 AND c.status = 'ok'"
+		" AND m.name = 'latency_ci_level' AND m.value < 0.95");
+	int rc;
+
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 2, pattern, -1, SQLITE_STATIC);
+	for (int k = 0; k < 4; k++)
+		sqlite3_bind_int(st, 3 + k, shape[k]);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_int(st, 0) > 0)
+		fprintf(f, "# %d cell(s) had too few samples for a 95%% interval: their"
+			" [min, max] covers the median with %.4g%% at the least\n",
+			sqlite3_column_int(st, 0), 100 * sqlite3_column_double(st, 1));
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : plot_read_failed(c);
+}
+
 int figure_speed(struct plot_ctx *c, const char *pattern, bool memory)
 {
 	static const char latency_sql[] =
@@ -54,8 +83,11 @@ int figure_speed(struct plot_ctx *c, const char *pattern, bool memory)
 		shape[0], shape[1], shape[2], shape[3]);
 	n = plot_write_variant_blocks(c, f, memory ? memory_sql : latency_sql, pattern, shape, 4,
 				 memory ? "N\tpeak_bytes" :
-				 "N\tmedian_ms\tci_lo_ms\tci_hi_ms (95% interval of the median)",
+				 "N\tmedian_ms\tci_lo_ms\tci_hi_ms (95% interval of the median,"
+				 " or less below 6 samples: see the end)",
 				 blocks);
+	if (n > 0 && !memory && note_low_interval_levels(c, f, pattern, shape))
+		n = -EIO;
 	n = plot_close_dat(c, f, name, n);
 	if (n <= 0)
 		return n;
