@@ -1,6 +1,7 @@
 /*
- * test-runner.c - real child processes: a crash, a hang, an allocation beyond the limit
- * and a refused problem are each recorded, and a large report arrives whole.
+ * test-runner.c - real child processes: a crash, a hang, an allocation beyond the limit,
+ * a SIGKILL from outside and a refused problem are each recorded, and a large report
+ * arrives whole.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,6 +48,60 @@ static int allocates_a_gibibyte(void *arg, struct cell_result *r)
 	for (size_t i = 0; i < (size_t)1 << 30; i += 4096)
 		p[i] = 1;
 	free((void *)p);
+	return 0;
+}
+
+/* volatile: the pieces below stay reachable, so no malloc can be optimised away */
+static void *volatile kept;
+
+/*
+ * Takes the whole address space in ever smaller pieces and says -ENOMEM with all of it
+ * still taken, as a leaky task would.
+ */
+static int exhausts_the_address_space(void *arg, struct cell_result *r)
+{
+	size_t size = (size_t)64 << 20;
+	void **chain = NULL;
+
+	(void)arg;
+	(void)r;
+	while (size >= sizeof(void *)) {
+		void **p = malloc(size);
+
+		if (!p) {
+			size /= 2;
+			continue;
+		}
+		*p = chain;
+		chain = p;
+	}
+	kept = chain;
+	return -ENOMEM;
+}
+
+static int kills_itself(void *arg, struct cell_result *r)
+{
+	(void)arg;
+	(void)r;
+	raise(SIGKILL);
+	return 0;
+}
+
+/* A third process (the child's own child) sends the SIGKILL while the cell waits. */
+static int is_killed_by_another_process(void *arg, struct cell_result *r)
+{
+	pid_t pid = fork();
+
+	(void)arg;
+	(void)r;
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		kill(getppid(), SIGKILL);
+		_exit(0);
+	}
+	for (;;)
+		pause();
 	return 0;
 }
 
@@ -169,6 +224,7 @@ static void test_an_allocation_beyond_the_limit_is_oom(void **state)
 	(void)state;
 	assert_int_equal(runner_call(allocates_a_gibibyte, NULL, 1, &small, &r, &out), 0);
 	assert_int_equal(r.status, CELL_OOM);
+	assert_non_null(strstr(r.reason, "0.5 GiB address-space limit"));
 	result_release(&r);
 
 	assert_int_equal(runner_call(refuses, NULL, 1, &limits, &r, &out), 0);
@@ -180,6 +236,43 @@ static void test_an_allocation_beyond_the_limit_is_oom(void **state)
 	assert_int_equal(runner_call(refuses_with_a_reason, NULL, 1, &limits, &r, &out), 0);
 	assert_int_equal(r.status, CELL_UNSUPPORTED);
 	assert_string_equal(r.reason, "no incremental decoding");
+	result_release(&r);
+}
+
+static void test_a_cell_that_exhausts_its_address_space_is_oom(void **state)
+{
+	struct runner_limits small = { 20, (size_t)512 << 20 };
+	struct cell_result r;
+	struct runner_outcome out;
+
+	(void)state;
+	/* the child must still report, with no heap left to report from */
+	assert_int_equal(runner_call(exhausts_the_address_space, NULL, 1, &small, &r, &out), 0);
+	assert_int_equal(r.status, CELL_OOM);
+	assert_non_null(strstr(r.reason, "out of memory under the 0.5 GiB address-space limit"));
+	result_release(&r);
+}
+
+/*
+ * The parent sends SIGKILL only at the time limit; any other SIGKILL is oom only when the
+ * kernel counted an out-of-memory kill meanwhile, which these children do not cause.
+ */
+static void test_a_sigkill_from_outside_is_not_oom(void **state)
+{
+	struct cell_result r;
+	struct runner_outcome out;
+
+	(void)state;
+	assert_int_equal(runner_call(kills_itself, NULL, 1, &limits, &r, &out), 0);
+	assert_int_equal(r.status, CELL_CRASHED);
+	assert_non_null(strstr(r.reason, "SIGKILL from outside the harness"));
+	result_release(&r);
+
+	assert_int_equal(runner_call(is_killed_by_another_process, NULL, 1, &limits, &r, &out),
+			 0);
+	assert_int_equal(r.status, CELL_CRASHED);
+	assert_non_null(strstr(r.reason, "SIGKILL from outside the harness"));
+	assert_true(out.wall_seconds < 10);
 	result_release(&r);
 }
 
@@ -220,6 +313,8 @@ int main(void)
 		cmocka_unit_test(test_a_crash_is_recorded_and_the_parent_goes_on),
 		cmocka_unit_test(test_a_hang_is_killed_at_the_time_limit),
 		cmocka_unit_test(test_an_allocation_beyond_the_limit_is_oom),
+		cmocka_unit_test(test_a_cell_that_exhausts_its_address_space_is_oom),
+		cmocka_unit_test(test_a_sigkill_from_outside_is_not_oom),
 		cmocka_unit_test(test_a_large_report_arrives_whole_with_the_child_rss),
 		cmocka_unit_test(test_many_trial_outcomes_arrive_whole_and_in_order),
 		cmocka_unit_test(test_the_sgemm_peak_is_a_plausible_rate),

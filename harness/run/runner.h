@@ -26,6 +26,9 @@ struct runner_outcome {
  * Runs fn(arg, r) in a child with `threads` threads and the limits, and fills r with what
  * it reported, or with status crashed / timeout / oom when it died. fn returns 0, or
  * -ENOTSUP (recorded as unsupported), -ENOMEM (oom), another -errno (failed).
+ * A child killed by a SIGKILL the parent did not send (the parent sends one only at the
+ * time limit) is oom when the kernel counted an out-of-memory kill meanwhile, and
+ * crashed otherwise.
  * Returns 0, or -errno when no child could be started (r untouched).
  */
 int runner_call(int (*fn)(void *arg, struct cell_result *r), void *arg, int threads,
