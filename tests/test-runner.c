@@ -1,7 +1,7 @@
 /*
  * test-runner.c - real child processes: a crash, a hang, an allocation beyond the limit,
- * a SIGKILL from outside and a refused problem are each recorded, and a large report
- * arrives whole.
+ * a SIGKILL from outside and a refused problem are each recorded, a large report arrives
+ * whole, and the resident set a cell starts with is reported beside its peak.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,19 +36,25 @@ static int hangs(void *arg, struct cell_result *r)
 	return 0;
 }
 
-static int allocates_a_gibibyte(void *arg, struct cell_result *r)
+/* Allocates and touches every page of `bytes`, then frees it; 0 or -ENOMEM. */
+static int allocates_and_touches(size_t bytes)
 {
-	/* volatile, as in reports_a_lot(): the allocation must really happen */
-	volatile char *p = malloc((size_t)1 << 30);
+	/* volatile: the compiler may drop a malloc, memset and free it can see through */
+	volatile char *p = malloc(bytes);
 
-	(void)arg;
-	(void)r;
 	if (!p)
 		return -ENOMEM;
-	for (size_t i = 0; i < (size_t)1 << 30; i += 4096)
+	for (size_t i = 0; i < bytes; i += 4096)
 		p[i] = 1;
 	free((void *)p);
 	return 0;
+}
+
+static int allocates_a_gibibyte(void *arg, struct cell_result *r)
+{
+	(void)arg;
+	(void)r;
+	return allocates_and_touches((size_t)1 << 30);
 }
 
 /* volatile: the pieces below stay reachable, so no malloc can be optimised away */
@@ -129,16 +135,9 @@ static int exits_early(void *arg, struct cell_result *r)
 /* Touches 64 MiB and reports 20000 samples: more than a pipe's buffer holds. */
 static int reports_a_lot(void *arg, struct cell_result *r)
 {
-	size_t bytes = (size_t)64 << 20;
-	/* volatile: the compiler may drop a malloc, memset and free it can see through */
-	volatile char *p = malloc(bytes);
-
 	(void)arg;
-	if (!p)
+	if (allocates_and_touches((size_t)64 << 20))
 		return -ENOMEM;
-	for (size_t i = 0; i < bytes; i += 4096)
-		p[i] = 1;
-	free((void *)p);
 	for (int i = 0; i < 20000; i++)
 		result_sample(r, i * 1e-6);
 	result_metric(r, "answer", 42.5, "B");
@@ -266,6 +265,8 @@ static void test_a_sigkill_from_outside_is_not_oom(void **state)
 	assert_int_equal(runner_call(kills_itself, NULL, 1, &limits, &r, &out), 0);
 	assert_int_equal(r.status, CELL_CRASHED);
 	assert_non_null(strstr(r.reason, "SIGKILL from outside the harness"));
+	/* what the child said before it died is kept */
+	assert_true(out.rss_at_start_bytes > 0);
 	result_release(&r);
 
 	assert_int_equal(runner_call(is_killed_by_another_process, NULL, 1, &limits, &r, &out),
@@ -297,6 +298,69 @@ static void test_a_large_report_arrives_whole_with_the_child_rss(void **state)
 	result_release(&r);
 }
 
+#define MIB (1LL << 20)
+
+static int touches_64_mib(const struct cell *c, struct cell_result *r)
+{
+	(void)c;
+	(void)r;
+	return allocates_and_touches(64 * MIB);
+}
+
+static int touches_nothing(const struct cell *c, struct cell_result *r)
+{
+	(void)c;
+	(void)r;
+	return 0;
+}
+
+static const struct task_ops touching_task = { .name = "touching", .run = touches_64_mib };
+static const struct task_ops idle_task = { .name = "idle", .run = touches_nothing };
+
+static double metric_value(const struct cell_result *r, const char *name)
+{
+	for (int i = 0; i < r->n_metrics; i++)
+		if (!strcmp(r->metrics[i].name, name))
+			return r->metrics[i].value;
+	return -1;
+}
+
+/*
+ * The parent holds 128 MiB resident at the fork, which the child's peak counts too; the
+ * resident set at start takes it out, so the growth is the cell's own.
+ */
+static void test_the_rss_at_start_separates_the_cell_from_the_parent(void **state)
+{
+	struct cell touching = { .task = &touching_task, .threads = 1 };
+	struct cell idle = { .task = &idle_task, .threads = 1 };
+	size_t held = 128 * MIB;
+	volatile char *parent = malloc(held);
+	struct cell_result r;
+	struct runner_outcome out;
+
+	(void)state;
+	assert_non_null(parent);
+	for (size_t i = 0; i < held; i += 4096)
+		parent[i] = 1;
+
+	assert_int_equal(runner_run_cell(&touching, &limits, &r, &out), 0);
+	assert_int_equal(r.status, CELL_OK);
+	assert_true(out.rss_at_start_bytes >= 128 * MIB);
+	assert_float_equal(metric_value(&r, "rss_at_start_bytes"), out.rss_at_start_bytes, 0);
+	assert_true(out.rss_bytes - out.rss_at_start_bytes >= 64 * MIB);
+	/* and not the parent's buffer once more */
+	assert_true(out.rss_bytes - out.rss_at_start_bytes < 96 * MIB);
+	result_release(&r);
+
+	/* stdio, the pipe and the rest of the child's own work stay well below 16 MiB */
+	assert_int_equal(runner_run_cell(&idle, &limits, &r, &out), 0);
+	assert_int_equal(r.status, CELL_OK);
+	assert_true(out.rss_bytes >= 128 * MIB);
+	assert_true(out.rss_bytes - out.rss_at_start_bytes < 16 * MIB);
+	result_release(&r);
+	free((void *)parent);
+}
+
 static void test_the_sgemm_peak_is_a_plausible_rate(void **state)
 {
 	double gflops = 0;
@@ -317,6 +381,7 @@ int main(void)
 		cmocka_unit_test(test_a_sigkill_from_outside_is_not_oom),
 		cmocka_unit_test(test_a_large_report_arrives_whole_with_the_child_rss),
 		cmocka_unit_test(test_many_trial_outcomes_arrive_whole_and_in_order),
+		cmocka_unit_test(test_the_rss_at_start_separates_the_cell_from_the_parent),
 		cmocka_unit_test(test_the_sgemm_peak_is_a_plausible_rate),
 	};
 

@@ -1,9 +1,9 @@
 /*
  * runner.c - child processes for cells: limits, a pipe back, wait4() for the rusage.
  *
- * The child writes one line per item ("metric NAME VALUE UNIT", "sample SECONDS",
- * "trial 0|1", "status CODE REASON") and "end" last; a child that dies before "end" is
- * recorded by how it died.
+ * The child writes "rss_at_start BYTES" as soon as it starts, then, when the cell is done,
+ * one line per item ("metric NAME VALUE UNIT", "sample SECONDS", "trial 0|1", "status CODE
+ * REASON") and "end" last; a child that dies before "end" is recorded by how it died.
  *
  * How a death is told apart (see record_death()):
  *   - the parent killed it at the time limit: timeout;
@@ -52,6 +52,14 @@ static const int default_signals[] = {
 	SIGINT, SIGTERM, SIGPIPE, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT,
 };
 
+/* The peak resident set of this process so far in bytes (ru_maxrss is in KiB on Linux). */
+static long long self_max_rss(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_SELF, &ru) ? -1 : (long long)ru.ru_maxrss * 1024;
+}
+
 static void child_main(int fd, int (*fn)(void *, struct cell_result *), void *arg,
 		       int threads, const struct runner_limits *limits)
 {
@@ -62,6 +70,10 @@ static void child_main(int fd, int (*fn)(void *, struct cell_result *), void *ar
 	int ret;
 
 	if (!f || setvbuf(f, buf, _IOFBF, sizeof(buf)))
+		_exit(3);
+	/* what the child shares with the parent from the fork is resident before the cell */
+	fprintf(f, "rss_at_start %lld\n", self_max_rss());
+	if (fflush(f))
 		_exit(3);
 	if (limits->bytes) {
 		struct rlimit rl = { limits->bytes, limits->bytes };
@@ -123,8 +135,11 @@ static bool read_report(int fd, double deadline, char **text, size_t *len)
 	return true;
 }
 
-/* Parses the report into r; returns false if it is incomplete. */
-static bool parse_report(char *text, struct cell_result *r)
+/*
+ * Parses the report into r and the child's starting resident set into *rss_at_start (left
+ * alone when the report has none); returns false if it is incomplete.
+ */
+static bool parse_report(char *text, struct cell_result *r, long long *rss_at_start)
 {
 	char *line, *save = NULL;
 	bool ended = false;
@@ -133,8 +148,11 @@ static bool parse_report(char *text, struct cell_result *r)
 		char name[64], unit[32];
 		double value;
 		int code, used = 0;
+		long long bytes;
 
-		if (sscanf(line, "metric %63s %lf %31s", name, &value, unit) == 3) {
+		if (sscanf(line, "rss_at_start %lld", &bytes) == 1) {
+			*rss_at_start = bytes;
+		} else if (sscanf(line, "metric %63s %lf %31s", name, &value, unit) == 3) {
 			result_metric(r, name, value, strcmp(unit, "-") ? unit : "");
 		} else if (sscanf(line, "sample %lf", &value) == 1) {
 			if (result_sample(r, value))
@@ -242,9 +260,11 @@ int runner_call(int (*fn)(void *arg, struct cell_result *r), void *arg, int thre
 		;
 	out->wall_seconds = timing_now() - start;
 	out->rss_bytes = (long long)ru.ru_maxrss * 1024;
+	out->rss_at_start_bytes = -1;
 
 	memset(r, 0, sizeof(*r));
-	reported = text && parse_report(text, r);
+	/* parsed even from a child that died: its first line, rss_at_start, is kept */
+	reported = text && parse_report(text, r, &out->rss_at_start_bytes);
 	if (!in_time || !WIFEXITED(status) || WEXITSTATUS(status) || !reported) {
 		result_release(r);
 		memset(r, 0, sizeof(*r));
@@ -264,7 +284,12 @@ static int run_cell_fn(void *arg, struct cell_result *r)
 int runner_run_cell(const struct cell *c, const struct runner_limits *limits,
 		    struct cell_result *r, struct runner_outcome *out)
 {
-	return runner_call(run_cell_fn, (void *)c, c->threads, limits, r, out);
+	int ret = runner_call(run_cell_fn, (void *)c, c->threads, limits, r, out);
+
+	/* a task that filled every metric slot loses this one (-ENOSPC), not its own */
+	if (!ret && out->rss_at_start_bytes >= 0)
+		result_metric(r, "rss_at_start_bytes", (double)out->rss_at_start_bytes, "B");
+	return ret;
 }
 
 /* 2048^3 is far beyond the caches and takes ~0.1 s: the rate BLAS sustains. */
