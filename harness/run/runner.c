@@ -1,9 +1,19 @@
 /*
  * runner.c - child processes for cells: limits, a pipe back, wait4() for the rusage.
  *
- * The child writes one line per item ("metric NAME VALUE UNIT", "sample SECONDS",
- * "trial 0|1", "status CODE REASON") and "end" last; a child that dies before "end" is
- * recorded by how it died.
+ * The child writes "rss_at_start BYTES" as soon as it starts, then, when the cell is done,
+ * one line per item ("metric NAME VALUE UNIT", "sample SECONDS", "trial 0|1", "status CODE
+ * REASON") and "end" last; a child that dies before "end" is recorded by how it died.
+ *
+ * How a death is told apart (see record_death()):
+ *   - the parent killed it at the time limit: timeout;
+ *   - the cell ran out of address space under RLIMIT_AS: an allocation failed, the task
+ *     returned -ENOMEM and the child reported oom itself (its report needs no memory);
+ *   - SIGKILL the parent did not send: oom only when the kernel's count of out-of-memory
+ *     kills (oom_kill in /proc/vmstat, global and cgroup kills alike, raised before the
+ *     signal is sent) went up while the child lived; otherwise crashed, since a user, a
+ *     scheduler or a user-space OOM daemon sent it. Another process's OOM kill at the same
+ *     moment would be taken for this one's: the counter does not say whom it killed.
  */
 #include "runner.h"
 
@@ -21,12 +31,8 @@
 #include "threads.h"
 #include "timing.h"
 
-static void write_result(int fd, const struct cell_result *r)
+static void write_result(FILE *f, const struct cell_result *r)
 {
-	FILE *f = fdopen(fd, "w");
-
-	if (!f)
-		_exit(3);
 	for (int i = 0; i < r->n_metrics; i++)
 		fprintf(f, "metric %s %.17g %s\n", r->metrics[i].name, r->metrics[i].value,
 			r->metrics[i].unit[0] ? r->metrics[i].unit : "-");
@@ -46,12 +52,29 @@ static const int default_signals[] = {
 	SIGINT, SIGTERM, SIGPIPE, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT,
 };
 
+/* The peak resident set of this process so far in bytes (ru_maxrss is in KiB on Linux). */
+static long long self_max_rss(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_SELF, &ru) ? -1 : (long long)ru.ru_maxrss * 1024;
+}
+
 static void child_main(int fd, int (*fn)(void *, struct cell_result *), void *arg,
 		       int threads, const struct runner_limits *limits)
 {
+	/* static: the report must not need the heap, which the cell may have used up */
+	static char buf[BUFSIZ];
 	struct cell_result r = { 0 };
+	FILE *f = fdopen(fd, "w");
 	int ret;
 
+	if (!f || setvbuf(f, buf, _IOFBF, sizeof(buf)))
+		_exit(3);
+	/* what the child shares with the parent from the fork is resident before the cell */
+	fprintf(f, "rss_at_start %lld\n", self_max_rss());
+	if (fflush(f))
+		_exit(3);
 	if (limits->bytes) {
 		struct rlimit rl = { limits->bytes, limits->bytes };
 
@@ -66,12 +89,14 @@ static void child_main(int fd, int (*fn)(void *, struct cell_result *), void *ar
 		r.status = CELL_UNSUPPORTED;	/* the task said why */
 	else if (ret == -ENOTSUP)
 		result_status(&r, CELL_UNSUPPORTED, "the variant does not support this problem");
-	else if (ret == -ENOMEM)
-		result_status(&r, CELL_OOM, "out of memory (limit %.1f GiB)",
+	else if (ret == -ENOMEM && limits->bytes)
+		result_status(&r, CELL_OOM, "out of memory under the %.1f GiB address-space limit",
 			      (double)limits->bytes / (1 << 30));
+	else if (ret == -ENOMEM)
+		result_status(&r, CELL_OOM, "out of memory (no address-space limit)");
 	else if (ret)
 		result_status(&r, CELL_FAILED, "%s", strerror(-ret));
-	write_result(fd, &r);
+	write_result(f, &r);
 	_exit(0);
 }
 
@@ -110,8 +135,11 @@ static bool read_report(int fd, double deadline, char **text, size_t *len)
 	return true;
 }
 
-/* Parses the report into r; returns false if it is incomplete. */
-static bool parse_report(char *text, struct cell_result *r)
+/*
+ * Parses the report into r and the child's starting resident set into *rss_at_start (left
+ * alone when the report has none); returns false if it is incomplete.
+ */
+static bool parse_report(char *text, struct cell_result *r, long long *rss_at_start)
 {
 	char *line, *save = NULL;
 	bool ended = false;
@@ -120,8 +148,11 @@ static bool parse_report(char *text, struct cell_result *r)
 		char name[64], unit[32];
 		double value;
 		int code, used = 0;
+		long long bytes;
 
-		if (sscanf(line, "metric %63s %lf %31s", name, &value, unit) == 3) {
+		if (sscanf(line, "rss_at_start %lld", &bytes) == 1) {
+			*rss_at_start = bytes;
+		} else if (sscanf(line, "metric %63s %lf %31s", name, &value, unit) == 3) {
 			result_metric(r, name, value, strcmp(unit, "-") ? unit : "");
 		} else if (sscanf(line, "sample %lf", &value) == 1) {
 			if (result_sample(r, value))
@@ -140,14 +171,67 @@ static bool parse_report(char *text, struct cell_result *r)
 	return ended;
 }
 
+/*
+ * The kernel's count of out-of-memory kills since boot, or -1 when it cannot be read
+ * (not Linux, or a kernel before 4.13).
+ */
+static long long oom_kill_count(void)
+{
+	FILE *f = fopen("/proc/vmstat", "r");
+	char line[128];
+	long long n = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "oom_kill ", 9)) {
+			n = strtoll(line + 9, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return n;
+}
+
+/*
+ * Records in r how a child that did not finish its report died; oom_kills_before is
+ * oom_kill_count() from before the fork.
+ */
+static void record_death(struct cell_result *r, bool in_time, int status,
+			 const struct runner_limits *limits, long long oom_kills_before)
+{
+	long long oom_kills_after;
+
+	if (!in_time) {
+		result_status(r, CELL_TIMEOUT, "exceeded the time limit of %g s", limits->seconds);
+	} else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+		/* the parent sends SIGKILL only at the time limit: this one came from elsewhere */
+		oom_kills_after = oom_kills_before < 0 ? -1 : oom_kill_count();
+		if (oom_kills_after < 0)
+			result_status(r, CELL_CRASHED, "killed by SIGKILL from outside the harness "
+				      "or by the kernel's out-of-memory killer (cannot tell which)");
+		else if (oom_kills_after > oom_kills_before)
+			result_status(r, CELL_OOM, "killed by the kernel's out-of-memory killer");
+		else
+			result_status(r, CELL_CRASHED, "killed by SIGKILL from outside the harness "
+				      "(not by the kernel's out-of-memory killer)");
+	} else if (WIFSIGNALED(status)) {
+		result_status(r, CELL_CRASHED, "killed by signal %d (%s)", WTERMSIG(status),
+			      strsignal(WTERMSIG(status)));
+	} else {
+		result_status(r, CELL_CRASHED, "exited with status %d before reporting",
+			      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	}
+}
+
 int runner_call(int (*fn)(void *arg, struct cell_result *r), void *arg, int threads,
 		const struct runner_limits *limits, struct cell_result *r,
 		struct runner_outcome *out)
 {
+	long long oom_kills = oom_kill_count();
 	double start = timing_now();
+	bool in_time, reported;
 	struct rusage ru;
 	int fds[2], status;
-	bool in_time;
 	size_t len;
 	char *text;
 	pid_t pid;
@@ -176,22 +260,15 @@ int runner_call(int (*fn)(void *arg, struct cell_result *r), void *arg, int thre
 		;
 	out->wall_seconds = timing_now() - start;
 	out->rss_bytes = (long long)ru.ru_maxrss * 1024;
+	out->rss_at_start_bytes = -1;
 
 	memset(r, 0, sizeof(*r));
-	if (!in_time)
-		result_status(r, CELL_TIMEOUT, "exceeded the time limit of %g s", limits->seconds);
-	else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-		result_status(r, CELL_OOM, "killed by SIGKILL (most likely the out-of-memory "
-			      "killer)");
-	else if (WIFSIGNALED(status))
-		result_status(r, CELL_CRASHED, "killed by signal %d (%s)", WTERMSIG(status),
-			      strsignal(WTERMSIG(status)));
-	else if (!WIFEXITED(status) || WEXITSTATUS(status) || !text ||
-		 !parse_report(text, r)) {
+	/* parsed even from a child that died: its first line, rss_at_start, is kept */
+	reported = text && parse_report(text, r, &out->rss_at_start_bytes);
+	if (!in_time || !WIFEXITED(status) || WEXITSTATUS(status) || !reported) {
 		result_release(r);
 		memset(r, 0, sizeof(*r));
-		result_status(r, CELL_CRASHED, "exited with status %d before reporting",
-			      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		record_death(r, in_time, status, limits, oom_kills);
 	}
 	free(text);
 	return 0;
@@ -207,7 +284,12 @@ static int run_cell_fn(void *arg, struct cell_result *r)
 int runner_run_cell(const struct cell *c, const struct runner_limits *limits,
 		    struct cell_result *r, struct runner_outcome *out)
 {
-	return runner_call(run_cell_fn, (void *)c, c->threads, limits, r, out);
+	int ret = runner_call(run_cell_fn, (void *)c, c->threads, limits, r, out);
+
+	/* a task that filled every metric slot loses this one (-ENOSPC), not its own */
+	if (!ret && out->rss_at_start_bytes >= 0)
+		result_metric(r, "rss_at_start_bytes", (double)out->rss_at_start_bytes, "B");
+	return ret;
 }
 
 /* 2048^3 is far beyond the caches and takes ~0.1 s: the rate BLAS sustains. */

@@ -3,7 +3,9 @@
  * in one variant is recorded and the run goes on (SPEC sections 5 and 7).
  *
  * The child reports through a pipe; the parent enforces the time limit, reaps the child
- * with wait4() and takes its peak resident set from the rusage.
+ * with wait4() and takes its peak resident set from the rusage. That peak includes what
+ * the child shared with the parent at the fork, so the child also reports its resident
+ * set before the work: the work's own growth is the difference.
  */
 #ifndef ATTNBENCH_RUNNER_H
 #define ATTNBENCH_RUNNER_H
@@ -19,20 +21,32 @@ struct runner_limits {
 
 struct runner_outcome {
 	double wall_seconds;	/* fork to reap */
-	long long rss_bytes;	/* the child's peak resident set, or -1 */
+	/*
+	 * The peak resident set of the child that ran the work, or -1; it counts the pages
+	 * it shared with the parent at the fork (e.g. the parent's heap) as its own.
+	 */
+	long long rss_bytes;
+	/* the child's peak resident set before the work began, or -1 when it did not say */
+	long long rss_at_start_bytes;
 };
 
 /*
  * Runs fn(arg, r) in a child with `threads` threads and the limits, and fills r with what
  * it reported, or with status crashed / timeout / oom when it died. fn returns 0, or
  * -ENOTSUP (recorded as unsupported), -ENOMEM (oom), another -errno (failed).
+ * A child killed by a SIGKILL the parent did not send (the parent sends one only at the
+ * time limit) is oom when the kernel counted an out-of-memory kill meanwhile, and
+ * crashed otherwise.
  * Returns 0, or -errno when no child could be started (r untouched).
  */
 int runner_call(int (*fn)(void *arg, struct cell_result *r), void *arg, int threads,
 		const struct runner_limits *limits, struct cell_result *r,
 		struct runner_outcome *out);
 
-/* Runs a cell's task through runner_call(). */
+/*
+ * Runs a cell's task through runner_call(), and records out->rss_at_start_bytes in r as
+ * the metric rss_at_start_bytes when it is known, whatever became of the cell.
+ */
 int runner_run_cell(const struct cell *c, const struct runner_limits *limits,
 		    struct cell_result *r, struct runner_outcome *out);
 
