@@ -6,7 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-static void why_vset(char *why, size_t len, const char *fmt, va_list ap)
+void why_vset(char *why, size_t len, const char *fmt, va_list ap)
 {
 	if (why && len)
 		vsnprintf(why, len, fmt, ap);

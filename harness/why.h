@@ -8,11 +8,15 @@
 #ifndef ATTNBENCH_WHY_H
 #define ATTNBENCH_WHY_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 /* Formats the reason into why[0..len); does nothing when why is NULL or len is 0. */
 void why_set(char *why, size_t len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* why_set() with its arguments as a va_list, for helpers that add a step of their own. */
+void why_vset(char *why, size_t len, const char *fmt, va_list ap);
 
 /* why_set(), then returns err: `return why_fail(-EIO, why, len, "...")` reads as one step. */
 int why_fail(int err, char *why, size_t len, const char *fmt, ...)

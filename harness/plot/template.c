@@ -282,11 +282,9 @@ static void set_err(struct figure *g, int err, const char *fmt, ...)
 	if (g->err)
 		return;
 	g->err = err;
-	if (g->c->why && g->c->why_len) {
-		va_start(ap, fmt);
-		vsnprintf(g->c->why, g->c->why_len, fmt, ap);
-		va_end(ap);
-	}
+	va_start(ap, fmt);
+	why_vset(g->c->why, g->c->why_len, fmt, ap);
+	va_end(ap);
 }
 
 static struct figure_var *find_var(struct figure *g, const char *name, size_t len)
