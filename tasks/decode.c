@@ -65,12 +65,20 @@ static void compare_row(const struct attn_problem *p, const float *inc, const fl
 		}
 }
 
+/* The per-token latency, from r's samples. */
+static int decode_summarise(const struct cell *c, struct cell_result *r)
+{
+	struct sample_summary s;
+
+	(void)c;
+	return result_latency(r, &s);
+}
+
 static int decode_run(const struct cell *c, struct cell_result *r)
 {
 	const struct variant_ops *vo = c->variant;
 	struct attn_problem p = cell_problem(c);
 	struct decode_rows step;
-	struct sample_summary s;
 	double diff = 0, scale = 0, rel_err;
 	size_t live, peak;
 	float *q, *k, *v, *o;
@@ -128,7 +136,7 @@ static int decode_run(const struct cell *c, struct cell_result *r)
 	}
 	peak = memory_peak_bytes() - live;
 
-	ret = result_latency(r, &s);
+	ret = decode_summarise(c, r);
 	if (ret)
 		goto out_free_state;
 	rel_err = scale > 0 ? diff / scale : diff;
@@ -155,4 +163,5 @@ const struct task_ops decode_task = {
 	.summary = "per-token latency and state of incremental decoding after a prefix",
 	.patterns = PATTERN_BIT(ATTN_CS),
 	.run = decode_run,
+	.summarise = decode_summarise,
 };

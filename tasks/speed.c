@@ -26,14 +26,34 @@ static int speed_sample(void *arg, double seconds)
 	return result_sample(arg, seconds);
 }
 
+/* The latency, the time spent timing and the work rate, from r's samples. */
+static int speed_summarise(const struct cell *c, struct cell_result *r)
+{
+	struct attn_problem p = cell_problem(c);
+	struct sample_summary s;
+	double timed = 0;
+	int ret = result_latency(r, &s);
+
+	if (ret)
+		return ret;
+	for (size_t i = 0; i < r->n_samples; i++)
+		timed += r->samples[i];
+	result_metric(r, "timed_seconds", timed, "s");
+	if (c->variant->flops) {
+		double flops = c->variant->flops(&p);
+
+		result_metric(r, "flops", flops, "FLOP");
+		result_metric(r, "gflops", flops / s.median * 1e-9, "GFLOP/s");
+	}
+	return 0;
+}
+
 static int speed_run(const struct cell *c, struct cell_result *r)
 {
 	struct attn_problem p = cell_problem(c);
 	struct measure_opts opts = c->measure;
-	struct sample_summary s;
 	struct speed_call call;
 	float *q, *k, *v, *o;
-	double timed = 0;
 	size_t peak;
 	int ret;
 
@@ -56,20 +76,8 @@ static int speed_run(const struct cell *c, struct cell_result *r)
 	/* the timed calls wrote o too; a variant may go wrong only on a later call */
 	if (!result_check_finite(r, "output of a timed call", &p, o, 0, p.n))
 		goto out_free;
-	ret = result_latency(r, &s);
-	if (ret)
-		goto out_free;
-	for (size_t i = 0; i < r->n_samples; i++)
-		timed += r->samples[i];
-
 	result_metric(r, "peak_bytes", (double)peak, "B");
-	result_metric(r, "timed_seconds", timed, "s");
-	if (c->variant->flops) {
-		double flops = c->variant->flops(&p);
-
-		result_metric(r, "flops", flops, "FLOP");
-		result_metric(r, "gflops", flops / s.median * 1e-9, "GFLOP/s");
-	}
+	ret = speed_summarise(c, r);
 out_free:
 	tensors_free(q, k, v, o);
 	return ret;
@@ -80,4 +88,5 @@ const struct task_ops speed_task = {
 	.summary = "latency (median, 95% CI, IQR), GFLOP/s and workspace over a length sweep",
 	.patterns = PATTERNS_ALL,
 	.run = speed_run,
+	.summarise = speed_summarise,
 };

@@ -117,6 +117,15 @@ struct task_ops {
 	 * Returns 0; -ENOTSUP when the variant refuses the problem; -ENOMEM.
 	 */
 	int (*run)(const struct cell *c, struct cell_result *r);
+
+	/*
+	 * Set by a timed task: (re)computes from r's latency samples every metric derived
+	 * from them (the median and its interval, rates). run() ends with it, and the harness
+	 * calls it on the samples of several visits pooled together: a timed cell is measured
+	 * in interleaved rounds, each a fresh child with a share of the cell's repeats and
+	 * time (SPEC section 5). 0, or -EINVAL without samples.
+	 */
+	int (*summarise)(const struct cell *c, struct cell_result *r);
 };
 
 /* The registry (tasks/registry.c). */

@@ -24,6 +24,7 @@
 
 #include "db-dump.h"
 #include "npy.h"
+#include "rounds.h"
 #include "variant.h"
 
 static const char *binary;
@@ -153,7 +154,7 @@ static void test_list_shows_variants_tasks_suites_and_runs(void **state)
 static void test_a_run_stores_every_variant_on_every_supported_pattern(void **state)
 {
 	struct outcome *o = malloc(sizeof(*o));
-	char expect[64];
+	char expect[64], sql[320];
 	int with_flops = 0;
 
 	(void)state;
@@ -186,11 +187,24 @@ static void test_a_run_stores_every_variant_on_every_supported_pattern(void **st
 	assert_int_equal(o->status, 0);
 	assert_true(with_flops >= 10);	/* vanilla, flash and local at least */
 	assert_non_null(strstr(o->out, expect));
-	/* --repeats 2 --min-time 0: exactly two timed calls per speed cell, no more */
-	run(o, "query", "--db", db, "--json", "SELECT max(k) AS most FROM (SELECT count(*) AS k "
-	    "FROM samples GROUP BY cell_id)", NULL);
+	/*
+	 * --repeats 2 --min-time 0 over the default 3 rounds: each visit's share is one timed
+	 * call (2 / 3 rounded up), so one per round and speed cell, no more; three rounds,
+	 * and up to ROUNDS_MAX_EXTRA more where single calls differed by more than the limit
+	 */
+	snprintf(sql, sizeof(sql), "SELECT min(k = r) AS one_each, min(r) AS least, max(r) <= %d"
+		 " AS bounded FROM (SELECT count(*) AS k, count(DISTINCT round) AS r FROM samples s"
+		 " JOIN cells c ON c.id = s.cell_id WHERE c.task = 'speed' GROUP BY cell_id)",
+		 3 + ROUNDS_MAX_EXTRA);
+	run(o, "query", "--db", db, "--json", sql, NULL);
 	assert_int_equal(o->status, 0);
-	assert_non_null(strstr(o->out, "\"most\": 2"));
+	assert_non_null(strstr(o->out, "\"one_each\": 1"));
+	assert_non_null(strstr(o->out, "\"least\": 3"));
+	assert_non_null(strstr(o->out, "\"bounded\": 1"));
+	run(o, "query", "--db", db, "--csv", "SELECT DISTINCT rounds, omp_wait_policy FROM runs",
+	    NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "\r\n3,passive\r\n"));
 	run(o, "query", "--db", db, "SELECT count(*) FROM samples", NULL);
 	assert_int_equal(o->status, 0);
 	free(o);
@@ -289,6 +303,9 @@ static void test_bad_input_exits_2_and_leaves_the_database_unchanged(void **stat
 		{ "run", "--bogus" },
 		{ "run", "--suite", "/nonexistent/suite.csv" },
 		{ "run", "--suite", "BAD_SUITE" },
+		{ "run", "--rounds", "0" },
+		{ "run", "--rounds", "2.5" },
+		{ "run", "--rounds", "21" },
 		{ "run", "--suite", "TRUNCATED_SUITE" },
 		{ "query", "DELETE FROM runs" },
 		{ "query", "DROP TABLE cells" },

@@ -346,7 +346,7 @@ static void add_speed(struct store *s, int64_t run, const char *variant, enum at
 {
 	struct cell c = db_cell(variant, "speed", p, n, NULL);
 	struct cell_result r = { 0 };
-	struct cell_record rec = { &c, &r, 1.0, rss };
+	struct cell_record rec = { &c, &r, 1.0, rss, NULL };
 	double x[30];
 
 	rng_state = seed;
@@ -364,7 +364,7 @@ static void add_passkey(struct store *s, int64_t run, const char *variant, uint6
 {
 	struct cell c = db_cell(variant, "passkey", ATTN_CS, 256, "0.5");
 	struct cell_result r = { 0 };
-	struct cell_record rec = { &c, &r, 1.0, 1 << 20 };
+	struct cell_record rec = { &c, &r, 1.0, 1 << 20, NULL };
 	bool right[10];
 	int correct = 0;
 
@@ -389,7 +389,7 @@ static void add_status(struct store *s, int64_t run, const char *variant, const 
 {
 	struct cell c = db_cell(variant, task, p, n, NULL);
 	struct cell_result r = { .status = status };
-	struct cell_record rec = { &c, &r, 1.0, -1 };
+	struct cell_record rec = { &c, &r, 1.0, -1, NULL };
 
 	if (status == CELL_OK)
 		result_metric(&r, "rel_err", 1e-7, "");

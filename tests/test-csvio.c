@@ -193,11 +193,13 @@ static int64_t add_nasty_run(sqlite3 *db, const char *tag)
 				1, run_text);
 		for (int k = 0; k < 5 + i; k++) {
 			int idx = k < 3 ? k : k + 7 * (i % 2);	/* gaps in odd cells */
+			char round[16];
 
 			snprintf(number, sizeof(number), "%.17g", 1e-3 * (1 + k) / 3.0);
 			snprintf(json, sizeof(json), "%d", idx);
-			run_sql(db, "INSERT INTO samples VALUES (?1, ?2, ?3)", 3, run_text, json,
-				number);
+			snprintf(round, sizeof(round), "%d", 1 + (k + i) % 3);
+			run_sql(db, "INSERT INTO samples (cell_id, idx, seconds, round)"
+				" VALUES (?1, ?2, ?3, ?4)", 4, run_text, json, number, round);
 			if (i % 2 == 0 || k < 2)
 				run_sql(db, "INSERT INTO trials VALUES (?1, ?2, ?3)", 3, run_text,
 					json, k % 3 ? "1" : "0");
@@ -251,7 +253,7 @@ static void test_the_header_names_every_column_of_runs_and_cells(void **state)
 		strcat(expect, (const char *)sqlite3_column_text(st, 0));
 	}
 	sqlite3_finalize(st);
-	strcat(expect, ",samples_s,trials,run_metrics\r\n");
+	strcat(expect, ",samples_s,sample_rounds,trials,run_metrics\r\n");
 	text = export_text(db, &run, 1, NULL);
 	assert_string_equal(text, expect);
 	free(text);

@@ -432,7 +432,7 @@ static void add_speed_cell(sqlite3 *db, const char *variant, const char *pattern
 		 (long long)id, peak);
 	exec_ok(db, sql);
 	for (int s = 0; s < count; s++) {
-		snprintf(sql, sizeof(sql), "INSERT INTO samples VALUES (%lld, %d, %.17g)",
+		snprintf(sql, sizeof(sql), "INSERT INTO samples (cell_id, idx, seconds) VALUES (%lld, %d, %.17g)",
 			 (long long)id, s, seconds);
 		exec_ok(db, sql);
 	}

@@ -644,9 +644,9 @@ static char *plot_speed_sweep(const char *db_name, const char *repeats)
 	fclose(f);
 	snprintf(path, sizeof(path), "%s/%s.db", tmpdir, db_name);
 	snprintf(dir, sizeof(dir), "%s/%s", tmpdir, db_name);
-	/* --min-time 0: exactly `repeats` samples per cell */
+	/* --min-time 0 in one round: exactly `repeats` samples per cell */
 	run(o, "run", "--suite", path_in(tmpdir, "sweep.csv"), "--db", path, "--repeats", repeats,
-	    "--min-time", "0", "--threads", "1", "-q", NULL);
+	    "--min-time", "0", "--rounds", "1", "--threads", "1", "-q", NULL);
 	assert_int_equal(o->status, 0);
 	run(o, "plot", "--db", path, "--out", dir, "--format", "svg", NULL);
 	assert_int_equal(o->status, 0);

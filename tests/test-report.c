@@ -144,8 +144,8 @@ static void build_database(const char *path)
 			add_metric(db, c, "latency_median", ns_latency[v][k]);
 			add_metric(db, c, "peak_bytes", ns_peak[v][k]);
 			for (int i = 0; i < 5; i++) {
-				snprintf(sql, sizeof(sql), "INSERT INTO samples VALUES"
-					 " (%lld, %d, %.17g)", (long long)c, i, ns_latency[v][k]);
+				snprintf(sql, sizeof(sql), "INSERT INTO samples (cell_id, idx,"
+					 " seconds) VALUES (%lld, %d, %.17g)", (long long)c, i, ns_latency[v][k]);
 				exec_ok(db, sql);
 			}
 		}

@@ -2,7 +2,9 @@
  * test-run-loop.c - the one run loop with real child processes and a store in memory:
  * cells interleaved into two runs, progress counts, broken cells stored and counted,
  * an interruption that keeps finished cells, a store that refuses a result, the
- * reference cache, and the final status of a run.
+ * reference cache, the final status of a run; and timed cells measured in interleaved
+ * rounds: their orders, shares and pooled samples, extra rounds for a disturbed cell,
+ * the unstable mark, a crash in a later round.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rounds.h"
 #include "run-loop.h"
 #include "store-test.h"
 
@@ -40,8 +43,40 @@ static const struct task_ops fake_task = {
 	.run	= fake_run,
 };
 
+/*
+ * How slow the next child's calls are, and whether it crashes: set by the parent as a
+ * visit starts (saw_start), inherited by the child at the fork. A load burst on demand.
+ */
+static double visit_factor = 1;
+static bool visit_crashes;
+
+/* A timed task: min_repeats samples of n milliseconds times visit_factor. */
+static int fake_timed_summarise(const struct cell *c, struct cell_result *r)
+{
+	struct sample_summary s;
+
+	(void)c;
+	return result_latency(r, &s);
+}
+
+static int fake_timed_run(const struct cell *c, struct cell_result *r)
+{
+	if (visit_crashes)
+		raise(SIGSEGV);
+	for (int i = 0; i < c->measure.min_repeats; i++)
+		if (result_sample(r, 1e-3 * c->n * visit_factor))
+			return -ENOMEM;
+	return fake_timed_summarise(c, r);
+}
+
+static const struct task_ops fake_timed_task = {
+	.name		= "fake_timed",
+	.run		= fake_timed_run,
+	.summarise	= fake_timed_summarise,
+};
+
 /* What the ops saw, in order. */
-#define MAX_SEEN 16
+#define MAX_SEEN 32
 
 struct seen {
 	struct run_loop_step starts[MAX_SEEN];
@@ -50,6 +85,9 @@ struct seen {
 	enum cell_status status[MAX_SEEN];
 	int n_done;
 	size_t interrupt_at;	/* raise SIGINT as this step starts; SIZE_MAX for never */
+	/* optional: the visit_factor of a visit, and whether it crashes */
+	double (*factor)(const struct run_loop_step *step);
+	bool (*crashes)(const struct run_loop_step *step);
 };
 
 static void saw_start(void *data, const struct run_loop_step *step)
@@ -58,6 +96,8 @@ static void saw_start(void *data, const struct run_loop_step *step)
 
 	assert_true(s->n_starts < MAX_SEEN);
 	s->starts[s->n_starts++] = *step;
+	visit_factor = s->factor ? s->factor(step) : 1;
+	visit_crashes = s->crashes && s->crashes(step);
 	if (step->index == s->interrupt_at)
 		raise(SIGINT);
 }
@@ -296,6 +336,294 @@ static void test_run_loop_points_cells_at_one_reference_cache(void **state)
 	store_close(rl.store);
 }
 
+/* The value of a query with ?1 bound to cell_id, as a double. */
+static double cell_query(struct store *s, const char *sql, int64_t cell_id)
+{
+	sqlite3_stmt *st;
+	double x;
+
+	assert_int_equal(sqlite3_prepare_v2(store_db(s), sql, -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_int64(st, 1, cell_id);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	x = sqlite3_column_double(st, 0);
+	sqlite3_finalize(st);
+	return x;
+}
+
+/* The stored cell of size n in run (its id). */
+static int64_t cell_of(struct store *s, int64_t run, int n)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "SELECT id FROM cells WHERE run_id = ?1 AND n = %d", n);
+	return (int64_t)cell_query(s, sql, run);
+}
+
+static double metric(struct store *s, int64_t cell_id, const char *name)
+{
+	char sql[160];
+
+	snprintf(sql, sizeof(sql), "SELECT value FROM metrics WHERE cell_id = ?1 AND name = '%s'",
+		 name);
+	return cell_query(s, sql, cell_id);
+}
+
+/* Cells 0..count-1 of sizes n: the fake timed task with 6 repeats, but cell 0 untimed. */
+static void make_timed_cells(struct cell *cells, const int *n, size_t count)
+{
+	make_cells(cells, n, count);
+	for (size_t i = 1; i < count; i++) {
+		cells[i].task = &fake_timed_task;
+		cells[i].measure = (struct measure_opts){ 0, 6, 0, 1000 };
+	}
+}
+
+static void test_rounds_order_is_a_seeded_permutation_per_round(void **state)
+{
+	struct measure_opts m = { 1, 20, 0.5, 10000 }, share;
+	size_t a[20], b[20], again[20];
+	bool seen[20] = { false }, differ = false;
+
+	(void)state;
+	rounds_order(7, 1, a, 20);
+	rounds_order(7, 2, b, 20);
+	rounds_order(7, 1, again, 20);
+	for (size_t i = 0; i < 20; i++) {
+		assert_true(a[i] < 20);
+		assert_false(seen[a[i]]);
+		seen[a[i]] = true;
+		assert_int_equal(a[i], again[i]);
+		differ |= a[i] != b[i];
+	}
+	assert_true(differ);
+	/* a share of 20 repeats and 0.5 s over 3 rounds: 7 repeats and a third each */
+	share = rounds_share(&m, 3);
+	assert_int_equal(share.warmup, 1);
+	assert_int_equal(share.min_repeats, 7);
+	assert_int_equal(share.max_repeats, 3334);
+	assert_float_equal(share.min_seconds * 3, 0.5, 1e-12);
+}
+
+static void test_rounds_spreads(void **state)
+{
+	static const double calm[] = { 1.0, 1.1, 1.05 }, one_off[] = { 1.0, 2.0, 1.1 };
+	static const double split[] = { 1.0, 2.0, 3.0, 1.6, 2.5 };
+
+	(void)state;
+	assert_float_equal(rounds_spread(calm, 3), 1.1, 1e-12);
+	assert_float_equal(rounds_spread(one_off, 3), 2.0, 1e-12);
+	/* two of three agree: the disturbed round is outvoted */
+	assert_float_equal(rounds_majority_spread(one_off, 3), 1.1, 1e-12);
+	/* no three of five within 1.5 of each other: sorted 1 1.6 2 2.5 3 */
+	assert_float_equal(rounds_majority_spread(split, 5), 1.5, 1e-12);
+	assert_float_equal(rounds_majority_spread(calm, 1), 1.0, 1e-12);
+}
+
+/*
+ * Untimed cells first, in plan order; then every round visits each timed cell once, in
+ * the round's own order, each visit with a third of the repeats; the samples are pooled
+ * into one stored cell, each with its round.
+ */
+static void test_run_loop_measures_timed_cells_in_interleaved_rounds(void **state)
+{
+	static const int n[] = { 4, 5, 6, 7, 8 };
+	struct cell cells[5];
+	struct run_loop rl;
+	struct seen seen;
+	size_t order[4];
+	char why[512];
+
+	(void)state;
+	make_timed_cells(cells, n, 5);
+	begin(&rl, cells, 5, 1, &seen);
+	rl.rounds = 3;
+	rl.seed = 11;
+	assert_int_equal(run_loop_run(&rl, why, sizeof(why)), 0);
+
+	assert_int_equal(seen.n_starts, 1 + 4 * 3);
+	assert_ptr_equal(seen.starts[0].cell, &cells[0]);
+	assert_int_equal(seen.starts[0].round, 0);
+	for (int round = 1; round <= 3; round++) {
+		rounds_order(11, round, order, 4);
+		for (int k = 0; k < 4; k++) {
+			const struct run_loop_step *st = &seen.starts[1 + (round - 1) * 4 + k];
+
+			assert_int_equal(st->round, round);
+			assert_ptr_equal(st->cell, &cells[1 + order[k]]);
+			assert_int_equal(st->total, 13);
+		}
+	}
+	assert_int_equal(rl.done, 5);
+	assert_int_equal(rl.by_status[CELL_OK], 5);
+	assert_int_equal(query_int(rl.store, "SELECT count(*) FROM cells WHERE run_id = ?",
+				   rl.runs[0]), 5);
+	for (int i = 1; i < 5; i++) {
+		int64_t id = cell_of(rl.store, rl.runs[0], n[i]);
+
+		/* ceil(6 / 3) = 2 samples a visit, rounds 1, 2, 3 */
+		assert_float_equal(cell_query(rl.store, "SELECT count(*) FROM samples WHERE "
+					      "cell_id = ?1", id), 6, 0);
+		assert_float_equal(cell_query(rl.store, "SELECT group_concat(round, '') FROM "
+					      "(SELECT round FROM samples WHERE cell_id = ?1 "
+					      "ORDER BY idx)", id), 112233, 0);
+		assert_float_equal(metric(rl.store, id, "rounds"), 3, 0);
+		assert_float_equal(metric(rl.store, id, "latency_round_spread"), 1, 1e-12);
+		assert_float_equal(metric(rl.store, id, "unstable"), 0, 0);
+		assert_float_equal(metric(rl.store, id, "latency_median"), 1e-3 * n[i], 1e-12);
+	}
+	/* the untimed cell has no rounds */
+	assert_float_equal(cell_query(rl.store, "SELECT count(*) FROM metrics WHERE cell_id = "
+				      "?1 AND name = 'rounds'", cell_of(rl.store, rl.runs[0], 4)),
+			   0, 0);
+	store_close(rl.store);
+}
+
+/* Cell n = 6 is twice as slow in round 2: a load burst on one visit. */
+static double burst_in_round_2(const struct run_loop_step *step)
+{
+	return step->cell->n == 6 && step->round == 2 ? 2.0 : 1.0;
+}
+
+/* Cell n = 6 is slower in every round from 2 on, by a different factor each time. */
+static double drifting(const struct run_loop_step *step)
+{
+	static const double by_round[] = { 1, 1, 2.0, 3.0, 1.6, 2.5 };
+
+	return step->cell->n == 6 ? by_round[step->round] : 1.0;
+}
+
+/*
+ * A disturbed round is measured again, for that cell only, in extra rounds: the pooled
+ * median stays the quiet one and the cell is not unstable, since most rounds agree.
+ */
+static void test_run_loop_measures_a_disturbed_cell_again(void **state)
+{
+	static const int n[] = { 4, 5, 6, 7 };
+	struct cell cells[4];
+	struct run_loop rl;
+	struct seen seen;
+	char why[512];
+	int64_t id;
+
+	(void)state;
+	make_timed_cells(cells, n, 4);
+	begin(&rl, cells, 4, 1, &seen);
+	seen.factor = burst_in_round_2;
+	rl.rounds = 3;
+	assert_int_equal(run_loop_run(&rl, why, sizeof(why)), 0);
+
+	/* 1 untimed, 3 x 3 timed, then rounds 4 and 5 for n = 6 alone */
+	assert_int_equal(seen.n_starts, 1 + 9 + ROUNDS_MAX_EXTRA);
+	for (int k = 0; k < ROUNDS_MAX_EXTRA; k++) {
+		assert_int_equal(seen.starts[10 + k].cell->n, 6);
+		assert_int_equal(seen.starts[10 + k].round, 4 + k);
+	}
+	assert_int_equal(seen.starts[10 + ROUNDS_MAX_EXTRA - 1].total, 1 + 9 + ROUNDS_MAX_EXTRA);
+	id = cell_of(rl.store, rl.runs[0], 6);
+	assert_float_equal(metric(rl.store, id, "rounds"), 3 + ROUNDS_MAX_EXTRA, 0);
+	assert_float_equal(metric(rl.store, id, "latency_round_spread"), 2.0, 1e-12);
+	assert_float_equal(metric(rl.store, id, "latency_majority_spread"), 1.0, 1e-12);
+	assert_float_equal(metric(rl.store, id, "unstable"), 0, 0);
+	assert_float_equal(metric(rl.store, id, "latency_median"), 6e-3, 1e-12);
+	assert_float_equal(cell_query(rl.store, "SELECT count(*) FROM samples WHERE cell_id = "
+				      "?1", id), 2 * (3 + ROUNDS_MAX_EXTRA), 0);
+	/* its neighbours were measured three times only */
+	assert_float_equal(metric(rl.store, cell_of(rl.store, rl.runs[0], 5), "rounds"), 3, 0);
+	store_close(rl.store);
+}
+
+/* Rounds that never agree, even after the extra ones, mark the cell unstable. */
+static void test_run_loop_marks_a_cell_whose_rounds_never_agree(void **state)
+{
+	static const int n[] = { 4, 5, 6 };
+	struct cell cells[3];
+	struct run_loop rl;
+	struct seen seen;
+	char why[512];
+	int64_t id;
+
+	(void)state;
+	make_timed_cells(cells, n, 3);
+	begin(&rl, cells, 3, 1, &seen);
+	seen.factor = drifting;
+	rl.rounds = 3;
+	assert_int_equal(run_loop_run(&rl, why, sizeof(why)), 0);
+	id = cell_of(rl.store, rl.runs[0], 6);
+	assert_float_equal(metric(rl.store, id, "rounds"), 5, 0);
+	assert_float_equal(metric(rl.store, id, "latency_round_spread"), 3.0, 1e-12);
+	assert_float_equal(metric(rl.store, id, "latency_majority_spread"), 1.5, 1e-12);
+	assert_float_equal(metric(rl.store, id, "unstable"), 1, 0);
+	assert_float_equal(cell_query(rl.store, "SELECT unstable FROM results WHERE cell_id = ?1",
+				      id), 1, 0);
+	assert_float_equal(metric(rl.store, cell_of(rl.store, rl.runs[0], 5), "unstable"), 0,
+			   0);
+	store_close(rl.store);
+}
+
+static bool crash_in_round_2(const struct run_loop_step *step)
+{
+	return step->cell->n == 5 && step->round == 2;
+}
+
+/* A crash in a later round makes the cell crashed, says the round, keeps the samples. */
+static void test_run_loop_a_crash_in_a_later_round_is_the_cells(void **state)
+{
+	static const int n[] = { 4, 5, 6 };
+	struct cell cells[3];
+	struct run_loop rl;
+	struct seen seen;
+	char why[512];
+	int64_t id;
+	int visits = 0;
+
+	(void)state;
+	make_timed_cells(cells, n, 3);
+	begin(&rl, cells, 3, 1, &seen);
+	seen.crashes = crash_in_round_2;
+	rl.rounds = 3;
+	assert_int_equal(run_loop_run(&rl, why, sizeof(why)), 0);
+	for (int i = 0; i < seen.n_starts; i++)
+		visits += seen.starts[i].cell->n == 5;
+	assert_int_equal(visits, 2);	/* not visited again after the crash */
+	assert_int_equal(rl.by_status[CELL_CRASHED], 1);
+	assert_int_equal(rl.by_status[CELL_OK], 2);
+	id = cell_of(rl.store, rl.runs[0], 5);
+	assert_float_equal(cell_query(rl.store, "SELECT status = 'crashed' AND reason LIKE "
+				      "'round 2: killed by signal%' FROM cells WHERE id = ?1", id),
+			   1, 0);
+	assert_float_equal(cell_query(rl.store, "SELECT count(*) FROM samples WHERE cell_id = "
+				      "?1", id), 2, 0);
+	store_close(rl.store);
+}
+
+/* Interrupted in round 2: what round 1 stored stays, and says it is one round. */
+static void test_run_loop_interrupted_between_rounds_keeps_the_first(void **state)
+{
+	static const int n[] = { 4, 5, 6 };
+	struct cell cells[3];
+	struct run_loop rl;
+	struct seen seen;
+	char why[512];
+
+	(void)state;
+	make_timed_cells(cells, n, 3);
+	begin(&rl, cells, 3, 1, &seen);
+	rl.rounds = 3;
+	seen.interrupt_at = 1 + 2 + 1;	/* the second visit of round 2 */
+	run_loop_catch_signals(&rl);
+	assert_int_equal(run_loop_run(&rl, why, sizeof(why)), 0);
+	run_loop_restore_signals(&rl);
+	assert_int_equal(seen.n_starts, 5);
+	assert_int_equal(rl.done, 3);
+	for (int i = 1; i < 3; i++) {
+		int64_t id = cell_of(rl.store, rl.runs[0], n[i]);
+		bool second_visited = seen.starts[3].cell->n == n[i];
+
+		assert_float_equal(metric(rl.store, id, "rounds"), second_visited ? 2 : 1, 0);
+	}
+	store_close(rl.store);
+}
+
 static void test_run_loop_default_mem_limit_leaves_room(void **state)
 {
 	size_t limit = run_loop_default_mem_limit();
@@ -315,6 +643,13 @@ int main(void)
 		cmocka_unit_test(test_run_loop_reports_a_result_it_cannot_store),
 		cmocka_unit_test(test_run_loop_points_cells_at_one_reference_cache),
 		cmocka_unit_test(test_run_loop_default_mem_limit_leaves_room),
+		cmocka_unit_test(test_rounds_order_is_a_seeded_permutation_per_round),
+		cmocka_unit_test(test_rounds_spreads),
+		cmocka_unit_test(test_run_loop_measures_timed_cells_in_interleaved_rounds),
+		cmocka_unit_test(test_run_loop_measures_a_disturbed_cell_again),
+		cmocka_unit_test(test_run_loop_marks_a_cell_whose_rounds_never_agree),
+		cmocka_unit_test(test_run_loop_a_crash_in_a_later_round_is_the_cells),
+		cmocka_unit_test(test_run_loop_interrupted_between_rounds_keeps_the_first),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -63,7 +63,7 @@ static void test_store_roundtrips_one_result(void **state)
 {
 	struct cell c = test_cell();
 	struct cell_result r = { 0 };
-	struct cell_record rec = { &c, &r, 1.5, 123456789 };
+	struct cell_record rec = { &c, &r, 1.5, 123456789, NULL };
 	struct provenance p;
 	struct store *s;
 	int64_t run;
@@ -126,7 +126,7 @@ static void test_store_roundtrips_trial_outcomes_in_order(void **state)
 	size_t count = sizeof(outcomes);
 	struct cell c = test_cell();
 	struct cell_result r = { 0 }, other = { 0 };
-	struct cell_record rec = { &c, &r, 0.5, -1 }, rec2 = { &c, &other, 0.5, -1 };
+	struct cell_record rec = { &c, &r, 0.5, -1, NULL }, rec2 = { &c, &other, 0.5, -1, NULL };
 	struct provenance p;
 	struct store *s;
 	sqlite3_stmt *st;
@@ -176,7 +176,7 @@ static void test_store_keeps_results_across_reopen_in_wal_mode(void **state)
 {
 	struct cell c = test_cell();
 	struct cell_result r = { .status = CELL_CRASHED };
-	struct cell_record rec = { &c, &r, 0.1, -1 };
+	struct cell_record rec = { &c, &r, 0.1, -1, NULL };
 	struct provenance p;
 	struct store *s;
 	char path[256], why[256];
@@ -264,6 +264,14 @@ static void test_store_migrates_an_empty_file_to_the_current_version(void **stat
 	store_close(s);
 }
 
+/* Back to version 2 by hand: the columns and the view version 3 added, taken out. */
+#define UNDO_VERSION_3 \
+	"DROP VIEW results;" \
+	"ALTER TABLE samples DROP COLUMN round;" \
+	"ALTER TABLE runs DROP COLUMN rounds;" \
+	"ALTER TABLE runs DROP COLUMN omp_wait_policy;" \
+	"CREATE VIEW results AS SELECT c.id AS cell_id FROM cells c;"
+
 /* A version 1 file (no trials, no run_metrics) gains them and keeps its runs. */
 static void test_store_migrates_version_1_keeping_its_data(void **state)
 {
@@ -274,16 +282,51 @@ static void test_store_migrates_version_1_keeping_its_data(void **state)
 	snprintf(path, sizeof(path), "%s/v1.db", tmpdir);
 	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
 	assert_int_equal(sqlite3_exec(store_db(s),
+		UNDO_VERSION_3
 		"INSERT INTO runs (started, status) VALUES ('then', 'complete');"
 		"DROP TABLE trials; DROP TABLE run_metrics; PRAGMA user_version = 1",
 		NULL, NULL, NULL), SQLITE_OK);
 	store_close(s);
 	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
-	assert_float_equal(query_double(s, "PRAGMA user_version"), 2, 0);
+	assert_float_equal(query_double(s, "PRAGMA user_version"), STORE_SCHEMA_VERSION, 0);
 	assert_float_equal(query_double(s, "SELECT count(*) FROM runs WHERE started = 'then'"),
 			   1, 0);
 	assert_float_equal(query_double(s, "SELECT count(*) FROM trials"), 0, 0);
 	assert_float_equal(query_double(s, "SELECT count(*) FROM run_metrics"), 0, 0);
+	store_close(s);
+}
+
+/*
+ * A version 2 file (samples without rounds) gains the rounds: its samples were one round
+ * each, its runs say nothing of rounds, and the view gains the round columns.
+ */
+static void test_store_migrates_version_2_to_rounds(void **state)
+{
+	char path[256], why[256];
+	struct store *s;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/v2.db", tmpdir);
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	assert_int_equal(sqlite3_exec(store_db(s),
+		UNDO_VERSION_3
+		"INSERT INTO runs (id, started, status) VALUES (7, 'then', 'complete');"
+		"INSERT INTO cells (id, run_id, variant, task, pattern, n, m, d, heads, kv_heads,"
+		" batch, params, seed, threads, status, finished) VALUES (9, 7, 'vanilla',"
+		" 'speed', 'ns', 8, 8, 4, 1, 1, 1, '{}', 0, 1, 'ok', 'then');"
+		"INSERT INTO samples (cell_id, idx, seconds) VALUES (9, 0, 0.5), (9, 1, 0.25);"
+		"PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+	store_close(s);
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	assert_float_equal(query_double(s, "PRAGMA user_version"), 3, 0);
+	assert_float_equal(query_double(s, "SELECT sum(round) FROM samples WHERE cell_id = 9"),
+			   2, 0);
+	assert_float_equal(query_double(s, "SELECT sum(seconds) FROM samples"), 0.75, 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM runs WHERE rounds IS NULL"
+				       " AND omp_wait_policy IS NULL"), 1, 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM results WHERE cell_id = 9"
+				       " AND unstable IS NULL AND rounds IS NULL"
+				       " AND latency_round_spread IS NULL"), 1, 0);
 	store_close(s);
 }
 
@@ -314,6 +357,7 @@ int main(void)
 		cmocka_unit_test(test_store_refuses_a_newer_schema_and_foreign_files),
 		cmocka_unit_test(test_store_migrates_an_empty_file_to_the_current_version),
 		cmocka_unit_test(test_store_migrates_version_1_keeping_its_data),
+		cmocka_unit_test(test_store_migrates_version_2_to_rounds),
 		cmocka_unit_test(test_params_json_lists_every_declared_param),
 	};
 

@@ -21,6 +21,7 @@
 #include "queries.h"
 #include "plan.h"
 #include "provenance.h"
+#include "rounds.h"
 #include "run-loop.h"
 #include "store.h"
 #include "threads.h"
@@ -768,8 +769,8 @@ static int compare_aa(const struct compare_args *a, int argc, char **argv)
 {
 	struct aa_progress progress = { .progress = !a->quiet && isatty(STDERR_FILENO) };
 	/* run's default time limit; no memory limit at these sizes */
-	struct run_loop rl = { .db = a->db, .n_runs = 2, .limits = { 600, 0 }, .ops = &aa_ops,
-			       .data = &progress };
+	struct run_loop rl = { .db = a->db, .n_runs = 2, .rounds = ROUNDS_DEFAULT,
+			       .limits = { 600, 0 }, .ops = &aa_ops, .data = &progress };
 	struct suite *suite = calloc(1, sizeof(*suite));
 	struct compare_request q = {
 		.threshold = a->threshold,
@@ -798,7 +799,7 @@ static int compare_aa(const struct compare_args *a, int argc, char **argv)
 		ret = error("cannot open database '%s': %s", a->db, why);
 		goto out_free;
 	}
-	if (provenance_collect(&prov, cells[0].threads, 0, STORE_AA_SUITE, argc + 1,
+	if (provenance_collect(&prov, cells[0].threads, 0, rl.rounds, STORE_AA_SUITE, argc + 1,
 			       argv - 1)) {
 		ret = error("out of memory");
 		goto out_close;

@@ -18,6 +18,7 @@
 #include "options.h"
 #include "plan.h"
 #include "provenance.h"
+#include "rounds.h"
 #include "run-loop.h"
 #include "store.h"
 #include "threads.h"
@@ -46,6 +47,8 @@ const char usage_run[] =
 	"  --threads N         threads per cell for OpenMP and OpenBLAS (default: all cores)\n"
 	"  --repeats N         timed repeats at least (default: the suite's)\n"
 	"  --min-time S        timed seconds at least per cell (default: the suite's)\n"
+	"  --rounds N          measure timed cells in N interleaved rounds, each in a fresh\n"
+	"                      random order, sharing the repeats and time (default 3)\n"
 	"  --time-limit S      wall-clock limit per cell (default 600)\n"
 	"  --mem-limit GIB     address-space limit per cell (default 90% of RAM)\n"
 	"  --db PATH           database (default " DEFAULT_DB ")\n"
@@ -55,7 +58,7 @@ const char usage_run[] =
 enum {
 	OPT_SUITE = 256, OPT_VARIANTS, OPT_TASKS, OPT_PATTERNS, OPT_LENGTHS, OPT_DIMS,
 	OPT_HEADS, OPT_KV_HEADS, OPT_BATCH, OPT_SET, OPT_SEED, OPT_THREADS, OPT_REPEATS,
-	OPT_MIN_TIME, OPT_TIME_LIMIT, OPT_MEM_LIMIT, OPT_DB, OPT_DRY_RUN,
+	OPT_MIN_TIME, OPT_ROUNDS, OPT_TIME_LIMIT, OPT_MEM_LIMIT, OPT_DB, OPT_DRY_RUN,
 };
 
 static const struct option run_options[] = {
@@ -73,6 +76,7 @@ static const struct option run_options[] = {
 	{ "threads", required_argument, NULL, OPT_THREADS },
 	{ "repeats", required_argument, NULL, OPT_REPEATS },
 	{ "min-time", required_argument, NULL, OPT_MIN_TIME },
+	{ "rounds", required_argument, NULL, OPT_ROUNDS },
 	{ "time-limit", required_argument, NULL, OPT_TIME_LIMIT },
 	{ "mem-limit", required_argument, NULL, OPT_MEM_LIMIT },
 	{ "db", required_argument, NULL, OPT_DB },
@@ -86,7 +90,7 @@ struct run_args {
 	const char *suite;
 	const char *db;
 	struct selection sel;
-	int repeats;
+	int repeats, rounds;
 	double min_time, time_limit, mem_limit_gib;
 	bool dry_run, quiet;
 };
@@ -99,7 +103,7 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 	int opt;
 
 	*a = (struct run_args){ .suite = "default", .db = DEFAULT_DB, .time_limit = 600,
-				.min_time = -1 };
+				.min_time = -1, .rounds = ROUNDS_DEFAULT };
 	s->threads = environment_usable_cpus();
 	optind = 1;
 	opterr = 0;
@@ -162,6 +166,12 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 			if (option_number(optarg, 0, 86400, &a->min_time))
 				return error("--min-time '%s' is not a number of seconds in 0..86400",
 					     optarg);
+			break;
+		case OPT_ROUNDS:
+			if (option_number(optarg, 1, ROUNDS_MAX_PLANNED, &x) || x != (int)x)
+				return error("--rounds '%s' is not a whole number in 1..%d", optarg,
+					     ROUNDS_MAX_PLANNED);
+			a->rounds = (int)x;
 			break;
 		case OPT_TIME_LIMIT:
 			if (option_number(optarg, 0.1, 86400 * 7, &a->time_limit))
@@ -349,8 +359,8 @@ int cmd_run(int argc, char **argv)
 		ret = error("cannot open database '%s': %s", a.db, why);
 		goto out_free_cells;
 	}
-	if (provenance_collect(&prov, a.sel.threads, (unsigned long long)a.sel.seed, a.suite,
-			       argc + 1, argv - 1)) {
+	if (provenance_collect(&prov, a.sel.threads, (unsigned long long)a.sel.seed, a.rounds,
+			       a.suite, argc + 1, argv - 1)) {
 		ret = error("out of memory");
 		goto out_close;
 	}
@@ -360,6 +370,8 @@ int cmd_run(int argc, char **argv)
 	rl.db = a.db;
 	rl.cells = cells;
 	rl.count = count;
+	rl.rounds = a.rounds;
+	rl.seed = a.sel.seed;
 	rl.limits.seconds = a.time_limit;
 	rl.limits.bytes = a.mem_limit_gib > 0 ? (size_t)(a.mem_limit_gib * (1 << 30)) :
 			  run_loop_default_mem_limit();

@@ -188,7 +188,7 @@ static int write_header(FILE *out, const struct csv_metric_column *m, size_t n_m
 		if (!ret)
 			ret = csv_export_field(out, b.p, b.len, false);
 	}
-	fputs(",samples_s,trials,run_metrics\r\n", out);
+	fputs(",samples_s,sample_rounds,trials,run_metrics\r\n", out);
 	free(b.p);
 	return ret ? ret : ferror(out) ? -EIO : 0;
 }
@@ -349,7 +349,7 @@ static int load_run(sqlite3 *db, int64_t run, struct run_text *t, char *why, siz
 struct export_ctx {
 	sqlite3 *db;
 	FILE *out;
-	sqlite3_stmt *cells, *metrics, *samples, *trials;
+	sqlite3_stmt *cells, *metrics, *samples, *rounds, *trials;
 	struct csv_metric_column *mcols;
 	size_t n_mcols;
 	char (*mvalues)[64];	/* the current cell's metric fields, "" when absent */
@@ -416,6 +416,9 @@ static int write_cell(struct export_ctx *x, const struct run_text *run)
 	ret = list_text(x->samples, cell, false, &x->list);
 	ret = write_next_field(out, x->list.len ? x->list.p : NULL, x->list.len, false, ret);
 	if (!ret)
+		ret = list_text(x->rounds, cell, true, &x->list);
+	ret = write_next_field(out, x->list.len ? x->list.p : NULL, x->list.len, false, ret);
+	if (!ret)
 		ret = list_text(x->trials, cell, true, &x->list);
 	ret = write_next_field(out, x->list.len ? x->list.p : NULL, x->list.len, false, ret);
 	ret = write_next_field(out, x->json.len ? x->json.p : NULL, x->json.len, true, ret);
@@ -442,6 +445,8 @@ int csv_export_runs(sqlite3 *db, const int64_t *runs, size_t n_runs, FILE *out,
 			       -1, &x.metrics, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "SELECT idx, seconds FROM samples WHERE cell_id = ?1"
 			       " ORDER BY idx", -1, &x.samples, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT idx, round FROM samples WHERE cell_id = ?1"
+			       " ORDER BY idx", -1, &x.rounds, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "SELECT idx, correct FROM trials WHERE cell_id = ?1"
 			       " ORDER BY idx", -1, &x.trials, NULL) != SQLITE_OK) {
 		ret = why_fail(-EIO, why, why_len, "cannot read the database: %s",
@@ -497,6 +502,7 @@ out:
 	sqlite3_finalize(x.cells);
 	sqlite3_finalize(x.metrics);
 	sqlite3_finalize(x.samples);
+	sqlite3_finalize(x.rounds);
 	sqlite3_finalize(x.trials);
 	return ret;
 }

@@ -5,8 +5,9 @@
  * The CSV format (README "Export, import, merge"): RFC 4180, a header row, one row per
  * cell. Columns: run_key, run_<column> for every column of table runs but id, the cell's
  * columns (variant ... finished), one `metric:<name>[<unit>]` column per metric name and
- * unit present, samples_s and trials (space-separated lists in idx order; an item
- * `idx:value` where the idx is not the previous one plus 1), and run_metrics (the run's
+ * unit present, samples_s, sample_rounds (the measurement round of each sample; absent
+ * or empty: round 1) and trials (space-separated lists in idx order; an item `idx:value`
+ * where the idx is not the previous one plus 1), and run_metrics (the run's
  * run_metrics rows as a JSON array). NULL is an unquoted empty field, an empty string a
  * quoted one (""). A text field that begins with = + - @ tab, CR or ' is written with
  * one more ' in front, so a spreadsheet shows it as text instead of running it as a

@@ -40,7 +40,7 @@ enum run_column {
 	R_STARTED, R_FINISHED, R_STATUS, R_SGEMM_GFLOPS, R_HARNESS_VERSION, R_GIT_COMMIT,
 	R_COMPILER, R_CFLAGS, R_CPU_MODEL, R_CPU_FLAGS, R_CORES, R_THREADS, R_BLAS_CONFIG,
 	R_SQLITE_VERSION, R_KERNEL, R_HOSTNAME, R_GOVERNOR, R_LOAD_AVG, R_SMT, R_ASLR,
-	R_WARNINGS, R_SEED, R_SUITE, R_COMMAND, R_COUNT,
+	R_WARNINGS, R_SEED, R_SUITE, R_COMMAND, R_ROUNDS, R_OMP_WAIT_POLICY, R_COUNT,
 };
 
 extern const struct csv_column csv_run_columns[R_COUNT];
@@ -121,10 +121,10 @@ struct csv_cell {
 	struct csv_value v[C_COUNT];
 	struct csv_cell_metric *metrics;
 	size_t n_metrics;
-	int64_t *sample_idx, *trial_idx;
+	int64_t *sample_idx, *round_idx, *trial_idx;
 	double *samples;
-	int *trials;
-	size_t n_samples, n_trials;
+	int *rounds, *trials;	/* rounds: of each sample, or NULL (all round 1) */
+	size_t n_samples, n_rounds, n_trials;
 };
 
 struct csv_import_data {

@@ -49,17 +49,22 @@ static void bind_number(sqlite3_stmt *st, int at, bool null, double value)
 		sqlite3_bind_double(st, at, value);
 }
 
-/* The rows (cell, idx, value) of a list column: samples (reals) or trials (ints). */
+/*
+ * The rows (cell, idx, value) of a list column: samples (reals, with their rounds; round 1
+ * when rounds is NULL) or trials (ints).
+ */
 static int insert_list(sqlite3_stmt *st, int64_t cell, const int64_t *idx,
-		       const double *reals, const int *ints, size_t n)
+		       const double *reals, const int *rounds, const int *ints, size_t n)
 {
 	for (size_t k = 0; k < n; k++) {
 		sqlite3_bind_int64(st, 1, cell);
 		sqlite3_bind_int64(st, 2, idx[k]);
-		if (reals)
+		if (reals) {
 			sqlite3_bind_double(st, 3, reals[k]);
-		else
+			sqlite3_bind_int(st, 4, rounds ? rounds[k] : 1);
+		} else {
 			sqlite3_bind_int(st, 3, ints[k]);
+		}
 		if (step_reset(st))
 			return -EIO;
 	}
@@ -127,9 +132,10 @@ static int insert_all(sqlite3 *db, const struct csv_import_data *d, sqlite3_stmt
 			if (step_reset(st[I_METRIC]))
 				return -EIO;
 		}
-		if (insert_list(st[I_SAMPLE], cell, c->sample_idx, c->samples, NULL,
+		if (insert_list(st[I_SAMPLE], cell, c->sample_idx, c->samples, c->rounds, NULL,
 				c->n_samples) ||
-		    insert_list(st[I_TRIAL], cell, c->trial_idx, NULL, c->trials, c->n_trials))
+		    insert_list(st[I_TRIAL], cell, c->trial_idx, NULL, NULL, c->trials,
+				c->n_trials))
 			return -EIO;
 	}
 	return 0;
@@ -146,7 +152,8 @@ int csv_import_store(sqlite3 *db, const struct csv_import_data *d, int64_t *firs
 				 " name, unit, value) VALUES (?, ?, ?, ?, ?, ?, ?)",
 		[I_METRIC] = "INSERT INTO metrics (cell_id, name, value, unit) VALUES"
 			     " (?, ?, ?, ?)",
-		[I_SAMPLE] = "INSERT INTO samples (cell_id, idx, seconds) VALUES (?, ?, ?)",
+		[I_SAMPLE] = "INSERT INTO samples (cell_id, idx, seconds, round)"
+				" VALUES (?, ?, ?, ?)",
 		[I_TRIAL] = "INSERT INTO trials (cell_id, idx, correct) VALUES (?, ?, ?)",
 	};
 	sqlite3_stmt *st[I_COUNT] = { NULL };

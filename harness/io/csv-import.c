@@ -26,8 +26,8 @@
 
 static const char *const run_statuses[] = { "running", "complete", "failed", "interrupted" };
 
-enum role { ROLE_RUN_KEY, ROLE_RUN, ROLE_CELL, ROLE_METRIC, ROLE_SAMPLES, ROLE_TRIALS,
-	    ROLE_RUN_METRICS };
+enum role { ROLE_RUN_KEY, ROLE_RUN, ROLE_CELL, ROLE_METRIC, ROLE_SAMPLES,
+	    ROLE_SAMPLE_ROUNDS, ROLE_TRIALS, ROLE_RUN_METRICS };
 
 struct header_column {
 	enum role role;
@@ -81,6 +81,8 @@ static void cell_release(struct csv_cell *c)
 		value_release(&c->v[i]);
 	free(c->metrics);
 	free(c->sample_idx);
+	free(c->round_idx);
+	free(c->rounds);
 	free(c->samples);
 	free(c->trial_idx);
 	free(c->trials);
@@ -390,13 +392,26 @@ static bool values_equal(const struct csv_value *a, const struct csv_value *b)
 	}
 }
 
+/* What a list column holds. */
+enum list_kind {
+	LIST_SECONDS,	/* samples_s: finite seconds >= 0 */
+	LIST_ROUNDS,	/* sample_rounds: whole numbers >= 1 */
+	LIST_TRIALS,	/* trials: 0 or 1 */
+};
+
 /*
  * Parses a list column: items separated by spaces, each "value" or "idx:value"; indexes
- * rise strictly from 0. Samples are finite seconds >= 0, trials 0 or 1.
+ * rise strictly from 0. Seconds go to *real_out, rounds and trials to *int_out.
  */
-static bool parse_list(struct parser *p, const char *header, struct field *f, bool trials,
-		       int64_t **idx_out, double **real_out, int **int_out, size_t *count)
+static bool parse_list(struct parser *p, const char *header, struct field *f,
+		       enum list_kind kind, int64_t **idx_out, double **real_out, int **int_out,
+		       size_t *count)
 {
+	static const char *const wanted[] = {
+		[LIST_SECONDS] = "a finite number of seconds >= 0",
+		[LIST_ROUNDS] = "a round number from 1",
+		[LIST_TRIALS] = "0 or 1",
+	};
 	char *s = f->text, *item, *save = NULL, show[64];
 	size_t n = 0, cap_idx = 0, cap_values = 0;
 	int64_t next = 0, *idx = NULL;
@@ -409,8 +424,9 @@ static bool parse_list(struct parser *p, const char *header, struct field *f, bo
 		return true;
 	for (item = strtok_r(s, " \t", &save); item && ok; item = strtok_r(NULL, " \t", &save)) {
 		char *colon = strchr(item, ':'), *value = item;
-		int64_t at = next, bit = 0;
+		int64_t at = next, whole = 0;
 		double x = 0;
+		bool valid;
 
 		shown(item, strlen(item), show, sizeof(show));
 		if (colon) {
@@ -423,25 +439,29 @@ static bool parse_list(struct parser *p, const char *header, struct field *f, bo
 				break;
 			}
 		}
-		if (trials ? !parse_int(value, &bit) || (bit != 0 && bit != 1) :
-			     !parse_real(value, &x) || !isfinite(x) || x < 0) {
-			fail(p, header, "item %zu: '%s' is not %s", n + 1, show,
-			     trials ? "0 or 1" : "a finite number of seconds >= 0");
+		if (kind == LIST_SECONDS)
+			valid = parse_real(value, &x) && isfinite(x) && x >= 0;
+		else if (kind == LIST_ROUNDS)
+			valid = parse_int(value, &whole) && whole >= 1 && whole <= INT_MAX;
+		else
+			valid = parse_int(value, &whole) && (whole == 0 || whole == 1);
+		if (!valid) {
+			fail(p, header, "item %zu: '%s' is not %s", n + 1, show, wanted[kind]);
 			ok = false;
 			break;
 		}
 		if (buf_grow(&idx, n, &cap_idx, sizeof(*idx)) ||
-		    (trials ? buf_grow(&ints, n, &cap_values, sizeof(*ints)) :
-			      buf_grow(&reals, n, &cap_values, sizeof(*reals)))) {
+		    (kind == LIST_SECONDS ? buf_grow(&reals, n, &cap_values, sizeof(*reals)) :
+					    buf_grow(&ints, n, &cap_values, sizeof(*ints)))) {
 			fail_nomem(p);
 			ok = false;
 			break;
 		}
 		idx[n] = at;
-		if (trials)
-			ints[n] = (int)bit;
-		else
+		if (kind == LIST_SECONDS)
 			reals[n] = x;
+		else
+			ints[n] = (int)whole;
 		n++;
 		next = at + 1;
 	}
@@ -452,10 +472,10 @@ static bool parse_list(struct parser *p, const char *header, struct field *f, bo
 		return false;
 	}
 	*idx_out = idx;
-	if (trials)
-		*int_out = ints;
-	else
+	if (kind == LIST_SECONDS)
 		*real_out = reals;
+	else
+		*int_out = ints;
 	*count = n;
 	return true;
 }
@@ -556,6 +576,7 @@ static int header_find(const struct parser *p, enum role role, size_t index)
 {
 	for (size_t i = 0; i < p->n_cols; i++)
 		if (p->cols[i].role == role && (role == ROLE_RUN_KEY || role == ROLE_SAMPLES ||
+						role == ROLE_SAMPLE_ROUNDS ||
 						role == ROLE_TRIALS || role == ROLE_RUN_METRICS ||
 						p->cols[i].index == index))
 			return (int)i;
@@ -596,6 +617,8 @@ static void parse_header(struct parser *p)
 			h->role = ROLE_RUN_KEY;
 		} else if (!strcmp(s, "samples_s")) {
 			h->role = ROLE_SAMPLES;
+		} else if (!strcmp(s, "sample_rounds")) {
+			h->role = ROLE_SAMPLE_ROUNDS;
 		} else if (!strcmp(s, "trials")) {
 			h->role = ROLE_TRIALS;
 		} else if (!strcmp(s, "run_metrics")) {
@@ -757,12 +780,16 @@ static void parse_row(struct parser *p)
 			break;
 		}
 		case ROLE_SAMPLES:
-			ok = parse_list(p, h->name, f, false, &cell.sample_idx, &cell.samples, NULL,
-					&cell.n_samples);
+			ok = parse_list(p, h->name, f, LIST_SECONDS, &cell.sample_idx, &cell.samples,
+					NULL, &cell.n_samples);
+			break;
+		case ROLE_SAMPLE_ROUNDS:
+			ok = parse_list(p, h->name, f, LIST_ROUNDS, &cell.round_idx, NULL,
+					&cell.rounds, &cell.n_rounds);
 			break;
 		case ROLE_TRIALS:
-			ok = parse_list(p, h->name, f, true, &cell.trial_idx, NULL, &cell.trials,
-					&cell.n_trials);
+			ok = parse_list(p, h->name, f, LIST_TRIALS, &cell.trial_idx, NULL,
+					&cell.trials, &cell.n_trials);
 			break;
 		case ROLE_RUN_METRICS:
 			rm_header = h->name;
@@ -780,6 +807,16 @@ static void parse_row(struct parser *p)
 	}
 	if (!ok)
 		goto fail;
+
+	/* a round for every sample or none (all round 1, as before rounds) */
+	if (cell.rounds && (cell.n_rounds != cell.n_samples ||
+			    memcmp(cell.round_idx, cell.sample_idx,
+				   sizeof(int64_t) * cell.n_samples))) {
+		fail(p, "sample_rounds", "gives %zu rounds for %zu samples; it needs one round "
+		     "per sample, at the same indexes as samples_s", cell.n_rounds,
+		     cell.n_samples);
+		goto fail;
+	}
 
 	/* the shape: self patterns have n = m; kv_heads divides heads */
 	if (pattern_is_self((enum attn_pattern)pattern_parse(cell.v[C_PATTERN].s)) &&

@@ -38,6 +38,8 @@ static const char *const field_names[PROV_COUNT] = {
 	[PROV_SEED] = "seed",
 	[PROV_SUITE] = "suite",
 	[PROV_COMMAND] = "command",
+	[PROV_ROUNDS] = "rounds",
+	[PROV_OMP_WAIT_POLICY] = "omp_wait_policy",
 };
 
 const char *provenance_name(enum provenance_field f)
@@ -166,7 +168,7 @@ static void collect_state(struct provenance *p)
 }
 
 int provenance_collect(struct provenance *p, int threads, unsigned long long seed,
-		       const char *suite, int argc, char **argv)
+		       int rounds, const char *suite, int argc, char **argv)
 {
 	char **v = p->values, host[256] = "";
 	struct utsname uts;
@@ -190,6 +192,9 @@ int provenance_collect(struct provenance *p, int threads, unsigned long long see
 		v[PROV_HOSTNAME] = strdup(host);
 	v[PROV_SEED] = format("%llu", seed);
 	v[PROV_SUITE] = strdup(suite);
+	v[PROV_ROUNDS] = format("%d", rounds);
+	v[PROV_OMP_WAIT_POLICY] = strdup(getenv(ENVIRONMENT_WAIT_POLICY) ?
+					 getenv(ENVIRONMENT_WAIT_POLICY) : "unset");
 
 	for (int i = 0; i < argc; i++)
 		len += strlen(argv[i]) + 1;

@@ -26,6 +26,8 @@ enum provenance_field {
 	PROV_SEED,
 	PROV_SUITE,
 	PROV_COMMAND,
+	PROV_ROUNDS,		/* interleaved measurement rounds of the timed cells */
+	PROV_OMP_WAIT_POLICY,	/* OMP_WAIT_POLICY the cells ran with, "unset" when none */
 	PROV_COUNT,
 };
 
@@ -37,12 +39,12 @@ struct provenance {
 const char *provenance_name(enum provenance_field f);
 
 /*
- * Collects the build, machine and system state; threads, seed, suite and the command
- * line come from the caller. Warnings name what makes timings unreliable (a governor
+ * Collects the build, machine and system state; threads, seed, rounds, suite and the
+ * command line come from the caller. Warnings name what makes timings unreliable (a governor
  * other than performance, load at start, SMT, ASLR). Returns 0 or -ENOMEM.
  */
 int provenance_collect(struct provenance *p, int threads, unsigned long long seed,
-		       const char *suite, int argc, char **argv);
+		       int rounds, const char *suite, int argc, char **argv);
 void provenance_release(struct provenance *p);
 
 #endif

@@ -5,10 +5,12 @@
 #include "run-loop.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "reference-cache.h"
+#include "rounds.h"
 #include "timing.h"
 #include "why.h"
 
@@ -73,60 +75,217 @@ bool run_loop_interrupted(void)
 	return interrupted;
 }
 
-/* Runs the cell of step into its run and stores it unless a signal came meanwhile. */
-static int run_one(struct run_loop *rl, const struct run_loop_step *step, char *why,
-		   size_t len)
+/* Stores rec into the run of step, as a new cell or over *cell_id; 0 or -EIO with a reason. */
+static int store_visit(struct run_loop *rl, const struct run_loop_step *step,
+		       const struct cell_record *rec, int64_t *cell_id, char *why, size_t len)
 {
-	const struct run_loop_ops *ops = rl->ops;
-	struct runner_outcome out;
-	struct cell_result r;
-	struct cell_record rec = { step->cell, &r, 0, -1 };
-	bool stored = false;
+	if (!store_put_cell(rl->store, rl->runs[step->side], rec, cell_id))
+		return 0;
+	why_set(why, len, "cannot store a result in '%s': %s", rl->db, store_errmsg(rl->store));
+	return -EIO;
+}
+
+/*
+ * Runs step's cell in a child, as `measured` says (the cell itself, or a copy with one
+ * round's share of its measurement), into r and out. 0, or -errno with a reason.
+ */
+static int run_child(struct run_loop *rl, const struct run_loop_step *step,
+		     const struct cell *measured, struct cell_result *r,
+		     struct runner_outcome *out, char *why, size_t len)
+{
 	int ret;
 
-	if (ops && ops->cell_start)
-		ops->cell_start(rl->data, step);
-	ret = runner_run_cell(step->cell, &rl->limits, &r, &out);
+	if (rl->ops && rl->ops->cell_start)
+		rl->ops->cell_start(rl->data, step);
+	ret = runner_run_cell(measured, &rl->limits, r, out);
 	if (ret)
 		return why_fail(ret, why, len, "cannot start a child process: %s", strerror(-ret));
+	return 0;
+}
+
+static void tell_done(struct run_loop *rl, const struct run_loop_step *step,
+		      const struct cell_result *r, bool stored)
+{
+	if (rl->ops && rl->ops->cell_done)
+		rl->ops->cell_done(rl->data, step, r, stored);
+}
+
+/* Runs an untimed cell into its run and stores it unless a signal came meanwhile. */
+static int run_once(struct run_loop *rl, const struct run_loop_step *step, char *why,
+		    size_t len)
+{
+	struct runner_outcome out;
+	struct cell_result r;
+	struct cell_record rec = { step->cell, &r, 0, -1, NULL };
+	int64_t cell_id = 0;
+	int ret = run_child(rl, step, step->cell, &r, &out, why, len);
+
+	if (ret)
+		return ret;
 	if (!interrupted) {
 		rec.wall_seconds = out.wall_seconds;
 		rec.rss_bytes = out.rss_bytes;
-		if (store_add_cell(rl->store, rl->runs[step->side], &rec)) {
-			why_set(why, len, "cannot store a result in '%s': %s", rl->db,
-				store_errmsg(rl->store));
-			result_release(&r);
-			return -EIO;
+		ret = store_visit(rl, step, &rec, &cell_id, why, len);
+		if (!ret) {
+			rl->by_status[r.status]++;
+			rl->done++;
 		}
-		rl->by_status[r.status]++;
-		rl->done++;
-		stored = true;
 	}
-	if (ops && ops->cell_done)
-		ops->cell_done(rl->data, step, &r, stored);
+	if (!ret)
+		tell_done(rl, step, &r, !interrupted);
 	result_release(&r);
+	return ret;
+}
+
+/*
+ * Visits a timed cell in one round: a child measures the round's share, the visit joins
+ * the cell's pool, and the pool is stored over what the earlier rounds stored.
+ */
+static int run_visit(struct run_loop *rl, const struct run_loop_step *step,
+		     struct round_pool *pool, char *why, size_t len)
+{
+	struct cell share = *step->cell;
+	struct runner_outcome out;
+	struct cell_result r;
+	struct cell_record rec = { step->cell, &pool->pooled, 0, -1, NULL };
+	int ret;
+
+	share.measure = rounds_share(&step->cell->measure, rl->rounds);
+	ret = run_child(rl, step, &share, &r, &out, why, len);
+	if (ret)
+		return ret;
+	if (!interrupted) {
+		ret = round_pool_add(pool, step->cell, step->round, &r, &out);
+		if (ret)
+			why_set(why, len, "out of memory pooling the rounds of a cell");
+	}
+	if (!ret && !interrupted) {
+		rec.wall_seconds = pool->wall_seconds;
+		rec.rss_bytes = pool->rss_bytes;
+		rec.sample_rounds = pool->sample_rounds;
+		ret = store_visit(rl, step, &rec, &pool->cell_id, why, len);
+	}
+	if (!ret)
+		tell_done(rl, step, &r, !interrupted);
+	result_release(&r);
+	return ret;
+}
+
+/*
+ * Visits, in round `round`, the cells timed[pick[k]] for k < n (in that order) on every
+ * side whose pool wants a visit (open; in an extra round, also above the spread limit).
+ */
+static int run_round(struct run_loop *rl, struct run_loop_step *step, int round, bool extra,
+		     const size_t *timed, const size_t *pick, size_t n, struct round_pool *pools,
+		     double started, char *why, size_t len)
+{
+	for (size_t k = 0; k < n; k++)
+		for (int side = 0; side < rl->n_runs; side++) {
+			struct round_pool *pool = &pools[pick[k] * RUN_LOOP_MAX_RUNS + side];
+			int ret;
+
+			if (pool->closed || (extra && !round_pool_wants_more(pool)))
+				continue;
+			if (interrupted)
+				return 0;
+			step->cell = &rl->cells[timed[pick[k]]];
+			step->side = side;
+			step->round = round;
+			step->elapsed = timing_now() - started;
+			ret = run_visit(rl, step, pool, why, len);
+			if (ret)
+				return ret;
+			step->index++;
+		}
 	return 0;
+}
+
+/* The planned rounds over the timed cells, then extra rounds for high-spread ones. */
+static int run_rounds(struct run_loop *rl, struct run_loop_step *step, const size_t *timed,
+		      size_t n, double started, char *why, size_t len)
+{
+	struct round_pool *pools = calloc(n * RUN_LOOP_MAX_RUNS + 1, sizeof(*pools));
+	size_t *order = malloc(sizeof(*order) * (n + 1)), *wanted = malloc(sizeof(*wanted) *
+									  (n + 1));
+	int ret = 0;
+
+	if (!pools || !order || !wanted) {
+		ret = why_fail(-ENOMEM, why, len, "out of memory planning the rounds");
+		goto out;
+	}
+	for (int round = 1; !ret && round <= rl->rounds; round++) {
+		rounds_order(rl->seed, round, order, n);
+		ret = run_round(rl, step, round, false, timed, order, n, pools, started, why, len);
+	}
+	for (int extra = 1; !ret && extra <= ROUNDS_MAX_EXTRA; extra++) {
+		size_t n_wanted = 0, visits = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			size_t sides = 0;
+
+			for (int side = 0; side < rl->n_runs; side++)
+				sides += round_pool_wants_more(&pools[i * RUN_LOOP_MAX_RUNS + side]);
+			if (sides)
+				wanted[n_wanted++] = i;
+			visits += sides;
+		}
+		if (!n_wanted)
+			break;
+		step->total += visits;
+		rounds_order(rl->seed, rl->rounds + extra, order, n_wanted);
+		for (size_t k = 0; k < n_wanted; k++)
+			order[k] = wanted[order[k]];
+		ret = run_round(rl, step, rl->rounds + extra, true, timed, order, n_wanted, pools,
+				started, why, len);
+	}
+out:
+	for (size_t i = 0; pools && i < n * RUN_LOOP_MAX_RUNS; i++) {
+		if (pools[i].cell_id) {
+			rl->by_status[pools[i].pooled.status]++;
+			rl->done++;
+		}
+		round_pool_release(&pools[i]);
+	}
+	free(pools);
+	free(order);
+	free(wanted);
+	return ret;
 }
 
 int run_loop_run(struct run_loop *rl, char *why, size_t len)
 {
-	struct run_loop_step step = { .total = rl->count * (size_t)rl->n_runs };
+	struct run_loop_step step = { .rounds = rl->rounds };
 	double started = timing_now();
-	int ret;
+	size_t *timed = malloc(sizeof(*timed) * (rl->count + 1)), n_timed = 0;
+	int ret = 0;
 
+	if (!timed)
+		return why_fail(-ENOMEM, why, len, "out of memory planning the rounds");
+	if (rl->rounds < 1)
+		rl->rounds = 1;
 	for (size_t i = 0; i < rl->count; i++)
-		for (int side = 0; side < rl->n_runs; side++) {
+		if (rounds_timed(&rl->cells[i]))
+			timed[n_timed++] = i;
+	step.total = (rl->count - n_timed + n_timed * (size_t)rl->rounds) * (size_t)rl->n_runs;
+
+	/* the untimed cells in plan order, then the timed ones round by round */
+	for (size_t i = 0; !ret && i < rl->count; i++)
+		for (int side = 0; !ret && side < rl->n_runs; side++) {
+			if (rounds_timed(&rl->cells[i]))
+				break;
 			if (interrupted)
-				return 0;
+				goto out;
 			step.cell = &rl->cells[i];
 			step.side = side;
-			step.index = i * (size_t)rl->n_runs + (size_t)side;
 			step.elapsed = timing_now() - started;
-			ret = run_one(rl, &step, why, len);
-			if (ret)
-				return ret;
+			ret = run_once(rl, &step, why, len);
+			step.index++;
 		}
-	return 0;
+	if (!ret && !interrupted && n_timed)
+		ret = run_rounds(rl, &step, timed, n_timed, started, why, len);
+out:
+	free(timed);
+	return ret;
 }
 
 const char *run_loop_status(int loop_ret, bool cells_failed)

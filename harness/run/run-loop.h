@@ -36,8 +36,10 @@
 struct run_loop_step {
 	const struct cell *cell;
 	int side;		/* the run the cell goes into: rl->runs[side] */
-	size_t index;		/* steps before this one (cells x runs, interleaved) */
-	size_t total;		/* steps in all: count x n_runs */
+	int round;		/* a timed cell's round (from 1), 0 for an untimed cell */
+	int rounds;		/* planned rounds of the timed cells */
+	size_t index;		/* steps before this one (visits of cells x runs) */
+	size_t total;		/* steps planned: grows when extra rounds are needed */
 	double elapsed;		/* seconds from the loop's start to this cell's start */
 };
 
@@ -60,6 +62,8 @@ struct run_loop {
 	struct cell *cells;		/* run_loop_use_reference_cache() sets their cache_dir */
 	size_t count;
 	int n_runs;			/* 1 .. RUN_LOOP_MAX_RUNS: each cell runs once into each */
+	int rounds;			/* rounds of the timed cells (rounds.h); 0 is 1 */
+	uint64_t seed;			/* the run's seed: orders the rounds */
 	struct runner_limits limits;	/* of each cell's child */
 	const struct run_loop_ops *ops;	/* NULL: no news of the cells */
 	void *data;
@@ -99,9 +103,12 @@ void run_loop_restore_signals(struct run_loop *rl);
 bool run_loop_interrupted(void);
 
 /*
- * Runs every cell once into each run, in order, through the runner with rl->limits,
- * and stores each as it finishes; a crashed, failed or refused cell is stored and counted
- * in rl->by_status, not an error. Stops early, returning 0, when interrupted.
+ * Runs every cell into each run through the runner with rl->limits: the untimed cells
+ * once each, in order, then the timed ones in rl->rounds interleaved rounds and any
+ * extra rounds (rounds.h), stored after each visit. A crashed, failed or refused cell
+ * is stored and counted in rl->by_status (timed cells by their final status), not an
+ * error. Stops early, returning 0, when interrupted: a visit a signal cut is dropped,
+ * what was stored before stays.
  * Returns 0, or -errno with a reason in why when no child could be started or a result
  * could not be stored (the cells stored so far stay).
  */

@@ -9,6 +9,40 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/*
+ * The columns of the `results` view as version 1 made it; later versions add to them
+ * (the view is the contract of users' queries: columns are added, never changed).
+ */
+#define RESULTS_COLUMNS_1 \
+	"  c.run_id, c.id AS cell_id, c.variant, c.task, c.pattern, c.regime," \
+	"  c.n, c.m, c.d, c.heads, c.kv_heads, c.batch, c.params, c.status, c.reason," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'accuracy') AS accuracy," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'rel_err') AS rel_err," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'cosine') AS cosine," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'max_abs_err')" \
+	"    AS max_abs_err," \
+	"  1000 * (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_median')" \
+	"    AS latency_ms," \
+	"  1000 * (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_ci_lo')" \
+	"    AS latency_lo_ms," \
+	"  1000 * (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_ci_hi')" \
+	"    AS latency_hi_ms," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'peak_bytes')" \
+	"    AS peak_bytes," \
+	"  c.rss_bytes," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gflops') AS gflops," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gflops') / r.sgemm_gflops" \
+	"    AS peak_fraction," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'depth') AS depth," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'pairs') AS pairs," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gap') AS gap," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'trials') AS trials," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'state_bytes')" \
+	"    AS state_bytes," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'causal_change')" \
+	"    AS causal_change," \
+	"  c.wall_seconds"
+
 /* migrations[v] takes a database from user_version v to v + 1. */
 static const char *const migrations[] = {
 	"CREATE TABLE runs ("
@@ -46,34 +80,7 @@ static const char *const migrations[] = {
 	"  PRIMARY KEY (cell_id, idx)"
 	") WITHOUT ROWID;"
 	"CREATE VIEW results AS SELECT"
-	"  c.run_id, c.id AS cell_id, c.variant, c.task, c.pattern, c.regime,"
-	"  c.n, c.m, c.d, c.heads, c.kv_heads, c.batch, c.params, c.status, c.reason,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'accuracy') AS accuracy,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'rel_err') AS rel_err,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'cosine') AS cosine,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'max_abs_err')"
-	"    AS max_abs_err,"
-	"  1000 * (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_median')"
-	"    AS latency_ms,"
-	"  1000 * (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_ci_lo')"
-	"    AS latency_lo_ms,"
-	"  1000 * (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_ci_hi')"
-	"    AS latency_hi_ms,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'peak_bytes')"
-	"    AS peak_bytes,"
-	"  c.rss_bytes,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gflops') AS gflops,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gflops') / r.sgemm_gflops"
-	"    AS peak_fraction,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'depth') AS depth,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'pairs') AS pairs,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gap') AS gap,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'trials') AS trials,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'state_bytes')"
-	"    AS state_bytes,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'causal_change')"
-	"    AS causal_change,"
-	"  c.wall_seconds"
+	RESULTS_COLUMNS_1
 	" FROM cells c JOIN runs r ON r.id = c.run_id;",
 
 	/*
@@ -93,6 +100,24 @@ static const char *const migrations[] = {
 	"  name TEXT NOT NULL, value REAL, unit TEXT NOT NULL,"
 	"  PRIMARY KEY (run_id, variant, pattern, baseline, name)"
 	") WITHOUT ROWID;",
+
+	/*
+	 * 3: timed cells are measured in interleaved rounds: each sample keeps its round
+	 * (samples stored before were all one round); the run records its rounds and the
+	 * OpenMP wait policy its cells ran with; the view shows the between-round spread
+	 * and the unstable mark beside the latency.
+	 */
+	"ALTER TABLE samples ADD COLUMN round INTEGER NOT NULL DEFAULT 1;"
+	"ALTER TABLE runs ADD COLUMN rounds INTEGER;"
+	"ALTER TABLE runs ADD COLUMN omp_wait_policy TEXT;"
+	"DROP VIEW results;"
+	"CREATE VIEW results AS SELECT"
+	RESULTS_COLUMNS_1 ","
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'rounds') AS rounds,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_round_spread')"
+	"    AS latency_round_spread,"
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'unstable') AS unstable"
+	" FROM cells c JOIN runs r ON r.id = c.run_id;",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -155,7 +180,7 @@ static int prepare(struct store *s)
 	static const char insert_metric[] =
 		"INSERT OR REPLACE INTO metrics (cell_id, name, value, unit) VALUES (?, ?, ?, ?)";
 	static const char insert_sample[] =
-		"INSERT INTO samples (cell_id, idx, seconds) VALUES (?, ?, ?)";
+		"INSERT INTO samples (cell_id, idx, seconds, round) VALUES (?, ?, ?, ?)";
 	static const char insert_trial[] =
 		"INSERT INTO trials (cell_id, idx, correct) VALUES (?, ?, ?)";
 
@@ -375,19 +400,52 @@ static int insert_cell(struct store *s, int64_t run_id, const struct cell_record
 	return 0;
 }
 
-int store_add_cell(struct store *s, int64_t run_id, const struct cell_record *rec)
+/* Points the cell's row at rec's outcome and drops its metrics, samples and trials. */
+static int reset_cell(struct store *s, int64_t cell_id, const struct cell_record *rec)
+{
+	static const char *const sql[] = {
+		"UPDATE cells SET status = ?2, reason = ?3, wall_seconds = ?4, rss_bytes = ?5,"
+		" finished = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+		"DELETE FROM metrics WHERE cell_id = ?1",
+		"DELETE FROM samples WHERE cell_id = ?1",
+		"DELETE FROM trials WHERE cell_id = ?1",
+	};
+	const struct cell_result *r = rec->result;
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < sizeof(sql) / sizeof(sql[0]); i++) {
+		sqlite3_stmt *st;
+
+		if (sqlite3_prepare_v2(s->db, sql[i], -1, &st, NULL) != SQLITE_OK)
+			return -EIO;
+		sqlite3_bind_int64(st, 1, cell_id);
+		if (i == 0) {
+			sqlite3_bind_text(st, 2, cell_status_name(r->status), -1, SQLITE_STATIC);
+			if (r->reason[0])
+				sqlite3_bind_text(st, 3, r->reason, -1, SQLITE_STATIC);
+			sqlite3_bind_double(st, 4, rec->wall_seconds);
+			if (rec->rss_bytes >= 0)
+				sqlite3_bind_int64(st, 5, rec->rss_bytes);
+		}
+		ret = step_done(st);
+		sqlite3_finalize(st);
+	}
+	return ret;
+}
+
+int store_put_cell(struct store *s, int64_t run_id, const struct cell_record *rec,
+		   int64_t *cell_id)
 {
 	const struct cell_result *r = rec->result;
-	int64_t cell_id;
 	int ret;
 
 	if (exec(s, "BEGIN IMMEDIATE"))
 		return -EIO;
-	ret = insert_cell(s, run_id, rec, &cell_id);
+	ret = *cell_id ? reset_cell(s, *cell_id, rec) : insert_cell(s, run_id, rec, cell_id);
 	for (int i = 0; !ret && i < r->n_metrics; i++) {
 		sqlite3_stmt *st = s->insert_metric;
 
-		sqlite3_bind_int64(st, 1, cell_id);
+		sqlite3_bind_int64(st, 1, *cell_id);
 		sqlite3_bind_text(st, 2, r->metrics[i].name, -1, SQLITE_STATIC);
 		sqlite3_bind_double(st, 3, r->metrics[i].value);
 		sqlite3_bind_text(st, 4, r->metrics[i].unit, -1, SQLITE_STATIC);
@@ -396,15 +454,16 @@ int store_add_cell(struct store *s, int64_t run_id, const struct cell_record *re
 	for (size_t i = 0; !ret && i < r->n_samples; i++) {
 		sqlite3_stmt *st = s->insert_sample;
 
-		sqlite3_bind_int64(st, 1, cell_id);
+		sqlite3_bind_int64(st, 1, *cell_id);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
 		sqlite3_bind_double(st, 3, r->samples[i]);
+		sqlite3_bind_int(st, 4, rec->sample_rounds ? rec->sample_rounds[i] : 1);
 		ret = step_done(st);
 	}
 	for (size_t i = 0; !ret && i < r->n_trials; i++) {
 		sqlite3_stmt *st = s->insert_trial;
 
-		sqlite3_bind_int64(st, 1, cell_id);
+		sqlite3_bind_int64(st, 1, *cell_id);
 		sqlite3_bind_int64(st, 2, (sqlite3_int64)i);
 		sqlite3_bind_int(st, 3, r->trials[i] ? 1 : 0);
 		ret = step_done(st);
@@ -414,4 +473,11 @@ int store_add_cell(struct store *s, int64_t run_id, const struct cell_record *re
 		return ret;
 	}
 	return exec(s, "COMMIT");
+}
+
+int store_add_cell(struct store *s, int64_t run_id, const struct cell_record *rec)
+{
+	int64_t cell_id = 0;
+
+	return store_put_cell(s, run_id, rec, &cell_id);
 }

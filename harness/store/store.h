@@ -2,9 +2,10 @@
  * store.h - the results database (SPEC section 6): SQLite on disk, WAL, one transaction
  * per finished cell, schema versioned by PRAGMA user_version with forward migrations.
  *
- * Tables runs, cells, metrics, samples, trials (per-trial outcomes), run_metrics (results
- * about a whole run: efficiency lengths, scaling slopes); the view `results` (one row per
- * cell) is the stable contract for users' queries.
+ * Tables runs, cells, metrics, samples (each with its measurement round), trials
+ * (per-trial outcomes), run_metrics (results about a whole run: efficiency lengths,
+ * scaling slopes); the view `results` (one row per cell) is the stable contract for
+ * users' queries.
  */
 #ifndef ATTNBENCH_STORE_H
 #define ATTNBENCH_STORE_H
@@ -18,7 +19,7 @@
 #include "task.h"
 
 /* The schema version this build writes and reads. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 enum store_flags {
 	STORE_READONLY = 1 << 0,	/* open an existing database for reading only */
@@ -52,10 +53,19 @@ struct cell_record {
 	const struct cell_result *result;
 	double wall_seconds;	/* fork to reap */
 	long long rss_bytes;	/* child's peak resident set; < 0 when unknown */
+	const int *sample_rounds;	/* the round (from 1) of each sample; NULL: all 1 */
 };
 
 /* Writes a cell with its metrics, samples and trial outcomes in one transaction; 0 or -EIO. */
 int store_add_cell(struct store *s, int64_t run_id, const struct cell_record *rec);
+/*
+ * As store_add_cell() when *cell_id is 0, setting it to the new cell's id; otherwise
+ * replaces that cell's outcome (status, reason, wall time, resident set, finish time) and
+ * all its metrics, samples and trials with rec's, in one transaction: a cell measured in
+ * rounds is stored after each round. 0 or -EIO.
+ */
+int store_put_cell(struct store *s, int64_t run_id, const struct cell_record *rec,
+		   int64_t *cell_id);
 
 /* Formats a cell's params as a JSON object ({"window":15}) into buf; 0 or -ENOSPC. */
 int store_params_json(const struct cell *c, char *buf, size_t len);
