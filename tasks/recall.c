@@ -2,13 +2,21 @@
  * recall.c - multi-query associative recall at the operator level, after Zoology's MQAR
  * (SPEC section 4): can a variant fetch many facts at once from far back?
  *
- * Each KV slice is one trial: P key/value pairs (random unit keys, values drawn from a
- * codebook), then filler tokens, then queries that each repeat the key of a random pair;
- * a query's output must decode (nearest code) to that pair's value. Self patterns hold
- * pairs, gap and the RECALL_QUERIES queries in one sequence of the cell's length, so the
- * gap is n - P - queries (long range: pairs at the start, queries at the end). Cross
- * patterns take the pairs and fillers as the key/value source (m) and every query row
- * as a query.
+ * Each KV slice is one haystack: P key/value pairs (random unit keys, values drawn from
+ * a codebook), then filler tokens, then query rows, some of which repeat the key of a
+ * pair; such a row's output must decode (nearest code) to that pair's value. Self
+ * patterns hold pairs, gap and RECALL_QUERIES query rows in one sequence of the cell's
+ * length, so the gap is n - P - RECALL_QUERIES (long range: pairs at the start, queries
+ * at the end). Cross patterns take the pairs and fillers as the key/value source (m), and
+ * any of the n query rows may ask.
+ *
+ * A trial is one distinct question: a pair of one haystack. The query rows of a KV
+ * group (all its heads) ask distinct pairs, drawn without replacement, in random rows;
+ * when the group has more rows than there are pairs, each pair is asked once and the
+ * other rows ask nothing, so a cell has batch x kv_heads x min(P, rows x heads /
+ * kv_heads) trials. Asked twice, a question would count twice with (nearly) the same
+ * outcome, narrowing Wilson's interval and overstating compare's paired McNemar test.
+ * Questions of one haystack still share it: distinct, not fully independent.
  *
  * A query scores its pair at RECALL_SHARPNESS logits (as passkey). Other pairs score
  * sharpness times the cosine of two random unit keys, about N(0, sharpness^2 / d); fillers
@@ -24,7 +32,7 @@
 #include "task.h"
 
 #define RECALL_CODES 64			/* codebook of values: chance is 1/64 */
-#define RECALL_QUERIES 32		/* queries per self-pattern trial */
+#define RECALL_QUERIES 32		/* query rows per self-pattern sequence */
 #define RECALL_SHARPNESS 16.0		/* logit of a query on its own pair */
 #define RECALL_FILLER_NORM 0.25		/* filler keys, relative to pair keys */
 
@@ -41,20 +49,39 @@ static void random_scaled(struct rng *r, float *x, int d, double length)
 		x[c] = (float)(x[c] * length);
 }
 
+/*
+ * Puts take distinct indices of [0, n), drawn uniformly and in random order, in
+ * idx[0..take): a partial Fisher-Yates shuffle; idx holds n ints.
+ */
+static void draw_distinct(struct rng *r, int *idx, int n, int take)
+{
+	for (int i = 0; i < n; i++)
+		idx[i] = i;
+	for (int i = 0; i < take; i++) {
+		int j = i + (int)rng_below(r, (uint64_t)(n - i)), t = idx[i];
+
+		idx[i] = idx[j];
+		idx[j] = t;
+	}
+}
+
 static int recall_run(const struct cell *c, struct cell_result *r)
 {
 	struct attn_problem p = cell_problem(c);
 	bool self = pattern_is_self(p.pattern);
 	int pairs = atoi(c->regime), d = p.d, group = p.heads / p.kv_heads;
-	int queries = self ? RECALL_QUERIES : p.n, first_query = self ? p.n - queries : 0;
+	int rows = self ? RECALL_QUERIES : p.n, first_query = self ? p.n - rows : 0;
+	/* a group's query rows ask distinct pairs: every pair once when rows outnumber them */
+	int slots = group * rows, asked = pairs < slots ? pairs : slots;
 	double kappa = sqrt(RECALL_SHARPNESS * sqrt(d)), state;
 	float *q, *k, *v, *o, *codes;
-	int *target = NULL, *value_of = NULL;	/* per query row / per pair, one slice */
+	/* target: per query row, the value asked or -1; value_of: per pair, one slice */
+	int *target = NULL, *value_of = NULL, *pair_of = NULL, *slot_of = NULL;
 	long right = 0, trials = 0;
 	struct rng g;
 	int ret;
 
-	if (p.m < pairs + (self ? queries : 0)) {
+	if (p.m < pairs + (self ? rows : 0)) {
 		result_status(r, CELL_UNSUPPORTED, "%d keys cannot hold %d pairs%s", p.m, pairs,
 			      self ? " and the queries" : "");
 		return 0;
@@ -63,9 +90,11 @@ static int recall_run(const struct cell *c, struct cell_result *r)
 	if (ret)
 		return ret;
 	codes = malloc(sizeof(*codes) * RECALL_CODES * d);
-	target = malloc(sizeof(*target) * (size_t)p.batch * p.heads * queries);
+	target = malloc(sizeof(*target) * (size_t)p.batch * p.heads * rows);
 	value_of = malloc(sizeof(*value_of) * (size_t)pairs);
-	if (!codes || !target || !value_of) {
+	pair_of = malloc(sizeof(*pair_of) * (size_t)pairs);
+	slot_of = malloc(sizeof(*slot_of) * (size_t)slots);
+	if (!codes || !target || !value_of || !pair_of || !slot_of) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
@@ -76,6 +105,8 @@ static int recall_run(const struct cell *c, struct cell_result *r)
 	for (int s = 0; s < p.batch * p.kv_heads; s++) {
 		int b = s / p.kv_heads, kvh = s % p.kv_heads;
 		float *ks = k + (size_t)s * p.m * d, *vs = v + (size_t)s * p.m * d;
+		/* the group's rows, head after head: slot = (hh - first head) * rows + t */
+		int *tg = target + ((size_t)b * p.heads + (size_t)kvh * group) * rows;
 
 		for (int j = 0; j < p.m; j++) {
 			float *key = ks + (size_t)j * d, *val = vs + (size_t)j * d;
@@ -90,35 +121,49 @@ static int recall_run(const struct cell *c, struct cell_result *r)
 					val[x] = (float)(rng_normal(&g) / sqrt(d));
 			}
 		}
+		/*
+		 * Which pairs the group asks, and in which rows. A pair asked twice of one
+		 * haystack is one question (the same row of another head gives the same
+		 * output, as does another row of a non-causal pattern), so none is asked
+		 * twice; rows left over get filler queries and are not scored.
+		 */
+		draw_distinct(&g, pair_of, pairs, asked);
+		draw_distinct(&g, slot_of, slots, asked);
+		for (int t = 0; t < slots; t++)
+			tg[t] = -1;
+		for (int i = 0; i < asked; i++) {
+			int hh = kvh * group + slot_of[i] / rows, t = slot_of[i] % rows;
+			float *row = q + problem_q_offset(&p, b, hh) + (size_t)(first_query + t) * d;
+
+			tg[slot_of[i]] = value_of[pair_of[i]];
+			memcpy(row, ks + (size_t)pair_of[i] * d, sizeof(*row) * d);
+		}
+		/* every other row: a token's own query, or a row asking nothing */
 		for (int hh = kvh * group; hh < (kvh + 1) * group; hh++) {
 			float *qs = q + problem_q_offset(&p, b, hh);
+			const int *th = tg + (size_t)(hh - kvh * group) * rows;
 
-			for (int i = 0; i < p.n; i++) {
-				int t = i - first_query, pair;
-
-				if (t < 0) {	/* a pair or filler token's own query */
+			for (int i = 0; i < p.n; i++)
+				if (i < first_query || th[i - first_query] < 0)
 					random_scaled(&g, qs + (size_t)i * d, d,
 						      kappa * RECALL_FILLER_NORM);
-					continue;
-				}
-				pair = (int)rng_below(&g, (uint64_t)pairs);
-				target[((size_t)b * p.heads + hh) * queries + t] = value_of[pair];
-				for (int x = 0; x < d; x++)
-					qs[(size_t)i * d + x] = ks[(size_t)pair * d + x];
-			}
 		}
 	}
 	ret = c->variant->forward(&p, q, k, v, o);
 	if (ret || !result_check_finite(r, "output", &p, o, 0, p.n))
 		goto out_free;
+	/* trial i is the i-th row that asks, in (batch, head, row) order, for every variant */
 	for (int b = 0; b < p.batch; b++)
 		for (int hh = 0; hh < p.heads; hh++)
-			for (int t = 0; t < queries; t++) {
+			for (int t = 0; t < rows; t++) {
+				int want = target[((size_t)b * p.heads + hh) * rows + t];
 				const float *row = o + problem_q_offset(&p, b, hh) +
 						   (size_t)(first_query + t) * d;
-				bool ok = nearest_code(row, codes, RECALL_CODES, d) ==
-					  target[((size_t)b * p.heads + hh) * queries + t];
+				bool ok;
 
+				if (want < 0)
+					continue;
+				ok = nearest_code(row, codes, RECALL_CODES, d) == want;
 				ret = result_trial(r, ok);
 				if (ret)
 					goto out_free;
@@ -128,7 +173,7 @@ static int recall_run(const struct cell *c, struct cell_result *r)
 	result_metric(r, "accuracy", (double)right / (double)trials, "");
 	result_metric(r, "trials", (double)trials, "");
 	result_metric(r, "pairs", pairs, "");
-	result_metric(r, "gap", self ? p.n - pairs - queries : p.m - pairs, "");
+	result_metric(r, "gap", self ? p.n - pairs - rows : p.m - pairs, "");
 	result_metric(r, "chance", 1.0 / RECALL_CODES, "");
 	state = problem_state_bytes(c->variant, &p);
 	if (state >= 0)
@@ -137,6 +182,8 @@ out_free:
 	free(codes);
 	free(target);
 	free(value_of);
+	free(pair_of);
+	free(slot_of);
 	tensors_free(q, k, v, o);
 	return ret;
 }

@@ -1,6 +1,7 @@
 /*
  * test-retrieval.c - the passkey and recall constructions: exact attention solves them,
- * a blind variant scores at chance, and a window finds only what lies inside it.
+ * a blind variant scores at chance, and a window finds only what lies inside it; recall
+ * scores each distinct question once, counted here from the inputs the variant received.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,8 +13,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "inputs.h"
 #include "mean-variant.h"
 #include "task-test.h"
+
+/* What the last forward() of spy_variant received: copies of q and k, from malloc(). */
+static float *spy_q, *spy_k;
+
+/* Exact attention (vanilla's) that keeps a copy of its queries and keys. */
+static int spy_forward(const struct attn_problem *p, const float *q, const float *k,
+		       const float *v, float *out)
+{
+	size_t nq = problem_q_count(p), nk = problem_kv_count(p);
+
+	free(spy_q);
+	free(spy_k);
+	spy_q = malloc(sizeof(*spy_q) * nq);
+	spy_k = malloc(sizeof(*spy_k) * nk);
+	assert_non_null(spy_q);
+	assert_non_null(spy_k);
+	memcpy(spy_q, q, sizeof(*q) * nq);
+	memcpy(spy_k, k, sizeof(*k) * nk);
+	return variant_find("vanilla")->forward(p, q, k, v, out);
+}
+
+static const struct variant_ops spy_variant = {
+	.name = "spy",
+	.family = "test",
+	.summary = "exact attention that keeps its inputs",
+	.citation = "none",
+	.patterns = PATTERNS_ALL,
+	.forward = spy_forward,
+};
 
 static struct cell make_cell(const struct variant_ops *v, const char *task,
 			     enum attn_pattern pattern, int n, int m, const char *regime)
@@ -140,8 +171,116 @@ static void test_recall_is_solved_by_exact_attention(void **state)
 		assert_float_equal(metric(&r, "pairs"), 256, 0);
 		/* self: 512 - 256 pairs - 32 queries; cross: the fillers after the pairs */
 		assert_float_equal(metric(&r, "gap"), self ? 224 : 256, 0);
+		/* 2 batch entries x 1 KV group of 2 heads x 32 rows, all distinct: 64 < 256 */
 		assert_float_equal(metric(&r, "trials"), 2 * 2 * 32, 0);
+		result_release(&r);
 	}
+}
+
+/*
+ * The suite's long-range shapes at the extremes of P and d (d = 16 has the noisiest
+ * scores on the other pairs): exact attention answers nearly everything. 0.99, not 1,
+ * leaves room for a rare near tie among 64 codes at P = 1024.
+ */
+static void test_recall_is_solved_by_exact_attention_at_the_suite_shapes(void **state)
+{
+	static const char *const pairs[] = { "16", "1024" };
+	static const int dims[] = { 16, 128 };
+
+	(void)state;
+	for (int p = 0; p < ATTN_PATTERN_COUNT; p++)
+		for (int i = 0; i < 2; i++)
+			for (int j = 0; j < 2; j++) {
+				bool self = pattern_is_self(p);
+				struct cell c = make_cell(variant_find("vanilla"), "recall", p,
+							  self ? 2048 : 128, 2048, pairs[i]);
+
+				c.batch = 4;
+				c.heads = 1;
+				c.d = dims[j];
+				assert_true(run_accuracy(&c) >= 0.99);
+			}
+}
+
+/*
+ * How many distinct questions the queries a variant received ask: per KV slice, the
+ * distinct keys that some query row of its heads repeats exactly (filler queries are
+ * random and repeat none). Every key repeated must be a pair's (among the first pairs);
+ * *rows_asking counts the query rows that repeat one.
+ */
+static long count_questions(const struct cell *c, int pairs, long *rows_asking)
+{
+	struct attn_problem p = cell_problem(c);
+	int group = p.heads / p.kv_heads;
+	bool *seen = malloc(sizeof(*seen) * (size_t)p.m);
+	long distinct = 0;
+
+	assert_non_null(seen);
+	*rows_asking = 0;
+	for (int b = 0; b < p.batch; b++)
+		for (int kvh = 0; kvh < p.kv_heads; kvh++) {
+			const float *ks = spy_k + problem_kv_offset(&p, b, kvh * group);
+
+			memset(seen, 0, sizeof(*seen) * (size_t)p.m);
+			for (int hh = kvh * group; hh < (kvh + 1) * group; hh++)
+				for (int i = 0; i < p.n; i++) {
+					const float *row = spy_q + problem_q_offset(&p, b, hh) +
+							   (size_t)i * p.d;
+
+					for (int j = 0; j < p.m; j++) {
+						if (memcmp(row, ks + (size_t)j * p.d,
+							   sizeof(*row) * p.d))
+							continue;
+						assert_true(j < pairs);
+						(*rows_asking)++;
+						distinct += !seen[j];
+						seen[j] = true;
+						break;
+					}
+				}
+		}
+	free(seen);
+	return distinct;
+}
+
+/*
+ * Grouped queries (4 heads on 2 KV heads), self and cross, with fewer pairs than the
+ * rows of a group (each pair asked once), as many, and more (the rows ask distinct
+ * pairs): one trial outcome per distinct question, no question asked twice.
+ */
+static void test_recall_scores_each_distinct_question_once(void **state)
+{
+	static const char *const pairs[] = { "16", "64", "128" };
+
+	(void)state;
+	for (int p = 0; p < ATTN_PATTERN_COUNT; p++)
+		for (int i = 0; i < 3; i++) {
+			bool self = pattern_is_self(p);
+			/* a group has 2 x 32 rows (self) or 2 x 48 (cross) */
+			struct cell c = make_cell(&spy_variant, "recall", p, self ? 400 : 48,
+						  400, pairs[i]);
+			struct cell_result r = { 0 };
+			long distinct, rows_asking;
+
+			c.batch = 3;
+			c.heads = 4;
+			c.kv_heads = 2;
+			assert_int_equal(c.task->run(&c, &r), 0);
+			assert_int_equal(r.status, CELL_OK);
+			distinct = count_questions(&c, atoi(pairs[i]), &rows_asking);
+			assert_true(distinct > 0);
+			assert_int_equal(rows_asking, distinct);
+			assert_int_equal(r.n_trials, distinct);
+			assert_float_equal(metric(&r, "trials"), (double)distinct, 0);
+			assert_float_equal(metric(&r, "accuracy"), 1.0, 0);
+			/* every pair asked once when the 6 groups have rows to spare */
+			if (atoi(pairs[i]) <= (self ? 64 : 96))
+				assert_int_equal(distinct, 6 * atoi(pairs[i]));
+			result_release(&r);
+		}
+	free(spy_q);
+	free(spy_k);
+	spy_q = spy_k = NULL;
 }
 
 static void test_recall_is_at_chance_blind_and_outside_a_window(void **state)
@@ -176,6 +315,8 @@ int main(void)
 		cmocka_unit_test(test_passkey_is_at_chance_for_a_blind_variant),
 		cmocka_unit_test(test_passkey_finds_the_needle_only_inside_the_window),
 		cmocka_unit_test(test_recall_is_solved_by_exact_attention),
+		cmocka_unit_test(test_recall_is_solved_by_exact_attention_at_the_suite_shapes),
+		cmocka_unit_test(test_recall_scores_each_distinct_question_once),
 		cmocka_unit_test(test_recall_is_at_chance_blind_and_outside_a_window),
 		cmocka_unit_test(test_recall_refuses_a_sequence_too_short_for_its_pairs),
 	};
