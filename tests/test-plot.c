@@ -679,6 +679,48 @@ static void test_latency_data_names_intervals_below_95_percent(void **state)
 	free(dat);
 }
 
+/*
+ * A speed cell marked unstable (its rounds disagreed) is ringed in the latency figure:
+ * column 5 of its row, a note naming it in the data, a legend entry in the script.
+ */
+static void test_latency_figure_rings_unstable_cells(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	char path[300], dir[300];
+	double rows[8][12];
+	char *dat, *gp;
+	sqlite3 *h;
+
+	(void)state;
+	free(plot_speed_sweep("ringed", "3"));
+	snprintf(path, sizeof(path), "%s/ringed.db", tmpdir);
+	snprintf(dir, sizeof(dir), "%s/ringed-again", tmpdir);
+	assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, "INSERT OR REPLACE INTO metrics (cell_id, name, value,"
+				      " unit) SELECT id, 'unstable', 1, '' FROM cells WHERE"
+				      " variant = 'vanilla' AND n = 64", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(h);
+	run(o, "plot", "--db", path, "--out", dir, "--format", "svg", NULL);
+	assert_int_equal(o->status, 0);
+	dat = slurp_file(path_in(dir, "latency-ns.dat"), NULL);
+	gp = slurp_file(path_in(dir, "latency-ns.gp"), NULL);
+	assert_non_null(dat);
+	assert_non_null(gp);
+	assert_non_null(strstr(dat, "\n#   vanilla at N = 64\n"));
+	assert_null(strstr(dat, "linear at N ="));
+	assert_int_equal(dat_rows(dat, "vanilla", rows, 8), 2);
+	assert_float_equal(rows[0][4], 0, 0);	/* N = 32 */
+	assert_float_equal(rows[1][4], 1, 0);	/* N = 64 */
+	assert_int_equal(dat_rows(dat, "linear", rows, 8), 2);
+	assert_float_equal(rows[0][4] + rows[1][4], 0, 0);
+	assert_non_null(strstr(gp, "unstable: rounds disagree"));
+	assert_non_null(strstr(gp, "ls ls_unstable"));
+	free(dat);
+	free(gp);
+	free(o);
+}
+
 static void test_bad_input_exits_2_with_one_line(void **state)
 {
 	struct outcome *o = malloc(sizeof(*o));
@@ -857,6 +899,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_column_size_is_3_5_inches),
 		cmocka_unit_test(test_format_subset_writes_only_those),
 		cmocka_unit_test(test_latency_data_names_intervals_below_95_percent),
+		cmocka_unit_test(test_latency_figure_rings_unstable_cells),
 		cmocka_unit_test(test_bad_input_exits_2_with_one_line),
 		cmocka_unit_test(test_missing_gnuplot_is_named),
 		cmocka_unit_test(test_editing_style_gp_restyles_every_figure),

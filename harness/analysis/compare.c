@@ -150,7 +150,8 @@ void compare_accuracy_unpaired(long base_right, long base_trials, long right, lo
 	" (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_median')," \
 	" (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'peak_bytes')," \
 	" (SELECT count(*) FROM samples WHERE cell_id = c.id)," \
-	" (SELECT count(*) FROM trials WHERE cell_id = c.id)"
+	" (SELECT count(*) FROM trials WHERE cell_id = c.id)," \
+	" ifnull((SELECT value FROM metrics WHERE cell_id = c.id AND name = 'unstable'), 0)"
 
 /* Earlier cells of the same variant and problem in the run (a suite can repeat one). */
 #define CELL_ORDINAL \
@@ -204,6 +205,7 @@ static void read_cell(sqlite3_stmt *st, struct compare_cell *c, struct compare_r
 	c->peak_bytes = column_or_nan(st, 18);
 	c->n_samples = sqlite3_column_int(st, 19);
 	c->n_outcomes = sqlite3_column_int(st, 20);
+	c->unstable = sqlite3_column_double(st, 21) > 0;
 	if (!row)
 		return;
 	copy_text(row->task, sizeof(row->task), st, 6);
@@ -508,7 +510,7 @@ static int gather_variant(struct gather *g, const char *variant, int index)
 		read_cell(st, &row.var, &row);
 		if (!task_wanted(g->q, row.task) || !pattern_wanted(g->q, row.pattern))
 			continue;
-		ret = find_base(g, baseline, &row, sqlite3_column_int(st, 21));
+		ret = find_base(g, baseline, &row, sqlite3_column_int(st, 22));
 		if (ret <= 0)
 			continue;	/* no baseline for this problem (or -EIO, which ends it) */
 		ret = 0;
@@ -520,6 +522,7 @@ static int gather_variant(struct gather *g, const char *variant, int index)
 		row.has_accuracy = both_ok && has_accuracy(b) && has_accuracy(v);
 		row.peak_ratio = both_ok ? ratio_of(v->peak_bytes, b->peak_bytes) : NAN;
 		row.rss_ratio = both_ok ? ratio_of(v->rss_bytes, b->rss_bytes) : NAN;
+		row.unstable = row.has_latency && (b->unstable || v->unstable);
 		if (row.has_latency)
 			ret = compare_latencies(g, &row);
 		if (!ret && row.has_accuracy)

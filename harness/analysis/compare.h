@@ -116,6 +116,7 @@ struct compare_cell {
 	double latency_median;		/* seconds; NAN when none */
 	double peak_bytes, rss_bytes;	/* NAN when unknown */
 	long n_samples, n_outcomes;	/* stored latency samples and trial outcomes */
+	bool unstable;			/* its measurement rounds disagreed (rounds.h) */
 };
 
 /* A pair of cells that measured the same problem, and what compare makes of it. */
@@ -129,6 +130,8 @@ struct compare_row {
 	struct accuracy_comparison accuracy;
 	double peak_ratio, rss_ratio;	/* variant over baseline; NAN when unknown */
 	bool regression;		/* slower, worse, or broke where the baseline ran */
+	bool unstable;			/* has latency, and a cell of it is unstable: its
+					   latency verdict may be the machine's load */
 };
 
 struct compare_request {

@@ -103,7 +103,10 @@ static struct report_row *row_add(struct leaderboard *lb, const char *variant)
 	return r;
 }
 
-/* Every variant with a result on the pattern, its failed cells and causality tally. */
+/*
+ * Every variant with a result on the pattern, its failed cells, causality tally and
+ * unstable speed cells.
+ */
 static int load_variants(sqlite3 *db, int64_t run_id, struct leaderboard *lb)
 {
 	sqlite3_stmt *st = prepare(db,
@@ -111,7 +114,9 @@ static int load_variants(sqlite3 *db, int64_t run_id, struct leaderboard *lb)
 		" sum(status IN ('failed', 'crashed', 'timeout', 'oom', 'nan')"
 		"     AND task <> 'causality'),"
 		" sum(task = 'causality' AND status = 'ok'),"
-		" sum(task = 'causality' AND status IN ('ok', 'failed'))"
+		" sum(task = 'causality' AND status IN ('ok', 'failed')),"
+		" sum(task = 'speed' AND status = 'ok' AND EXISTS (SELECT 1 FROM metrics m"
+		"     WHERE m.cell_id = cells.id AND m.name = 'unstable' AND m.value > 0))"
 		" FROM cells WHERE run_id = ?1 AND pattern = ?2 AND status <> 'unsupported'",
 		" GROUP BY variant ORDER BY variant", run_id, lb->pattern);
 	int rc;
@@ -128,6 +133,7 @@ static int load_variants(sqlite3 *db, int64_t run_id, struct leaderboard *lb)
 		r->failed_cells = sqlite3_column_int(st, 1);
 		r->causal_pass = sqlite3_column_int(st, 2);
 		r->causal_total = sqlite3_column_int(st, 3);
+		r->unstable_cells = sqlite3_column_int(st, 4);
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? 0 : -EIO;

@@ -51,6 +51,7 @@ struct report_row {
 	int rank;			/* 1-based; equal CIs share a rank */
 	int failed_cells;		/* crashed, timeout, oom, nan or failed, causality aside */
 	int causal_pass, causal_total;	/* causality cells passed, run */
+	int unstable_cells;		/* speed cells whose rounds disagreed (rounds.h) */
 };
 
 struct leaderboard {

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rounds.h"
+
 static const struct {
 	const char *name, *long_name;
 } known_patterns[] = {
@@ -447,8 +449,9 @@ static int write_metrics(const struct writer *w, const struct leaderboard *lb)
 		{ "causality", "causal", true },
 		{ "failed cells", "failed", true },
 	};
-	char caption[512], label[128];
+	char caption[768], label[128], note[256] = "";
 	struct table t;
+	int unstable = 0;
 
 	if (table_init(&t, cols, 9, lb->count))
 		return -ENOMEM;
@@ -462,16 +465,28 @@ static int write_metrics(const struct writer *w, const struct leaderboard *lb)
 		number(w, "%.3f", r->raw[REPORT_RECALL_ACC], table_cell(&t, i, 4), CELL_LEN);
 		number(w, "%.3g", pow(10, r->raw[REPORT_LOG_LATENCY]), table_cell(&t, i, 5),
 		       CELL_LEN);
+		if (r->unstable_cells) {
+			/* the mark the caption explains */
+			size_t used = strlen(table_cell(&t, i, 5));
+
+			snprintf(table_cell(&t, i, 5) + used, CELL_LEN - used, " (%d unstable)",
+				 r->unstable_cells);
+			unstable += r->unstable_cells;
+		}
 		bytes_text(w, pow(10, r->raw[REPORT_LOG_MEMORY]), table_cell(&t, i, 6),
 			   CELL_LEN);
 		causality_text(w, r, table_cell(&t, i, 7), CELL_LEN);
 		snprintf(table_cell(&t, i, 8), CELL_LEN, "%d", r->failed_cells);
 	}
+	if (unstable)
+		snprintf(note, sizeof(note), " (N unstable): N of the variant's speed cells had "
+			 "measurement rounds that disagreed beyond %.2fx even after extra rounds; "
+			 "their latency may be the machine's load.", ROUNDS_SPREAD_LIMIT);
 	snprintf(caption, sizeof(caption), "Task metrics, %s (%s), run %lld: means over the "
 		 "cells every variant completed (latency and memory: geometric means); passkey "
 		 "and recall are accuracies; failed cells crashed, timed out, ran out of memory "
-		 "or gave NaN.", lb->pattern, pattern_long_name(lb->pattern),
-		 (long long)w->run_id);
+		 "or gave NaN.%s", lb->pattern, pattern_long_name(lb->pattern),
+		 (long long)w->run_id, note);
 	snprintf(label, sizeof(label), "tab:attnbench-run%lld-%s-metrics", (long long)w->run_id,
 		 lb->pattern);
 	caption_paragraph(w, caption);

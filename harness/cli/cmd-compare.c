@@ -305,6 +305,9 @@ static void format_verdict(char *buf, size_t len, const struct compare_row *r)
 		snprintf(buf, len, "%s, %s", lat, acc);
 	else
 		snprintf(buf, len, "%s", lat ? lat : acc ? acc : "-");
+	/* the rounds of a cell disagreed: its latency may be the machine's load */
+	if (r->unstable && strlen(buf) + 12 < len)
+		strcat(buf, " (unstable)");
 }
 
 enum column {
@@ -511,6 +514,7 @@ static void print_csv(const struct compare_row *rows, size_t count, const char *
 
 struct tally {
 	size_t faster, slower, same_latency, better, worse, same_accuracy, broken, regressions;
+	size_t unstable;
 };
 
 static void count_verdicts(const struct compare_row *rows, size_t count, struct tally *t)
@@ -533,6 +537,7 @@ static void count_verdicts(const struct compare_row *rows, size_t count, struct 
 				r->latency.verdict == COMPARE_SLOWER) &&
 			     !(r->has_accuracy && r->accuracy.verdict == COMPARE_WORSE);
 		t->regressions += r->regression;
+		t->unstable += r->unstable;
 	}
 }
 
@@ -544,6 +549,10 @@ static void print_summary(const struct tally *t, double threshold,
 	       t->faster, t->slower, t->same_latency, t->better, t->worse, t->same_accuracy);
 	if (t->broken)
 		printf("; %zu broke where the baseline ran", t->broken);
+	if (t->unstable)
+		printf("\n%zu latency row(s) marked (unstable): a cell's measurement rounds "
+		       "disagreed beyond %.2fx even after extra rounds, so its latency may be the "
+		       "machine's load", t->unstable, ROUNDS_SPREAD_LIMIT);
 	printf("\nrule: latency ratio = median(variant) / median(baseline) with a 95%% bootstrap "
 	       "interval (%d resamples);\nfaster/slower when the interval and the ratio of the "
 	       "fastest calls both lie beyond 1 -/+ %g;\naccuracy better/worse when "

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rounds.h"
 #include "stats.h"
 
 /* Bootstrap resamples for the interval of a speed-up: 2000 puts the 2.5% and 97.5%
@@ -53,10 +54,45 @@ static int note_low_interval_levels(struct plot_ctx *c, FILE *f, const char *pat
 	return rc == SQLITE_ROW ? 0 : plot_read_failed(c);
 }
 
+/*
+ * Below the latency blocks, a comment naming the cells marked unstable (no majority of
+ * their measurement rounds agreed, rounds.h), which the figure rings; their count in
+ * *count. 0 or -EIO.
+ */
+static int note_unstable(struct plot_ctx *c, FILE *f, const char *pattern, const int *shape,
+			 int *count)
+{
+	sqlite3_stmt *st = plot_prepare(c,
+		"SELECT variant, n FROM results WHERE run_id = ?1 AND task = 'speed'"
+		" AND pattern = ?2 AND d = ?3 AND heads = ?4 AND kv_heads = ?5 AND batch = ?6"
+		" AND status = 'ok' AND unstable > 0 ORDER BY variant, n");
+	char safe[64];
+	int rc;
+
+	*count = 0;
+	if (!st)
+		return -EIO;
+	sqlite3_bind_text(st, 2, pattern, -1, SQLITE_STATIC);
+	for (int k = 0; k < 4; k++)
+		sqlite3_bind_int(st, 3 + k, shape[k]);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (!(*count)++)
+			fprintf(f, "# unstable (ringed; column 5): the round medians of these cells"
+				" disagreed beyond %.2fx even after extra rounds; their latency may"
+				" be the machine's load, not the method's\n", ROUNDS_SPREAD_LIMIT);
+		plot_comment_text((const char *)sqlite3_column_text(st, 0), safe, sizeof(safe));
+		fprintf(f, "#   %s at N = %d\n", safe, sqlite3_column_int(st, 1));
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : plot_read_failed(c);
+}
+
 int figure_speed(struct plot_ctx *c, const char *pattern, bool memory)
 {
+	/* column 5: whether a cell at that length was marked unstable */
 	static const char latency_sql[] =
-		"SELECT n, avg(latency_ms), avg(latency_lo_ms), avg(latency_hi_ms) FROM results"
+		"SELECT n, avg(latency_ms), avg(latency_lo_ms), avg(latency_hi_ms),"
+		" max(ifnull(unstable, 0)) FROM results"
 		" WHERE run_id = ?1 AND task = 'speed' AND pattern = ?2 AND variant = ?3"
 		" AND d = ?4 AND heads = ?5 AND kv_heads = ?6 AND batch = ?7 AND status = 'ok'"
 		" AND latency_ms > 0 GROUP BY n ORDER BY n";
@@ -68,7 +104,7 @@ int figure_speed(struct plot_ctx *c, const char *pattern, bool memory)
 	const struct run_variant *blocks[MAX_VARIANTS];
 	struct figure g;
 	char name[64];
-	int shape[4], n, rc;
+	int shape[4], n, rc, unstable = 0;
 	FILE *f;
 
 	rc = plot_common_shape(c, "speed", pattern, NULL, shape);
@@ -84,9 +120,10 @@ int figure_speed(struct plot_ctx *c, const char *pattern, bool memory)
 	n = plot_write_variant_blocks(c, f, memory ? memory_sql : latency_sql, pattern, shape, 4,
 				 memory ? "N\tpeak_bytes" :
 				 "N\tmedian_ms\tci_lo_ms\tci_hi_ms (95% interval of the median,"
-				 " or less below 6 samples: see the end)",
+				 " or less below 6 samples: see the end)\tunstable",
 				 blocks);
-	if (n > 0 && !memory && note_low_interval_levels(c, f, pattern, shape))
+	if (n > 0 && !memory && (note_low_interval_levels(c, f, pattern, shape) ||
+				 note_unstable(c, f, pattern, shape, &unstable)))
 		n = -EIO;
 	n = plot_close_dat(c, f, name, n);
 	if (n <= 0)
@@ -95,6 +132,8 @@ int figure_speed(struct plot_ctx *c, const char *pattern, bool memory)
 	if (memory)
 		g.ml = 0.8;	/* tick labels such as "512 KiB" */
 	figure_variant_keys(&g, blocks, n, pattern, KEY_LINEPOINT);
+	if (unstable)
+		figure_key(&g, "unstable: rounds disagree", "ls_unstable", KEY_POINT);
 	rc = figure_begin_one_panel(&g, memory ? "peak workspace vs sequence length" :
 				    "forward latency vs sequence length", c->x_min, c->x_max,
 				    TICK_PLAIN);
