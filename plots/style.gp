@@ -52,8 +52,11 @@ colour_bar = "#aaaaaa"		# the legend's sample of a bar of any variant
 ls_reference = 100
 ls_front = 101
 ls_mark = 102
-ls_unstable = 103
+ls_below = 103
+ls_unstable = 104
 set style line ls_reference lc rgb colour_reference lw 1.5 dt 2	# chance, 1x and other references
 set style line ls_front lc rgb colour_front lw 1.5 dt 1	# Pareto front
 set style line ls_mark lc rgb "#000000" pt 12 ps 1.1 lw 1.5	# CAB's fitted crossing
+# an efficiency length below the measured range: an arrow to smaller lengths
+set style line ls_below lc rgb "#000000" lw 2
 set style line ls_unstable lc rgb "#000000" pt 6 ps 2.2 lw 1	# ring: an unstable cell

@@ -196,8 +196,11 @@ static int run_gnuplot_in(const char *dir, const char *script)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-/* A data file's rows of numbers under "# variant NAME", up to max rows of cols values. */
-static int dat_rows(const char *dat, const char *variant, double rows[][12], int max)
+/* The most columns a .dat row has: the efficiency figure's 14. */
+#define DAT_COLS 14
+
+/* A data file's rows of numbers under "# variant NAME", up to max rows of DAT_COLS values. */
+static int dat_rows(const char *dat, const char *variant, double rows[][DAT_COLS], int max)
 {
 	char header[128];
 	const char *p;
@@ -218,9 +221,9 @@ static int dat_rows(const char *dat, const char *variant, double rows[][12], int
 		}
 		if (*p == '\n')
 			break;		/* the blank line that ends the block */
-		for (int k = 0; k < 12; k++)
+		for (int k = 0; k < DAT_COLS; k++)
 			rows[n][k] = NAN;
-		for (int k = 0; k < 12 && *p && *p != '\n'; k++) {
+		for (int k = 0; k < DAT_COLS && *p && *p != '\n'; k++) {
 			char *end;
 
 			rows[n][k] = strtod(p, &end);
@@ -289,7 +292,9 @@ static const char dull_suite[] =
 /*
  * Efficiency lengths as the speed analysis stores them in run_metrics (schema 2): linear
  * crosses vanilla in time at 100 (80..120; CAB's fit says 150) and never in memory (NULL:
- * none in range); local never in time, in memory at 64; flash only has a slope.
+ * none in range); local never in time, in memory at 64; performer is cheaper at every
+ * measured length in time (below range: the smallest length, 64, and the flag) and crosses
+ * in memory at 90; flash only has a slope.
  */
 static const char efficiency_rows[] =
 	"DELETE FROM run_metrics;"	/* what the run computed itself: these rows replace it */
@@ -298,12 +303,17 @@ static const char efficiency_rows[] =
 	" (1, 'linear', 'ns', 'vanilla', 'efficiency_length_time', 100, 'tokens'),"
 	" (1, 'linear', 'ns', 'vanilla', 'efficiency_length_time_lo', 80, 'tokens'),"
 	" (1, 'linear', 'ns', 'vanilla', 'efficiency_length_time_hi', 120, 'tokens'),"
+	" (1, 'linear', 'ns', 'vanilla', 'efficiency_below_range_time', 0, ''),"
 	" (1, 'linear', 'ns', 'vanilla', 'cab_efficiency_length_time', 150, 'tokens'),"
 	" (1, 'linear', 'ns', 'vanilla', 'efficiency_length_memory', NULL, 'tokens'),"
 	" (1, 'linear', 'ns', 'vanilla', 'loglog_slope_time', 1.05, ''),"
 	" (1, 'local', 'ns', 'vanilla', 'efficiency_length_time', NULL, 'tokens'),"
 	" (1, 'local', 'ns', 'vanilla', 'efficiency_length_memory', 64, 'tokens'),"
 	" (1, 'local', 'ns', 'vanilla', 'cab_efficiency_length_memory', 70, 'tokens'),"
+	" (1, 'performer', 'ns', 'vanilla', 'efficiency_length_time', 64, 'tokens'),"
+	" (1, 'performer', 'ns', 'vanilla', 'efficiency_below_range_time', 1, ''),"
+	" (1, 'performer', 'ns', 'vanilla', 'efficiency_length_memory', 90, 'tokens'),"
+	" (1, 'performer', 'ns', 'vanilla', 'efficiency_below_range_memory', 0, ''),"
 	" (1, 'flash', 'ns', 'vanilla', 'loglog_slope_time', 1.98, '')";
 
 static int setup(void **state)
@@ -404,7 +414,7 @@ static void test_speedup_is_the_ratio_of_median_samples(void **state)
 {
 	static const char *const variants[] = { "linear", "flash", "local" };
 	char *dat = slurp_file(path_in(plots, "speedup-ns.dat"), NULL);
-	double rows[8][12];
+	double rows[8][DAT_COLS];
 	sqlite3 *h;
 
 	(void)state;
@@ -437,7 +447,7 @@ static void test_efficiency_bars_show_values_intervals_and_none(void **state)
 {
 	char *dat = slurp_file(path_in(plots, "efficiency-ns.dat"), NULL);
 	char *gp = slurp_file(path_in(plots, "efficiency-ns.gp"), NULL);
-	double rows[2][12];
+	double rows[2][DAT_COLS];
 	const char *p;
 	int nones = 0;
 
@@ -472,6 +482,88 @@ static void test_efficiency_bars_show_values_intervals_and_none(void **state)
 	free(gp);
 }
 
+/* The block index of a variant in a .dat: how many blocks come before its header. */
+static int dat_block(const char *dat, const char *variant)
+{
+	char header[128];
+	const char *at, *p;
+	int k = 0;
+
+	snprintf(header, sizeof(header), "# variant %s\n", variant);
+	at = strstr(dat, header);
+	assert_non_null(at);
+	for (p = dat; (p = strstr(p, "# variant ")) && p < at; p++)
+		k++;
+	return k;
+}
+
+/* A copy of gp from the line that contains from to the next that contains to (or the end). */
+static char *gp_part(const char *gp, const char *from, const char *to)
+{
+	const char *a = strstr(gp, from), *b;
+
+	assert_non_null(a);
+	b = to ? strstr(a + 1, to) : NULL;
+	return strndup(a, b ? (size_t)(b - a) : strlen(a));
+}
+
+/*
+ * Below range (cheaper at every measured length) is not a bar at the smallest length: an
+ * arrow from it to the left edge, labelled "< 64", with a legend entry of its own; a
+ * variant that crosses within the range keeps its bar.
+ */
+static void test_efficiency_below_range_is_an_arrow_not_a_bar(void **state)
+{
+	char *dat = slurp_file(path_in(plots, "efficiency-ns.dat"), NULL);
+	char *gp = slurp_file(path_in(plots, "efficiency-ns.gp"), NULL);
+	char *time_part, *memory_part, want[128];
+	const char *x0;
+	double rows[2][DAT_COLS];
+	int perf_row, perf_block, lin_block;
+
+	(void)state;
+	assert_non_null(dat);
+	assert_non_null(gp);
+	/* ... time_below memory_below: the last two columns */
+	assert_int_equal(dat_rows(dat, "performer", rows, 2), 1);
+	assert_float_equal(rows[0][1], 64, 1e-9);
+	assert_float_equal(rows[0][12], 1, 0);
+	assert_float_equal(rows[0][13], 0, 0);
+	perf_row = (int)rows[0][0];
+	assert_int_equal(dat_rows(dat, "linear", rows, 2), 1);
+	assert_float_equal(rows[0][12], 0, 0);
+	assert_float_equal(rows[0][13], 0, 0);
+	perf_block = dat_block(dat, "performer");
+	lin_block = dat_block(dat, "linear");
+
+	time_part = gp_part(gp, "set title \"time", "set title \"memory");
+	memory_part = gp_part(gp, "set title \"memory", "set title \"scaling");
+	/* time: performer's arrow and label on its row, no bar; linear's bar */
+	snprintf(want, sizeof(want), "from 64, %d to ", perf_row);
+	assert_non_null(strstr(time_part, want));
+	snprintf(want, sizeof(want), "\"< 64\" at 64, %d ", perf_row);
+	assert_non_null(strstr(time_part, want));
+	snprintf(want, sizeof(want), "index %d using (", perf_block);
+	assert_null(strstr(time_part, want));
+	snprintf(want, sizeof(want), "index %d using (", lin_block);
+	assert_non_null(strstr(time_part, want));
+	/* memory: performer crosses at 90, a bar and no arrow */
+	snprintf(want, sizeof(want), "index %d using (", perf_block);
+	assert_non_null(strstr(memory_part, want));
+	snprintf(want, sizeof(want), "from 64, %d to ", perf_row);
+	assert_null(strstr(memory_part, want));
+	/* the arrow has room to point left: the axis starts well below 64 */
+	x0 = strstr(time_part, "set xrange [");
+	assert_non_null(x0);
+	assert_true(strtod(x0 + strlen("set xrange ["), NULL) < 64 / 1.5);
+	/* its own legend entry */
+	assert_non_null(strstr(gp, "\"cheaper at every measured length (< 64)\""));
+	free(time_part);
+	free(memory_part);
+	free(dat);
+	free(gp);
+}
+
 /* Points of a pareto .dat: every variant block, then the front. */
 struct front_point {
 	double latency, accuracy;
@@ -502,7 +594,7 @@ static void test_pareto_front_is_the_undominated_points(void **state)
 	struct front_point pts[16], front[16];
 	int n_pts = 0, n_front;
 	char *dat = slurp_file(path_in(plots, "pareto-ns.dat"), NULL);
-	double rows[2][12];
+	double rows[2][DAT_COLS];
 
 	(void)state;
 	assert_non_null(dat);
@@ -663,7 +755,7 @@ static char *plot_speed_sweep(const char *db_name, const char *repeats)
 static void test_latency_data_names_intervals_below_95_percent(void **state)
 {
 	char *dat = plot_speed_sweep("three", "3");
-	double rows[8][12];
+	double rows[8][DAT_COLS];
 
 	(void)state;
 	/* 2 variants x 2 lengths */
@@ -893,6 +985,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_every_script_reruns_in_its_directory),
 		cmocka_unit_test(test_speedup_is_the_ratio_of_median_samples),
 		cmocka_unit_test(test_efficiency_bars_show_values_intervals_and_none),
+		cmocka_unit_test(test_efficiency_below_range_is_an_arrow_not_a_bar),
 		cmocka_unit_test(test_pareto_front_is_the_undominated_points),
 		cmocka_unit_test(test_legends_sit_above_every_panel),
 		cmocka_unit_test(test_a_variant_keeps_its_style_in_every_figure),

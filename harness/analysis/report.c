@@ -524,9 +524,11 @@ static void length_text(const struct writer *w, const struct eff_list *eff,
 		snprintf(buf, len, "none");
 		return;
 	}
+	/* below range: x is only the smallest length, and must not read as a crossing */
 	snprintf(name, sizeof(name), "efficiency_below_range_%s", what);
 	if (eff_value(eff, variant, pattern, name, NULL) == 1) {
-		snprintf(buf, len, "%s%.0f", w->fmt == REPORT_LATEX ? "$\\le$" : "≤", x);
+		snprintf(buf, len, "%s %.0f (cheaper at every length)",
+			 w->fmt == REPORT_LATEX ? "$<$" : "<", x);
 		return;
 	}
 	snprintf(name, sizeof(name), "efficiency_length_%s_lo", what);
@@ -660,10 +662,10 @@ static int write_efficiency(const struct writer *w, const struct leaderboard *lb
 		 (long long)w->run_id, lb->pattern);
 	caption_paragraph(w, caption);
 	render(w, &t, caption, label, w->fmt == REPORT_LATEX ?
-	       "none: the curves do not cross in the sampled range; $\\le$$N$: cheaper at "
+	       "none: the curves do not cross in the sampled range; $<$ $N$: cheaper at "
 	       "every sampled length, the smallest being $N$; $\\infty$: some resamples do not "
 	       "cross in range." :
-	       "none: the curves do not cross in the sampled range; ≤N: cheaper at every "
+	       "none: the curves do not cross in the sampled range; < N: cheaper at every "
 	       "sampled length, the smallest being N; ∞: some resamples do not cross in range.");
 	table_release(&t);
 	return 0;

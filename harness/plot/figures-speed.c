@@ -290,7 +290,7 @@ out:
 enum {
 	EFF_TIME, EFF_TIME_LO, EFF_TIME_HI, EFF_TIME_CAB,
 	EFF_MEM, EFF_MEM_LO, EFF_MEM_HI, EFF_MEM_CAB,
-	EFF_SLOPE, EFF_COUNT,
+	EFF_SLOPE, EFF_TIME_BELOW, EFF_MEM_BELOW, EFF_COUNT,
 };
 
 static const char *const eff_names[EFF_COUNT] = {
@@ -299,6 +299,7 @@ static const char *const eff_names[EFF_COUNT] = {
 	"efficiency_length_memory", "efficiency_length_memory_lo",
 	"efficiency_length_memory_hi", "cab_efficiency_length_memory",
 	"loglog_slope_time",
+	"efficiency_below_range_time", "efficiency_below_range_memory",
 };
 
 struct eff_row {
@@ -308,10 +309,27 @@ struct eff_row {
 	unsigned int null;	/* bit k: and its value is NULL ("none") */
 };
 
+/* Whether a row named eff_names[k] exists and holds a number (not NULL: "none"). */
+static bool eff_known(const struct eff_row *r, int k)
+{
+	return (r->have >> k & 1) && !(r->null >> k & 1) && isfinite(r->val[k]);
+}
+
+/*
+ * Whether the variant is cheaper at every measured length in k (EFF_TIME or EFF_MEM): the
+ * stored length is then the smallest length, an upper bound, not a crossing.
+ */
+static bool eff_below(const struct eff_row *r, int k)
+{
+	int flag = k == EFF_TIME ? EFF_TIME_BELOW : EFF_MEM_BELOW;
+
+	return eff_known(r, k) && eff_known(r, flag) && r->val[flag] == 1;
+}
+
 /* A value of the .dat: the number, or NaN when missing or NULL. */
 static void put_value(FILE *f, const struct eff_row *r, int k)
 {
-	if ((r->have >> k & 1) && !(r->null >> k & 1) && isfinite(r->val[k]))
+	if (eff_known(r, k))
 		fprintf(f, "\t%.9g", r->val[k]);
 	else
 		fputs("\tNaN", f);
@@ -321,8 +339,11 @@ static void put_value(FILE *f, const struct eff_row *r, int k)
  * Efficiency lengths against the baseline, from run_metrics: horizontal bars (a row per
  * variant) in a time panel and a memory panel; the measured crossing as the bar with its
  * interval, CAB's fitted crossing as a mark; a value stored as NULL (no crossing in the
- * measured range) as a hatched bar over that range, labelled "none". At the page size a
- * third panel shows the fitted log-log slope of latency.
+ * measured range) as a hatched bar over that range, labelled "none"; a variant cheaper at
+ * every measured length (below range) as an arrow from its smallest length N_1 to the
+ * left edge, labelled "< N_1", with a legend entry of its own (a bar there would read as a
+ * crossing at N_1). At the page size a third panel shows the fitted log-log slope of
+ * latency.
  */
 int figure_efficiency(struct plot_ctx *c, const char *pattern)
 {
@@ -336,6 +357,7 @@ int figure_efficiency(struct plot_ctx *c, const char *pattern)
 	struct eff_row rows[MAX_VARIANTS] = { 0 };
 	const struct run_variant *variants[MAX_VARIANTS];
 	double lo = INFINITY, hi = 0, rlo = 0, rhi = 0, ml = 0, slope_max = 2.4, range[2];
+	double below_lo = INFINITY, below_hi = 0;
 	bool slope = false, bars = false;
 	int n = 0, rc, panels;
 	char name[64], title[96], quoted[300], safe[64], safe_base[64];
@@ -384,11 +406,16 @@ int figure_efficiency(struct plot_ctx *c, const char *pattern)
 			if (rows[i].val[EFF_SLOPE] + 0.3 > slope_max)
 				slope_max = rows[i].val[EFF_SLOPE] + 0.3;
 		}
-		for (int k = 0; k < EFF_COUNT; k++) {
+		for (int k = EFF_TIME; k <= EFF_MEM; k += EFF_MEM - EFF_TIME) {
+			if (!eff_below(&rows[i], k))
+				continue;
+			below_lo = fmin(below_lo, rows[i].val[k]);
+			below_hi = fmax(below_hi, rows[i].val[k]);
+		}
+		for (int k = 0; k < EFF_SLOPE; k++) {
 			double v = rows[i].val[k];
 
-			if (k == EFF_SLOPE || !(rows[i].have >> k & 1) || rows[i].null >> k & 1 ||
-			    !(v > 0) || !isfinite(v))
+			if (!eff_known(&rows[i], k) || !(v > 0))
 				continue;
 			if (v < lo)
 				lo = v;
@@ -416,6 +443,9 @@ int figure_efficiency(struct plot_ctx *c, const char *pattern)
 		lo = rlo;
 	if (rhi > hi)
 		hi = rhi;
+	/* an octave left of the smallest length, for the arrows of "below range" */
+	if (below_lo < INFINITY && below_lo / 2 < lo)
+		lo = below_lo / 2;
 
 	snprintf(name, sizeof(name), "efficiency-%s", pattern);
 	f = plot_open_out(c, name, "dat");
@@ -425,15 +455,17 @@ int figure_efficiency(struct plot_ctx *c, const char *pattern)
 	fprintf(f, "# efficiency length against %s, pattern %s, run %lld, from run_metrics:\n"
 		"# the length N from which a variant is cheaper than the baseline, measured\n"
 		"# (crossing of the medians, with its interval) and by CAB's fit; NaN = not\n"
-		"# stored; none = 1: stored as NULL, no crossing in the measured range %g..%g\n",
+		"# stored; none = 1: stored as NULL, no crossing in the measured range %g..%g;\n"
+		"# below = 1: cheaper at every measured length, the length is then the smallest\n"
+		"# one (the crossing lies below it)\n",
 		safe_base, pattern, (long long)c->o->run_id, rlo, rhi);
 	for (int i = 0; i < n; i++) {
 		const struct eff_row *r = &rows[i];
 
 		plot_comment_text(r->v->name, safe, sizeof(safe));
 		fprintf(f, "%s# variant %s\n# row\ttime\ttime_lo\ttime_hi\tcab_time\ttime_none\t"
-			"memory\tmemory_lo\tmemory_hi\tcab_memory\tmemory_none\tloglog_slope_time\n"
-			"%d", i ? "\n\n" : "", safe, n - 1 - i);
+			"memory\tmemory_lo\tmemory_hi\tcab_memory\tmemory_none\tloglog_slope_time\t"
+			"time_below\tmemory_below\n%d", i ? "\n\n" : "", safe, n - 1 - i);
 		for (int k = EFF_TIME; k <= EFF_TIME_CAB; k++)
 			put_value(f, r, k);
 		fprintf(f, "\t%d", (r->null >> EFF_TIME & 1) && (r->have >> EFF_TIME & 1));
@@ -441,7 +473,7 @@ int figure_efficiency(struct plot_ctx *c, const char *pattern)
 			put_value(f, r, k);
 		fprintf(f, "\t%d", (r->null >> EFF_MEM & 1) && (r->have >> EFF_MEM & 1));
 		put_value(f, r, EFF_SLOPE);
-		fputc('\n', f);
+		fprintf(f, "\t%d\t%d\n", eff_below(r, EFF_TIME), eff_below(r, EFF_MEM));
 		plot_variant_title(c, r->v, pattern, title, sizeof(title));
 		if (plot_text_in(c, title) > ml)
 			ml = plot_text_in(c, title);
@@ -455,6 +487,15 @@ int figure_efficiency(struct plot_ctx *c, const char *pattern)
 	figure_key(&g, "95% interval", "0", KEY_INTERVAL);
 	figure_key(&g, "CAB's fit", STYLE_MARK, KEY_POINT);
 	figure_key(&g, "none: no crossing in range", "0", KEY_HATCH);
+	if (below_lo < INFINITY) {
+		if (below_lo == below_hi)
+			snprintf(title, sizeof(title), "cheaper at every measured length (< %.0f)",
+				 below_lo);
+		else
+			snprintf(title, sizeof(title), "cheaper at every measured length"
+				 " (< the smallest)");
+		figure_key(&g, title, STYLE_BELOW, KEY_ARROW);
+	}
 	g.ml = ml + 0.14;
 	g.mt = MT_IN + TITLE_IN;
 	g.hgap = 0.36;	/* room for the end tick labels of two neighbours */
@@ -472,6 +513,8 @@ int figure_efficiency(struct plot_ctx *c, const char *pattern)
 	figure_emit(&g, "body");
 	for (int p = 0; p < panels; p++) {
 		const char *measure = p == 0 ? "time" : "memory";
+		const struct run_variant *bar_rows[MAX_VARIANTS];
+		int bar_index[MAX_VARIANTS], n_bars = 0;
 		char bar[16];
 
 		figure_panel(&g, p);
@@ -512,9 +555,32 @@ int figure_efficiency(struct plot_ctx *c, const char *pattern)
 			figure_var(&g, "row", "%d", n - 1 - i);
 			figure_var_append(&g, "nones", "\n", "none");
 		}
+		/* below range: an arrow from N_1 to the left edge, labelled */
+		figure_var(&g, "belows", "%s", "");
+		for (int i = 0; i < n; i++) {
+			int k = p == 0 ? EFF_TIME : EFF_MEM;
+			char text[32];
+
+			if (!eff_below(&rows[i], k)) {
+				bar_rows[n_bars] = rows[i].v;
+				bar_index[n_bars++] = i;
+				continue;
+			}
+			snprintf(text, sizeof(text), "< %.0f", rows[i].val[k]);
+			plot_gp_string(text, quoted, sizeof(quoted));
+			figure_var(&g, "tag", "%d", i + 1);
+			figure_var(&g, "label_tag", "%d", MAX_VARIANTS + i + 1);
+			figure_var(&g, "x0", "%g", range[0]);
+			figure_var(&g, "x1", "%g", rows[i].val[k]);
+			figure_var(&g, "row", "%d", n - 1 - i);
+			figure_var(&g, "text", "%s", quoted);
+			figure_var_append(&g, "belows", "\n", "below");
+		}
 		figure_var(&g, "start", "%g", range[0]);
 		snprintf(bar, sizeof(bar), "bar-%s", measure);
-		figure_block_list(&g, "bars", bar, variants, NULL, n);
+		figure_block_list(&g, "bars", bar, bar_rows, bar_index, n_bars);
+		if (!n_bars)	/* every row below range: the plot command needs an element */
+			figure_var_append(&g, "bars", "", "no-bars");
 		figure_emit(&g, measure);
 	}
 	return figure_end(&g);

@@ -302,6 +302,7 @@ static const char *const key_sections[][2] = {
 	[KEY_BAR] = { "key-bar", NULL },
 	[KEY_INTERVAL] = { "key-interval", NULL },
 	[KEY_HATCH] = { "key-hatch", NULL },
+	[KEY_ARROW] = { "key-arrow", NULL },
 };
 
 /* The legend band, drawn last: sections legend, the samples, key-label, legend-end. */

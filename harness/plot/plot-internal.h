@@ -42,11 +42,13 @@
 
 /*
  * Line styles of style.gp that are not variants, by the names style.gp gives their
- * numbers: references (chance, 1x), Pareto fronts, CAB's fitted crossing.
+ * numbers: references (chance, 1x), Pareto fronts, CAB's fitted crossing, the arrows of
+ * efficiency lengths below the measured range.
  */
 #define STYLE_REFERENCE "ls_reference"
 #define STYLE_FRONT "ls_front"
 #define STYLE_MARK "ls_mark"
+#define STYLE_BELOW "ls_below"
 
 struct run_variant {
 	char name[64];
@@ -94,6 +96,7 @@ enum key_kind {
 	KEY_BAR,	/* a filled box: a bar */
 	KEY_INTERVAL,	/* a horizontal error bar */
 	KEY_HATCH,	/* a hatched box: "none" */
+	KEY_ARROW,	/* an arrow to the left: "below range" */
 };
 
 struct key {
