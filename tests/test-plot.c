@@ -779,7 +779,7 @@ static void test_latency_figure_rings_unstable_cells(void **state)
 {
 	struct outcome *o = malloc(sizeof(*o));
 	char path[300], dir[300];
-	double rows[8][12];
+	double rows[8][DAT_COLS];
 	char *dat, *gp;
 	sqlite3 *h;
 
