@@ -309,10 +309,11 @@ ptrdiff_t inputs_first_nonfinite(const float *x, size_t n)
 	return -1;
 }
 
-void output_compare(const float *o, const double *ref, size_t rows, int d,
-		    struct output_error *e)
+void output_compare(const float *o, const double *ref, size_t rows, int d, const float *v,
+		    size_t nv, struct output_error *e)
 {
-	double diff2 = 0, ref2 = 0, cos_sum = 0;
+	double diff2 = 0, ref2 = 0, cos_sum = 0, v2 = 0, rms_err;
+	size_t finite = 0;
 
 	memset(e, 0, sizeof(*e));
 	for (size_t i = 0; i < rows; i++) {
@@ -329,6 +330,7 @@ void output_compare(const float *o, const double *ref, size_t rows, int d,
 			oo += x * x;
 			rr += y * y;
 			diff2 += (x - y) * (x - y);
+			finite++;
 			if (err > e->max_abs_err)
 				e->max_abs_err = err;
 		}
@@ -339,6 +341,10 @@ void output_compare(const float *o, const double *ref, size_t rows, int d,
 			cos_sum += dot / sqrt(oo * rr);
 	}
 	e->rel_err = ref2 > 0 ? sqrt(diff2 / ref2) : sqrt(diff2);
+	for (size_t i = 0; i < nv; i++)
+		v2 += (double)v[i] * v[i];
+	rms_err = finite ? sqrt(diff2 / (double)finite) : 0;
+	e->scaled_err = v2 > 0 ? rms_err / sqrt(v2 / (double)nv) : rms_err;
 	e->cosine = rows ? cos_sum / (double)rows : 1;
 }
 
