@@ -1,12 +1,14 @@
 /*
  * fidelity.c - how far a variant's output is from exact attention, on input regimes
- * that mimic real heads (SPEC section 4).
+ * that mimic real heads (SPEC section 4), with what each regime's attention measurably
+ * is (regime-stats.h), so a low error on `local` means a method handles local heads.
  */
 #include <errno.h>
 #include <stdlib.h>
 
 #include "inputs.h"
 #include "reference-cache.h"
+#include "regime-stats.h"
 #include "task.h"
 
 static int fidelity_run(const struct cell *c, struct cell_result *r)
@@ -14,6 +16,7 @@ static int fidelity_run(const struct cell *c, struct cell_result *r)
 	struct attn_problem p = cell_problem(c);
 	size_t peak, rows = (size_t)p.batch * p.heads * p.n;
 	struct output_error e;
+	struct regime_stats st;
 	float *q, *k, *v, *o;
 	double *ref;
 	int ret;
@@ -37,11 +40,22 @@ static int fidelity_run(const struct cell *c, struct cell_result *r)
 		goto out_free_ref;
 	/* the oracle's output depends on the inputs only: shared by every variant of a run */
 	reference_cached(c, &p, q, k, v, ref);
-	output_compare(o, ref, rows, p.d, &e);
+	output_compare(o, ref, rows, p.d, v, problem_kv_count(&p), &e);
 
 	result_metric(r, "rel_err", e.rel_err, "");
+	result_metric(r, "scaled_err", e.scaled_err, "");
 	result_metric(r, "cosine", e.cosine, "");
 	result_metric(r, "max_abs_err", e.max_abs_err, "");
+
+	/* what the regime is, measured on these inputs: the same for every variant */
+	ret = regime_stats_measure(&p, q, k, &st);
+	if (ret)
+		goto out_free_ref;
+	result_metric(r, "regime_entropy", st.entropy, "nats");
+	result_metric(r, "regime_near16", st.near16, "");
+	result_metric(r, "regime_sink", st.sink, "");
+	result_metric(r, "regime_top1", st.top1, "");
+	result_metric(r, "regime_erank", st.erank, "");
 out_free_ref:
 	free(ref);
 out_free_tensors:

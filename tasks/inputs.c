@@ -150,22 +150,132 @@ static void fill_normal(struct rng *r, float *x, size_t count, double scale)
 		x[i] = (float)(scale * rng_normal(r));
 }
 
-/* Rotary embedding of x (d values) at position pos, as RoPE with base 10000. */
-static void rotate(float *x, int d, double pos)
+/*
+ * The structured regimes are calibrated so that the exact attention of every row has the
+ * property the regime is named for, at every suite length (M up to 4096) and d >= 32;
+ * fidelity stores the measured properties with each cell (regime-stats.h), and
+ * tests/test-regimes.c checks them with its own computation.
+ */
+
+/*
+ * peaked: the chosen key's logit stands this far above log M. The other keys' logits are
+ * about normal with sd (log M + PEAKED_LEAD) / sqrt(d) (a random key against the chosen
+ * one's direction), so for d >= 32 they hold a few percent of a row together even at
+ * M = 4096 (top-1 weight 0.95 measured at d = 32, 0.99 at d = 64).
+ */
+#define PEAKED_LEAD 8.0
+/* peaked: noise on each query coordinate; it adds about N(0, 1/4) to every logit */
+#define PEAKED_NOISE 0.5
+
+/*
+ * local: a query against the key at its own position scores LOCAL_PEAK, and the score
+ * falls as a Gaussian of the distance with length LOCAL_LENGTH, so the weights form a
+ * bump of sd LOCAL_LENGTH / sqrt(LOCAL_PEAK) = 2.5 positions. Far keys score about
+ * N(0, LOCAL_PEAK^2 / d): far below the peak, so they hold well under 1% of a row at
+ * M = 4096 and d = 32. LOCAL_NOISE on every coordinate jitters the scores by about half a
+ * logit, so rows are not shifted copies of one another.
+ */
+#define LOCAL_PEAK 16.0
+#define LOCAL_LENGTH 10.0
+#define LOCAL_NOISE 0.25
+
+/*
+ * sink: key 0's logit stands this far above log M for every query, and the other logits
+ * are about N(0, 1) as in gaussian, whose M exponentials add up to about 1.65 M: key 0
+ * holds about e^1.5 / (e^1.5 + 1.65) = 73% of a full row at any length (more in the
+ * early rows of cs, which see fewer keys).
+ */
+#define SINK_LEAD 1.5
+
+/*
+ * A rotary position code: x[2f], x[2f + 1] = amp * (cos, sin)(w_f pos + phi_f), with w_f
+ * and phi_f in code[2f], code[2f + 1]. Two codes at positions a and b have the dot product
+ * amp^2 sum_f cos(w_f (a - b)): a function of the distance only. An odd d's last
+ * coordinate is 0.
+ */
+static void position_code(float *x, int d, double pos, const float *code, double amp)
 {
 	for (int f = 0; f + 1 < d; f += 2) {
-		double theta = pos * pow(10000.0, -(double)f / d);
-		double c = cos(theta), s = sin(theta), a = x[f], b = x[f + 1];
+		double s, c;
 
-		x[f] = (float)(a * c - b * s);
-		x[f + 1] = (float)(a * s + b * c);
+		sincos((double)code[f] * pos + code[f + 1], &s, &c);
+		x[f] = (float)(amp * c);
+		x[f + 1] = (float)(amp * s);
 	}
+	if (d % 2)
+		x[d - 1] = 0;
+}
+
+/* Amplitude of the local code: a code against itself scores LOCAL_PEAK after 1/sqrt(d). */
+static double local_amp(int d)
+{
+	return d >= 2 ? sqrt(LOCAL_PEAK * sqrt(d) / (d / 2)) : 0;
+}
+
+/* Length of the sink direction: query and key 0 score log M + SINK_LEAD after 1/sqrt(d). */
+static double sink_amp(int m, int d)
+{
+	return sqrt((log(m) + SINK_LEAD) * sqrt(d));
+}
+
+/* x minus its component along the unit vector u (d values). */
+static void remove_component(float *x, const float *u, int d)
+{
+	double dot = 0;
+
+	for (int c = 0; c < d; c++)
+		dot += (double)x[c] * u[c];
+	for (int c = 0; c < d; c++)
+		x[c] = (float)(x[c] - dot * u[c]);
+}
+
+/* Scales x (d values) to unit length; returns its length before. */
+static double normalise(float *x, int d)
+{
+	double norm = 0;
+
+	for (int c = 0; c < d; c++)
+		norm += (double)x[c] * x[c];
+	norm = sqrt(norm);
+	if (norm > 0)
+		for (int c = 0; c < d; c++)
+			x[c] = (float)(x[c] / norm);
+	return norm;
 }
 
 /* Rank of the lowrank regime: 4, or 1 for tiny heads. */
 static int lowrank_rank(int d)
 {
 	return d >= 16 ? 4 : 1;
+}
+
+/*
+ * The lowrank_rank(d) rows of basis (d values each): orthogonal, each of length
+ * sqrt(d / rank), so that rows drawn from it have gaussian's energy and the scores'
+ * nonzero singular values are alike (effective rank close to the rank).
+ */
+static void lowrank_basis(struct rng *r, float *basis, int d)
+{
+	int rank = lowrank_rank(d);
+
+	for (int t = 0; t < rank; t++) {
+		float *b = basis + (size_t)t * d;
+
+		/* d >= 16 for rank 4: a random unit vector is never in the span of three */
+		do {
+			random_unit(r, b, d);
+			for (int u = 0; u < t; u++) {
+				double dot = 0;
+
+				for (int c = 0; c < d; c++)
+					dot += (double)b[c] * basis[(size_t)u * d + c];
+				for (int c = 0; c < d; c++)
+					b[c] = (float)(b[c] - dot * basis[(size_t)u * d + c]);
+			}
+		} while (normalise(b, d) < 1e-3);
+	}
+	for (int i = 0; i < rank * d; i++)
+		basis[i] = (float)(basis[i] * sqrt((double)d / rank));
 }
 
 /* Rows of x (rows x d): random combinations of the lowrank_rank(d) rows of basis. */
@@ -187,38 +297,43 @@ static void fill_lowrank(struct rng *r, float *x, int rows, int d, const float *
 	}
 }
 
-/* Keys and values of one KV slice; dir receives the directions Q shares with K. */
+/*
+ * Keys and values of one KV slice; dir receives what Q shares with K (4 d floats): the
+ * local code's frequencies and phases, the sink direction, the lowrank basis.
+ */
 static void generate_kv(int regime, struct rng *r, int m, int d, float *k, float *v,
 			float *dir)
 {
-	double sigma = 1.0 / sqrt(d);
-
 	fill_normal(r, v, (size_t)m * d, 1.0);
 	switch (regime) {
-	case 2:	/* local: one content vector, rotated by position, plus noise */
-		fill_normal(r, dir, d, 1.0);
+	case 2:	/* local: a rotary code of the key's position, plus noise */
+		/*
+		 * frequencies ~ N(0, 1 / LOCAL_LENGTH^2): the mean of cos(w t) is then
+		 * exp(-t^2 / (2 LOCAL_LENGTH^2)); drawn, not evenly spaced, as evenly spaced
+		 * frequencies would make the code periodic and bring far keys back
+		 */
+		for (int f = 0; f + 1 < d; f += 2) {
+			dir[f] = (float)(rng_normal(r) / LOCAL_LENGTH);
+			dir[f + 1] = (float)(2 * M_PI * rng_uniform(r));
+		}
 		for (int j = 0; j < m; j++) {
+			float *kj = k + (size_t)j * d;
+
+			position_code(kj, d, j, dir, local_amp(d));
 			for (int c = 0; c < d; c++)
-				k[(size_t)j * d + c] = dir[c] + 0.5f * (float)rng_normal(r);
-			rotate(k + (size_t)j * d, d, j);
+				kj[c] += (float)(LOCAL_NOISE * rng_normal(r));
 		}
 		break;
-	case 3:	/* sink: key 0 carries a direction every query shares */
+	case 3:	/* sink: key 0 is the sink direction, the others are orthogonal to it */
 		fill_normal(r, k, (size_t)m * d, 1.0);
-		fill_normal(r, dir, d, 1.0);
-		{
-			double norm = 0, amp = sqrt(8.0 / sigma);	/* sigma*amp^2 = 8 logits */
-
-			for (int c = 0; c < d; c++)
-				norm += (double)dir[c] * dir[c];
-			for (int c = 0; c < d; c++) {
-				dir[c] = (float)(dir[c] / sqrt(norm) * amp);
-				k[c] += dir[c];
-			}
-		}
+		random_unit(r, dir, d);
+		for (int j = 1; j < m; j++)
+			remove_component(k + (size_t)j * d, dir, d);
+		for (int c = 0; c < d; c++)
+			k[c] = (float)(sink_amp(m, d) * dir[c]);
 		break;
 	case 4:	/* lowrank: rows in a shared rank-4 subspace, same energy as gaussian */
-		fill_normal(r, dir, (size_t)lowrank_rank(d) * d, 1.0 / sqrt(lowrank_rank(d)));
+		lowrank_basis(r, dir, d);
 		fill_lowrank(r, k, m, d, dir);
 		break;
 	default:	/* gaussian, peaked */
@@ -234,28 +349,39 @@ static void generate_q(int regime, struct rng *r, const struct attn_problem *p,
 	int n = p->n, m = p->m, d = p->d;
 
 	switch (regime) {
-	case 1:	/* peaked: each query is twice one visible key plus noise */
+	case 1:	/* peaked: each query points at one visible key, scaled to its lead */
 		for (int i = 0; i < n; i++) {
 			int visible = p->pattern == ATTN_CS ? i + 1 : m;
-			int j = (int)rng_below(r, (uint64_t)visible);
+			const float *kj = k + rng_below(r, (uint64_t)visible) * d;
+			float *qi = q + (size_t)i * d;
+			double norm2 = 0, scale;
 
 			for (int c = 0; c < d; c++)
-				q[(size_t)i * d + c] = 2.0f * k[(size_t)j * d + c] +
-						       0.5f * (float)rng_normal(r);
+				norm2 += (double)kj[c] * kj[c];
+			/* q.kj / sqrt(d) = the lead: kj's length does not change the peak */
+			scale = norm2 > 0 ? (log(m) + PEAKED_LEAD) * sqrt(d) / norm2 : 0;
+			for (int c = 0; c < d; c++)
+				qi[c] = (float)(scale * kj[c] + PEAKED_NOISE * rng_normal(r));
 		}
 		break;
-	case 2:	/* local: same content vector, positions scaled onto the keys' range */
+	case 2:	/* local: the code at the query's position, scaled onto the keys' range */
 		for (int i = 0; i < n; i++) {
+			float *qi = q + (size_t)i * d;
+
+			position_code(qi, d, (double)i * m / n, dir, local_amp(d));
 			for (int c = 0; c < d; c++)
-				q[(size_t)i * d + c] = dir[c] + 0.5f * (float)rng_normal(r);
-			rotate(q + (size_t)i * d, d, (double)i * m / n);
+				qi[c] += (float)(LOCAL_NOISE * rng_normal(r));
 		}
 		break;
-	case 3:	/* sink */
+	case 3:	/* sink: gaussian queries with their sink component set to the same length */
 		fill_normal(r, q, (size_t)n * d, 1.0);
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < n; i++) {
+			float *qi = q + (size_t)i * d;
+
+			remove_component(qi, dir, d);
 			for (int c = 0; c < d; c++)
-				q[(size_t)i * d + c] += dir[c];
+				qi[c] += (float)(sink_amp(m, d) * dir[c]);
+		}
 		break;
 	case 4:	/* lowrank: the keys' subspace */
 		fill_lowrank(r, q, n, d, dir);
@@ -309,10 +435,11 @@ ptrdiff_t inputs_first_nonfinite(const float *x, size_t n)
 	return -1;
 }
 
-void output_compare(const float *o, const double *ref, size_t rows, int d,
-		    struct output_error *e)
+void output_compare(const float *o, const double *ref, size_t rows, int d, const float *v,
+		    size_t nv, struct output_error *e)
 {
-	double diff2 = 0, ref2 = 0, cos_sum = 0;
+	double diff2 = 0, ref2 = 0, cos_sum = 0, v2 = 0, rms_err;
+	size_t finite = 0;
 
 	memset(e, 0, sizeof(*e));
 	for (size_t i = 0; i < rows; i++) {
@@ -329,6 +456,7 @@ void output_compare(const float *o, const double *ref, size_t rows, int d,
 			oo += x * x;
 			rr += y * y;
 			diff2 += (x - y) * (x - y);
+			finite++;
 			if (err > e->max_abs_err)
 				e->max_abs_err = err;
 		}
@@ -339,6 +467,10 @@ void output_compare(const float *o, const double *ref, size_t rows, int d,
 			cos_sum += dot / sqrt(oo * rr);
 	}
 	e->rel_err = ref2 > 0 ? sqrt(diff2 / ref2) : sqrt(diff2);
+	for (size_t i = 0; i < nv; i++)
+		v2 += (double)v[i] * v[i];
+	rms_err = finite ? sqrt(diff2 / (double)finite) : 0;
+	e->scaled_err = v2 > 0 ? rms_err / sqrt(v2 / (double)nv) : rms_err;
 	e->cosine = rows ? cos_sum / (double)rows : 1;
 }
 

@@ -52,6 +52,13 @@ size_t problem_kv_count(const struct attn_problem *p);
 
 struct output_error {
 	double rel_err;		/* ||o - ref||_F / ||ref||_F (0 when both are 0) */
+	/*
+	 * RMS(o - ref) / RMS(v): the error on the scale of the values attended over, which
+	 * a reference of tiny norm (rows whose values nearly cancel) cannot inflate as it
+	 * does rel_err. 0 for an exact output; an output of zeros scores RMS(ref) / RMS(v),
+	 * at most about 1. RMS(o - ref) alone when v is all zero or not given.
+	 */
+	double scaled_err;
 	double cosine;		/* mean over rows of cos(o_i, ref_i); 1 for two zero rows */
 	double max_abs_err;
 	size_t nonfinite;	/* entries of o that are NaN or infinite */
@@ -63,9 +70,12 @@ struct output_error {
  */
 ptrdiff_t inputs_first_nonfinite(const float *x, size_t n);
 
-/* Compares o (float) against ref (double), rows of length d. */
-void output_compare(const float *o, const double *ref, size_t rows, int d,
-		    struct output_error *e);
+/*
+ * Compares o (float) against ref (double), rows of length d; v (nv floats, or NULL and 0)
+ * are the values the rows attend over, the scale of scaled_err.
+ */
+void output_compare(const float *o, const double *ref, size_t rows, int d, const float *v,
+		    size_t nv, struct output_error *e);
 
 /*
  * Calls the variant once and measures its workspace: *peak_bytes is the allocator's peak

@@ -221,15 +221,15 @@ static void test_output_compare_scores_known_cases(void **state)
 	struct output_error e;
 
 	(void)state;
-	output_compare(o, ref, 2, 2, &e);
+	output_compare(o, ref, 2, 2, NULL, 0, &e);
 	assert_float_equal(e.rel_err, 0, 0);
 	assert_float_equal(e.cosine, 1, 1e-15);
 	assert_float_equal(e.max_abs_err, 0, 0);
-	output_compare(neg, ref, 2, 2, &e);
+	output_compare(neg, ref, 2, 2, NULL, 0, &e);
 	assert_float_equal(e.rel_err, 2, 1e-15);
 	assert_float_equal(e.cosine, -1, 1e-15);
 	assert_float_equal(e.max_abs_err, 4, 0);
-	output_compare(bad, ref, 2, 2, &e);
+	output_compare(bad, ref, 2, 2, NULL, 0, &e);
 	assert_int_equal(e.nonfinite, 1);
 }
 
