@@ -530,6 +530,41 @@ static void test_gather_pairs_each_variant_with_the_baseline(void **state)
 	store_close(s);
 }
 
+/* A row whose cell was measured unstable says so; its neighbours do not. */
+static void test_gather_marks_rows_with_an_unstable_cell(void **state)
+{
+	struct store *s = small_database();
+	struct compare_request q = {
+		.run_id = 1, .base_run_id = 1, .baseline = "vanilla", .threshold = 0.02,
+		.accuracy_threshold = 0.02,
+	};
+	struct compare_row *rows;
+	size_t count;
+	char why[256];
+
+	(void)state;
+	assert_int_equal(sqlite3_exec(store_db(s), "INSERT INTO metrics (cell_id, name, value,"
+				      " unit) SELECT id, 'unstable', 1, '' FROM cells WHERE"
+				      " variant = 'flash' AND task = 'speed' AND n = 512", NULL,
+				      NULL, NULL), SQLITE_OK);
+	assert_int_equal(compare_gather(s, &q, &rows, &count, why, sizeof(why)), 0);
+	assert_true(find_row(rows, count, "speed", "flash", 512)->unstable);
+	assert_false(find_row(rows, count, "speed", "flash", 256)->unstable);
+	assert_false(find_row(rows, count, "speed", "linear", 512)->unstable);
+	free(rows);
+	/* the baseline's cell unstable: every row against it is */
+	assert_int_equal(sqlite3_exec(store_db(s), "INSERT INTO metrics (cell_id, name, value,"
+				      " unit) SELECT id, 'unstable', 1, '' FROM cells WHERE"
+				      " variant = 'vanilla' AND task = 'speed' AND n = 256", NULL,
+				      NULL, NULL), SQLITE_OK);
+	assert_int_equal(compare_gather(s, &q, &rows, &count, why, sizeof(why)), 0);
+	assert_true(find_row(rows, count, "speed", "linear", 256)->unstable);
+	assert_true(find_row(rows, count, "speed", "local", 256)->unstable);
+	assert_false(find_row(rows, count, "passkey", "linear", 256)->unstable);
+	free(rows);
+	store_close(s);
+}
+
 static void test_gather_refuses_unknown_runs_and_variants(void **state)
 {
 	struct store *s = small_database();
@@ -688,6 +723,7 @@ int main(void)
 		cmocka_unit_test(test_a_tiny_significant_accuracy_change_is_no_change),
 		cmocka_unit_test(test_unpaired_accuracy_uses_fisher),
 		cmocka_unit_test(test_gather_pairs_each_variant_with_the_baseline),
+		cmocka_unit_test(test_gather_marks_rows_with_an_unstable_cell),
 		cmocka_unit_test(test_gather_refuses_unknown_runs_and_variants),
 		cmocka_unit_test(test_a_run_against_an_earlier_run_pairs_the_same_variant),
 		cmocka_unit_test(test_passkey_and_recall_record_each_trial_in_order),

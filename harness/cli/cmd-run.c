@@ -232,7 +232,7 @@ static void describe_cell(const struct cell *c, char *buf, size_t len)
 static void show_progress(void *data, const struct run_loop_step *step)
 {
 	const bool *progress = data;
-	char what[160], spent[32], left[32] = "?";
+	char what[160], spent[32], left[32] = "?", round[32] = "";
 
 	if (!*progress)
 		return;
@@ -241,8 +241,12 @@ static void show_progress(void *data, const struct run_loop_step *step)
 	if (step->index > 0)
 		format_duration(step->elapsed / (double)step->index *
 				(double)(step->total - step->index), left, sizeof(left));
-	fprintf(stderr, "\r[%zu/%zu] %s elapsed, ~%s left: %s\033[K", step->index, step->total,
-		spent, left, what);
+	if (step->round > step->rounds)
+		snprintf(round, sizeof(round), ", extra round %d", step->round);
+	else if (step->round > 0)
+		snprintf(round, sizeof(round), ", round %d of %d", step->round, step->rounds);
+	fprintf(stderr, "\r[%zu/%zu] %s elapsed, ~%s left: %s%s\033[K", step->index,
+		step->total, spent, left, what, round);
 }
 
 /* A stored cell that did not run as it should: one warning line. */

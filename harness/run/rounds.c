@@ -161,7 +161,7 @@ int round_pool_add(struct round_pool *pool, const struct cell *c, int round,
 bool round_pool_wants_more(const struct round_pool *pool)
 {
 	return !pool->closed && pool->n_rounds >= 2 &&
-	       rounds_spread(pool->medians, pool->n_rounds) > ROUNDS_SPREAD_LIMIT;
+	       rounds_majority_spread(pool->medians, pool->n_rounds) > ROUNDS_SPREAD_LIMIT;
 }
 
 void round_pool_release(struct round_pool *pool)

@@ -14,10 +14,14 @@
  *   spread          the largest round median over the smallest (latency_round_spread);
  *   majority spread the narrowest largest-over-smallest ratio of any majority of the
  *                   rounds (floor(R / 2) + 1 of R; latency_majority_spread).
- * A cell whose spread exceeds ROUNDS_SPREAD_LIMIT after the planned rounds is measured
- * again, in extra rounds (at most ROUNDS_MAX_EXTRA, again in random order), which dilute
- * a disturbed round. It is marked unstable (metric unstable = 1) when no majority of its
- * rounds agrees within the limit: then no median it could report is the machine's.
+ * One disturbed round is outvoted: the other rounds agree, and the pooled median lies
+ * among their samples. A cell whose majority spread exceeds ROUNDS_SPREAD_LIMIT after the
+ * planned rounds (no majority agrees) is measured again, in extra rounds (at most
+ * ROUNDS_MAX_EXTRA, again in random order), until a majority agrees; if none does, it is
+ * marked unstable (metric unstable = 1): no median it could report is the machine's.
+ * (Extra rounds for every cell whose plain spread exceeds the limit cost a third more time
+ * on a quiet 2-core VM, where half the cells' rounds differ by more than 1.25x, and moved
+ * the medians no closer to a quiet run's: README, Rounds.)
  */
 #ifndef ATTNBENCH_ROUNDS_H
 #define ATTNBENCH_ROUNDS_H
@@ -35,8 +39,8 @@
 #define ROUNDS_MAX_PLANNED 20
 /* Extra rounds a high-spread cell gets at most. */
 #define ROUNDS_MAX_EXTRA 2
-/* Largest round median over the smallest above which a cell is measured again: above the
- * 1.21x two quiet processes were seen to differ by, below the 1.5x of a loaded round. */
+/* The agreement asked of a majority of a cell's rounds (largest over smallest median):
+ * above the 1.21x two quiet processes were seen to differ by, below a loaded round's 1.5x. */
 #define ROUNDS_SPREAD_LIMIT 1.25
 
 /* Whether a cell is measured in rounds: its task is timed. */
@@ -80,7 +84,7 @@ struct round_pool {
 int round_pool_add(struct round_pool *pool, const struct cell *c, int round,
 		   const struct cell_result *visit, const struct runner_outcome *out);
 
-/* Whether the pool is open and its spread is above the limit: measure it again. */
+/* Whether the pool is open and no majority of its rounds agrees: measure it again. */
 bool round_pool_wants_more(const struct round_pool *pool);
 
 /* Frees the pooled result; the pool may be reused after (zeroed). */
