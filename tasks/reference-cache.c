@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,13 +16,19 @@
 
 #include "inputs.h"
 
-int reference_cache_create(char *dir, size_t len)
+/* The folder the caches go in: $TMPDIR or /tmp. */
+static const char *cache_parent(void)
 {
 	const char *tmp = getenv("TMPDIR");
 
-	if (!tmp || !*tmp)
-		tmp = "/tmp";
-	if ((size_t)snprintf(dir, len, "%s/attnbench-ref-XXXXXX", tmp) >= len)
+	return tmp && *tmp ? tmp : "/tmp";
+}
+
+int reference_cache_create(char *dir, size_t len)
+{
+	/* the pid names the cache's owner, so a later run can tell it was abandoned */
+	if ((size_t)snprintf(dir, len, "%s/attnbench-ref-%ld-XXXXXX", cache_parent(),
+			     (long)getpid()) >= len)
 		return -ENAMETOOLONG;
 	return mkdtemp(dir) ? 0 : -errno;
 }
@@ -54,6 +61,30 @@ void reference_cache_remove(const char *dir)
 		return;
 	for_each_file(dir, remove_file, NULL);
 	rmdir(dir);
+}
+
+int reference_cache_sweep(void)
+{
+	const char *parent = cache_parent();
+	char path[PATH_MAX];
+	struct dirent *e;
+	int removed = 0;
+	DIR *d = opendir(parent);
+	long pid;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		/* kill(pid, 0) fails with ESRCH only when no such process exists */
+		if (sscanf(e->d_name, "attnbench-ref-%ld-", &pid) == 1 && pid > 0 &&
+		    kill((pid_t)pid, 0) && errno == ESRCH &&
+		    (size_t)snprintf(path, sizeof(path), "%s/%s", parent, e->d_name) <
+		    sizeof(path)) {
+			reference_cache_remove(path);
+			removed++;
+		}
+	closedir(d);
+	return removed;
 }
 
 struct oldest {

@@ -21,6 +21,11 @@
 int reference_cache_create(char *dir, size_t len);
 /* Deletes the cache's files and the directory; accepts NULL. */
 void reference_cache_remove(const char *dir);
+/*
+ * Deletes the caches whose run is gone (a driver killed before it could delete its own:
+ * the folder names its pid, and no such process exists). Returns how many.
+ */
+int reference_cache_sweep(void);
 
 /*
  * ref = reference_attention() of c's inputs q, k, v (problem p): read from c->cache_dir

@@ -20,6 +20,7 @@ static const char *const status_names[] = {
 	[CELL_OOM] = "oom",
 	[CELL_UNSUPPORTED] = "unsupported",
 	[CELL_NAN] = "nan",
+	[CELL_CORRUPT] = "corrupt",
 };
 
 const char *cell_status_name(enum cell_status s)

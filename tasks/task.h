@@ -49,6 +49,8 @@ enum cell_status {
 	CELL_OOM,
 	CELL_UNSUPPORTED,
 	CELL_NAN,		/* the variant produced NaN or infinity */
+	CELL_CORRUPT,		/* the variant wrote outside the buffers it was given */
+	CELL_STATUS_COUNT,
 };
 
 const char *cell_status_name(enum cell_status s);

@@ -13,6 +13,7 @@
 
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,18 @@ static void run(struct outcome *o, const char *arg, ...)
 	va_start(ap, arg);
 	run_binary(o, binary, tmpdir, arg, ap);
 	va_end(ap);
+}
+
+/* Starts the binary with the arguments and returns without waiting (finish_binary()). */
+static pid_t start(const char *arg, ...)
+{
+	va_list ap;
+	pid_t pid;
+
+	va_start(ap, arg);
+	pid = start_binary(binary, tmpdir, arg, ap);
+	va_end(ap);
+	return pid;
 }
 
 static char *path_in_tmp(const char *name)
@@ -242,6 +255,171 @@ static void run_one_speed_cell(struct outcome *o, const char *name)
 	run(o, "query", "--db", path, "--csv", "SELECT threads, ifnull(warnings, '') FROM runs",
 	    NULL);
 	assert_int_equal(o->status, 0);
+}
+
+/* ---- interruption and resume ---- */
+
+/*
+ * Untimed cells (fidelity) and timed ones (speed, three rounds): a kill lands among
+ * cells of both kinds, or between the rounds of timed ones.
+ */
+static const char resume_suite[] =
+	"task,variants,patterns,lengths,dims,heads,kv_heads,batch,regimes\n"
+	"fidelity,vanilla flash linear local,ns cs,96x64,16,2,,1,gaussian local\n"
+	"speed,vanilla flash linear,ns cs,64 128,16,2,,1,\n";
+
+/* Every key of the run's cells, sorted, one per line (duplicates kept), into o->out. */
+static void cell_keys(struct outcome *o, const char *db_path, const char *run_id)
+{
+	char sql[512];
+
+	snprintf(sql, sizeof(sql), "SELECT variant, task, pattern, ifnull(regime, ''), n, m, d,"
+		 " heads, kv_heads, batch, params, seed FROM cells WHERE run_id = %s ORDER BY"
+		 " 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12", run_id);
+	run(o, "query", "--db", db_path, "--csv", sql, NULL);
+	assert_int_equal(o->status, 0);
+}
+
+/* The number of cells stored in db_path so far, read while a run writes it. */
+static int cells_stored(const char *db_path)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	int n = 0;
+
+	if (sqlite3_open_v2(db_path, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		sqlite3_close(h);
+		return 0;
+	}
+	sqlite3_busy_timeout(h, 2000);
+	if (sqlite3_prepare_v2(h, "SELECT count(*) FROM cells", -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	return n;
+}
+
+/* Waits (up to a minute) until db_path holds at least n cells; false if it never does. */
+static bool wait_for_cells(const char *db_path, int n)
+{
+	for (int i = 0; i < 6000; i++) {
+		if (cells_stored(db_path) >= n)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/* The reference: the same command, never interrupted, and its cell keys. */
+static char *uninterrupted_keys(void)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	const char *ref = path_in_tmp("resume-ref.db");
+	char *keys;
+
+	write_text(path_in_tmp("resume.csv"), resume_suite);
+	run(o, "run", "--suite", path_in_tmp("resume.csv"), "--db", ref, "--repeats", "3",
+	    "--min-time", "0.02", "--threads", "1", "-q", NULL);
+	assert_int_equal(o->status, 0);
+	cell_keys(o, ref, "1");
+	keys = strdup(o->out);
+	free(o);
+	return keys;
+}
+
+/*
+ * Checks that run 1 of db_path is complete, whole (PRAGMA integrity_check) and holds
+ * exactly the cells of the uninterrupted run, every timed one with its three rounds.
+ */
+static void assert_same_cells(struct outcome *o, const char *db_path, const char *expected)
+{
+	run(o, "query", "--db", db_path, "--csv", "SELECT status FROM runs WHERE id = 1", NULL);
+	assert_non_null(strstr(o->out, "complete"));
+	run(o, "query", "--db", db_path, "--csv", "SELECT count(*) FROM cells c WHERE"
+	    " c.task = 'speed' AND (SELECT count(DISTINCT round) FROM samples s WHERE"
+	    " s.cell_id = c.id) < 3", NULL);
+	assert_non_null(strstr(o->out, "\r\n0\r\n"));
+	cell_keys(o, db_path, "1");
+	assert_string_equal(o->out, expected);
+	{
+		sqlite3 *h;
+		sqlite3_stmt *st;
+
+		assert_int_equal(sqlite3_open_v2(db_path, &h, SQLITE_OPEN_READONLY, NULL),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &st, NULL),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+		sqlite3_finalize(st);
+		sqlite3_close(h);
+	}
+}
+
+/*
+ * kill -9 of the driver mid-run: the run shows as interrupted (its driver is gone), and
+ * `run --resume` finishes it with exactly the cells of an uninterrupted run.
+ */
+static void test_a_killed_run_resumes_to_the_same_cells(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	const char *db_path = path_in_tmp("resume-kill.db");
+	char *expected = uninterrupted_keys();
+	int before;
+	pid_t pid;
+
+	(void)state;
+	pid = start("run", "--suite", path_in_tmp("resume.csv"), "--db", db_path, "--repeats",
+		    "3", "--min-time", "0.02", "--threads", "1", "-q", NULL);
+	assert_true(wait_for_cells(db_path, 10));
+	kill(pid, SIGKILL);
+	finish_binary(o, pid, tmpdir);
+	assert_int_equal(o->status, -1);
+	before = cells_stored(db_path);
+	assert_true(before >= 10);
+	run(o, "list", "runs", "--db", db_path, NULL);
+	assert_non_null(strstr(o->out, "interrupted"));
+	run(o, "run", "--resume", "--db", db_path, "-q", NULL);
+	assert_int_equal(o->status, 0);
+	assert_same_cells(o, db_path, expected);
+	/* nothing left to resume; a complete run is refused with one line */
+	run(o, "run", "--resume", "1", "--db", db_path, NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "complete"));
+	run(o, "run", "--resume", "--suite", "quick", "--db", db_path, NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "--resume takes only"));
+	free(expected);
+	free(o);
+}
+
+/*
+ * SIGTERM (a scheduler's first signal): the cell running finishes, the run is marked
+ * interrupted, the driver says how to resume and exits 130; the resume finishes it.
+ */
+static void test_a_terminated_run_says_how_to_resume_and_does(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	const char *db_path = path_in_tmp("resume-term.db");
+	char *expected = uninterrupted_keys();
+	pid_t pid;
+
+	(void)state;
+	pid = start("run", "--suite", path_in_tmp("resume.csv"), "--db", db_path, "--repeats",
+		    "3", "--min-time", "0.02", "--threads", "1", "-q", NULL);
+	assert_true(wait_for_cells(db_path, 4));
+	kill(pid, SIGTERM);
+	finish_binary(o, pid, tmpdir);
+	assert_int_equal(o->status, 130);
+	assert_non_null(strstr(o->err, "attnbench run --resume 1 --db "));
+	run(o, "query", "--db", db_path, "--csv", "SELECT status FROM runs", NULL);
+	assert_non_null(strstr(o->out, "interrupted"));
+	run(o, "run", "--resume", "1", "--db", db_path, "-q", NULL);
+	assert_int_equal(o->status, 0);
+	assert_same_cells(o, db_path, expected);
+	free(expected);
+	free(o);
 }
 
 /*
@@ -951,6 +1129,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_run_stores_every_variant_on_every_supported_pattern),
 		cmocka_unit_test(test_a_run_records_the_commit_and_the_compiler_flags),
 		cmocka_unit_test(test_a_run_waits_passively_on_the_cpus_it_may_use),
+		cmocka_unit_test(test_a_killed_run_resumes_to_the_same_cells),
+		cmocka_unit_test(test_a_terminated_run_says_how_to_resume_and_does),
 		cmocka_unit_test(test_bad_input_exits_2_and_leaves_the_database_unchanged),
 		cmocka_unit_test(test_check_passes_the_exact_variants_and_names_its_checks),
 		cmocka_unit_test(test_query_and_list_refuse_a_missing_database),

@@ -111,7 +111,7 @@ static int load_variants(sqlite3 *db, int64_t run_id, struct leaderboard *lb)
 {
 	sqlite3_stmt *st = prepare(db,
 		"SELECT variant,"
-		" sum(status IN ('failed', 'crashed', 'timeout', 'oom', 'nan')"
+		" sum(status IN ('failed', 'crashed', 'timeout', 'oom', 'nan', 'corrupt')"
 		"     AND task <> 'causality'),"
 		" sum(task = 'causality' AND status = 'ok'),"
 		" sum(task = 'causality' AND status IN ('ok', 'failed')),"

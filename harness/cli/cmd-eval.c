@@ -194,7 +194,8 @@ int cmd_eval(int argc, char **argv)
 		}
 	ret = npy_write(paths[3], out, q.ndim, q.shape);
 	if (ret)
-		ret = error("cannot write '%s': %s", paths[3], strerror(-ret));
+		ret = error("cannot write '%s': %s", paths[3], ret == -EEXIST ?
+			    "it is a database, which an output never replaces" : strerror(-ret));
 out_free:
 	free(out);
 out_release:

@@ -13,6 +13,7 @@
 #include "csv-export.h"
 #include "error.h"
 #include "options.h"
+#include "outfile.h"
 #include "queries.h"
 #include "store.h"
 #include "why.h"
@@ -48,7 +49,7 @@ int cmd_export(int argc, char **argv)
 	size_t n_runs = 0, cells = 0;
 	struct store *st;
 	char why[512];
-	FILE *out;
+	struct outfile of;
 	int opt, ret;
 
 	optind = 1;
@@ -107,18 +108,21 @@ int cmd_export(int argc, char **argv)
 		goto out_close;
 	}
 	to_stdout = !strcmp(file, "-");
-	out = to_stdout ? stdout : fopen(file, "w");
-	if (!out) {
-		ret = error("cannot write '%s': %s", file, strerror(errno));
+	if (to_stdout) {
+		of.f = stdout;
+	} else if (outfile_open(&of, file, db, why, sizeof(why))) {
+		ret = error("%s", why);
 		goto out_close;
 	}
-	ret = csv_export_runs(store_db(st), runs, n_runs, out, &cells, why, sizeof(why));
+	ret = csv_export_runs(store_db(st), runs, n_runs, of.f, &cells, why, sizeof(why));
 	/* the last writes fail here: when standard output is flushed, or the file closed */
-	if ((to_stdout ? fflush(out) : fclose(out)) && !ret)
+	if (!ret && to_stdout && fflush(stdout))
 		ret = why_fail(-EIO, why, sizeof(why), "cannot write: %s", strerror(errno));
+	else if (!ret && !to_stdout)
+		ret = outfile_commit(&of, why, sizeof(why));
+	else if (!to_stdout)
+		outfile_abort(&of);
 	if (ret) {
-		if (!to_stdout)
-			unlink(file);
 		ret = error("cannot export to '%s': %s", file, why);
 		goto out_close;
 	}

@@ -4,10 +4,12 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "error.h"
 #include "options.h"
+#include "provenance.h"
 #include "store.h"
 #include "suite.h"
 
@@ -88,15 +90,48 @@ static int list_suites(void)
 	return EXIT_OK;
 }
 
+/*
+ * Column col of the row as text fit for a terminal: "-" for NULL, controls (a stored
+ * string may carry escape sequences) as '?'.
+ */
+static const char *shown(sqlite3_stmt *st, int col, char *buf, size_t len)
+{
+	const unsigned char *text = sqlite3_column_text(st, col);
+	size_t n = 0;
+
+	if (!text)
+		return "-";
+	for (; *text && n + 1 < len; text++)
+		buf[n++] = *text < 32 || *text == 127 ? '?' : (char)*text;
+	buf[n] = '\0';
+	return buf;
+}
+
+/*
+ * A run's status as stored, but "interrupted" for a run still marked running whose driver
+ * on this machine is gone (killed, or the machine rebooted): nothing will finish it but
+ * `run --resume`.
+ */
+static const char *run_status(sqlite3_stmt *st, const char *host, char *buf, size_t len)
+{
+	const char *status = shown(st, 2, buf, len);
+	const unsigned char *ran_on = sqlite3_column_text(st, 8);
+
+	if (!strcmp(status, "running") && ran_on && !strcmp((const char *)ran_on, host) &&
+	    provenance_driver_alive((const char *)sqlite3_column_text(st, 9)) == 0)
+		return "interrupted";
+	return status;
+}
+
 static int list_runs(const char *db)
 {
 	static const char sql[] =
 		"SELECT r.id, r.started, r.status, r.suite, r.threads, r.sgemm_gflops,"
-		" r.cpu_model, (SELECT count(*) FROM cells c WHERE c.run_id = r.id)"
-		" FROM runs r ORDER BY r.id";
+		" r.cpu_model, (SELECT count(*) FROM cells c WHERE c.run_id = r.id),"
+		" r.hostname, r.driver FROM runs r ORDER BY r.id";
+	char why[256], host[256] = "", started[64], status[32], suite[64], cpu[128];
 	struct store *st;
 	sqlite3_stmt *stmt;
-	char why[256];
 	int rc;
 
 	if (store_open(db, STORE_READONLY, &st, why, sizeof(why)))
@@ -106,19 +141,22 @@ static int list_runs(const char *db)
 		store_close(st);
 		return EXIT_USAGE;
 	}
+	gethostname(host, sizeof(host) - 1);
 	printf("%-5s %-24s %-12s %-10s %7s %6s %9s  %s\n", "run", "started", "status", "suite",
 	       "threads", "cells", "sgemm", "cpu");
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
 		printf("%-5lld %-24s %-12s %-10s %7d %6d %9.1f  %s\n",
-		       (long long)sqlite3_column_int64(stmt, 0), sqlite3_column_text(stmt, 1),
-		       sqlite3_column_text(stmt, 2), sqlite3_column_text(stmt, 3),
-		       sqlite3_column_int(stmt, 4), sqlite3_column_int(stmt, 7),
-		       sqlite3_column_double(stmt, 5),
-		       sqlite3_column_text(stmt, 6) ? (const char *)sqlite3_column_text(stmt, 6) :
-		       "?");
+		       (long long)sqlite3_column_int64(stmt, 0),
+		       shown(stmt, 1, started, sizeof(started)),
+		       run_status(stmt, host, status, sizeof(status)),
+		       shown(stmt, 3, suite, sizeof(suite)), sqlite3_column_int(stmt, 4),
+		       sqlite3_column_int(stmt, 7), sqlite3_column_double(stmt, 5),
+		       shown(stmt, 6, cpu, sizeof(cpu)));
 	sqlite3_finalize(stmt);
+	if (rc != SQLITE_DONE)
+		error("cannot list runs in '%s': %s", db, store_errmsg(st));
 	store_close(st);
-	return rc == SQLITE_DONE ? EXIT_OK : error("cannot list runs in '%s'", db);
+	return rc == SQLITE_DONE ? EXIT_OK : EXIT_USAGE;
 }
 
 int cmd_list(int argc, char **argv)

@@ -18,6 +18,7 @@
 #include "options.h"
 #include "plan.h"
 #include "provenance.h"
+#include "resume.h"
 #include "rounds.h"
 #include "run-loop.h"
 #include "store.h"
@@ -26,9 +27,14 @@
 
 const char usage_run[] =
 	"usage: attnbench run [--suite NAME|FILE.csv] [selection] [options]\n"
+	"       attnbench run --resume [RUN] [--db PATH] [-q]\n"
 	"\n"
 	"Runs every cell of a suite (default: 'default'), each in its own process, and\n"
-	"stores each result as soon as it is known.\n"
+	"stores each result as soon as it is known. --resume finishes a run that stopped\n"
+	"(default: the newest that is not complete): its own command again, into the same\n"
+	"run, for the cells it has no finished result for. Exit status: 0 every cell ran\n"
+	"well, 1 some crashed, failed or gave NaN, 2 bad input, 130 interrupted (SIGINT or\n"
+	"SIGTERM: the cell running finishes or meets its time limit, then the run stops).\n"
 	"\n"
 	"selection (lists separated by commas; narrow or replace the suite's values):\n"
 	"  --variants LIST     variants to run (default: all of the suite's)\n"
@@ -52,6 +58,7 @@ const char usage_run[] =
 	"  --time-limit S      wall-clock limit per cell (default 600)\n"
 	"  --mem-limit GIB     address-space limit per cell (default 90% of RAM)\n"
 	"  --db PATH           database (default " DEFAULT_DB ")\n"
+	"  --resume [RUN]      finish run RUN (see above); takes only --db and -q\n"
 	"  --dry-run           print the cells and exit\n"
 	"  -q, --quiet         no progress line\n";
 
@@ -59,6 +66,7 @@ enum {
 	OPT_SUITE = 256, OPT_VARIANTS, OPT_TASKS, OPT_PATTERNS, OPT_LENGTHS, OPT_DIMS,
 	OPT_HEADS, OPT_KV_HEADS, OPT_BATCH, OPT_SET, OPT_SEED, OPT_THREADS, OPT_REPEATS,
 	OPT_MIN_TIME, OPT_ROUNDS, OPT_TIME_LIMIT, OPT_MEM_LIMIT, OPT_DB, OPT_DRY_RUN,
+	OPT_RESUME,
 };
 
 static const struct option run_options[] = {
@@ -81,6 +89,7 @@ static const struct option run_options[] = {
 	{ "mem-limit", required_argument, NULL, OPT_MEM_LIMIT },
 	{ "db", required_argument, NULL, OPT_DB },
 	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+	{ "resume", no_argument, NULL, OPT_RESUME },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -93,6 +102,9 @@ struct run_args {
 	int repeats, rounds;
 	double min_time, time_limit, mem_limit_gib;
 	bool dry_run, quiet;
+	bool resume;		/* --resume: the rest comes from the run */
+	int64_t resume_run;	/* its RUN, 0 for the newest unfinished */
+	int planning_options;	/* options given besides --db, -q and --resume */
 };
 
 static int parse_args(int argc, char **argv, struct run_args *a)
@@ -185,12 +197,18 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 			break;
 		case OPT_DB:
 			a->db = optarg;
+			a->planning_options--;	/* counted below, but allowed with --resume */
+			break;
+		case OPT_RESUME:
+			a->resume = true;
+			a->planning_options--;
 			break;
 		case OPT_DRY_RUN:
 			a->dry_run = true;
 			break;
 		case 'q':
 			a->quiet = true;
+			a->planning_options--;
 			break;
 		case 'h':
 			fputs(usage_run, stdout);
@@ -200,6 +218,14 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 		}
 		if (ret)
 			return error("%s", why);
+		a->planning_options++;
+	}
+	if (a->resume) {
+		if (a->planning_options > 0)
+			return error("--resume takes only --db and -q: the run's own options are "
+				     "its stored command line's");
+		if (optind < argc && option_run_id("--resume", argv[optind++], &a->resume_run))
+			return EXIT_USAGE;
 	}
 	if (optind < argc)
 		return error("unexpected argument '%s' (see 'attnbench run --help')",
@@ -286,25 +312,30 @@ static void make_parent(const char *path)
 /* Whether a stored cell crashed, failed, ran out of time or memory, or gave NaN. */
 static bool cells_failed(const struct run_loop *rl)
 {
-	for (int s = 0; s <= CELL_NAN; s++)
+	for (int s = 0; s < CELL_STATUS_COUNT; s++)
 		if (s != CELL_OK && s != CELL_UNSUPPORTED && rl->by_status[s])
 			return true;
 	return false;
 }
 
-static void print_summary(const struct run_loop *rl, const char *status, double seconds)
+/* The run's end: cells by status, and (resuming) how many had finished before. */
+static void print_summary(const struct run_loop *rl, const char *status, double seconds,
+			  size_t before)
 {
 	char spent[32];
 	bool first = true;
 
 	format_duration(seconds, spent, sizeof(spent));
 	printf("run %lld %s: %zu cells (", (long long)rl->runs[0], status, rl->done);
-	for (int s = 0; s <= CELL_NAN; s++)
+	for (int s = 0; s < CELL_STATUS_COUNT; s++)
 		if (rl->by_status[s]) {
 			printf("%s%zu %s", first ? "" : ", ", rl->by_status[s], cell_status_name(s));
 			first = false;
 		}
-	printf(") in %s -> %s\n", spent, rl->db);
+	printf(") in %s", spent);
+	if (before)
+		printf(", after %zu finished before the resume", before);
+	printf(" -> %s\n", rl->db);
 }
 
 static void print_plan(const struct cell *cells, size_t count)
@@ -318,17 +349,50 @@ static void print_plan(const struct cell *cells, size_t count)
 	printf("%zu cells\n", count);
 }
 
+/*
+ * For --resume: the run to finish, with its stored command line parsed into a (the
+ * database and -q as given now). 0, or an exit status after a one-line error.
+ */
+static int resume_args(struct run_args *a, struct store **st, struct resume_target *t)
+{
+	struct run_args given = *a;
+	char why[512];
+	int ret;
+
+	if (access(a->db, F_OK))
+		return error("cannot resume: no database '%s'", a->db);
+	if (store_open(a->db, 0, st, why, sizeof(why)))
+		return error("cannot open database '%s': %s", a->db, why);
+	if (resume_find(*st, a->resume_run, t, why, sizeof(why)))
+		return error("cannot resume: %s", why);
+	/* stored as the program got it: the program, "run", then the options */
+	if (t->argc < 2 || strcmp(t->argv[1], "run"))
+		return error("cannot resume run %lld: its command line is not a run's",
+			     (long long)t->run);
+	ret = parse_args(t->argc - 1, t->argv + 1, a);
+	if (ret)
+		return ret < 0 ? error("cannot resume run %lld: its command line asks for help",
+				       (long long)t->run) : ret;
+	if (a->resume || a->dry_run)
+		return error("cannot resume run %lld: its command line is not a run's",
+			     (long long)t->run);
+	a->db = given.db;
+	a->quiet = given.quiet;
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	struct provenance prov;
 	struct run_args a;
-	struct suite *suite;
+	struct resume_target target = { 0 };
+	struct suite *suite = NULL;
 	struct store *st = NULL;
 	struct cell *cells = NULL;
 	struct run_loop rl = { .n_runs = 1, .ops = &run_progress_ops };
 	const char *status;
 	size_t count;
-	bool progress;
+	bool progress, resuming;
 	double peak, started = timing_now();
 	char why[512];
 	char loop_why[PATH_MAX + 512];	/* room for the database's path and SQLite's message */
@@ -336,12 +400,20 @@ int cmd_run(int argc, char **argv)
 
 	if (ret)
 		return ret < 0 ? EXIT_OK : ret;
+	resuming = a.resume;
+	if (resuming) {
+		ret = resume_args(&a, &st, &target);
+		if (ret)
+			goto out;
+	}
 	suite = calloc(1, sizeof(*suite));
-	if (!suite)
-		return error("out of memory");
+	if (!suite) {
+		ret = error("out of memory");
+		goto out;
+	}
 	if (suite_load(a.suite, suite, why, sizeof(why))) {
 		ret = error("%s", why);
-		goto out_free_suite;
+		goto out;
 	}
 	if (a.repeats)
 		suite->measure.min_repeats = a.repeats;
@@ -349,24 +421,28 @@ int cmd_run(int argc, char **argv)
 		suite->measure.min_seconds = a.min_time;
 	if (plan_cells(suite, &a.sel, &cells, &count, why, sizeof(why))) {
 		ret = error("%s", why);
-		goto out_free_suite;
+		goto out;
 	}
 	if (a.dry_run) {
 		print_plan(cells, count);
 		ret = EXIT_OK;
-		goto out_free_cells;
+		goto out;
 	}
 
-	if (!strcmp(a.db, DEFAULT_DB))
+	if (!resuming && !strcmp(a.db, DEFAULT_DB))
 		make_parent(a.db);
-	if (store_open(a.db, 0, &st, why, sizeof(why))) {
+	if (!resuming && store_open(a.db, 0, &st, why, sizeof(why))) {
 		ret = error("cannot open database '%s': %s", a.db, why);
-		goto out_free_cells;
+		goto out;
+	}
+	if (resuming && resume_remaining(st, &target, cells, &count, why, sizeof(why))) {
+		ret = error("cannot resume run %lld: %s", (long long)target.run, why);
+		goto out;
 	}
 	if (provenance_collect(&prov, a.sel.threads, (unsigned long long)a.sel.seed, a.rounds,
 			       a.suite, argc + 1, argv - 1)) {
 		ret = error("out of memory");
-		goto out_close;
+		goto out;
 	}
 	if (prov.values[PROV_WARNINGS])
 		warning("timings may be unreliable: %s", prov.values[PROV_WARNINGS]);
@@ -381,21 +457,31 @@ int cmd_run(int argc, char **argv)
 			  run_loop_default_mem_limit();
 	progress = !a.quiet && isatty(STDERR_FILENO);
 	rl.data = &progress;
-	ret = run_loop_begin(&rl, &prov);
+	if (resuming) {
+		rl.runs[0] = target.run;
+		ret = resume_take_over(st, target.run, prov.values[PROV_DRIVER]);
+	} else {
+		ret = run_loop_begin(&rl, &prov);
+	}
 	provenance_release(&prov);
 	if (ret) {
 		ret = error("cannot record the run in '%s': %s", a.db, store_errmsg(st));
-		goto out_close;
+		goto out;
 	}
 	run_loop_catch_signals(&rl);
 
-	if (!a.quiet)
+	if (!a.quiet && resuming)
+		fprintf(stderr, "run %lld resumed: %zu cells of suite '%s' had finished, %zu to go,"
+			" with %d threads into %s\n", (long long)rl.runs[0], target.done, a.suite,
+			count, a.sel.threads, a.db);
+	else if (!a.quiet)
 		fprintf(stderr, "run %lld: %zu cells of suite '%s' with %d threads into %s\n",
 			(long long)rl.runs[0], count, a.suite, a.sel.threads, a.db);
-	if (!run_loop_measure_peak(&rl, a.sel.threads, &peak)) {
+	/* a resumed run keeps the peak it measured at its start */
+	if (!resuming && !run_loop_measure_peak(&rl, a.sel.threads, &peak)) {
 		if (!a.quiet)
 			fprintf(stderr, "SGEMM peak of this machine: %.1f GFLOP/s\n", peak);
-	} else {
+	} else if (!resuming) {
 		warning("could not measure the SGEMM peak; peak_fraction will be empty");
 	}
 	if (run_loop_use_reference_cache(&rl))
@@ -405,9 +491,11 @@ int cmd_run(int argc, char **argv)
 		ret = error("%s", loop_why);
 		run_loop_finish(&rl, run_loop_status(ret, false));
 	} else {
+		bool failed = cells_failed(&rl) || target.failed;
+
 		if (progress)
 			fputs("\r\033[K", stderr);
-		status = run_loop_status(0, cells_failed(&rl));
+		status = run_loop_status(0, failed);
 		/* efficiency lengths against the default baseline, for report and plot */
 		if (!run_loop_interrupted()) {
 			int rc = efficiency_update_run(store_db(st), rl.runs[0],
@@ -419,15 +507,18 @@ int cmd_run(int argc, char **argv)
 					strerror(-rc));
 		}
 		run_loop_finish(&rl, status);
-		print_summary(&rl, status, timing_now() - started);
-		ret = run_loop_interrupted() ? 130 : cells_failed(&rl) ? EXIT_FAILED : EXIT_OK;
+		print_summary(&rl, status, timing_now() - started, target.done);
+		if (run_loop_interrupted())
+			fprintf(stderr, "attnbench: run %lld interrupted; finish it with: attnbench "
+				"run --resume %lld --db %s\n", (long long)rl.runs[0],
+				(long long)rl.runs[0], a.db);
+		ret = run_loop_interrupted() ? EXIT_INTERRUPTED : failed ? EXIT_FAILED : EXIT_OK;
 	}
 	run_loop_restore_signals(&rl);
-out_close:
+out:
 	store_close(st);
-out_free_cells:
 	free(cells);
-out_free_suite:
 	free(suite);
+	resume_release(&target);
 	return ret;
 }

@@ -9,6 +9,7 @@ enum exit_status {
 	EXIT_OK = 0,
 	EXIT_FAILED = 1,	/* the work ran, but something failed */
 	EXIT_USAGE = 2,		/* bad usage, bad input or trouble */
+	EXIT_INTERRUPTED = 130,	/* stopped by SIGINT or SIGTERM (128 + SIGINT, as shells say) */
 };
 
 /* Prints "attnbench: <message>" to stderr and returns EXIT_USAGE. */

@@ -36,6 +36,8 @@ const struct csv_column csv_run_columns[R_COUNT] = {
 	[R_COMMAND] = { "command", K_TEXT, false },
 	[R_ROUNDS] = { "rounds", K_SIZE, false },
 	[R_OMP_WAIT_POLICY] = { "omp_wait_policy", K_TEXT, false },
+	[R_DRIVER] = { "driver", K_TEXT, false },
+	[R_ARGUMENTS] = { "arguments", K_TEXT, false },
 };
 
 const struct csv_column csv_cell_columns[C_COUNT] = {

@@ -20,7 +20,7 @@ enum csv_kind {
 	K_NAME,		/* 1..64 of letters, digits, '_', '-', '.' */
 	K_TIME,		/* YYYY-MM-DD..., a date and time SQLite's julianday() reads */
 	K_RUN_STATUS,	/* running, complete, failed, interrupted */
-	K_CELL_STATUS,	/* ok, failed, crashed, timeout, oom, unsupported, nan */
+	K_CELL_STATUS,	/* ok, failed, crashed, timeout, oom, unsupported, nan, corrupt */
 	K_PATTERN,	/* ns, cs, nc, cc */
 	K_JSON,		/* a JSON object */
 	K_INT,		/* a 64-bit whole number */
@@ -40,7 +40,8 @@ enum run_column {
 	R_STARTED, R_FINISHED, R_STATUS, R_SGEMM_GFLOPS, R_HARNESS_VERSION, R_GIT_COMMIT,
 	R_COMPILER, R_CFLAGS, R_CPU_MODEL, R_CPU_FLAGS, R_CORES, R_THREADS, R_BLAS_CONFIG,
 	R_SQLITE_VERSION, R_KERNEL, R_HOSTNAME, R_GOVERNOR, R_LOAD_AVG, R_SMT, R_ASLR,
-	R_WARNINGS, R_SEED, R_SUITE, R_COMMAND, R_ROUNDS, R_OMP_WAIT_POLICY, R_COUNT,
+	R_WARNINGS, R_SEED, R_SUITE, R_COMMAND, R_ROUNDS, R_OMP_WAIT_POLICY, R_DRIVER,
+	R_ARGUMENTS, R_COUNT,
 };
 
 extern const struct csv_column csv_run_columns[R_COUNT];

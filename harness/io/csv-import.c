@@ -323,7 +323,7 @@ static bool field_value(struct parser *p, struct field *f, const struct csv_colu
 	case K_CELL_STATUS: {
 		bool known = false;
 
-		for (int i = 0; i <= CELL_NAN; i++)
+		for (int i = 0; i < CELL_STATUS_COUNT; i++)
 			known |= !strcmp(s, cell_status_name((enum cell_status)i));
 		if (!known) {
 			fail(p, header, "unknown status '%s' (accepted: ok, failed, crashed, "

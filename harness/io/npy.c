@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "outfile.h"
 #include "why.h"
 
 /* '<f4' data is copied as is, and floats are written as they sit in memory. */
@@ -650,9 +651,9 @@ int npy_write(const char *path, const float *data, int ndim, const int64_t *shap
 	char preamble[ALIGN_WRITE * 8];
 	char shape_text[NPY_MAX_DIMS * 24 + 4];
 	size_t count, len, header_len;
+	struct outfile out;
 	uint64_t bytes;
-	FILE *f;
-	int err;
+	int ret;
 
 	if (ndim < 0 || ndim > NPY_MAX_DIMS || (ndim && !shape))
 		return -EINVAL;
@@ -677,20 +678,17 @@ int npy_write(const char *path, const float *data, int ndim, const int64_t *shap
 	preamble[8] = (char)(header_len & 0xff);
 	preamble[9] = (char)(header_len >> 8);
 
-	f = fopen(path, "wb");
-	if (!f)
-		return -errno;
+	ret = outfile_open(&out, path, NULL, NULL, 0);
+	if (ret)
+		return ret;
 	errno = 0;
-	if (fwrite(preamble, 1, len, f) != len ||
-	    (count && fwrite(data, sizeof(float), count, f) != count)) {
-		err = errno ? errno : EIO;
-		fclose(f);
-		return -err;
+	if (fwrite(preamble, 1, len, out.f) != len ||
+	    (count && fwrite(data, sizeof(float), count, out.f) != count)) {
+		ret = errno ? -errno : -EIO;
+		outfile_abort(&out);
+		return ret;
 	}
-	errno = 0;
-	if (fclose(f))
-		return errno ? -errno : -EIO;
-	return 0;
+	return outfile_commit(&out, NULL, 0);
 }
 
 void npy_release(struct npy_array *a)

@@ -29,9 +29,10 @@ struct npy_array {
  */
 int npy_read(const char *path, struct npy_array *a, char *why, size_t why_len);
 /*
- * Writes prod(shape) floats as float32 .npy; 0, -EINVAL for a bad shape (ndim outside
- * 0..NPY_MAX_DIMS, a negative or huge dimension), or -errno from the file system. A file
- * half-written on error is left in place.
+ * Writes prod(shape) floats as float32 .npy, beside path first and renamed into place
+ * (outfile.h), so a failed write leaves path as it was; 0, -EINVAL for a bad shape (ndim
+ * outside 0..NPY_MAX_DIMS, a negative or huge dimension), -EEXIST when path is an SQLite
+ * database, or -errno from the file system.
  */
 int npy_write(const char *path, const float *data, int ndim, const int64_t *shape);
 /* Frees a's data; a may be reused. */

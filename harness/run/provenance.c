@@ -40,6 +40,8 @@ static const char *const field_names[PROV_COUNT] = {
 	[PROV_COMMAND] = "command",
 	[PROV_ROUNDS] = "rounds",
 	[PROV_OMP_WAIT_POLICY] = "omp_wait_policy",
+	[PROV_DRIVER] = "driver",
+	[PROV_ARGUMENTS] = "arguments",
 };
 
 const char *provenance_name(enum provenance_field f)
@@ -167,6 +169,90 @@ static void collect_state(struct provenance *p)
 	v[PROV_WARNINGS] = warnings;
 }
 
+/*
+ * argv[0..argc) as a JSON array of strings: '"' and '\\' escaped, control characters as
+ * \u00XX, everything else (UTF-8 included) as it is. NULL without memory.
+ */
+static char *json_strings(int argc, char **argv)
+{
+	size_t len = 3;
+	char *text, *at;
+
+	for (int i = 0; i < argc; i++)
+		len += 6 * strlen(argv[i]) + 3;
+	text = malloc(len);
+	if (!text)
+		return NULL;
+	at = text;
+	*at++ = '[';
+	for (int i = 0; i < argc; i++) {
+		if (i)
+			*at++ = ',';
+		*at++ = '"';
+		for (const unsigned char *c = (const unsigned char *)argv[i]; *c; c++)
+			if (*c == '"' || *c == '\\') {
+				*at++ = '\\';
+				*at++ = (char)*c;
+			} else if (*c < 32 || *c == 127) {
+				at += sprintf(at, "\\u%04x", *c);
+			} else {
+				*at++ = (char)*c;
+			}
+		*at++ = '"';
+	}
+	*at++ = ']';
+	*at = '\0';
+	return text;
+}
+
+/* Field 22 of /proc/PID/stat: the process's start, in clock ticks after boot; 0 if none. */
+static unsigned long long start_ticks(long pid)
+{
+	char path[64], line[1024], *close;
+	unsigned long long ticks = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	/* the command name (field 2) may hold spaces and parentheses: skip to its last ')' */
+	if (fgets(line, sizeof(line), f) && (close = strrchr(line, ')')) &&
+	    sscanf(close + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d"
+		   " %*d %*d %*d %*d %llu", &ticks) != 1)
+		ticks = 0;
+	fclose(f);
+	return ticks;
+}
+
+/* BOOT_ID/PID/START_TICKS of process pid, or NULL when /proc cannot say. */
+static char *driver_of(long pid)
+{
+	char *boot = read_line("/proc/sys/kernel/random/boot_id"), *text;
+	unsigned long long ticks = start_ticks(pid);
+
+	text = boot && ticks ? format("%s/%ld/%llu", boot, pid, ticks) : NULL;
+	free(boot);
+	return text;
+}
+
+int provenance_driver_alive(const char *driver)
+{
+	char boot[64], *now;
+	long pid;
+	unsigned long long ticks;
+	int alive;
+
+	if (!driver || sscanf(driver, "%63[^/]/%ld/%llu", boot, &pid, &ticks) != 3 || pid <= 0)
+		return -1;
+	now = read_line("/proc/sys/kernel/random/boot_id");
+	if (!now)
+		return -1;
+	alive = !strcmp(now, boot) && start_ticks(pid) == ticks;
+	free(now);
+	return alive;
+}
+
 int provenance_collect(struct provenance *p, int threads, unsigned long long seed,
 		       int rounds, const char *suite, int argc, char **argv)
 {
@@ -193,6 +279,8 @@ int provenance_collect(struct provenance *p, int threads, unsigned long long see
 	v[PROV_SEED] = format("%llu", seed);
 	v[PROV_SUITE] = strdup(suite);
 	v[PROV_ROUNDS] = format("%d", rounds);
+	v[PROV_DRIVER] = driver_of(getpid());
+	v[PROV_ARGUMENTS] = json_strings(argc, argv);
 	v[PROV_OMP_WAIT_POLICY] = strdup(getenv(ENVIRONMENT_WAIT_POLICY) ?
 					 getenv(ENVIRONMENT_WAIT_POLICY) : "unset");
 

@@ -28,6 +28,8 @@ enum provenance_field {
 	PROV_COMMAND,
 	PROV_ROUNDS,		/* interleaved measurement rounds of the timed cells */
 	PROV_OMP_WAIT_POLICY,	/* OMP_WAIT_POLICY the cells ran with, "unset" when none */
+	PROV_DRIVER,		/* this process: BOOT_ID/PID/START_TICKS (provenance_driver_alive) */
+	PROV_ARGUMENTS,		/* the command line as a JSON array of strings (for --resume) */
 	PROV_COUNT,
 };
 
@@ -46,5 +48,13 @@ const char *provenance_name(enum provenance_field f);
 int provenance_collect(struct provenance *p, int threads, unsigned long long seed,
 		       int rounds, const char *suite, int argc, char **argv);
 void provenance_release(struct provenance *p);
+
+/*
+ * Whether the process a run's driver column names (BOOT_ID/PID/START_TICKS, as this
+ * process's is recorded) still runs on this machine: 1 alive, 0 gone (this machine has
+ * rebooted since, or no process with that pid and start time exists), -1 unknown (NULL
+ * or malformed). Only meaningful for runs whose hostname is this machine's.
+ */
+int provenance_driver_alive(const char *driver);
 
 #endif

@@ -44,7 +44,10 @@ int run_loop_measure_peak(struct run_loop *rl, int threads, double *gflops)
 
 int run_loop_use_reference_cache(struct run_loop *rl)
 {
-	int ret = reference_cache_create(rl->cache, sizeof(rl->cache));
+	int ret;
+
+	reference_cache_sweep();	/* what a killed run left behind */
+	ret = reference_cache_create(rl->cache, sizeof(rl->cache));
 
 	if (ret) {
 		rl->cache[0] = '\0';

@@ -71,7 +71,7 @@ struct run_loop {
 	/* Filled by the loop. */
 	int64_t runs[RUN_LOOP_MAX_RUNS];	/* run ids, by run_loop_begin() */
 	size_t done;			/* cells stored, over all runs */
-	size_t by_status[CELL_NAN + 1];	/* cells stored, by status */
+	size_t by_status[CELL_STATUS_COUNT];	/* cells stored, by status */
 	char cache[PATH_MAX];		/* the reference cache's directory, or "" */
 	struct sigaction old_int, old_term;	/* the handlers run_loop_catch_signals() replaced */
 };

@@ -111,11 +111,16 @@ static bool read_report(int fd, double deadline, char **text, size_t *len)
 		double left = deadline - timing_now();
 		struct pollfd pfd = { fd, POLLIN, 0 };
 		ssize_t got;
+		int ready;
 
 		if (left <= 0)
 			return false;
-		if (poll(&pfd, 1, left > 60 ? 60000 : (int)(left * 1000) + 1) == 0)
+		ready = poll(&pfd, 1, left > 60 ? 60000 : (int)(left * 1000) + 1);
+		/* a signal (the run being interrupted) must not turn off the time limit */
+		if (ready == 0 || (ready < 0 && errno == EINTR))
 			continue;
+		if (ready < 0)
+			break;	/* cannot wait: recorded by how the child ends */
 		if (*len + 4096 + 1 > cap) {
 			char *grown = realloc(*text, cap = 2 * cap + 8192);
 
@@ -161,7 +166,7 @@ static bool parse_report(char *text, struct cell_result *r, long long *rss_at_st
 			if (result_trial(r, code))
 				return false;
 		} else if (sscanf(line, "status %d %n", &code, &used) == 1 && code >= CELL_OK &&
-			   code <= CELL_NAN) {
+			   code < CELL_STATUS_COUNT) {
 			r->status = code;
 			snprintf(r->reason, sizeof(r->reason), "%s", line + used);
 		} else if (!strcmp(line, "end")) {

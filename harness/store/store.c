@@ -4,6 +4,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,16 @@
 	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'causal_change')" \
 	"    AS causal_change," \
 	"  c.wall_seconds"
+
+/* The view as version 3 made it: version 1's columns and the rounds of timed cells. */
+#define RESULTS_VIEW_3 \
+	"CREATE VIEW results AS SELECT" \
+	RESULTS_COLUMNS_1 "," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'rounds') AS rounds," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_round_spread')" \
+	"    AS latency_round_spread," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'unstable') AS unstable" \
+	" FROM cells c JOIN runs r ON r.id = c.run_id;"
 
 /* migrations[v] takes a database from user_version v to v + 1. */
 static const char *const migrations[] = {
@@ -111,13 +122,36 @@ static const char *const migrations[] = {
 	"ALTER TABLE runs ADD COLUMN rounds INTEGER;"
 	"ALTER TABLE runs ADD COLUMN omp_wait_policy TEXT;"
 	"DROP VIEW results;"
-	"CREATE VIEW results AS SELECT"
-	RESULTS_COLUMNS_1 ","
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'rounds') AS rounds,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_round_spread')"
-	"    AS latency_round_spread,"
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'unstable') AS unstable"
-	" FROM cells c JOIN runs r ON r.id = c.run_id;",
+	RESULTS_VIEW_3,
+
+	/*
+	 * 4: the driver that runs a run (boot, pid and start time: a run whose driver is
+	 * gone is interrupted, not running) and its command line (to resume it), and the
+	 * status corrupt (a variant wrote outside
+	 * its buffers). SQLite cannot change a CHECK in place: cells is rebuilt, with foreign
+	 * keys off (store_open() migrates before it turns them on), and the view with it.
+	 */
+	"ALTER TABLE runs ADD COLUMN driver TEXT;"
+	"ALTER TABLE runs ADD COLUMN arguments TEXT;"
+	"DROP VIEW results;"
+	"CREATE TABLE cells_4 ("
+	"  id INTEGER PRIMARY KEY,"
+	"  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	"  variant TEXT NOT NULL, task TEXT NOT NULL, pattern TEXT NOT NULL, regime TEXT,"
+	"  n INTEGER NOT NULL, m INTEGER NOT NULL, d INTEGER NOT NULL,"
+	"  heads INTEGER NOT NULL, kv_heads INTEGER NOT NULL, batch INTEGER NOT NULL,"
+	"  params TEXT NOT NULL, seed INTEGER NOT NULL, threads INTEGER NOT NULL,"
+	"  status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'crashed', 'timeout',"
+	"    'oom', 'unsupported', 'nan', 'corrupt')),"
+	"  reason TEXT, wall_seconds REAL, rss_bytes INTEGER, finished TEXT NOT NULL"
+	");"
+	"INSERT INTO cells_4 SELECT id, run_id, variant, task, pattern, regime, n, m, d, heads,"
+	"  kv_heads, batch, params, seed, threads, status, reason, wall_seconds, rss_bytes,"
+	"  finished FROM cells;"
+	"DROP TABLE cells;"
+	"ALTER TABLE cells_4 RENAME TO cells;"
+	"CREATE INDEX cells_by_run ON cells(run_id, task, variant);"
+	RESULTS_VIEW_3,
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -140,6 +174,19 @@ static int exec(struct store *s, const char *sql)
 	return sqlite3_exec(s->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -EIO;
 }
 
+/* Whether some row points at a parent that is not there (or the check cannot run). */
+static bool foreign_keys_broken(struct store *s)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK)
+		return true;
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc != SQLITE_DONE;
+}
+
 static int user_version(struct store *s, int *version)
 {
 	sqlite3_stmt *st;
@@ -153,21 +200,32 @@ static int user_version(struct store *s, int *version)
 	return rc == SQLITE_ROW ? 0 : -EIO;
 }
 
-/* Applies the migrations the file lacks, each with its version bump, atomically. */
-static int migrate(struct store *s, int from)
+/*
+ * Applies the migrations the file lacks, each with its version bump, atomically. The
+ * version is read again inside the write transaction: of two processes that found an old
+ * file at once, the second sees what the first did. Foreign keys must be off (a rebuilt
+ * table is dropped); the result is checked before it commits.
+ */
+static int migrate(struct store *s)
 {
 	char bump[64];
+	int from;
 
 	if (exec(s, "BEGIN IMMEDIATE"))
 		return -EIO;
+	if (user_version(s, &from))
+		goto fail;
 	for (int v = from; v < MIGRATION_COUNT; v++) {
 		snprintf(bump, sizeof(bump), "PRAGMA user_version = %d", v + 1);
-		if (exec(s, migrations[v]) || exec(s, bump)) {
-			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-			return -EIO;
-		}
+		if (exec(s, migrations[v]) || exec(s, bump))
+			goto fail;
 	}
+	if (from < MIGRATION_COUNT && foreign_keys_broken(s))
+		goto fail;
 	return exec(s, "COMMIT");
+fail:
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return -EIO;
 }
 
 static int prepare(struct store *s)
@@ -235,10 +293,13 @@ int store_open(const char *path, int flags, struct store **out, char *why, size_
 		*out = s;
 		return 0;
 	}
+	/* a finished cell survives power loss: one sync per cell is nothing next to a cell */
 	if ((!memory && exec(s, "PRAGMA journal_mode = WAL")) ||
-	    exec(s, "PRAGMA foreign_keys = ON") || exec(s, "PRAGMA synchronous = NORMAL"))
+	    exec(s, "PRAGMA synchronous = FULL"))
 		goto fail;
-	if (version < STORE_SCHEMA_VERSION && migrate(s, version))
+	if (version < STORE_SCHEMA_VERSION && migrate(s))
+		goto fail;
+	if (exec(s, "PRAGMA foreign_keys = ON"))
 		goto fail;
 	if (prepare(s))
 		goto fail;

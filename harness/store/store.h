@@ -19,7 +19,7 @@
 #include "task.h"
 
 /* The schema version this build writes and reads. */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 enum store_flags {
 	STORE_READONLY = 1 << 0,	/* open an existing database for reading only */
