@@ -257,6 +257,71 @@ static void run_one_speed_cell(struct outcome *o, const char *name)
 	assert_int_equal(o->status, 0);
 }
 
+/*
+ * An output never replaces a database: export onto its own database (also through a
+ * symbolic link) or onto another one, and eval onto a database, are refused with exit 2
+ * and every database stays byte for byte; a good export replaces its file whole.
+ */
+static void test_outputs_never_replace_a_database(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	const char *link_path = path_in_tmp("link-to-results.db");
+	const char *other = path_in_tmp("other.db");
+	const char *csv = path_in_tmp("whole.csv");
+	char *before, *after, *other_before, *other_after;
+	long len = read_file(db, &before), other_len;
+
+	float x[8 * 4] = { 0 };
+	int64_t shape[4] = { 1, 1, 8, 4 };
+	sqlite3 *h;
+
+	(void)state;
+	/* another database, which no output may replace either */
+	unlink(other);
+	assert_int_equal(sqlite3_open(other, &h), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, "CREATE TABLE t (x)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+	other_len = read_file(other, &other_before);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(npy_write(path_in_tmp((const char *[]){ "tq.npy", "tk.npy",
+									 "tv.npy" }[i]),
+					   x, 4, shape), 0);
+	unlink(link_path);
+	assert_int_equal(symlink(db, link_path), 0);
+	run(o, "export", "--csv", db, "--db", db, NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "the database itself"));
+	run(o, "export", "--csv", link_path, "--db", db, NULL);
+	assert_int_equal(o->status, 2);
+	run(o, "export", "--csv", other, "--db", db, NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "a database"));
+	run(o, "eval", "vanilla", "--pattern", "ns", "--q", path_in_tmp("tq.npy"), "--k",
+	    path_in_tmp("tk.npy"), "--v", path_in_tmp("tv.npy"), "--out", db, NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "it is a database"));
+	assert_int_equal(read_file(db, &after), len);
+	assert_memory_equal(before, after, (size_t)len);
+	assert_int_equal(read_file(other, &other_after), other_len);
+	assert_memory_equal(other_before, other_after, (size_t)other_len);
+	/* a good export: the file is whole, and nothing is left beside it */
+	run(o, "export", "--csv", csv, "--db", db, NULL);
+	assert_int_equal(o->status, 0);
+	run(o, "export", "--csv", csv, "--db", db, NULL);
+	assert_int_equal(o->status, 0);
+	{
+		char cmd[600];
+
+		snprintf(cmd, sizeof(cmd), "test $(ls %s.* 2>/dev/null | wc -l) -eq 0", csv);
+		assert_int_equal(system(cmd), 0);
+	}
+	free(before);
+	free(after);
+	free(other_before);
+	free(other_after);
+	free(o);
+}
+
 /* ---- interruption and resume ---- */
 
 /*
@@ -1129,6 +1194,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_run_stores_every_variant_on_every_supported_pattern),
 		cmocka_unit_test(test_a_run_records_the_commit_and_the_compiler_flags),
 		cmocka_unit_test(test_a_run_waits_passively_on_the_cpus_it_may_use),
+		cmocka_unit_test(test_outputs_never_replace_a_database),
 		cmocka_unit_test(test_a_killed_run_resumes_to_the_same_cells),
 		cmocka_unit_test(test_a_terminated_run_says_how_to_resume_and_does),
 		cmocka_unit_test(test_bad_input_exits_2_and_leaves_the_database_unchanged),

@@ -15,24 +15,33 @@
 /* The first 16 bytes of every SQLite 3 database file. */
 static const char sqlite_magic[16] = "SQLite format 3";
 
-bool outfile_is_database(const char *path, const char *db)
+/* Whether path and db name the same file (also through links); false if either is missing. */
+static bool same_file(const char *path, const char *db)
 {
-	struct stat at, of_db;
+	struct stat a, b;
+
+	return db && !stat(path, &a) && !stat(db, &b) && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
+}
+
+/* Whether the file at path begins as every SQLite 3 database does. */
+static bool has_sqlite_magic(const char *path)
+{
 	char head[16];
 	bool magic;
-	int fd;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	if (stat(path, &at))
-		return false;
-	if (db && !stat(db, &of_db) && at.st_dev == of_db.st_dev && at.st_ino == of_db.st_ino)
-		return true;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;
 	magic = read(fd, head, sizeof(head)) == (ssize_t)sizeof(head) &&
 		!memcmp(head, sqlite_magic, sizeof(head));
 	close(fd);
 	return magic;
+}
+
+bool outfile_is_database(const char *path, const char *db)
+{
+	return same_file(path, db) || has_sqlite_magic(path);
 }
 
 int outfile_open(struct outfile *o, const char *path, const char *db, char *why, size_t len)
@@ -49,10 +58,12 @@ int outfile_open(struct outfile *o, const char *path, const char *db, char *why,
 		return o->f ? 0 : why_fail(-errno, why, len, "cannot write '%s': %s", path,
 					   strerror(errno));
 	}
-	if (outfile_is_database(path, db))
-		return why_fail(-EEXIST, why, len, "'%s' is %s: an output never replaces one",
-				path, db && outfile_is_database(path, NULL) ? "a database" :
-				"the database itself");
+	if (same_file(path, db))
+		return why_fail(-EEXIST, why, len, "'%s' is the database itself: an output never "
+				"replaces a database", path);
+	if (has_sqlite_magic(path))
+		return why_fail(-EEXIST, why, len, "'%s' is a database: an output never replaces "
+				"one", path);
 	if (snprintf(o->path, sizeof(o->path), "%s", path) >= (int)sizeof(o->path) ||
 	    snprintf(o->tmp, sizeof(o->tmp), "%s.XXXXXX", path) >= (int)sizeof(o->tmp))
 		return why_fail(-ENAMETOOLONG, why, len, "the path '%.64s...' is too long", path);
