@@ -500,6 +500,30 @@ static double drifting(const struct run_loop_step *step)
 	return step->cell->n == 6 ? by_round[step->round] : 1.0;
 }
 
+/* Runs cells of sizes n (cell 0 untimed) in three rounds, visits slowed by factor. */
+static void run_three_rounds(struct run_loop *rl, struct seen *seen, struct cell *cells,
+			     const int *n, size_t count,
+			     double (*factor)(const struct run_loop_step *step))
+{
+	char why[512];
+
+	make_timed_cells(cells, n, count);
+	begin(rl, cells, count, 1, seen);
+	seen->factor = factor;
+	rl->rounds = 3;
+	assert_int_equal(run_loop_run(rl, why, sizeof(why)), 0);
+}
+
+/* The round metrics of the stored cell id. */
+static void assert_rounds(struct store *s, int64_t id, int rounds, double spread,
+			  double majority, int unstable)
+{
+	assert_float_equal(metric(s, id, "rounds"), rounds, 0);
+	assert_float_equal(metric(s, id, "latency_round_spread"), spread, 1e-12);
+	assert_float_equal(metric(s, id, "latency_majority_spread"), majority, 1e-12);
+	assert_float_equal(metric(s, id, "unstable"), unstable, 0);
+}
+
 /*
  * One disturbed round is outvoted: no extra round, the pooled median is the quiet one
  * (four of six samples), the spread says what happened, and the cell is not unstable.
@@ -510,21 +534,13 @@ static void test_run_loop_outvotes_one_disturbed_round(void **state)
 	struct cell cells[4];
 	struct run_loop rl;
 	struct seen seen;
-	char why[512];
 	int64_t id;
 
 	(void)state;
-	make_timed_cells(cells, n, 4);
-	begin(&rl, cells, 4, 1, &seen);
-	seen.factor = burst_in_round_2;
-	rl.rounds = 3;
-	assert_int_equal(run_loop_run(&rl, why, sizeof(why)), 0);
+	run_three_rounds(&rl, &seen, cells, n, 4, burst_in_round_2);
 	assert_int_equal(seen.n_starts, 1 + 9);
 	id = cell_of(rl.store, rl.runs[0], 6);
-	assert_float_equal(metric(rl.store, id, "rounds"), 3, 0);
-	assert_float_equal(metric(rl.store, id, "latency_round_spread"), 2.0, 1e-12);
-	assert_float_equal(metric(rl.store, id, "latency_majority_spread"), 1.0, 1e-12);
-	assert_float_equal(metric(rl.store, id, "unstable"), 0, 0);
+	assert_rounds(rl.store, id, 3, 2.0, 1.0, 0);
 	assert_float_equal(metric(rl.store, id, "latency_median"), 6e-3, 1e-12);
 	store_close(rl.store);
 }
@@ -540,15 +556,10 @@ static void test_run_loop_measures_a_disturbed_cell_again(void **state)
 	struct cell cells[4];
 	struct run_loop rl;
 	struct seen seen;
-	char why[512];
 	int64_t id;
 
 	(void)state;
-	make_timed_cells(cells, n, 4);
-	begin(&rl, cells, 4, 1, &seen);
-	seen.factor = bursts_in_rounds_2_and_3;
-	rl.rounds = 3;
-	assert_int_equal(run_loop_run(&rl, why, sizeof(why)), 0);
+	run_three_rounds(&rl, &seen, cells, n, 4, bursts_in_rounds_2_and_3);
 
 	/* 1 untimed, 3 x 3 timed, then rounds 4 and 5 for n = 6 alone */
 	assert_int_equal(seen.n_starts, 1 + 9 + ROUNDS_MAX_EXTRA);
@@ -558,10 +569,7 @@ static void test_run_loop_measures_a_disturbed_cell_again(void **state)
 	}
 	assert_int_equal(seen.starts[10 + ROUNDS_MAX_EXTRA - 1].total, 1 + 9 + ROUNDS_MAX_EXTRA);
 	id = cell_of(rl.store, rl.runs[0], 6);
-	assert_float_equal(metric(rl.store, id, "rounds"), 3 + ROUNDS_MAX_EXTRA, 0);
-	assert_float_equal(metric(rl.store, id, "latency_round_spread"), 3.0, 1e-12);
-	assert_float_equal(metric(rl.store, id, "latency_majority_spread"), 1.0, 1e-12);
-	assert_float_equal(metric(rl.store, id, "unstable"), 0, 0);
+	assert_rounds(rl.store, id, 3 + ROUNDS_MAX_EXTRA, 3.0, 1.0, 0);
 	assert_float_equal(metric(rl.store, id, "latency_median"), 6e-3, 1e-12);
 	assert_float_equal(cell_query(rl.store, "SELECT count(*) FROM samples WHERE cell_id = "
 				      "?1", id), 2 * (3 + ROUNDS_MAX_EXTRA), 0);
@@ -577,20 +585,12 @@ static void test_run_loop_marks_a_cell_whose_rounds_never_agree(void **state)
 	struct cell cells[3];
 	struct run_loop rl;
 	struct seen seen;
-	char why[512];
 	int64_t id;
 
 	(void)state;
-	make_timed_cells(cells, n, 3);
-	begin(&rl, cells, 3, 1, &seen);
-	seen.factor = drifting;
-	rl.rounds = 3;
-	assert_int_equal(run_loop_run(&rl, why, sizeof(why)), 0);
+	run_three_rounds(&rl, &seen, cells, n, 3, drifting);
 	id = cell_of(rl.store, rl.runs[0], 6);
-	assert_float_equal(metric(rl.store, id, "rounds"), 5, 0);
-	assert_float_equal(metric(rl.store, id, "latency_round_spread"), 3.0, 1e-12);
-	assert_float_equal(metric(rl.store, id, "latency_majority_spread"), 1.5, 1e-12);
-	assert_float_equal(metric(rl.store, id, "unstable"), 1, 0);
+	assert_rounds(rl.store, id, 5, 3.0, 1.5, 1);
 	assert_float_equal(cell_query(rl.store, "SELECT unstable FROM results WHERE cell_id = ?1",
 				      id), 1, 0);
 	assert_float_equal(metric(rl.store, cell_of(rl.store, rl.runs[0], 5), "unstable"), 0,

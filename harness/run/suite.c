@@ -32,6 +32,26 @@ static const char quick_csv[] = HEADER
 	"decode,all,cs,256,32,2,,1,\n";
 
 /*
+ * Recall packed, in default and full: the queries right after the pairs, no filler
+ * (N = P + 32 for self patterns, M = P for cross), one row per P.
+ */
+#define RECALL_PACKED_ROWS \
+	"recall,all,ns cs,48,16 32 64 128,1,,4,16\n" \
+	"recall,all,ns cs,64,16 32 64 128,1,,4,32\n" \
+	"recall,all,ns cs,96,16 32 64 128,1,,4,64\n" \
+	"recall,all,ns cs,160,16 32 64 128,1,,4,128\n" \
+	"recall,all,ns cs,288,16 32 64 128,1,,4,256\n" \
+	"recall,all,ns cs,544,16 32 64 128,1,,4,512\n" \
+	"recall,all,ns cs,1056,16 32 64 128,1,,4,1024\n" \
+	"recall,all,nc cc,128x16,16 32 64 128,1,,4,16\n" \
+	"recall,all,nc cc,128x32,16 32 64 128,1,,4,32\n" \
+	"recall,all,nc cc,128x64,16 32 64 128,1,,4,64\n" \
+	"recall,all,nc cc,128x128,16 32 64 128,1,,4,128\n" \
+	"recall,all,nc cc,128x256,16 32 64 128,1,,4,256\n" \
+	"recall,all,nc cc,128x512,16 32 64 128,1,,4,512\n" \
+	"recall,all,nc cc,128x1024,16 32 64 128,1,,4,1024\n"
+
+/*
  * default: the lengths where efficient attention starts to matter, in minutes. Speed
  * starts at 64: on a CPU every approximate variant is already cheaper than vanilla at 256,
  * so the efficiency lengths (crossings) need the shorter lengths to fall inside the
@@ -48,20 +68,7 @@ static const char default_csv[] = HEADER
 	"passkey,all,nc cc,128x4096 128x65536,64,1,,10,\n"
 	"recall,all,ns cs,2048,16 32 64 128,1,,4,\n"
 	"recall,all,nc cc,128x2048,16 32 64 128,1,,4,\n"
-	"recall,all,ns cs,48,16 32 64 128,1,,4,16\n"
-	"recall,all,ns cs,64,16 32 64 128,1,,4,32\n"
-	"recall,all,ns cs,96,16 32 64 128,1,,4,64\n"
-	"recall,all,ns cs,160,16 32 64 128,1,,4,128\n"
-	"recall,all,ns cs,288,16 32 64 128,1,,4,256\n"
-	"recall,all,ns cs,544,16 32 64 128,1,,4,512\n"
-	"recall,all,ns cs,1056,16 32 64 128,1,,4,1024\n"
-	"recall,all,nc cc,128x16,16 32 64 128,1,,4,16\n"
-	"recall,all,nc cc,128x32,16 32 64 128,1,,4,32\n"
-	"recall,all,nc cc,128x64,16 32 64 128,1,,4,64\n"
-	"recall,all,nc cc,128x128,16 32 64 128,1,,4,128\n"
-	"recall,all,nc cc,128x256,16 32 64 128,1,,4,256\n"
-	"recall,all,nc cc,128x512,16 32 64 128,1,,4,512\n"
-	"recall,all,nc cc,128x1024,16 32 64 128,1,,4,1024\n"
+	RECALL_PACKED_ROWS
 	"decode,all,cs,1024 4096,64,8,,1,\n";
 
 /*
@@ -78,20 +85,7 @@ static const char full_csv[] = HEADER
 	"passkey,all,nc cc,128x4096 128x16384 128x65536,64,1,,10,\n"
 	"recall,all,ns cs,2048 8192,16 32 64 128,1,,4,\n"
 	"recall,all,nc cc,128x2048 128x8192,16 32 64 128,1,,4,\n"
-	"recall,all,ns cs,48,16 32 64 128,1,,4,16\n"
-	"recall,all,ns cs,64,16 32 64 128,1,,4,32\n"
-	"recall,all,ns cs,96,16 32 64 128,1,,4,64\n"
-	"recall,all,ns cs,160,16 32 64 128,1,,4,128\n"
-	"recall,all,ns cs,288,16 32 64 128,1,,4,256\n"
-	"recall,all,ns cs,544,16 32 64 128,1,,4,512\n"
-	"recall,all,ns cs,1056,16 32 64 128,1,,4,1024\n"
-	"recall,all,nc cc,128x16,16 32 64 128,1,,4,16\n"
-	"recall,all,nc cc,128x32,16 32 64 128,1,,4,32\n"
-	"recall,all,nc cc,128x64,16 32 64 128,1,,4,64\n"
-	"recall,all,nc cc,128x128,16 32 64 128,1,,4,128\n"
-	"recall,all,nc cc,128x256,16 32 64 128,1,,4,256\n"
-	"recall,all,nc cc,128x512,16 32 64 128,1,,4,512\n"
-	"recall,all,nc cc,128x1024,16 32 64 128,1,,4,1024\n"
+	RECALL_PACKED_ROWS
 	"decode,all,cs,1024 4096 16384,64,8,,1,\n";
 
 static const struct {
