@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,6 +51,18 @@ static pid_t start(const char *arg, ...)
 
 	va_start(ap, arg);
 	pid = start_binary(binary, tmpdir, arg, ap);
+	va_end(ap);
+	return pid;
+}
+
+/* start(), with its output in another scratch folder (for two at once). */
+static pid_t start_binary_in(const char *scratch, const char *arg, ...)
+{
+	va_list ap;
+	pid_t pid;
+
+	va_start(ap, arg);
+	pid = start_binary(binary, scratch, arg, ap);
 	va_end(ap);
 	return pid;
 }
@@ -423,6 +436,45 @@ static void assert_same_cells(struct outcome *o, const char *db_path, const char
 }
 
 /*
+ * Two runs writing one database at once both finish, each with all its cells, and query
+ * and report read the database while they write it.
+ */
+static void test_two_runs_share_a_database_while_it_is_read(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o)), *second = malloc(sizeof(*second));
+	const char *db_path = path_in_tmp("shared.db");
+	char scratch[600];
+	pid_t a, b;
+
+	(void)state;
+	write_text(path_in_tmp("resume.csv"), resume_suite);
+	a = start("run", "--suite", path_in_tmp("resume.csv"), "--db", db_path, "--repeats", "3",
+		  "--min-time", "0.02", "--threads", "1", "-q", NULL);
+	/* the second writer reports into a scratch folder of its own */
+	snprintf(scratch, sizeof(scratch), "%s/second", tmpdir);
+	mkdir(scratch, 0755);
+	assert_true(wait_for_cells(db_path, 1));
+	b = start_binary_in(scratch, "run", "--suite", path_in_tmp("resume.csv"), "--db", db_path,
+			    "--repeats", "3", "--min-time", "0.02", "--threads", "1", "-q", NULL);
+	for (int i = 0; i < 5; i++) {
+		run(o, "query", "--db", db_path, "--csv", "SELECT count(*) FROM cells", NULL);
+		assert_int_equal(o->status, 0);
+		run(o, "report", "--db", db_path, "--run", "1", NULL);
+		assert_true(o->status == 0 || strstr(o->err, "no ") != NULL);
+		usleep(100000);
+	}
+	finish_binary(o, a, tmpdir);
+	assert_int_equal(o->status, 0);
+	finish_binary(second, b, scratch);
+	assert_int_equal(second->status, 0);
+	run(o, "query", "--db", db_path, "--csv", "SELECT run_id, count(*) FROM cells GROUP BY"
+	    " run_id ORDER BY run_id", NULL);
+	assert_string_equal(o->out, "run_id,count(*)\r\n1,28\r\n2,28\r\n");
+	free(second);
+	free(o);
+}
+
+/*
  * kill -9 of the driver mid-run: the run shows as interrupted (its driver is gone), and
  * `run --resume` finishes it with exactly the cells of an uninterrupted run.
  */
@@ -528,7 +580,12 @@ static void test_a_run_waits_passively_on_the_cpus_it_may_use(void **state)
 /* Each bad command exits 2 with one line on stderr and leaves the database as it was. */
 static void test_bad_input_exits_2_and_leaves_the_database_unchanged(void **state)
 {
-	static const char *const bad[][10] = {
+	/*
+	 * Placeholders: *_SUITE, BAD_NPY, BAD_IMPORT, NOT_SQLITE, NEWER_DB: files written
+	 * below; MAIN_DB: the database; NO_DB: do not add "--db MAIN_DB" (the command takes
+	 * its database otherwise, or names another).
+	 */
+	static const char *const bad[][14] = {
 		{ "run", "--variants", "nope" },
 		{ "run", "--variants", "local", "--patterns", "nc" },
 		{ "run", "--patterns", "sideways" },
@@ -578,29 +635,117 @@ static void test_bad_input_exits_2_and_leaves_the_database_unchanged(void **stat
 		{ "compare", "--aa", "--run", "1" },
 		{ "compare", "--aa", "flash" },
 		{ "compare", "--aa", "--variant", "local", "--patterns", "nc" },
+		/* the command line */
+		{ "frobnicate", "NO_DB" },
+		{ "run", "--lengths" },
+		{ "run", "--lengths", "nan" },
+		{ "run", "--lengths", "-64" },
+		{ "run", "--lengths", "99999999999" },
+		{ "run", "--dims", "0" },
+		{ "run", "--batch", "1e9" },
+		{ "run", "--repeats", "x" },
+		{ "run", "--time-limit", "nan" },
+		{ "run", "--mem-limit", "-1" },
+		{ "run", "--variants", "vanilla", "--tasks", "speed", "--patterns", "ns",
+		  "--lengths", "1048576", "--dims", "1024", "--heads", "64" },
+		{ "run", "--set", "nope.window=3" },
+		{ "run", "--set", "local.window" },
+		{ "run", "--set", "local.window=1e400" },
+		{ "run", "--set", "local.window=7.5" },
+		{ "run", "--resume", "99" },
+		/* suite files */
+		{ "run", "--suite", "EMPTY_SUITE" },
+		{ "run", "--suite", "JUNK_SUITE" },
+		{ "run", "--suite", "LONG_SUITE" },
+		{ "run", "--suite", "NOTASK_SUITE" },
+		{ "run", "--suite", "TYPES_SUITE" },
+		/* tensors, CSV and databases from elsewhere */
+		{ "eval", "vanilla", "--pattern", "ns", "--q", "BAD_NPY", "--k", "BAD_NPY", "--v",
+		  "BAD_NPY", "--out", "OUT_NPY", "NO_DB" },
+		{ "import", "--csv", "BAD_IMPORT" },
+		{ "import", "--csv", "NOT_SQLITE" },
+		{ "merge", "MAIN_DB", "NOT_SQLITE", "NO_DB" },
+		{ "merge", "MAIN_DB", "NEWER_DB", "NO_DB" },
+		{ "merge", "MAIN_DB", "MAIN_DB", "NO_DB" },
+		{ "query", "SELECT 1", "--db", "NOT_SQLITE", "NO_DB" },
+		{ "query", "SELECT 1", "--db", "NEWER_DB", "NO_DB" },
+		{ "report", "--db", "NOT_SQLITE", "NO_DB" },
+		{ "list", "runs", "--db", "NEWER_DB", "NO_DB" },
+		{ "run", "--suite", "quick", "--db", "NEWER_DB", "NO_DB" },
+		{ "run", "--suite", "quick", "--db", "TMPDIR", "NO_DB" },
+		{ "run", "--suite", "quick", "--db", "/proc/attnbench.db", "NO_DB" },
+		{ "export", "--csv", "MAIN_DB" },
 	};
+	/* a 10 MB line: the suite reader must refuse it, not choke */
+	char *long_suite = malloc(10 << 20);
 	struct outcome *o = malloc(sizeof(*o));
 	char *before, *after;
 	long len_before = read_file(db, &before);
 
+	static const struct {
+		const char *name, *file;
+	} files[] = {
+		{ "BAD_SUITE", "bad.csv" }, { "TRUNCATED_SUITE", "truncated.csv" },
+		{ "EMPTY_SUITE", "empty.csv" }, { "JUNK_SUITE", "junk.csv" },
+		{ "LONG_SUITE", "long.csv" }, { "NOTASK_SUITE", "notask.csv" },
+		{ "TYPES_SUITE", "types.csv" }, { "BAD_NPY", "bad.npy" }, { "OUT_NPY", "o.npy" },
+		{ "BAD_IMPORT", "bad-import.csv" }, { "NOT_SQLITE", "not-sqlite.db" },
+		{ "NEWER_DB", "newer.db" },
+	};
+	char *newer_before, *newer_after, *text_before, *text_after;
+	long newer_len, text_len;
+	sqlite3 *h;
+
 	(void)state;
 	write_text(path_in_tmp("bad.csv"), "task,lengths\nspeed,64\nsorting,64\n");
 	write_text(path_in_tmp("truncated.csv"), "task,lengths\nspeed,\"64");
+	write_text(path_in_tmp("empty.csv"), "");
+	write_text(path_in_tmp("junk.csv"), "\x7f\x45\x4c\x46\x02\x01\x01\xff\xfe,\x80\n\x01");
+	write_text(path_in_tmp("notask.csv"), "variants,lengths\nvanilla,64\n");
+	write_text(path_in_tmp("types.csv"), "task,lengths,dims\nspeed,abc,sixty\n");
+	assert_non_null(long_suite);
+	memcpy(long_suite, "task,lengths\nspeed,", 19);
+	memset(long_suite + 19, '6', (10 << 20) - 21);
+	long_suite[(10 << 20) - 2] = '\n';
+	long_suite[(10 << 20) - 1] = '\0';
+	write_text(path_in_tmp("long.csv"), long_suite);
+	free(long_suite);
+	write_text(path_in_tmp("bad.npy"), "\x93NUMPY\x01\x00\x10\x00{'descr': '<f8'");
+	write_text(path_in_tmp("bad-import.csv"), "run_started,run_status,variant,task,pattern,"
+		   "n,m,d,heads,kv_heads,batch,params,seed,threads,status,finished\r\n"
+		   "2026-01-01,complete,vanilla,speed,ns,8,8,4,1,1,1,{},0,1,weird,2026-01-01\r\n");
+	write_text(path_in_tmp("not-sqlite.db"), "this is not a database\n");
+	unlink(path_in_tmp("newer.db"));
+	assert_int_equal(sqlite3_open(path_in_tmp("newer.db"), &h), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(h, "CREATE TABLE t (x); PRAGMA user_version = 99", NULL,
+				      NULL, NULL), SQLITE_OK);
+	sqlite3_close(h);
+	newer_len = read_file(path_in_tmp("newer.db"), &newer_before);
+	text_len = read_file(path_in_tmp("not-sqlite.db"), &text_before);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		const char *argv[16] = { NULL };
+		const char *argv[18] = { NULL };
 		int argc = 0;
+		bool own_db = false;
 
-		for (int j = 0; j < 10 && bad[i][j]; j++) {
+		for (int j = 0; j < 14 && bad[i][j]; j++) {
 			const char *a = bad[i][j];
 
-			argv[argc++] = !strcmp(a, "BAD_SUITE") ? path_in_tmp("bad.csv") :
-				       !strcmp(a, "TRUNCATED_SUITE") ? path_in_tmp("truncated.csv") :
-				       a;
+			if (!strcmp(a, "NO_DB")) {
+				own_db = true;
+				continue;
+			}
+			for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++)
+				if (!strcmp(a, files[f].name))
+					a = path_in_tmp(files[f].file);
+			argv[argc++] = !strcmp(a, "MAIN_DB") ? db : !strcmp(a, "TMPDIR") ? tmpdir : a;
 		}
-		argv[argc++] = "--db";
-		argv[argc++] = db;
+		if (!own_db) {
+			argv[argc++] = "--db";
+			argv[argc++] = db;
+		}
 		run(o, argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], argv[6], argv[7],
-		    argv[8], argv[9], argv[10], NULL);
+		    argv[8], argv[9], argv[10], argv[11], argv[12], argv[13], argv[14], argv[15],
+		    NULL);
 		if (o->status != 2)
 			fail_msg("'%s %s %s' exited %d: %s", argv[0], argv[1], argv[2] ? argv[2] : "",
 				 o->status, o->err);
@@ -611,7 +756,19 @@ static void test_bad_input_exits_2_and_leaves_the_database_unchanged(void **stat
 		assert_int_equal(read_file(db, &after), len_before);
 		assert_memory_equal(before, after, (size_t)len_before);
 		free(after);
+		/* the other databases are not touched either */
+		assert_int_equal(read_file(path_in_tmp("newer.db"), &newer_after), newer_len);
+		assert_memory_equal(newer_before, newer_after, (size_t)newer_len);
+		free(newer_after);
+		assert_int_equal(read_file(path_in_tmp("not-sqlite.db"), &text_after), text_len);
+		assert_memory_equal(text_before, text_after, (size_t)text_len);
+		free(text_after);
 	}
+	/* none created a database where it should not */
+	assert_int_equal(access("/proc/attnbench.db", F_OK), -1);
+	assert_int_equal(access(path_in_tmp("o.npy"), F_OK), -1);
+	free(newer_before);
+	free(text_before);
 	free(before);
 	free(o);
 }
@@ -1195,6 +1352,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_run_records_the_commit_and_the_compiler_flags),
 		cmocka_unit_test(test_a_run_waits_passively_on_the_cpus_it_may_use),
 		cmocka_unit_test(test_outputs_never_replace_a_database),
+		cmocka_unit_test(test_two_runs_share_a_database_while_it_is_read),
 		cmocka_unit_test(test_a_killed_run_resumes_to_the_same_cells),
 		cmocka_unit_test(test_a_terminated_run_says_how_to_resume_and_does),
 		cmocka_unit_test(test_bad_input_exits_2_and_leaves_the_database_unchanged),

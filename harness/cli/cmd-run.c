@@ -350,6 +350,25 @@ static void print_plan(const struct cell *cells, size_t count)
 }
 
 /*
+ * Whether some cell's own tensors cannot fit in the address-space limit (0: none): such a
+ * plan is refused before anything runs, with the first such cell named.
+ */
+static bool tensors_too_big(const struct cell *cells, size_t count, size_t limit)
+{
+	char what[160];
+
+	for (size_t i = 0; limit && i < count; i++)
+		if (plan_tensor_bytes(&cells[i]) > (double)limit) {
+			describe_cell(&cells[i], what, sizeof(what));
+			error("%s needs %.1f GiB for its tensors alone, more than the %.1f GiB "
+			      "address-space limit of a cell (--mem-limit)", what,
+			      plan_tensor_bytes(&cells[i]) / (1 << 30), (double)limit / (1 << 30));
+			return true;
+		}
+	return false;
+}
+
+/*
  * For --resume: the run to finish, with its stored command line parsed into a (the
  * database and -q as given now). 0, or an exit status after a one-line error.
  */
@@ -428,6 +447,12 @@ int cmd_run(int argc, char **argv)
 		ret = EXIT_OK;
 		goto out;
 	}
+	rl.limits.bytes = a.mem_limit_gib > 0 ? (size_t)(a.mem_limit_gib * (1 << 30)) :
+			  run_loop_default_mem_limit();
+	if (tensors_too_big(cells, count, rl.limits.bytes)) {
+		ret = EXIT_USAGE;
+		goto out;
+	}
 
 	if (!resuming && !strcmp(a.db, DEFAULT_DB))
 		make_parent(a.db);
@@ -453,8 +478,6 @@ int cmd_run(int argc, char **argv)
 	rl.rounds = a.rounds;
 	rl.seed = a.sel.seed;
 	rl.limits.seconds = a.time_limit;
-	rl.limits.bytes = a.mem_limit_gib > 0 ? (size_t)(a.mem_limit_gib * (1 << 30)) :
-			  run_loop_default_mem_limit();
 	progress = !a.quiet && isatty(STDERR_FILENO);
 	rl.data = &progress;
 	if (resuming) {

@@ -219,6 +219,15 @@ static int check_named_variants(const struct plan *p, const struct selection *se
 	return 0;
 }
 
+double plan_tensor_bytes(const struct cell *c)
+{
+	/* decode runs n + its generated positions; 64 is more than it generates */
+	double extra = c->task && !strcmp(c->task->name, "decode") ? 64 : 0;
+	double n = c->n + extra, m = c->m + extra;
+
+	return 4.0 * 2 * c->batch * c->d * (c->heads * n + c->kv_heads * m);
+}
+
 int plan_cells(const struct suite *s, const struct selection *sel, struct cell **cells,
 	       size_t *count, char *why, size_t why_len)
 {

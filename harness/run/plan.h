@@ -39,6 +39,12 @@ struct selection {
 int plan_cells(const struct suite *s, const struct selection *sel, struct cell **cells,
 	       size_t *count, char *why, size_t why_len);
 
+/*
+ * The bytes of a cell's own tensors (Q and O, K and V, float32; decode's positions after
+ * the prefix included): what it needs before any variant workspace.
+ */
+double plan_tensor_bytes(const struct cell *c);
+
 /* The input seed of a cell: the same for every variant and parameter setting. */
 uint64_t plan_cell_seed(uint64_t run_seed, const struct cell *c);
 
