@@ -199,7 +199,8 @@ bool tensors_check_guards(struct cell_result *r)
 		at = last_changed(end, after);
 		if (at < after) {
 			result_status(r, CELL_CORRUPT, "wrote outside the buffers it was given "
-				      "(changed the %zu bytes past the end of %s)", at + 1, f->name);
+				      "(changed the %zu bytes past the end of %s)", at + 1,
+				      f->name);
 			return false;
 		}
 	}

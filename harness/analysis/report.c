@@ -485,8 +485,8 @@ static int write_metrics(const struct writer *w, const struct leaderboard *lb)
 	snprintf(caption, sizeof(caption), "Task metrics, %s (%s), run %lld: means over the "
 		 "cells every variant completed (latency and memory: geometric means); passkey "
 		 "and recall are accuracies; failed cells crashed, timed out, ran out of memory, "
-		 "gave NaN or wrote outside their buffers.%s", lb->pattern, pattern_long_name(lb->pattern),
-		 (long long)w->run_id, note);
+		 "gave NaN or wrote outside their buffers.%s", lb->pattern,
+		 pattern_long_name(lb->pattern), (long long)w->run_id, note);
 	snprintf(label, sizeof(label), "tab:attnbench-run%lld-%s-metrics", (long long)w->run_id,
 		 lb->pattern);
 	caption_paragraph(w, caption);

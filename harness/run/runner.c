@@ -77,7 +77,7 @@ static void write_all(int fd, const char *s)
 	}
 }
 
-/* Whether the faulting access was a write, where the machine says (x86-64's page fault code). */
+/* Whether a faulting access was a write, where the machine says (x86-64's fault code). */
 static enum tensors_access fault_access(const void *context)
 {
 #if defined(__x86_64__) && defined(REG_ERR)
