@@ -59,12 +59,15 @@ static int causality_run(const struct cell *c, struct cell_result *r)
 	if (ret)
 		goto out_free;
 	inputs_generate("gaussian", &p, c->seed, q, k, v);
+	ret = tensors_seal(q, k, v);
+	if (ret)
+		goto out_free;
 	ret = forward_measured(c->variant, &p, q, k, v, o, &peak);
 	if (ret)
 		goto out_free;
 	result_metric(r, "peak_bytes", (double)peak, "B");
 	/* every row, those past the last cut too: a NaN anywhere is a broken output */
-	if (!result_check_finite(r, "output", &p, o, 0, p.n))
+	if (!tensors_check_guards(r) || !result_check_finite(r, "output", &p, o, 0, p.n))
 		goto out_free;
 	rng_seed(&g, c->seed ^ 0x5eedca5e);
 	/* Cut points at a quarter, half and three quarters of the sequence. */
@@ -74,6 +77,9 @@ static int causality_run(const struct cell *c, struct cell_result *r)
 
 		if (t >= p.n - 1)
 			continue;
+		ret = tensors_unseal(q2, k2, v2);
+		if (ret)
+			goto out_free;
 		memcpy(q2, q, q_bytes);
 		memcpy(k2, k, kv_bytes);
 		memcpy(v2, v, kv_bytes);
@@ -82,11 +88,14 @@ static int causality_run(const struct cell *c, struct cell_result *r)
 			perturb_rows(&g, k2, (size_t)p.batch * p.kv_heads, p.m, p.d, t);
 			perturb_rows(&g, v2, (size_t)p.batch * p.kv_heads, p.m, p.d, t);
 		}
+		ret = tensors_seal(q2, k2, v2);
+		if (ret)
+			goto out_free;
 		ret = c->variant->forward(&p, q2, k2, v2, o2);
 		if (ret)
 			goto out_free;
 		snprintf(what, sizeof(what), "output with rows > %d changed", t);
-		if (!result_check_finite(r, what, &p, o2, 0, p.n))
+		if (!tensors_check_guards(r) || !result_check_finite(r, what, &p, o2, 0, p.n))
 			goto out_free;
 		change = change_up_to(&p, o, o2, t);
 		if (change >= worst) {

@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "inputs.h"
@@ -35,10 +34,11 @@ static int rows_alloc(const struct attn_problem *p, struct decode_rows *r)
 	size_t nq = (size_t)p->batch * p->heads * p->d;
 	size_t nkv = (size_t)p->batch * p->kv_heads * p->d;
 
-	r->q = malloc(sizeof(float) * nq);
-	r->k = malloc(sizeof(float) * nkv);
-	r->v = malloc(sizeof(float) * nkv);
-	r->o = malloc(sizeof(float) * nq);
+	/* fenced like the full tensors; not sealed, as every step refills them */
+	r->q = tensor_alloc(nq, "step q");
+	r->k = tensor_alloc(nkv, "step k");
+	r->v = tensor_alloc(nkv, "step v");
+	r->o = tensor_alloc(nq, "step o");
 	if (r->q && r->k && r->v && r->o)
 		return 0;
 	tensors_free(r->q, r->k, r->v, r->o);
@@ -104,8 +104,12 @@ static int decode_run(const struct cell *c, struct cell_result *r)
 	if (ret)
 		goto out_free_tensors;
 	inputs_generate("gaussian", &p, c->seed, q, k, v);
+	ret = tensors_seal(q, k, v);
+	if (ret)
+		goto out_free_rows;
 	ret = vo->forward(&p, q, k, v, o);
-	if (ret || !result_check_finite(r, "full causal pass output", &p, o, 0, p.n))
+	if (ret || !tensors_check_guards(r) ||
+	    !result_check_finite(r, "full causal pass output", &p, o, 0, p.n))
 		goto out_free_rows;
 
 	live = memory_live_bytes();
@@ -130,7 +134,8 @@ static int decode_run(const struct cell *c, struct cell_result *r)
 			if (ret)
 				goto out_free_state;
 		}
-		if (!result_check_finite(r, "decode step output", &p, step.o, t, 1))
+		if (!tensors_check_guards(r) ||
+		    !result_check_finite(r, "decode step output", &p, step.o, t, 1))
 			goto out_free_state;
 		compare_row(&p, step.o, o, t, &diff, &scale);
 	}

@@ -30,13 +30,15 @@ static int fidelity_run(const struct cell *c, struct cell_result *r)
 		goto out_free_tensors;
 	}
 	ret = inputs_generate(c->regime, &p, c->seed, q, k, v);
+	if (!ret)
+		ret = tensors_seal(q, k, v);
 	if (ret)
 		goto out_free_ref;
 	ret = forward_measured(c->variant, &p, q, k, v, o, &peak);
 	if (ret)
 		goto out_free_ref;
 	result_metric(r, "peak_bytes", (double)peak, "B");
-	if (!result_check_finite(r, "output", &p, o, 0, p.n))
+	if (!tensors_check_guards(r) || !result_check_finite(r, "output", &p, o, 0, p.n))
 		goto out_free_ref;
 	/* the oracle's output depends on the inputs only: shared by every variant of a run */
 	reference_cached(c, &p, q, k, v, ref);

@@ -486,24 +486,3 @@ int forward_measured(const struct variant_ops *v, const struct attn_problem *p,
 	*peak_bytes = memory_peak_bytes() - before;
 	return ret;
 }
-
-int tensors_alloc(const struct attn_problem *p, float **q, float **k, float **v, float **o)
-{
-	*q = malloc(sizeof(float) * problem_q_count(p));
-	*k = malloc(sizeof(float) * problem_kv_count(p));
-	*v = malloc(sizeof(float) * problem_kv_count(p));
-	*o = malloc(sizeof(float) * problem_q_count(p));
-	if (*q && *k && *v && *o)
-		return 0;
-	tensors_free(*q, *k, *v, *o);
-	*q = *k = *v = *o = NULL;
-	return -ENOMEM;
-}
-
-void tensors_free(float *q, float *k, float *v, float *o)
-{
-	free(q);
-	free(k);
-	free(v);
-	free(o);
-}

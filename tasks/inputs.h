@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tensors.h"
 #include "variant.h"
 
 /* xoshiro256** seeded through splitmix64: fast, and the same stream on every machine. */
@@ -84,9 +85,5 @@ void output_compare(const float *o, const double *ref, size_t rows, int d, const
 int forward_measured(const struct variant_ops *v, const struct attn_problem *p,
 		     const float *q, const float *k, const float *v_in, float *out,
 		     size_t *peak_bytes);
-
-/* Allocates q, k, v and o for p (malloc, not counted as workspace); 0 or -ENOMEM. */
-int tensors_alloc(const struct attn_problem *p, float **q, float **k, float **v, float **o);
-void tensors_free(float *q, float *k, float *v, float *o);
 
 #endif

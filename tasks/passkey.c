@@ -136,8 +136,11 @@ static int passkey_run(const struct cell *c, struct cell_result *r)
 				qs[(size_t)probe * d + x] = (float)(kappa * h->marker[x]);
 		}
 	}
+	ret = tensors_seal(q, k, v);
+	if (ret)
+		goto out_free_h;
 	ret = c->variant->forward(&p, q, k, v, o);
-	if (ret || !result_check_finite(r, "output", &p, o, 0, p.n))
+	if (ret || !tensors_check_guards(r) || !result_check_finite(r, "output", &p, o, 0, p.n))
 		goto out_free_h;
 	/*
 	 * One trial per KV slice, its digit s % 10. The query heads of a group ask the same

@@ -149,8 +149,11 @@ static int recall_run(const struct cell *c, struct cell_result *r)
 						      kappa * RECALL_FILLER_NORM);
 		}
 	}
+	ret = tensors_seal(q, k, v);
+	if (ret)
+		goto out_free;
 	ret = c->variant->forward(&p, q, k, v, o);
-	if (ret || !result_check_finite(r, "output", &p, o, 0, p.n))
+	if (ret || !tensors_check_guards(r) || !result_check_finite(r, "output", &p, o, 0, p.n))
 		goto out_free;
 	/* trial i is the i-th row that asks, in (batch, head, row) order, for every variant */
 	for (int b = 0; b < p.batch; b++)

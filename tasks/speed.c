@@ -61,11 +61,15 @@ static int speed_run(const struct cell *c, struct cell_result *r)
 	if (ret)
 		return ret;
 	inputs_generate("gaussian", &p, c->seed, q, k, v);
+	/* sealed once for all calls: no mprotect() among the timed ones */
+	ret = tensors_seal(q, k, v);
+	if (ret)
+		goto out_free;
 	/* The first call measures the workspace and counts as a warm-up call. */
 	ret = forward_measured(c->variant, &p, q, k, v, o, &peak);
 	if (ret)
 		goto out_free;
-	if (!result_check_finite(r, "output", &p, o, 0, p.n))
+	if (!tensors_check_guards(r) || !result_check_finite(r, "output", &p, o, 0, p.n))
 		goto out_free;
 	if (opts.warmup > 0)
 		opts.warmup--;
@@ -74,7 +78,8 @@ static int speed_run(const struct cell *c, struct cell_result *r)
 	if (ret)
 		goto out_free;
 	/* the timed calls wrote o too; a variant may go wrong only on a later call */
-	if (!result_check_finite(r, "output of a timed call", &p, o, 0, p.n))
+	if (!tensors_check_guards(r) ||
+	    !result_check_finite(r, "output of a timed call", &p, o, 0, p.n))
 		goto out_free;
 	result_metric(r, "peak_bytes", (double)peak, "B");
 	ret = speed_summarise(c, r);

@@ -164,7 +164,7 @@ static void generate(const char *regime, const struct attn_problem *p, uint64_t 
 	float *o;
 
 	assert_int_equal(tensors_alloc(p, q, k, v, &o), 0);
-	free(o);
+	tensor_free(o);
 	assert_int_equal(inputs_generate(regime, p, seed, *q, *k, *v), 0);
 }
 

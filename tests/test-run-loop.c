@@ -4,7 +4,8 @@
  * an interruption that keeps finished cells, a store that refuses a result, the
  * reference cache, the final status of a run; and timed cells measured in interleaved
  * rounds: their orders, shares and pooled samples, extra rounds for a disturbed cell,
- * the unstable mark, a crash in a later round.
+ * the unstable mark, a crash in a later round; a run through every fault a variant can
+ * have (fault-variants.h), which goes on and ends failed.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fault-variants.h"
 #include "rounds.h"
 #include "run-loop.h"
 #include "store-test.h"
@@ -245,6 +247,97 @@ static void test_run_loop_stores_and_counts_broken_cells(void **state)
 	assert_int_equal(run_loop_finish(&rl, run_loop_status(0, true)), 0);
 	assert_string_equal(run_status(rl.store, rl.runs[0], status, sizeof(status)), "failed");
 	store_close(rl.store);
+}
+
+/*
+ * Real fidelity cells of every fault variant between two good ones: each is stored with
+ * its own status, and the run ends failed, which `run` turns into exit status 1.
+ */
+static void test_run_loop_goes_on_past_every_fault(void **state)
+{
+	static const struct {
+		const struct variant_ops *variant;
+		const char *status;
+	} want[] = {
+		{ NULL, "ok" },	/* vanilla */
+		{ &segv_variant, "crashed" },
+		{ &abort_variant, "crashed" },
+		{ &hang_variant, "timeout" },
+		{ &alloc_forever_variant, "oom" },
+		{ &nan_variant, "nan" },
+		{ &inf_variant, "nan" },
+		{ &overrun_near_variant, "corrupt" },
+		{ &overrun_far_variant, "corrupt" },
+		{ &underrun_variant, "corrupt" },
+		{ &write_input_variant, "corrupt" },
+		{ NULL, "ok" },	/* vanilla */
+	};
+	enum { COUNT = sizeof(want) / sizeof(want[0]) };
+	struct cell cells[COUNT];
+	struct run_loop rl;
+	struct seen seen;
+	char why[512], status[32];
+	sqlite3_stmt *st;
+	int i = 0;
+
+	(void)state;
+	for (int c = 0; c < COUNT; c++)
+		cells[c] = (struct cell){
+			.variant = want[c].variant ? want[c].variant : variant_find("vanilla"),
+			.task = task_find("fidelity"),
+			.pattern = ATTN_NS, .regime = "gaussian", .seed = 5,
+			.batch = 1, .heads = 2, .kv_heads = 1, .n = 16, .m = 16, .d = 16,
+			.threads = 1,
+		};
+	begin(&rl, cells, COUNT, 1, &seen);
+	/* the hang's 5 s leave the other cells (some 20 ms each) room on a busy machine */
+	rl.limits = (struct runner_limits){ 5, (size_t)512 << 20 };
+	assert_int_equal(run_loop_run(&rl, why, sizeof(why)), 0);
+	assert_int_equal(rl.done, COUNT);
+	assert_int_equal(rl.by_status[CELL_OK], 2);
+	assert_int_equal(rl.by_status[CELL_CRASHED], 2);
+	assert_int_equal(rl.by_status[CELL_TIMEOUT], 1);
+	assert_int_equal(rl.by_status[CELL_OOM], 1);
+	assert_int_equal(rl.by_status[CELL_NAN], 2);
+	assert_int_equal(rl.by_status[CELL_CORRUPT], 4);
+
+	assert_int_equal(sqlite3_prepare_v2(store_db(rl.store), "SELECT variant, status, reason"
+					    " FROM cells WHERE run_id = ? ORDER BY id", -1, &st,
+					    NULL), SQLITE_OK);
+	sqlite3_bind_int64(st, 1, rl.runs[0]);
+	for (; sqlite3_step(st) == SQLITE_ROW; i++) {
+		assert_true(i < COUNT);
+		assert_string_equal(sqlite3_column_text(st, 0), cells[i].variant->name);
+		assert_string_equal(sqlite3_column_text(st, 1), want[i].status);
+		/* every broken cell says why */
+		assert_true(!strcmp(want[i].status, "ok") || sqlite3_column_bytes(st, 2) > 0);
+	}
+	sqlite3_finalize(st);
+	assert_int_equal(i, COUNT);
+
+	assert_true(run_loop_cells_failed(&rl));
+	assert_string_equal(run_loop_status(0, run_loop_cells_failed(&rl)), "failed");
+	assert_int_equal(run_loop_finish(&rl, run_loop_status(0, run_loop_cells_failed(&rl))), 0);
+	assert_string_equal(run_status(rl.store, rl.runs[0], status, sizeof(status)), "failed");
+	store_close(rl.store);
+}
+
+/* Only ok and unsupported cells leave a run complete. */
+static void test_run_loop_cells_failed_is_any_status_but_ok_and_unsupported(void **state)
+{
+	struct run_loop rl = { 0 };
+
+	(void)state;
+	rl.by_status[CELL_OK] = 3;
+	rl.by_status[CELL_UNSUPPORTED] = 2;
+	assert_false(run_loop_cells_failed(&rl));
+	for (int s = 0; s < CELL_STATUS_COUNT; s++) {
+		if (s == CELL_OK || s == CELL_UNSUPPORTED)
+			continue;
+		rl.by_status[s] = 1;
+		assert_true(run_loop_cells_failed(&rl));
+		rl.by_status[s] = 0;
+	}
 }
 
 static void test_run_loop_interrupted_keeps_finished_cells(void **state)
@@ -677,6 +770,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_run_loop_interleaves_cells_into_two_runs),
 		cmocka_unit_test(test_run_loop_stores_and_counts_broken_cells),
+		cmocka_unit_test(test_run_loop_goes_on_past_every_fault),
+		cmocka_unit_test(test_run_loop_cells_failed_is_any_status_but_ok_and_unsupported),
 		cmocka_unit_test(test_run_loop_interrupted_keeps_finished_cells),
 		cmocka_unit_test(test_run_loop_reports_a_result_it_cannot_store),
 		cmocka_unit_test(test_run_loop_points_cells_at_one_reference_cache),

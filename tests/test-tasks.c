@@ -101,7 +101,7 @@ static void generate(const char *regime, const struct attn_problem *p, float **q
 	float *o;
 
 	assert_int_equal(tensors_alloc(p, q, k, v, &o), 0);
-	free(o);
+	tensor_free(o);
 	assert_int_equal(inputs_generate(regime, p, 3, *q, *k, *v), 0);
 }
 
@@ -196,9 +196,9 @@ static void test_inputs_are_deterministic_by_seed(void **state)
 	(void)state;
 	for (int r = 0; input_regimes[r]; r++) {
 		assert_int_equal(tensors_alloc(&p, &q1, &k1, &v1, &o), 0);
-		free(o);
+		tensor_free(o);
 		assert_int_equal(tensors_alloc(&p, &q2, &k2, &v2, &o), 0);
-		free(o);
+		tensor_free(o);
 		inputs_generate(input_regimes[r], &p, 99, q1, k1, v1);
 		inputs_generate(input_regimes[r], &p, 99, q2, k2, v2);
 		assert_memory_equal(q1, q2, nq * sizeof(float));

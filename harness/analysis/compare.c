@@ -388,7 +388,7 @@ static bool is_ok(const struct compare_cell *c)
 	return !strcmp(c->status, "ok");
 }
 
-/* A cell that ran and broke: failed, crashed, timeout, oom, nan (not unsupported). */
+/* A cell that ran and broke: failed, crashed, timeout, oom, nan, corrupt (not unsupported). */
 static bool is_broken(const struct compare_cell *c)
 {
 	return !is_ok(c) && strcmp(c->status, "unsupported");

@@ -49,7 +49,8 @@ struct report_row {
 	double ci;			/* compositional index; NAN: no task at all */
 	double delta;			/* ci minus the baseline's; NAN without one */
 	int rank;			/* 1-based; equal CIs share a rank */
-	int failed_cells;		/* crashed, timeout, oom, nan or failed, causality aside */
+	/* crashed, timeout, oom, nan, corrupt or failed, causality aside */
+	int failed_cells;
 	int causal_pass, causal_total;	/* causality cells passed, run */
 	int unstable_cells;		/* speed cells whose rounds disagreed (rounds.h) */
 };

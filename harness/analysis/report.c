@@ -484,9 +484,9 @@ static int write_metrics(const struct writer *w, const struct leaderboard *lb)
 			 "their latency may be the machine's load.", ROUNDS_SPREAD_LIMIT);
 	snprintf(caption, sizeof(caption), "Task metrics, %s (%s), run %lld: means over the "
 		 "cells every variant completed (latency and memory: geometric means); passkey "
-		 "and recall are accuracies; failed cells crashed, timed out, ran out of memory "
-		 "or gave NaN.%s", lb->pattern, pattern_long_name(lb->pattern),
-		 (long long)w->run_id, note);
+		 "and recall are accuracies; failed cells crashed, timed out, ran out of memory, "
+		 "gave NaN or wrote outside their buffers.%s", lb->pattern,
+		 pattern_long_name(lb->pattern), (long long)w->run_id, note);
 	snprintf(label, sizeof(label), "tab:attnbench-run%lld-%s-metrics", (long long)w->run_id,
 		 lb->pattern);
 	caption_paragraph(w, caption);

@@ -33,8 +33,9 @@ const char usage_run[] =
 	"stores each result as soon as it is known. --resume finishes a run that stopped\n"
 	"(default: the newest that is not complete): its own command again, into the same\n"
 	"run, for the cells it has no finished result for. Exit status: 0 every cell ran\n"
-	"well, 1 some crashed, failed or gave NaN, 2 bad input, 130 interrupted (SIGINT or\n"
-	"SIGTERM: the cell running finishes or meets its time limit, then the run stops).\n"
+	"well, 1 some failed, crashed, timed out, ran out of memory, gave NaN or wrote\n"
+	"outside their buffers, 2 bad input, 130 interrupted (SIGINT or SIGTERM: the\n"
+	"cell running finishes or meets its time limit, then the run stops).\n"
 	"\n"
 	"selection (lists separated by commas; narrow or replace the suite's values):\n"
 	"  --variants LIST     variants to run (default: all of the suite's)\n"
@@ -309,15 +310,6 @@ static void make_parent(const char *path)
 	mkdir(dir, 0777);
 }
 
-/* Whether a stored cell crashed, failed, ran out of time or memory, or gave NaN. */
-static bool cells_failed(const struct run_loop *rl)
-{
-	for (int s = 0; s < CELL_STATUS_COUNT; s++)
-		if (s != CELL_OK && s != CELL_UNSUPPORTED && rl->by_status[s])
-			return true;
-	return false;
-}
-
 /* The run's end: cells by status, and (resuming) how many had finished before. */
 static void print_summary(const struct run_loop *rl, const char *status, double seconds,
 			  size_t before)
@@ -514,7 +506,7 @@ int cmd_run(int argc, char **argv)
 		ret = error("%s", loop_why);
 		run_loop_finish(&rl, run_loop_status(ret, false));
 	} else {
-		bool failed = cells_failed(&rl) || target.failed;
+		bool failed = run_loop_cells_failed(&rl) || target.failed;
 
 		if (progress)
 			fputs("\r\033[K", stderr);

@@ -327,7 +327,7 @@ static bool field_value(struct parser *p, struct field *f, const struct csv_colu
 			known |= !strcmp(s, cell_status_name((enum cell_status)i));
 		if (!known) {
 			fail(p, header, "unknown status '%s' (accepted: ok, failed, crashed, "
-			     "timeout, oom, unsupported, nan)", show);
+			     "timeout, oom, unsupported, nan, corrupt)", show);
 			return false;
 		}
 		break;

@@ -291,6 +291,14 @@ out:
 	return ret;
 }
 
+bool run_loop_cells_failed(const struct run_loop *rl)
+{
+	for (int s = 0; s < CELL_STATUS_COUNT; s++)
+		if (s != CELL_OK && s != CELL_UNSUPPORTED && rl->by_status[s])
+			return true;
+	return false;
+}
+
 const char *run_loop_status(int loop_ret, bool cells_failed)
 {
 	if (loop_ret)

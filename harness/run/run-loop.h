@@ -115,6 +115,12 @@ bool run_loop_interrupted(void);
 int run_loop_run(struct run_loop *rl, char *why, size_t len);
 
 /*
+ * Whether a stored cell broke: any status but ok and unsupported (failed, crashed,
+ * timeout, oom, nan, corrupt). `run` exits 1 then.
+ */
+bool run_loop_cells_failed(const struct run_loop *rl);
+
+/*
  * The final status of the runs: 'failed' after a loop error (loop_ret != 0), else
  * 'interrupted' when a signal came, else 'failed' when cells_failed (the command's
  * judgement of rl->by_status), else 'complete'.

@@ -14,6 +14,9 @@
  *     signal is sent) went up while the child lived; otherwise crashed, since a user, a
  *     scheduler or a user-space OOM daemon sent it. Another process's OOM kill at the same
  *     moment would be taken for this one's: the counter does not say whom it killed.
+ *
+ * A SIGSEGV in a guard zone or a sealed input of the task's buffers (tensors.h) is not a
+ * death: the child's handler reports the cell corrupt itself and exits (on_segv()).
  */
 #include "runner.h"
 
@@ -21,6 +24,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +32,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tensors.h"
 #include "threads.h"
 #include "timing.h"
 
@@ -51,6 +56,91 @@ static void write_result(FILE *f, const struct cell_result *r)
 static const int default_signals[] = {
 	SIGINT, SIGTERM, SIGPIPE, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT,
 };
+
+/* The child's end of the report pipe, for on_segv(). */
+static int report_fd = -1;
+
+/* Writes all of s to fd; a signal handler's only way to report (no stdio). */
+static void write_all(int fd, const char *s)
+{
+	size_t left = strlen(s);
+
+	while (left) {
+		ssize_t got = write(fd, s, left);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return;
+		s += got;
+		left -= (size_t)got;
+	}
+}
+
+/* Whether a faulting access was a write, where the machine says (x86-64's fault code). */
+static enum tensors_access fault_access(const void *context)
+{
+#if defined(__x86_64__) && defined(REG_ERR)
+	const ucontext_t *uc = context;
+
+	return uc->uc_mcontext.gregs[REG_ERR] & 2 ? TENSORS_ACCESS_WRITE : TENSORS_ACCESS_READ;
+#else
+	(void)context;
+	return TENSORS_ACCESS_UNKNOWN;
+#endif
+}
+
+/*
+ * SIGSEGV in the child: a fault in the fences of the task's buffers ends the report with
+ * the status tensors_explain_fault() gives (nothing else is in the pipe while the task
+ * runs) and exits; any other fault dies of the signal as before. Runs on its own stack,
+ * so that a stack overflow still dies of SIGSEGV and not of a second fault.
+ */
+static void on_segv(int sig, siginfo_t *info, void *context)
+{
+	static atomic_flag reporting = ATOMIC_FLAG_INIT;
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	enum cell_status s = CELL_OK;
+	char reason[200], code[4] = { 0 };
+
+	/* si_code <= 0: sent by a process (raise, kill), si_addr means nothing */
+	if (info->si_code > 0)
+		s = tensors_explain_fault(info->si_addr, fault_access(context), reason,
+					  sizeof(reason));
+	if (s == CELL_OK) {
+		/* pending until this returns, then fatal: the child dies of it */
+		sigaction(sig, &dfl, NULL);
+		raise(sig);
+		return;
+	}
+	/* another thread faulted first: it reports, this one waits for the exit */
+	if (atomic_flag_test_and_set(&reporting))
+		for (;;)
+			pause();
+	code[0] = (char)('0' + s / 10);
+	code[1] = (char)('0' + s % 10);
+	write_all(report_fd, "status ");
+	write_all(report_fd, s < 10 ? code + 1 : code);
+	write_all(report_fd, " ");
+	write_all(report_fd, reason);
+	write_all(report_fd, "\nend\n");
+	_exit(0);
+}
+
+/* Catches SIGSEGV with on_segv() on an alternate stack; best effort. */
+static void catch_segv(int fd)
+{
+	/* static: the child's own, and large enough for the handler on any x86 or Arm */
+	static char stack[64 << 10];
+	stack_t ss = { .ss_sp = stack, .ss_size = sizeof(stack) };
+	struct sigaction sa = { .sa_sigaction = on_segv, .sa_flags = SA_SIGINFO | SA_ONSTACK };
+
+	report_fd = fd;
+	sigemptyset(&sa.sa_mask);
+	if (sigaltstack(&ss, NULL))
+		sa.sa_flags &= ~SA_ONSTACK;
+	sigaction(SIGSEGV, &sa, NULL);
+}
 
 /* The peak resident set of this process so far in bytes (ru_maxrss is in KiB on Linux). */
 static long long self_max_rss(void)
@@ -83,6 +173,7 @@ static void child_main(int fd, int (*fn)(void *, struct cell_result *), void *ar
 	/* Die as the signal says, whatever handlers the parent had. */
 	for (size_t i = 0; i < sizeof(default_signals) / sizeof(default_signals[0]); i++)
 		signal(default_signals[i], SIG_DFL);
+	catch_segv(fd);
 	threads_set(threads);
 	ret = fn(arg, &r);
 	if (ret == -ENOTSUP && r.reason[0])
