@@ -112,9 +112,12 @@ int resume_find(struct store *st, int64_t run, struct resume_target *t, char *wh
 		ret = why_fail(-EINVAL, why, len, "run %lld was started on '%s' and may still run "
 			       "there: resume it on that machine", (long long)run,
 			       ran_on ? ran_on : "another machine");
-	else if (status && !strcmp(status, "running") && provenance_driver_alive(driver) != 0)
+	else if (status && !strcmp(status, "running") && provenance_driver_alive(driver) > 0)
 		ret = why_fail(-EINVAL, why, len, "run %lld is still running (its driver, %s, is "
-			       "alive)", (long long)run, driver ? driver : "unknown");
+			       "alive)", (long long)run, driver);
+	else if (status && !strcmp(status, "running") && provenance_driver_alive(driver) < 0)
+		ret = why_fail(-EINVAL, why, len, "run %lld is marked running and records no "
+			       "driver: cannot tell whether it still runs", (long long)run);
 	else if (!args)
 		ret = why_fail(-EINVAL, why, len, "run %lld has no stored command line (made "
 			       "before schema 4, or imported): it cannot be resumed",
