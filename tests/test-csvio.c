@@ -4,8 +4,10 @@
  * non-ASCII, formulas, SQL, a very long field, NULL against empty, extreme numbers),
  * malformed files refused with their line and column, duplicate runs refused with
  * nothing written, and merges (more inputs than SQLite attaches at once, old inputs,
- * duplicates) that copy every table exactly. Covers harness/io's csv-export.c,
- * csv-import.c, csv-import-store.c and merge.c.
+ * duplicates) that copy every table exactly, refuse every row import would refuse (by
+ * input, table, row and column, the output not touched) and an output given as an input
+ * by any name. Covers harness/io's csv-export.c, csv-import.c, csv-import-store.c,
+ * validate.c and merge.c.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,6 +80,26 @@ static int64_t count_rows(sqlite3 *db, const char *table)
 	return n;
 }
 
+/* A whole file (malloc()ed) and its size; fails the test when it cannot be read. */
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long size;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	size = ftell(f);
+	assert_true(size >= 0);
+	rewind(f);
+	buf = malloc((size_t)size + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)size, f), (size_t)size);
+	fclose(f);
+	*len = (size_t)size;
+	return buf;
+}
+
 /* Fails unless db dumps exactly as before (which it frees) and holds one run. */
 static void assert_unchanged_with_one_run(sqlite3 *db, char *before)
 {
@@ -141,7 +163,8 @@ static int64_t add_nasty_run(sqlite3 *db, const char *tag)
 	char started[64], *long_text, json[256], number[64];
 	int64_t run, cell;
 
-	snprintf(started, sizeof(started), "2025-03-0%sT10:00:00.123Z", tag);
+	/* the tag, a hex digit, is the day: merge checks dates as import does */
+	snprintf(started, sizeof(started), "2025-03-%02ldT10:00:00.123Z", strtol(tag, NULL, 16));
 	run_sql(db, "INSERT INTO runs (started, finished, status, sgemm_gflops, harness_version,"
 		" git_commit, compiler, cflags, cpu_model, cpu_flags, cores, threads, blas_config,"
 		" sqlite_version, kernel, hostname, governor, load_avg, smt, aslr, warnings, seed,"
@@ -786,6 +809,131 @@ static void test_merge_reads_old_inputs_and_refuses_what_it_cannot(void **state)
 	assert_int_equal(merge_check(out, inputs, 1, why, sizeof(why)), -EINVAL);
 }
 
+/* A nasty input database with sql run on it: what merge must refuse. */
+static const char *make_bad_db(const char *name, const char *tag, const char *sql)
+{
+	static const char *tags[1];
+	const char *path;
+	sqlite3 *db;
+
+	tags[0] = tag;
+	path = make_db(name, tags, 1);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	exec_ok(db, sql);
+	sqlite3_close(db);
+	return path;
+}
+
+static void test_merge_refuses_rows_import_would_and_writes_nothing(void **state)
+{
+	static const struct {
+		const char *sql, *want;
+	} cases[] = {
+		{ "UPDATE cells SET variant = 'linear\" . system(\"touch x\") . \"' WHERE id = 3",
+		  "table cells, row 3, column 'variant': 'linear\" . system(\"touch x\") . \"' is "
+		  "not a name (1 to 64 letters, digits, '_', '-' or '.')" },
+		{ "UPDATE cells SET task = 'a b' WHERE id = 2", "table cells, row 2, column 'task'" },
+		{ "UPDATE runs SET status = 'done'", "table runs, row 1, column 'status': unknown "
+		  "run status 'done' (accepted: running, complete, failed, interrupted)" },
+		{ "UPDATE runs SET started = 'yesterday'", "table runs, row 1, column 'started'" },
+		{ "UPDATE cells SET reason = x'00ff' WHERE id = 2", "table cells, row 2, column "
+		  "'reason': holds a BLOB, not text" },
+		{ "UPDATE cells SET reason = 'a' || char(0) || 'b' WHERE id = 2", "column 'reason'" },
+		{ "UPDATE cells SET params = '[1]' WHERE id = 1", "table cells, row 1, column "
+		  "'params': '[1]' is not a JSON object" },
+		{ "UPDATE cells SET n = 'abc' WHERE id = 1", "column 'n': 'abc' is not a whole "
+		  "number in 1..2147483647" },
+		{ "UPDATE cells SET m = n + 1 WHERE id = 1", "table cells, row 1, column 'm': m = "
+		  "65, but pattern 'ns' needs m = n (64)" },
+		{ "UPDATE cells SET kv_heads = 3 WHERE id = 1", "column 'kv_heads'" },
+		{ "UPDATE cells SET wall_seconds = -1 WHERE id = 1", "column 'wall_seconds': '-1' "
+		  "is not a finite number >= 0" },
+		{ "UPDATE metrics SET name = 'bad name' WHERE cell_id = 1 AND name = 'tiny'",
+		  "table metrics, row (cell_id 1, name 'bad name'), column 'name'" },
+		{ "UPDATE metrics SET value = 'fast' WHERE cell_id = 1 AND name = 'tiny'",
+		  "table metrics, row (cell_id 1, name 'tiny'), column 'value'" },
+		{ "UPDATE samples SET seconds = -1 WHERE cell_id = 1 AND idx = 0",
+		  "table samples, row (cell_id 1, idx 0), column 'seconds': '-1' is not a finite "
+		  "number >= 0" },
+		{ "UPDATE samples SET round = 0 WHERE cell_id = 1 AND idx = 0",
+		  "table samples, row (cell_id 1, idx 0), column 'round'" },
+		{ "UPDATE trials SET idx = -1 WHERE cell_id = 1 AND idx = 0",
+		  "table trials, row (cell_id 1, idx -1), column 'idx'" },
+		{ "UPDATE run_metrics SET baseline = ''", "table run_metrics, " },
+	};
+	const char *out, *inputs[2];
+	char why[1024], *before, *file_before, *file_after, name[32];
+	size_t len_before, len_after;
+	int64_t runs, cells;
+	struct store *s;
+
+	(void)state;
+	out = make_db("guard-out.db", (const char *const[]){ "1" }, 1);
+	inputs[0] = make_db("guard-clean.db", (const char *const[]){ "2" }, 1);
+	file_before = read_file(out, &len_before);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(name, sizeof(name), "guard-bad%zu.db", i);
+		inputs[1] = make_bad_db(name, "3", cases[i].sql);
+		/* refused before the output is opened: not a byte of it changes */
+		assert_int_equal(merge_check(out, inputs, 2, why, sizeof(why)), -EINVAL);
+		if (!strstr(why, cases[i].want) || !strstr(why, name))
+			fail_msg("error \"%s\" does not name '%s' and \"%s\"", why, name,
+				 cases[i].want);
+		assert_null(strchr(why, '\n'));
+		file_after = read_file(out, &len_after);
+		assert_int_equal(len_after, len_before);
+		assert_memory_equal(file_after, file_before, len_before);
+		free(file_after);
+		/* and merge_databases, called alone, checks again before it copies */
+		s = open_store(out);
+		before = db_dump(store_db(s), 0, INT64_MAX);
+		assert_int_equal(merge_databases(store_db(s), inputs, 2, &runs, &cells, why,
+						 sizeof(why)), -EINVAL);
+		assert_non_null(strstr(why, cases[i].want));
+		assert_unchanged_with_one_run(store_db(s), before);
+		store_close(s);
+	}
+	free(file_before);
+
+	/* the clean input alone still merges */
+	assert_int_equal(merge_check(out, inputs, 1, why, sizeof(why)), 0);
+	s = open_store(out);
+	assert_int_equal(merge_databases(store_db(s), inputs, 1, &runs, &cells, why,
+					 sizeof(why)), 0);
+	assert_int_equal(runs, 1);
+	store_close(s);
+}
+
+static void test_merge_refuses_the_output_by_any_name(void **state)
+{
+	const char *out = make_db("self.db", (const char *const[]){ "1" }, 1), *inputs[1];
+	char why[512];
+	FILE *f;
+
+	(void)state;
+	unlink(tmp_path("self-hard.db"));
+	unlink(tmp_path("self-soft.db"));
+	assert_int_equal(link(out, tmp_path("self-hard.db")), 0);
+	assert_int_equal(symlink(out, tmp_path("self-soft.db")), 0);
+	inputs[0] = tmp_path("self-hard.db");
+	assert_int_equal(merge_check(out, inputs, 1, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "is the output"));
+	inputs[0] = tmp_path("self-soft.db");
+	assert_int_equal(merge_check(out, inputs, 1, why, sizeof(why)), -EINVAL);
+	/* and the other way round: the output named by a link to an input */
+	inputs[0] = out;
+	assert_int_equal(merge_check(tmp_path("self-soft.db"), inputs, 1, why, sizeof(why)),
+			 -EINVAL);
+	/* text is not SQLite */
+	f = fopen(tmp_path("notes.db"), "w");
+	assert_non_null(f);
+	fputs("this is not a database, just some text that is long enough to be read\n", f);
+	fclose(f);
+	inputs[0] = tmp_path("notes.db");
+	assert_int_equal(merge_check(out, inputs, 1, why, sizeof(why)), -EPROTO);
+	assert_non_null(strstr(why, "is not an SQLite database"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -801,6 +949,8 @@ int main(void)
 		cmocka_unit_test(test_merge_copies_every_table_with_new_ids),
 		cmocka_unit_test(test_a_failed_merge_takes_out_what_earlier_groups_added),
 		cmocka_unit_test(test_merge_reads_old_inputs_and_refuses_what_it_cannot),
+		cmocka_unit_test(test_merge_refuses_rows_import_would_and_writes_nothing),
+		cmocka_unit_test(test_merge_refuses_the_output_by_any_name),
 	};
 
 	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);

@@ -6,8 +6,10 @@
  * independent ratio of medians of the stored samples, a Pareto front checked point by
  * point, legends above every panel, both sizes, one-line exit-2 errors for bad input,
  * an empty run and a missing gnuplot, and the look read from $ATTNBENCH_PLOTS: an edited
- * copy of style.gp restyles the figures, a missing template is a one-line error. argv[1]
- * is the binary.
+ * copy of style.gp restyles the figures, a missing template is a one-line error; hostile
+ * text in every stored string (quotes, backquotes, system(), newlines, '!', '#', '@', '%')
+ * runs nothing in plot or in its scripts run again by hand, and merge refuses such a
+ * variant name with OUT left byte for byte. argv[1] is the binary.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +19,7 @@
 
 #include "run-binary.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
 #include <sqlite3.h>
@@ -978,6 +981,317 @@ static void test_missing_template_exits_2_with_one_line(void **state)
 	free(o);
 }
 
+/*
+ * Stored text that gnuplot would run, or that would end a line, a string or a comment,
+ * redirect the output or start a macro, if a script took it for code.
+ */
+static const char *const hostile[] = {
+	"x\" . system(\"touch PWNED\") . \"",
+	"`touch PWNED`",
+	"a\nset output \"/tmp/evil\"\n",
+	"'; !touch PWNED; '",
+	"x' . system('touch PWNED') . '",
+	"back\\slash\\",
+	"# hash @evil $data {{name}} %s%n",
+	"line\r\n!touch PWNED\n# ",
+	")\"; system \"touch PWNED\"; print (\"",
+	"\x7f\x01 ctrl\ttab \xc3\xa9 \xe6\xb3\xa8",
+};
+#define HOSTILE (sizeof(hostile) / sizeof(hostile[0]))
+
+static void exec_sql(sqlite3 *h, const char *sql, const char *a, const char *b)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(h));
+	if (a)
+		sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
+	if (b)
+		sqlite3_bind_text(st, 2, b, -1, SQLITE_TRANSIENT);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		fail_msg("%s: %s", sql, sqlite3_errmsg(h));
+	sqlite3_finalize(st);
+}
+
+/* The distinct values of sql's one column, up to max, each malloc()ed. */
+static int distinct_texts(sqlite3 *h, const char *sql, char **out, int max)
+{
+	sqlite3_stmt *st;
+	int n = 0;
+
+	assert_int_equal(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW && n < max)
+		out[n++] = strdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return n;
+}
+
+/*
+ * A copy of the tiny run's database at path with hostile text in its stored strings:
+ * variant names (in cells and run_metrics alike, so every figure still has them),
+ * regimes, params, reasons, units and every text column of runs but its times and
+ * status. With every_column, also tasks, patterns and metric names, which leaves nothing
+ * to plot. vanilla_out gets vanilla's new name.
+ */
+static void make_hostile_db(const char *path, bool every_column, char *vanilla_out,
+			    size_t len)
+{
+	char *names[128], sql[512], name[128];
+	sqlite3 *h;
+	int n;
+
+	unlink(path);
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	exec_sql(h, "VACUUM INTO ?1", path, NULL);
+	sqlite3_close(h);
+	assert_int_equal(sqlite3_open(path, &h), SQLITE_OK);
+	exec_sql(h, "BEGIN", NULL, NULL);
+	n = distinct_texts(h, "SELECT DISTINCT variant FROM cells ORDER BY variant", names, 128);
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%s %d", hostile[i % HOSTILE], i);
+		if (!strcmp(names[i], "vanilla"))
+			snprintf(vanilla_out, len, "%s", name);
+		exec_sql(h, "UPDATE cells SET variant = ?1 WHERE variant = ?2", name, names[i]);
+		exec_sql(h, "UPDATE run_metrics SET variant = ?1 WHERE variant = ?2", name,
+			 names[i]);
+		exec_sql(h, "UPDATE run_metrics SET baseline = ?1 WHERE baseline = ?2", name,
+			 names[i]);
+		free(names[i]);
+	}
+	n = distinct_texts(h, "SELECT DISTINCT regime FROM cells WHERE regime IS NOT NULL",
+			   names, 128);
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%s %d", hostile[(i + 3) % HOSTILE], i);
+		exec_sql(h, "UPDATE cells SET regime = ?1 WHERE regime = ?2", name, names[i]);
+		free(names[i]);
+	}
+	exec_sql(h, "UPDATE cells SET params = json_object('evil', ?1), reason = ?2",
+		 hostile[0], hostile[1]);
+	exec_sql(h, "UPDATE metrics SET unit = ?1", hostile[2], NULL);
+	exec_sql(h, "UPDATE run_metrics SET unit = ?1", hostile[6], NULL);
+	n = distinct_texts(h, every_column ?
+			   "SELECT m.name || ' ' || p.name FROM sqlite_master m,"
+			   " pragma_table_info(m.name) p WHERE m.type = 'table' AND p.type = 'TEXT'"
+			   " AND p.name NOT IN ('started', 'finished', 'status')" :
+			   "SELECT 'runs ' || name FROM pragma_table_info('runs')"
+			   " WHERE type = 'TEXT' AND name NOT IN ('started', 'finished', 'status')",
+			   names, 128);
+	for (int i = 0; i < n; i++) {
+		char *column = strchr(names[i], ' ');
+
+		*column++ = '\0';
+		snprintf(sql, sizeof(sql), "UPDATE \"%s\" SET \"%s\" = ?1 || rowid", names[i],
+			 column);
+		/* tables without rowid: every row the same text */
+		if (!strcmp(names[i], "metrics") || !strcmp(names[i], "run_metrics"))
+			snprintf(sql, sizeof(sql), "UPDATE OR IGNORE \"%s\" SET \"%s\" = ?1",
+				 names[i], column);
+		exec_sql(h, sql, hostile[i % HOSTILE], NULL);
+		free(names[i]);
+	}
+	exec_sql(h, "COMMIT", NULL, NULL);
+	sqlite3_close(h);
+}
+
+/* Fails if a hostile string ran: a file PWNED in dir, the test's folders, or /tmp/evil. */
+static void assert_nothing_ran(const char *dir, bool evil_before)
+{
+	char cwd[380];
+
+	assert_int_equal(access(path_in(dir, "PWNED"), F_OK), -1);
+	assert_int_equal(access(path_in(tmpdir, "PWNED"), F_OK), -1);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(access(path_in(cwd, "PWNED"), F_OK), -1);
+	if (!evil_before)
+		assert_int_equal(access("/tmp/evil", F_OK), -1);
+}
+
+/*
+ * The data lines of a .dat (not comments, not blank): no '#', quote or backquote, and
+ * within a block the same number of whitespace-separated fields.
+ */
+static void assert_data_lines_parse(const char *path)
+{
+	char *dat = slurp_file(path, NULL), *line, *save = NULL;
+	int fields_in_block = -1, blank = 0;
+
+	assert_non_null(dat);
+	for (line = strtok_r(dat, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		int fields = 0;
+
+		/* strtok_r skips empty lines: a block starts after a comment header */
+		if (line[0] == '#') {
+			blank = 1;
+			continue;
+		}
+		if (blank)
+			fields_in_block = -1;
+		blank = 0;
+		if (strpbrk(line, "#\"`"))
+			fail_msg("%s: data line '%s'", path, line);
+		for (char *p = line; *p; ) {
+			p += strspn(p, " \t");
+			if (*p)
+				fields++;
+			p += strcspn(p, " \t");
+		}
+		if (fields_in_block >= 0 && fields != fields_in_block)
+			fail_msg("%s: '%s' has %d fields, not %d", path, line, fields,
+				 fields_in_block);
+		fields_in_block = fields;
+	}
+	free(dat);
+}
+
+/*
+ * Blanks what gnuplot reads as text, not code: the insides of strings, and comments (from
+ * a '#' outside quotes to the line's end). What is left is what gnuplot would run.
+ */
+static void code_only(char *text)
+{
+	char quote = 0;
+
+	for (char *p = text; *p; p++) {
+		if (*p == '\n') {
+			quote = 0;
+		} else if (quote == '"' && *p == '\\' && p[1] && p[1] != '\n') {
+			*p++ = ' ';
+			*p = ' ';
+		} else if (quote && *p == quote) {
+			quote = 0;
+		} else if (quote) {
+			*p = ' ';
+		} else if (*p == '"' || *p == '\'') {
+			quote = *p;
+		} else if (*p == '#') {
+			while (*p && *p != '\n')
+				*p++ = ' ';
+			p--;
+		}
+	}
+}
+
+/*
+ * Every script in dir: no stored text unescaped in it, and run again by hand in dir it
+ * runs nothing; every data file parses. Returns the number of figure scripts.
+ */
+static int check_written_files(const char *dir, bool evil_before)
+{
+	struct dirent *e;
+	DIR *d = opendir(dir);
+	int scripts = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		char *text;
+
+		if (len > 4 && !strcmp(e->d_name + len - 4, ".dat")) {
+			assert_data_lines_parse(path_in(dir, e->d_name));
+			continue;
+		}
+		if (len < 4 || strcmp(e->d_name + len - 3, ".gp"))
+			continue;
+		text = slurp_file(path_in(dir, e->d_name), NULL);
+		assert_non_null(text);
+		/* stored text may stand in comments and strings, never in the code */
+		code_only(text);
+		assert_null(strchr(text, '`'));
+		assert_null(strstr(text, "PWNED"));
+		assert_null(strstr(text, "evil"));
+		assert_null(strstr(text, "system"));
+		free(text);
+		if (strcmp(e->d_name, "style.gp"))
+			scripts++;
+		/* gnuplot may fail on a figure whose data a test removed; it must run nothing */
+		run_gnuplot_in(dir, e->d_name);
+		assert_nothing_ran(dir, evil_before);
+	}
+	closedir(d);
+	return scripts;
+}
+
+static void test_stored_text_never_runs_in_plot_scripts(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	char hostile_db[300], out[300], vanilla[128], *gp;
+	bool evil_before = !access("/tmp/evil", F_OK);
+
+	(void)state;
+	snprintf(hostile_db, sizeof(hostile_db), "%s/hostile.db", tmpdir);
+	make_hostile_db(hostile_db, false, vanilla, sizeof(vanilla));
+
+	/* every figure is drawn, with the hostile names as text */
+	snprintf(out, sizeof(out), "%s/hostile", tmpdir);
+	run(o, "plot", "--db", hostile_db, "--out", out, NULL);
+	assert_nothing_ran(out, evil_before);
+	if (o->status)
+		fail_msg("plot exited %d: %s", o->status, o->err);
+	/* no baseline under its default name: no speedup-ns, speedup-cs, efficiency-ns */
+	assert_int_equal(check_written_files(out, evil_before), FIGURES - 3);
+	gp = slurp_file(path_in(out, "latency-ns.gp"), NULL);
+	assert_non_null(gp);
+	assert_non_null(strstr(gp, "\\140touch PWNED\\140"));
+	assert_non_null(strstr(gp, "x\\\" . system(\\\"touch PWNED\\\") . \\\""));
+	free(gp);
+
+	/* a hostile baseline named on the command line draws speed-up and efficiency */
+	snprintf(out, sizeof(out), "%s/hostile-baseline", tmpdir);
+	run(o, "plot", "--db", hostile_db, "--out", out, "--baseline", vanilla, NULL);
+	assert_nothing_ran(out, evil_before);
+	if (o->status)
+		fail_msg("plot exited %d: %s", o->status, o->err);
+	assert_true(exists(path_in(out, "speedup-ns.pdf")));
+	assert_true(exists(path_in(out, "efficiency-ns.pdf")));
+	assert_int_equal(check_written_files(out, evil_before), FIGURES);
+
+	/* hostile tasks, patterns and metric names too: nothing to plot, or text */
+	make_hostile_db(hostile_db, true, vanilla, sizeof(vanilla));
+	snprintf(out, sizeof(out), "%s/hostile-all", tmpdir);
+	run(o, "plot", "--db", hostile_db, "--out", out, NULL);
+	assert_nothing_ran(out, evil_before);
+	if (o->status) {
+		assert_int_equal(o->status, 2);
+		assert_one_line(o);
+	}
+	check_written_files(out, evil_before);
+	free(o);
+}
+
+/* merge takes no row that import would refuse: exit 2, one line, OUT left as it was. */
+static void test_merge_refuses_a_hostile_name_and_leaves_out_alone(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	char hostile_db[300], out[300], vanilla[128], *before, *after;
+	size_t before_len = 0, after_len = 0;
+	sqlite3 *h;
+
+	(void)state;
+	snprintf(hostile_db, sizeof(hostile_db), "%s/hostile-merge.db", tmpdir);
+	make_hostile_db(hostile_db, false, vanilla, sizeof(vanilla));
+	snprintf(out, sizeof(out), "%s/merge-out.db", tmpdir);
+	unlink(out);
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	exec_sql(h, "VACUUM INTO ?1", out, NULL);
+	sqlite3_close(h);
+	before = slurp_file(out, &before_len);
+	assert_non_null(before);
+	run(o, "merge", out, hostile_db, NULL);
+	assert_int_equal(o->status, 2);
+	assert_one_line(o);
+	assert_non_null(strstr(o->err, "hostile-merge.db', table cells, row 1, column 'variant': "));
+	assert_non_null(strstr(o->err, "is not a name (1 to 64 letters"));
+	after = slurp_file(out, &after_len);
+	assert_non_null(after);
+	assert_int_equal(after_len, before_len);
+	assert_memory_equal(before, after, before_len);
+	free(before);
+	free(after);
+	free(o);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -997,6 +1311,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_missing_gnuplot_is_named),
 		cmocka_unit_test(test_editing_style_gp_restyles_every_figure),
 		cmocka_unit_test(test_missing_template_exits_2_with_one_line),
+		cmocka_unit_test(test_stored_text_never_runs_in_plot_scripts),
+		cmocka_unit_test(test_merge_refuses_a_hostile_name_and_leaves_out_alone),
 	};
 
 	if (argc < 2) {

@@ -17,7 +17,9 @@ const char usage_merge[] =
 	"Copies every run of the input databases, with its provenance and all its results,\n"
 	"into OUT.db (created if missing, migrated if older); runs get new ids. The inputs\n"
 	"are only read. A run that is already in OUT.db or in an earlier input (same start\n"
-	"time, host and command) is refused, and OUT.db is left as it was.\n"
+	"time, host and command) is refused, and so is a row that 'attnbench import' would\n"
+	"refuse (a variant name that is not 1 to 64 of letters, digits, '_', '-' and '.',\n"
+	"an unknown status, a negative time, ...): OUT.db is then left as it was.\n"
 	"\n"
 	"example (shards of one suite run on several machines):\n"
 	"  attnbench merge results/attnbench.db shard-1.db shard-2.db shard-3.db\n";

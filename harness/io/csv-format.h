@@ -14,9 +14,13 @@
 
 #include "buf.h"
 
-/* What import accepts in a column. */
+/*
+ * What import and merge accept in a column (validate.h checks it); the text kinds come
+ * first, up to K_JSON.
+ */
 enum csv_kind {
 	K_TEXT,		/* any UTF-8 text */
+	K_LABEL,	/* non-empty UTF-8 text */
 	K_NAME,		/* 1..64 of letters, digits, '_', '-', '.' */
 	K_TIME,		/* YYYY-MM-DD..., a date and time SQLite's julianday() reads */
 	K_RUN_STATUS,	/* running, complete, failed, interrupted */
@@ -27,6 +31,8 @@ enum csv_kind {
 	K_COUNT,	/* a whole number >= 0 */
 	K_SIZE,		/* a whole number in 1..INT_MAX */
 	K_REAL,		/* a finite number >= 0 */
+	K_BIT,		/* 0 or 1 */
+	K_NUMBER,	/* any number */
 };
 
 struct csv_column {

@@ -1,9 +1,10 @@
 /*
  * csv-import.c - reading CSV for import (csv-import.h): libcsv splits the fields, fed a
  * line at a time so that an error can name its line; the header is matched against the
- * columns of runs and cells; every field is checked against its column's kind, lists,
- * JSON and dates through a scratch in-memory SQLite, and the rows of one run must agree.
- * Nothing here touches the database: the result is the parsed file of csv-format.h.
+ * columns of runs and cells; every field is checked against its column's kind by
+ * validate.c (as merge checks the rows of a database), and the rows of one run must
+ * agree. Nothing here touches the database: the result is the parsed file of
+ * csv-format.h.
  */
 #include "csv-import.h"
 
@@ -20,11 +21,8 @@
 #include "buf.h"
 #include "csv-export.h"
 #include "csv-format.h"
-#include "task.h"
-#include "variant.h"
+#include "validate.h"
 #include "why.h"
-
-static const char *const run_statuses[] = { "running", "complete", "failed", "interrupted" };
 
 enum role { ROLE_RUN_KEY, ROLE_RUN, ROLE_CELL, ROLE_METRIC, ROLE_SAMPLES,
 	    ROLE_SAMPLE_ROUNDS, ROLE_TRIALS, ROLE_RUN_METRICS };
@@ -42,8 +40,8 @@ struct field {
 
 struct parser {
 	struct csv_import_data *d;
-	sqlite3 *scratch;	/* :memory:, for JSON and date checks */
-	sqlite3_stmt *is_object, *is_time, *rm_check, *rm_rows;
+	struct validator *check;
+	sqlite3_stmt *rm_check, *rm_rows;	/* on the validator's scratch database */
 	struct header_column *cols;
 	size_t n_cols;
 	struct field *fields;
@@ -112,24 +110,9 @@ size_t csv_import_cell_count(const struct csv_import_data *d)
 	return d->n_cells;
 }
 
-/* Field text for a message: at most 40 bytes, control characters as '?'. */
 static const char *shown(const char *text, size_t len, char *out, size_t out_len)
 {
-	size_t n = len > 40 ? 40 : len, at = 0;
-
-	if (!text)
-		return "";
-	/* do not cut a UTF-8 sequence */
-	while (n < len && n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80)
-		n--;
-	for (size_t i = 0; i < n && at + 4 < out_len; i++)
-		out[at++] = (unsigned char)text[i] < 0x20 || text[i] == 0x7f ? '?' : text[i];
-	if (n < len && at + 4 < out_len) {
-		memcpy(out + at, "...", 3);
-		at += 3;
-	}
-	out[at] = '\0';
-	return out;
+	return validate_shown(text, len, out, out_len);
 }
 
 static void fail(struct parser *p, const char *column, const char *fmt, ...)
@@ -160,41 +143,6 @@ static void fail_nomem(struct parser *p)
 		p->ret = why_fail(-ENOMEM, p->why, p->why_len, "out of memory");
 }
 
-static bool valid_utf8(const unsigned char *s, size_t len)
-{
-	for (size_t i = 0; i < len; ) {
-		unsigned char c = s[i];
-		size_t n;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if ((c & 0xe0) == 0xc0)
-			n = 1, cp = c & 0x1f;
-		else if ((c & 0xf0) == 0xe0)
-			n = 2, cp = c & 0x0f;
-		else if ((c & 0xf8) == 0xf0)
-			n = 3, cp = c & 0x07;
-		else
-			return false;
-		if (i + n >= len)
-			return false;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		/* overlong forms, surrogates and code points past U+10FFFF */
-		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-			return false;
-		i += n + 1;
-	}
-	return true;
-}
-
 /* Strict numbers: the whole field, no spaces. */
 static bool parse_real(const char *s, double *x)
 {
@@ -222,25 +170,6 @@ static bool parse_int(const char *s, int64_t *x)
 	return true;
 }
 
-static bool one_of(const char *s, const char *const *names, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (!strcmp(s, names[i]))
-			return true;
-	return false;
-}
-
-static bool is_name(const char *s, size_t len)
-{
-	if (len < 1 || len > 64)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-' || s[i] == '.'))
-			return false;
-	return true;
-}
-
 /* Runs a scratch statement with text bound to ?1; its integer result, or -1. */
 static int scratch_check(sqlite3_stmt *st, const char *text, size_t len)
 {
@@ -255,124 +184,78 @@ static int scratch_check(sqlite3_stmt *st, const char *text, size_t len)
 	return result;
 }
 
-static bool is_time(struct parser *p, const char *s, size_t len)
+/*
+ * Checks x against column c with validate_value(), recording a refusal under header.
+ * Returns whether it was accepted.
+ */
+static bool checked(struct parser *p, const struct csv_column *c, const char *header,
+		    const struct stored_value *x)
 {
-	/* YYYY-MM-DD first: julianday() alone also takes 'now' and bare numbers */
-	for (int i = 0; i < 10; i++) {
-		bool dash = i == 4 || i == 7;
+	char why[512];
+	int ret = validate_value(p->check, c, x, why, sizeof(why));
 
-		if ((size_t)i >= len || (dash ? s[i] != '-' : (s[i] < '0' || s[i] > '9')))
-			return false;
-	}
-	return scratch_check(p->is_time, s, len) == 1;
+	if (ret == -EINVAL)
+		fail(p, header, "%s", why);
+	else if (ret && !p->ret)
+		p->ret = why_fail(ret, p->why, p->why_len, "%s", why);
+	return !ret;
 }
 
 /*
- * Turns a field into the value of a column of the given kind; text kinds lose the
- * leading ' of the spreadsheet rule. Returns false (with the error recorded) when the
- * field is not acceptable.
+ * A field as the value it stands for: text kinds as text, without the leading ' of the
+ * spreadsheet rule; number kinds parsed, or as text when they do not parse (which the
+ * check then refuses); empty as NULL (an empty quoted field is empty text).
+ */
+static struct stored_value field_stored(const struct field *f, enum csv_kind kind)
+{
+	struct stored_value x = { .type = SQLITE_NULL };
+	const char *s = f->text;
+	size_t len = f->len;
+
+	if (!s || (!len && !csv_is_text_kind(kind)))
+		return x;
+	if (csv_is_text_kind(kind) && csv_has_formula_guard(s, len)) {
+		s++;
+		len--;
+	}
+	x.type = SQLITE_TEXT;
+	x.s = s;
+	x.len = len;
+	if (kind == K_INT || kind == K_COUNT || kind == K_SIZE || kind == K_BIT) {
+		if (parse_int(s, &x.i))
+			x.type = SQLITE_INTEGER;
+	} else if (kind == K_REAL || kind == K_NUMBER) {
+		if (parse_real(s, &x.r))
+			x.type = SQLITE_FLOAT;
+	}
+	return x;
+}
+
+/*
+ * Turns a field into the value of a column of the given kind. Returns false (with the
+ * error recorded) when the field is not acceptable.
  */
 static bool field_value(struct parser *p, struct field *f, const struct csv_column *c,
 			const char *header, struct csv_value *v)
 {
-	char show[64];
-	const char *s = f->text;
-	size_t len = f->len;
+	struct stored_value x = field_stored(f, c->kind);
 
 	value_release(v);
-	if (csv_is_text_kind(c->kind)) {
-		if (!s) {
-			if (c->required)
-				fail(p, header, "is empty, but a value is required");
-			return !c->required;
-		}
-		if (csv_has_formula_guard(s, len)) {
-			s++;
-			len--;
-		}
-	} else if (!s || !len) {
-		if (c->required)
-			fail(p, header, "is empty, but a value is required");
-		return !c->required;
-	}
-	shown(s, len, show, sizeof(show));
-	switch (c->kind) {
-	case K_TEXT:
-		break;
-	case K_NAME:
-		if (!is_name(s, len)) {
-			fail(p, header, "'%s' is not a name (1 to 64 letters, digits, '_', '-' "
-			     "or '.')", show);
-			return false;
-		}
-		break;
-	case K_TIME:
-		if (!is_time(p, s, len)) {
-			fail(p, header, "'%s' is not a date and time (like "
-			     "2025-01-31T12:00:00.000Z)", show);
-			return false;
-		}
-		break;
-	case K_RUN_STATUS:
-		if (!one_of(s, run_statuses, 4)) {
-			fail(p, header, "unknown run status '%s' (accepted: running, complete, "
-			     "failed, interrupted)", show);
-			return false;
-		}
-		break;
-	case K_CELL_STATUS: {
-		bool known = false;
-
-		for (int i = 0; i < CELL_STATUS_COUNT; i++)
-			known |= !strcmp(s, cell_status_name((enum cell_status)i));
-		if (!known) {
-			fail(p, header, "unknown status '%s' (accepted: ok, failed, crashed, "
-			     "timeout, oom, unsupported, nan, corrupt)", show);
-			return false;
-		}
-		break;
-	}
-	case K_PATTERN:
-		if (pattern_parse(s) < 0) {
-			fail(p, header, "unknown pattern '%s' (accepted: ns, cs, nc, cc)", show);
-			return false;
-		}
-		break;
-	case K_JSON:
-		if (scratch_check(p->is_object, s, len) != 1) {
-			fail(p, header, "'%s' is not a JSON object", show);
-			return false;
-		}
-		break;
-	case K_INT:
-	case K_COUNT:
-	case K_SIZE:
-		if (!parse_int(s, &v->i) || (c->kind == K_COUNT && v->i < 0) ||
-		    (c->kind == K_SIZE && (v->i < 1 || v->i > INT_MAX))) {
-			fail(p, header, "'%s' is not a whole number%s", show,
-			     c->kind == K_COUNT ? " >= 0" :
-			     c->kind == K_SIZE ? " in 1..2147483647" : "");
-			return false;
-		}
-		v->type = SQLITE_INTEGER;
+	if (!checked(p, c, header, &x))
+		return false;
+	v->type = x.type;
+	v->i = x.i;
+	v->r = x.r;
+	if (x.type != SQLITE_TEXT)
 		return true;
-	case K_REAL:
-		if (!parse_real(s, &v->r) || !isfinite(v->r) || v->r < 0) {
-			fail(p, header, "'%s' is not a finite number >= 0", show);
-			return false;
-		}
-		v->type = SQLITE_FLOAT;
-		return true;
-	}
-	v->s = malloc(len + 1);
+	v->s = malloc(x.len + 1);
 	if (!v->s) {
 		fail_nomem(p);
 		return false;
 	}
-	memcpy(v->s, s, len);
-	v->s[len] = '\0';
-	v->len = len;
-	v->type = SQLITE_TEXT;
+	memcpy(v->s, x.s, x.len);
+	v->s[x.len] = '\0';
+	v->len = x.len;
 	return true;
 }
 
@@ -407,12 +290,13 @@ static bool parse_list(struct parser *p, const char *header, struct field *f,
 		       enum list_kind kind, int64_t **idx_out, double **real_out, int **int_out,
 		       size_t *count)
 {
-	static const char *const wanted[] = {
-		[LIST_SECONDS] = "a finite number of seconds >= 0",
-		[LIST_ROUNDS] = "a round number from 1",
-		[LIST_TRIALS] = "0 or 1",
+	/* what merge checks the same values of a database's tables against */
+	static const struct csv_column *const columns[] = {
+		[LIST_SECONDS] = &validate_sample_columns[S_SECONDS],
+		[LIST_ROUNDS] = &validate_sample_columns[S_ROUND],
+		[LIST_TRIALS] = &validate_trial_columns[T_CORRECT],
 	};
-	char *s = f->text, *item, *save = NULL, show[64];
+	char *s = f->text, *item, *save = NULL, why[256];
 	size_t n = 0, cap_idx = 0, cap_values = 0;
 	int64_t next = 0, *idx = NULL;
 	double *reals = NULL;
@@ -424,11 +308,11 @@ static bool parse_list(struct parser *p, const char *header, struct field *f,
 		return true;
 	for (item = strtok_r(s, " \t", &save); item && ok; item = strtok_r(NULL, " \t", &save)) {
 		char *colon = strchr(item, ':'), *value = item;
-		int64_t at = next, whole = 0;
-		double x = 0;
-		bool valid;
+		int64_t at = next;
+		struct field vf;
+		struct stored_value x;
+		int ret;
 
-		shown(item, strlen(item), show, sizeof(show));
 		if (colon) {
 			*colon = '\0';
 			value = colon + 1;
@@ -439,14 +323,15 @@ static bool parse_list(struct parser *p, const char *header, struct field *f,
 				break;
 			}
 		}
-		if (kind == LIST_SECONDS)
-			valid = parse_real(value, &x) && isfinite(x) && x >= 0;
-		else if (kind == LIST_ROUNDS)
-			valid = parse_int(value, &whole) && whole >= 1 && whole <= INT_MAX;
-		else
-			valid = parse_int(value, &whole) && (whole == 0 || whole == 1);
-		if (!valid) {
-			fail(p, header, "item %zu: '%s' is not %s", n + 1, show, wanted[kind]);
+		vf.text = value;
+		vf.len = strlen(value);
+		x = field_stored(&vf, columns[kind]->kind);
+		ret = validate_value(p->check, columns[kind], &x, why, sizeof(why));
+		if (ret) {
+			if (ret == -EINVAL)
+				fail(p, header, "item %zu: %s", n + 1, why);
+			else if (!p->ret)
+				p->ret = why_fail(ret, p->why, p->why_len, "%s", why);
 			ok = false;
 			break;
 		}
@@ -459,9 +344,9 @@ static bool parse_list(struct parser *p, const char *header, struct field *f,
 		}
 		idx[n] = at;
 		if (kind == LIST_SECONDS)
-			reals[n] = x;
+			reals[n] = x.r;
 		else
-			ints[n] = (int)whole;
+			ints[n] = (int)x.i;
 		n++;
 		next = at + 1;
 	}
@@ -480,24 +365,30 @@ static bool parse_list(struct parser *p, const char *header, struct field *f,
 	return true;
 }
 
-/* Text of a scratch result column as a malloc()ed string; NULL when not text. */
-static char *result_text(sqlite3_stmt *st, int col, bool *bad)
+/*
+ * Column col of a row of rm_rows as the value it stands for, by its JSON type (at col - 1):
+ * strings as text, numbers and null as such, the rest as a BLOB, which no column accepts.
+ */
+static struct stored_value json_stored(sqlite3_stmt *st, int col)
 {
-	const unsigned char *s = sqlite3_column_text(st, col);
-	size_t len = (size_t)sqlite3_column_bytes(st, col);
-	char *copy;
+	const char *type = (const char *)sqlite3_column_text(st, col - 1);
+	struct stored_value x = { .type = SQLITE_NULL };
 
-	if (sqlite3_column_type(st, col) != SQLITE_TEXT || !s || memchr(s, '\0', len) ||
-	    !valid_utf8(s, len)) {
-		*bad = true;
-		return NULL;
+	if (!type)
+		return x;
+	x.type = sqlite3_column_type(st, col);
+	if (strcmp(type, "text") && strcmp(type, "integer") && strcmp(type, "real") &&
+	    strcmp(type, "null")) {
+		x.type = SQLITE_BLOB;
+	} else if (x.type == SQLITE_TEXT) {
+		x.s = (const char *)sqlite3_column_text(st, col);
+		x.len = (size_t)sqlite3_column_bytes(st, col);
+	} else if (x.type == SQLITE_INTEGER) {
+		x.i = sqlite3_column_int64(st, col);
+	} else {
+		x.r = sqlite3_column_double(st, col);
 	}
-	copy = malloc(len + 1);
-	if (copy) {
-		memcpy(copy, s, len);
-		copy[len] = '\0';
-	}
-	return copy;
+	return x;
 }
 
 /* Parses the run_metrics JSON of a new run into r->rm. */
@@ -516,29 +407,41 @@ static bool parse_run_metrics(struct parser *p, const char *header, struct csv_r
 	sqlite3_bind_text(st, 1, r->run_metrics, -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct csv_run_metric m = { 0 };
+		struct stored_value x[RM_COUNT];
 		bool bad = sqlite3_column_int(st, 0) != CSV_RM_KEYS + 1;
-		const char *vtype = (const char *)sqlite3_column_text(st, 1 + 2 * CSV_RM_KEYS);
+		char why[256];
 
+		/* the keys in table order: variant, pattern, baseline, name, then value, unit */
+		for (int k = 0; k < RM_VALUE; k++)
+			x[k] = json_stored(st, 2 + 2 * k);
+		x[RM_VALUE] = json_stored(st, 2 + 2 * CSV_RM_KEYS);
+		x[RM_UNIT] = json_stored(st, 2 + 2 * (CSV_RM_KEYS - 1));
+		for (int k = 0; k < RM_COUNT && !bad; k++) {
+			int ret = validate_value(p->check, &validate_run_metric_columns[k], &x[k],
+						 why, sizeof(why));
+
+			if (ret && ret != -EINVAL) {
+				if (!p->ret)
+					p->ret = why_fail(ret, p->why, p->why_len, "%s", why);
+				break;
+			}
+			bad = ret;
+		}
+		if (p->ret)
+			break;
 		for (int k = 0; k < CSV_RM_KEYS && !bad; k++) {
-			const char *type = (const char *)sqlite3_column_text(st, 1 + 2 * k);
+			const struct stored_value *key = &x[k < RM_VALUE ? k : RM_UNIT];
 
-			bad = !type || strcmp(type, "text");
-			if (!bad)
-				m.keys[k] = result_text(st, 2 + 2 * k, &bad);
-			if (!bad && !m.keys[k]) {
+			m.keys[k] = strndup(key->s, key->len);
+			if (!m.keys[k]) {
 				fail_nomem(p);
 				bad = true;
 			}
-			/* all but unit must be non-empty */
-			if (!bad && k < CSV_RM_KEYS - 1 && !m.keys[k][0])
-				bad = true;
 		}
-		if (!bad && (!vtype || (strcmp(vtype, "integer") && strcmp(vtype, "real") &&
-					strcmp(vtype, "null"))))
-			bad = true;
 		if (!bad) {
-			m.null = !strcmp(vtype, "null");
-			m.value = m.null ? 0 : sqlite3_column_double(st, 2 + 2 * CSV_RM_KEYS);
+			m.null = x[RM_VALUE].type == SQLITE_NULL;
+			m.value = x[RM_VALUE].type == SQLITE_INTEGER ? (double)x[RM_VALUE].i :
+				  x[RM_VALUE].r;
 		}
 		for (size_t i = 0; i < r->n_rm && !bad; i++) {
 			bool same = true;
@@ -602,8 +505,7 @@ static void parse_header(struct parser *p)
 		bool known = true;
 
 		shown(s, f->len, show, sizeof(show));
-		if (!f->text || !f->len || memchr(s, '\0', f->len) ||
-		    !valid_utf8((const unsigned char *)s, f->len)) {
+		if (!f->text || !f->len || !validate_utf8(s, f->len)) {
 			fail(p, NULL, "column %zu of the header has no name", i + 1);
 			break;
 		}
@@ -626,8 +528,14 @@ static void parse_header(struct parser *p)
 		} else if (!strncmp(s, CSV_METRIC_PREFIX, strlen(CSV_METRIC_PREFIX))) {
 			const char *name = s + strlen(CSV_METRIC_PREFIX), *open = strchr(name, '[');
 			struct csv_metric_column m;
+			struct stored_value x = { .type = SQLITE_TEXT, .s = name };
+			char why[256];
 
-			if (!open || s[f->len - 1] != ']' || !is_name(name, (size_t)(open - name))) {
+			if (open)
+				x.len = (size_t)(open - name);
+			if (!open || s[f->len - 1] != ']' ||
+			    validate_value(p->check, &validate_metric_columns[M_NAME], &x, why,
+					   sizeof(why))) {
 				fail(p, NULL, "header column '%s' is not metric:NAME[UNIT]", show);
 				break;
 			}
@@ -710,7 +618,9 @@ static void parse_row(struct parser *p)
 	struct csv_run *known;
 	const char *key_text = NULL, *rm_header = "run_metrics";
 	size_t cap_metrics = 0;
-	char key[17], show[64];
+	struct stored_value shape[C_COUNT];
+	char key[17], show[64], why[256];
+	int bad_column;
 	bool ok = true;
 
 	for (int c = 0; c < R_COUNT; c++)
@@ -726,8 +636,7 @@ static void parse_row(struct parser *p)
 	for (size_t i = 0; i < p->n_fields; i++) {
 		struct field *f = &p->fields[i];
 
-		if (f->text && (memchr(f->text, '\0', f->len) ||
-				!valid_utf8((const unsigned char *)f->text, f->len))) {
+		if (f->text && !validate_utf8(f->text, f->len)) {
 			fail(p, p->cols[i].name, "holds a NUL byte or is not valid UTF-8");
 			return;
 		}
@@ -751,15 +660,15 @@ static void parse_row(struct parser *p)
 			break;
 		case ROLE_METRIC: {
 			struct csv_cell_metric m = { .column = h->index };
+			struct stored_value x = field_stored(f, K_NUMBER);
 
-			if (!f->text || !f->len)
+			if (x.type == SQLITE_NULL)
 				break;
-			if (!parse_real(f->text, &m.value)) {
-				fail(p, h->name, "'%s' is not a number (nan for a missing value)",
-				     shown(f->text, f->len, show, sizeof(show)));
+			if (!checked(p, &validate_metric_columns[M_VALUE], h->name, &x)) {
 				ok = false;
 				break;
 			}
+			m.value = x.r;
 			m.null = isnan(m.value);
 			for (size_t k = 0; k < cell.n_metrics; k++)
 				if (!strcmp(d->metrics[cell.metrics[k].column].name,
@@ -819,15 +728,12 @@ static void parse_row(struct parser *p)
 	}
 
 	/* the shape: self patterns have n = m; kv_heads divides heads */
-	if (pattern_is_self((enum attn_pattern)pattern_parse(cell.v[C_PATTERN].s)) &&
-	    cell.v[C_N].i != cell.v[C_M].i) {
-		fail(p, "m", "m = %lld, but pattern '%s' needs m = n (%lld)",
-		     (long long)cell.v[C_M].i, cell.v[C_PATTERN].s, (long long)cell.v[C_N].i);
-		goto fail;
-	}
-	if (cell.v[C_HEADS].i % cell.v[C_KV_HEADS].i) {
-		fail(p, "kv_heads", "kv_heads = %lld does not divide heads = %lld",
-		     (long long)cell.v[C_KV_HEADS].i, (long long)cell.v[C_HEADS].i);
+	for (int c = 0; c < C_COUNT; c++)
+		shape[c] = (struct stored_value){ .type = cell.v[c].type, .i = cell.v[c].i,
+						  .r = cell.v[c].r, .s = cell.v[c].s,
+						  .len = cell.v[c].len };
+	if (validate_cell_shape(shape, &bad_column, why, sizeof(why))) {
+		fail(p, csv_cell_columns[bad_column].name, "%s", why);
 		goto fail;
 	}
 
@@ -946,9 +852,6 @@ static int no_space(unsigned char c)
 
 static int open_scratch(struct parser *p)
 {
-	static const char is_object[] =
-		"SELECT CASE WHEN json_valid(?1) THEN json_type(?1) = 'object' ELSE 0 END";
-	static const char is_time[] = "SELECT julianday(?1) IS NOT NULL";
 	static const char rm_check[] =
 		"SELECT CASE WHEN NOT json_valid(?1) THEN 0"
 		" WHEN json_type(?1) != 'array' THEN 0"
@@ -964,22 +867,22 @@ static int open_scratch(struct parser *p)
 		" json_type(e.value, '$.value'), json_extract(e.value, '$.value')"
 		" FROM json_each(?1) AS e ORDER BY e.key";
 
-	if (sqlite3_open_v2(":memory:", &p->scratch, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(p->scratch, is_object, -1, &p->is_object, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(p->scratch, is_time, -1, &p->is_time, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(p->scratch, rm_check, -1, &p->rm_check, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(p->scratch, rm_rows, -1, &p->rm_rows, NULL) != SQLITE_OK)
+	sqlite3 *scratch;
+
+	if (validator_open(&p->check))
+		return -EIO;
+	scratch = validator_scratch(p->check);
+	if (sqlite3_prepare_v2(scratch, rm_check, -1, &p->rm_check, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(scratch, rm_rows, -1, &p->rm_rows, NULL) != SQLITE_OK)
 		return -EIO;
 	return 0;
 }
 
 static void close_scratch(struct parser *p)
 {
-	sqlite3_finalize(p->is_object);
-	sqlite3_finalize(p->is_time);
 	sqlite3_finalize(p->rm_check);
 	sqlite3_finalize(p->rm_rows);
-	sqlite3_close(p->scratch);
+	validator_free(p->check);
 }
 
 static bool blank_line(const char *s, size_t len)

@@ -1,8 +1,9 @@
 /*
  * merge.c - databases into one (merge.h): the run identities of the output and every
- * input read and compared before anything is written, then each input ATTACHed
- * read-only and copied table by table with INSERT ... SELECT, ids shifted past the
- * output's, in groups as large as SQLite attaches at once.
+ * input read and compared, and every row of every input checked by validate.c as import
+ * checks a file, before anything is written; then each input ATTACHed read-only, its
+ * rows checked again inside the transaction, and copied table by table with INSERT ...
+ * SELECT, ids shifted past the output's, in groups as large as SQLite attaches at once.
  */
 #include "merge.h"
 
@@ -16,6 +17,8 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "csv-format.h"
+#include "validate.h"
 #include "why.h"
 
 struct run_identity {
@@ -58,8 +61,180 @@ static char *column_strdup(sqlite3_stmt *st, int col, bool *nomem)
 	return copy;
 }
 
+/* The tables whose rows merge copies, with what each column must hold. */
+static const struct {
+	const char *table;
+	const struct csv_column *cols;
+	int n;
+	const char *owner;	/* the key column naming the row's run or cell, or id */
+	const char *key;	/* the second key column, or NULL */
+} checked_tables[] = {
+	{ "runs", csv_run_columns, R_COUNT, "id", NULL },
+	{ "cells", csv_cell_columns, C_COUNT, "id", NULL },
+	{ "metrics", validate_metric_columns, M_COUNT, "cell_id", "name" },
+	{ "samples", validate_sample_columns, S_COUNT, "cell_id", "idx" },
+	{ "trials", validate_trial_columns, T_COUNT, "cell_id", "idx" },
+	{ "run_metrics", validate_run_metric_columns, RM_COUNT, "run_id", "name" },
+};
+
+static int append_quoted(struct buf *b, const char *name);
+
 /*
- * Reads the run identities of the database at path (opened read-only) into ids.
+ * SELECT owner, key, the checked columns FROM schema.table, a column the table lacks (an
+ * older schema) as NULL, or as 1 for samples.round (its default). *present is false when
+ * the input has no such table.
+ */
+static int checked_select(sqlite3 *db, const char *schema, int t, struct buf *sql,
+			  bool *present)
+{
+	const char *table = checked_tables[t].table;
+	sqlite3_stmt *st;
+	int ret = 0;
+
+	*present = false;
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info(?1, ?2) WHERE name = ?3",
+			       -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, schema, -1, SQLITE_STATIC);
+	ret = buf_str(sql, "SELECT ") ? -ENOMEM : 0;
+	for (int c = -2; c < checked_tables[t].n && !ret; c++) {
+		const char *name = c == -2 ? checked_tables[t].owner :
+				   c == -1 ? checked_tables[t].key : checked_tables[t].cols[c].name;
+		int rc;
+
+		if (c > -2)
+			ret = buf_str(sql, ", ") ? -ENOMEM : 0;
+		if (!name) {
+			ret = ret ? ret : buf_str(sql, "NULL") ? -ENOMEM : 0;
+			continue;
+		}
+		sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		sqlite3_reset(st);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+			ret = -EIO;
+			break;
+		}
+		*present |= rc == SQLITE_ROW;
+		if (ret)
+			break;
+		if (rc == SQLITE_ROW)
+			ret = append_quoted(sql, name);
+		else
+			ret = buf_str(sql, !strcmp(table, "samples") && !strcmp(name, "round") ?
+				      "1" : "NULL") ? -ENOMEM : 0;
+	}
+	sqlite3_finalize(st);
+	if (!ret && (buf_str(sql, " FROM ") || buf_str(sql, schema) || buf_str(sql, ".") ||
+		     append_quoted(sql, table)))
+		ret = -ENOMEM;
+	return ret;
+}
+
+/* A value of a result column, as validate_value() takes it (pointing into st). */
+static struct stored_value column_value(sqlite3_stmt *st, int col)
+{
+	struct stored_value x = { .type = sqlite3_column_type(st, col) };
+
+	if (x.type == SQLITE_INTEGER) {
+		x.i = sqlite3_column_int64(st, col);
+	} else if (x.type == SQLITE_FLOAT) {
+		x.r = sqlite3_column_double(st, col);
+	} else if (x.type == SQLITE_TEXT || x.type == SQLITE_BLOB) {
+		/* a BLOB is refused whatever it holds; read as bytes, not converted */
+		x.s = x.type == SQLITE_TEXT ? (const char *)sqlite3_column_text(st, col) :
+					      (const char *)sqlite3_column_blob(st, col);
+		x.len = (size_t)sqlite3_column_bytes(st, col);
+	}
+	return x;
+}
+
+/* "row 12" (by id), or "row (cell_id 12, idx 3)" (by the key of a table without one). */
+static void row_label(sqlite3_stmt *st, int t, char *buf, size_t len)
+{
+	struct stored_value owner = column_value(st, 0), key = column_value(st, 1);
+	char show[64], owner_text[32];
+
+	if (owner.type == SQLITE_INTEGER)
+		snprintf(owner_text, sizeof(owner_text), "%lld", (long long)owner.i);
+	else
+		snprintf(owner_text, sizeof(owner_text), "?");
+	if (!checked_tables[t].key)
+		snprintf(buf, len, "row %s", owner_text);
+	else if (key.type == SQLITE_INTEGER)
+		snprintf(buf, len, "row (%s %s, %s %lld)", checked_tables[t].owner, owner_text,
+			 checked_tables[t].key, (long long)key.i);
+	else
+		snprintf(buf, len, "row (%s %s, %s '%s')", checked_tables[t].owner, owner_text,
+			 checked_tables[t].key, key.type == SQLITE_TEXT ?
+			 validate_shown(key.s, key.len, show, sizeof(show)) : "?");
+}
+
+/*
+ * Checks every row of every table of the input at schema (main of its own connection, or
+ * attached) as import checks the rows of a file: each value with validate_value(), each
+ * cell's shape with validate_cell_shape(). Returns 0; -EINVAL with why naming path,
+ * table, row and column and what the column accepts; -ENOMEM; -EIO.
+ */
+static int check_rows(sqlite3 *db, const char *schema, const char *path, char *why,
+		      size_t why_len)
+{
+	struct validator *v;
+	int ret = validator_open(&v);
+
+	if (ret)
+		return why_fail(ret, why, why_len, "cannot check '%s': %s", path,
+				ret == -ENOMEM ? "out of memory" : "no scratch database");
+	for (int t = 0; t < (int)(sizeof(checked_tables) / sizeof(checked_tables[0])) && !ret;
+	     t++) {
+		struct stored_value x[(int)C_COUNT > (int)R_COUNT ? (int)C_COUNT : (int)R_COUNT];
+		const char *column = NULL;
+		struct buf sql = { 0 };
+		sqlite3_stmt *st = NULL;
+		char label[160], reason[512];
+		bool present;
+		int rc = SQLITE_DONE;
+
+		ret = checked_select(db, schema, t, &sql, &present);
+		if (!ret && present && sqlite3_prepare_v2(db, sql.p, -1, &st, NULL) != SQLITE_OK)
+			ret = -EIO;
+		free(sql.p);
+		while (!ret && present && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+			int bad = -1;
+
+			for (int c = 0; c < checked_tables[t].n && !ret; c++) {
+				x[c] = column_value(st, 2 + c);
+				ret = validate_value(v, &checked_tables[t].cols[c], &x[c], reason,
+						     sizeof(reason));
+				bad = c;
+			}
+			if (!ret && checked_tables[t].cols == csv_cell_columns)
+				ret = validate_cell_shape(x, &bad, reason, sizeof(reason));
+			if (ret) {
+				column = checked_tables[t].cols[bad].name;
+				row_label(st, t, label, sizeof(label));
+			}
+		}
+		if (!ret && present && rc != SQLITE_DONE)
+			ret = -EIO;
+		if (ret == -EINVAL)
+			why_set(why, why_len, "input '%s', table %s, %s, column '%s': %s", path,
+				checked_tables[t].table, label, column, reason);
+		else if (ret == -EIO && column)
+			why_set(why, why_len, "cannot check '%s': %s", path, reason);
+		else if (ret)
+			why_set(why, why_len, "cannot check '%s': %s", path,
+				ret == -ENOMEM ? "out of memory" : sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+	}
+	validator_free(v);
+	return ret;
+}
+
+/*
+ * Reads the run identities of the database at path (opened read-only) into ids, and
+ * for an input (source >= 0) checks every row (check_rows()).
  * may_be_new: a file with no tables at all is accepted as empty.
  */
 static int read_identities(const char *path, int source, bool may_be_new,
@@ -117,11 +292,18 @@ static int read_identities(const char *path, int source, bool may_be_new,
 		ret = why_fail(-ENOMEM, why, why_len, "out of memory");
 	} else if (rc != SQLITE_DONE) {
 		goto sqlite_trouble;
+	} else if (source >= 0) {
+		sqlite3_finalize(st);
+		st = NULL;
+		ret = check_rows(db, "main", path, why, why_len);
 	}
 	goto out;
 sqlite_trouble:
-	why_set(why, why_len, "cannot read '%s': %s", path,
-		db ? sqlite3_errmsg(db) : "out of memory");
+	if (db && sqlite3_errcode(db) == SQLITE_NOTADB)
+		why_set(why, why_len, "'%s' is not an SQLite database", path);
+	else
+		why_set(why, why_len, "cannot read '%s': %s", path,
+			db ? sqlite3_errmsg(db) : "out of memory");
 	ret = version < 0 ? -EPROTO : -EIO;
 out:
 	sqlite3_finalize(st);
@@ -134,21 +316,19 @@ int merge_check(const char *out_path, const char *const *inputs, int n,
 {
 	struct run_identity *ids = NULL;
 	size_t count = 0, cap = 0;
-	char out_real[PATH_MAX], in_real[PATH_MAX];
-	bool out_exists = !access(out_path, F_OK);
-	struct stat st;
+	struct stat out_st, st;
+	bool out_exists = !stat(out_path, &out_st);
 	int ret = 0;
 
-	if (out_exists && !realpath(out_path, out_real))
-		out_real[0] = '\0';
 	for (int i = 0; i < n && !ret; i++) {
 		if (stat(inputs[i], &st)) {
 			ret = why_fail(-ENOENT, why, why_len, "cannot open input '%s': %s",
 				       inputs[i], strerror(errno));
-		} else if (out_exists && realpath(inputs[i], in_real) && out_real[0] &&
-			   !strcmp(in_real, out_real)) {
-			ret = why_fail(-EINVAL, why, why_len, "input '%s' is the output",
-				       inputs[i]);
+		} else if (out_exists && st.st_dev == out_st.st_dev &&
+			   st.st_ino == out_st.st_ino) {
+			/* the same file by any name: a symbolic or a hard link too */
+			ret = why_fail(-EINVAL, why, why_len, "input '%s' is the output '%s'",
+				       inputs[i], out_path);
 		}
 	}
 	if (!ret && out_exists)
@@ -436,6 +616,12 @@ int merge_databases(sqlite3 *db, const char *const *inputs, int n, int64_t *runs
 					       inputs[i]);
 				break;
 			}
+			/* as read in this transaction, which keeps it from changing */
+			ret = check_rows(db, schema, inputs[i], why, why_len);
+		}
+		/* every input of the group checked before any is copied */
+		for (int i = g; i < n && i < g + limit && !ret; i++) {
+			snprintf(schema, sizeof(schema), "src%d", i - g);
 			ret = copy_input(db, schema, inputs[i], runs, cells, why, why_len);
 			if (ret == -EIO || ret == -ENOMEM)
 				why_set(why, why_len, "cannot copy '%s': %s", inputs[i],

@@ -14,10 +14,12 @@
 /*
  * Checks, without writing anything, that the databases at inputs[0..n) can be merged
  * into out_path (which may not exist yet): each input is an attnbench database of this
- * schema version or older, and no run identity occurs twice among the output's runs
- * and the inputs'. Returns 0; -ENOENT for a missing input; -EPROTO for a file that is
- * not an attnbench database or is newer; -EEXIST for a duplicate run; -EINVAL when an
- * input is the output; -EIO for SQLite trouble. why names the file and run.
+ * schema version or older, every row of every input table holds what import would
+ * accept (validate.h), and no run identity occurs twice among the output's runs and the
+ * inputs'. Returns 0; -ENOENT for a missing input; -EPROTO for a file that is not SQLite,
+ * not an attnbench database or newer; -EINVAL for a refused row (why names input, table,
+ * row, column and what it accepts) or an input that is the output under any name
+ * (the same device and inode); -EEXIST for a duplicate run; -EIO for SQLite trouble.
  */
 int merge_check(const char *out_path, const char *const *inputs, int n,
 		char *why, size_t why_len);
@@ -29,8 +31,9 @@ int merge_check(const char *out_path, const char *const *inputs, int n,
  * one transaction; if a later group fails, the runs added by earlier ones are deleted
  * again. Needs URI filenames enabled (sqlite3_config(SQLITE_CONFIG_URI, 1) before the
  * connection was opened, or a library built with SQLITE_USE_URI). runs and cells get
- * the numbers copied. Returns 0; -EEXIST for a duplicate run (re-checked in the
- * transaction); -EIO for SQLite trouble.
+ * the numbers copied. Every row of a group's inputs is checked again inside its
+ * transaction before any is copied. Returns 0; -EINVAL for a refused row and -EEXIST for
+ * a duplicate run (both re-checked in the transaction); -EIO for SQLite trouble.
  */
 int merge_databases(sqlite3 *db, const char *const *inputs, int n, int64_t *runs,
 		    int64_t *cells, char *why, size_t why_len);

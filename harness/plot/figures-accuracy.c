@@ -36,7 +36,7 @@ int figure_fidelity(struct plot_ctx *c, const char *pattern, bool self)
 		"  AND pattern = ?2 AND status = 'ok' AND rel_err = 0)"
 		" FROM results WHERE run_id = ?1 AND task = 'fidelity' AND pattern = ?2"
 		" AND status = 'ok' AND rel_err > 0";
-	char regimes[MAX_REGIMES][32], name[64], title[128], ls[16];
+	char regimes[MAX_REGIMES][256], name[64], title[400], ls[16];
 	int index[MAX_REGIMES][MAX_VARIANTS], n_regimes = 0, blocks = 0, rc, zeros = 0;
 	bool used[MAX_VARIANTS] = { false };
 	double ymin = 0, ymax = 0, xmin = 0, xmax = 0;
@@ -49,9 +49,13 @@ int figure_fidelity(struct plot_ctx *c, const char *pattern, bool self)
 	if (!st)
 		return -EIO;
 	sqlite3_bind_text(st, 2, pattern, -1, SQLITE_STATIC);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW && n_regimes < MAX_REGIMES)
-		snprintf(regimes[n_regimes++], sizeof(regimes[0]), "%s",
-			 (const char *)sqlite3_column_text(st, 0));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && n_regimes < MAX_REGIMES) {
+		const char *regime = (const char *)sqlite3_column_text(st, 0);
+
+		/* a regime cut short would match no cell: an empty panel */
+		if (regime && strlen(regime) < sizeof(regimes[0]))
+			snprintf(regimes[n_regimes++], sizeof(regimes[0]), "%s", regime);
+	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
 		return plot_read_failed(c);
@@ -92,7 +96,7 @@ int figure_fidelity(struct plot_ctx *c, const char *pattern, bool self)
 			int rows;
 
 			sqlite3_bind_text(st, 3, c->variants[i].name, -1, SQLITE_STATIC);
-			snprintf(title, sizeof(title), "regime %.31s, variant %.63s", regimes[r],
+			snprintf(title, sizeof(title), "regime %.255s, variant %.64s", regimes[r],
 				 c->variants[i].name);
 			rows = plot_write_block(c, f, st, blocks, title,
 					   "M\trel_err\tcosine\tmax_abs_err\tN");

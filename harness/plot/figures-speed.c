@@ -66,7 +66,7 @@ static int note_unstable(struct plot_ctx *c, FILE *f, const char *pattern, const
 		"SELECT variant, n FROM results WHERE run_id = ?1 AND task = 'speed'"
 		" AND pattern = ?2 AND d = ?3 AND heads = ?4 AND kv_heads = ?5 AND batch = ?6"
 		" AND status = 'ok' AND unstable > 0 ORDER BY variant, n");
-	char safe[64];
+	char safe[80];
 	int rc;
 
 	*count = 0;
@@ -167,7 +167,7 @@ int figure_speedup(struct plot_ctx *c, const char *pattern)
 	size_t n_base, n_var, cap_base = 0, cap_var = 0;
 	sqlite3_stmt *samples = NULL, *lengths = NULL;
 	int shape[4], n = 0, rc, len[64], n_len = 0;
-	char name[64], safe[64], safe_base[64];
+	char name[64], safe[80], safe_base[80];
 	struct figure g;
 	FILE *f = NULL;
 
@@ -309,6 +309,20 @@ struct eff_row {
 	unsigned int null;	/* bit k: and its value is NULL ("none") */
 };
 
+/* s with each '%' doubled: gnuplot reads an explicit tic label as a format. */
+static void tic_label_text(const char *s, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	for (; *s && n + 2 < len; s++) {
+		if (*s == '%')
+			buf[n++] = '%';
+		buf[n++] = *s;
+	}
+	if (len)
+		buf[n < len ? n : len - 1] = '\0';
+}
+
 /* Whether a row named eff_names[k] exists and holds a number (not NULL: "none"). */
 static bool eff_known(const struct eff_row *r, int k)
 {
@@ -360,7 +374,7 @@ int figure_efficiency(struct plot_ctx *c, const char *pattern)
 	double below_lo = INFINITY, below_hi = 0;
 	bool slope = false, bars = false;
 	int n = 0, rc, panels;
-	char name[64], title[96], quoted[300], safe[64], safe_base[64];
+	char name[64], title[96], label[192], quoted[800], safe[80], safe_base[80];
 	struct figure g;
 	sqlite3_stmt *st;
 	FILE *f;
@@ -523,7 +537,8 @@ int figure_efficiency(struct plot_ctx *c, const char *pattern)
 			figure_var(&g, "row_names", "%s", "");
 			for (int i = 0; i < n; i++) {
 				plot_variant_title(c, rows[i].v, pattern, title, sizeof(title));
-				plot_gp_string(title, quoted, sizeof(quoted));
+				tic_label_text(title, label, sizeof(label));
+				plot_gp_string(label, quoted, sizeof(quoted));
 				figure_var(&g, "row_name", "%s", quoted);
 				figure_var(&g, "row", "%d", n - 1 - i);
 				figure_var_append(&g, "row_names", ", ", "row-name");
@@ -615,7 +630,7 @@ int figure_pareto(struct plot_ctx *c, const char *pattern)
 	int shape[4], n = 0, order[MAX_VARIANTS], rc, passkey_m = 0;
 	sqlite3_stmt *lat = NULL, *acc = NULL, *st;
 	double xmin = INFINITY, xmax = 0, best = -1;
-	char name[64], safe[64];
+	char name[64], safe[80];
 	struct figure g;
 	FILE *f;
 
@@ -713,8 +728,8 @@ int figure_pareto(struct plot_ctx *c, const char *pattern)
 		if (p->accuracy <= best)
 			continue;
 		best = p->accuracy;
-		/* the name is the last column: text, never a gnuplot column */
-		plot_comment_text(p->v->name, safe, sizeof(safe));
+		/* the name is the last column, never read by the script: one field all the same */
+		plot_data_word(p->v->name, safe, sizeof(safe));
 		fprintf(f, "%.9g\t%.9g\t%s\n", p->latency, p->accuracy, safe);
 	}
 	rc = plot_close_out(c, f, name, "dat");

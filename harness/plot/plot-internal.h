@@ -51,7 +51,7 @@
 #define STYLE_BELOW "ls_below"
 
 struct run_variant {
-	char name[64];
+	char name[65];		/* import and merge take names of up to 64 bytes */
 	int style;		/* line style number: registry index + 1 */
 };
 
@@ -187,6 +187,7 @@ int plot_template_read(struct plot_ctx *c, const char *kind, struct template *t)
 void plot_template_release(struct template *t);
 void plot_gp_string(const char *s, char *buf, size_t len);
 void plot_comment_text(const char *s, char *buf, size_t len);
+void plot_data_word(const char *s, char *buf, size_t len);
 void figure_var(struct figure *g, const char *name, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void figure_var_string(struct figure *g, const char *name, const char *s);

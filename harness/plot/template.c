@@ -225,7 +225,8 @@ void plot_template_release(struct template *t)
 /*
  * s as a gnuplot string in double quotes: backslash and quote escaped, and the bytes
  * gnuplot would act on inside a command line (the backquote of command substitution,
- * controls such as a newline) as octal escapes, so a stored name is only ever text.
+ * the @ of a macro, controls such as a newline) as octal escapes, so a stored name is
+ * only ever text.
  */
 void plot_gp_string(const char *s, char *buf, size_t len)
 {
@@ -243,7 +244,7 @@ void plot_gp_string(const char *s, char *buf, size_t len)
 		if (ch == '\\' || ch == '"') {
 			buf[n++] = '\\';
 			buf[n++] = (char)ch;
-		} else if (ch == '`' || ch < 32 || ch == 127) {
+		} else if (ch == '`' || ch == '@' || ch < 32 || ch == 127) {
 			n += (size_t)snprintf(buf + n, len - n, "\\%03o", ch);
 		} else {
 			buf[n++] = (char)ch;
@@ -255,7 +256,8 @@ void plot_gp_string(const char *s, char *buf, size_t len)
 
 /*
  * s for a comment line of a script or a data file: controls (a newline would end the
- * comment) and backslashes (one at the end would continue it) become '?'.
+ * comment), backslashes (one at the end would continue it) and backquotes (which older
+ * gnuplots substitute anywhere on a line) become '?'.
  */
 void plot_comment_text(const char *s, char *buf, size_t len)
 {
@@ -266,8 +268,32 @@ void plot_comment_text(const char *s, char *buf, size_t len)
 	for (; *s && n + 1 < len; s++) {
 		unsigned char ch = (unsigned char)*s;
 
-		buf[n++] = ch < 32 || ch == 127 || ch == '\\' ? '?' : (char)ch;
+		buf[n++] = ch < 32 || ch == 127 || ch == '\\' || ch == '`' ? '?' : (char)ch;
 	}
+	buf[n] = '\0';
+}
+
+/*
+ * s as one field of a data line: whitespace and controls (which split a field or end the
+ * line), '#' (which starts a comment), quotes, backquotes and backslashes become '?'; an
+ * empty s is "?", so the line keeps its number of fields.
+ */
+void plot_data_word(const char *s, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	if (len < 2) {
+		if (len)
+			*buf = '\0';
+		return;
+	}
+	for (; *s && n + 1 < len; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		buf[n++] = ch <= ' ' || ch == 127 || strchr("#\"'`\\", ch) ? '?' : (char)ch;
+	}
+	if (!n)
+		buf[n++] = '?';
 	buf[n] = '\0';
 }
 
