@@ -27,7 +27,8 @@ static void dump_add(struct dump_buf *b, const void *data, size_t len)
 		if (!b->p)
 			abort();
 	}
-	memcpy(b->p + b->len, data, len);
+	if (len)	/* data may be NULL then (an empty blob), and memcpy() wants neither */
+		memcpy(b->p + b->len, data, len);
 	b->len += len;
 	b->p[b->len] = '\0';
 }

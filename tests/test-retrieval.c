@@ -63,10 +63,13 @@ static struct cell make_cell(const struct variant_ops *v, const char *task,
 static double run_accuracy(const struct cell *c)
 {
 	struct cell_result r = { 0 };
+	double accuracy;
 
 	assert_int_equal(c->task->run(c, &r), 0);
 	assert_int_equal(r.status, CELL_OK);
-	return metric(&r, "accuracy");
+	accuracy = metric(&r, "accuracy");
+	result_release(&r);
+	return accuracy;
 }
 
 static const char *const some_depths[] = { "0", "0.3", "0.7", "1" };
@@ -87,6 +90,7 @@ static void test_passkey_is_solved_by_exact_attention_at_every_depth(void **stat
 			assert_float_equal(metric(&r, "trials"), 10, 0);
 			assert_float_equal(metric(&r, "depth"), atof(some_depths[i]), 0);
 			assert_float_equal(metric(&r, "chance"), 0.1, 0);
+			result_release(&r);
 		}
 }
 
@@ -304,6 +308,7 @@ static void test_recall_refuses_a_sequence_too_short_for_its_pairs(void **state)
 	(void)state;
 	assert_int_equal(c.task->run(&c, &r), 0);
 	assert_int_equal(r.status, CELL_UNSUPPORTED);
+	result_release(&r);
 }
 
 int main(void)

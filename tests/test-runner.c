@@ -221,10 +221,13 @@ static void test_an_allocation_beyond_the_limit_is_oom(void **state)
 	struct runner_outcome out;
 
 	(void)state;
-	assert_int_equal(runner_call(allocates_a_gibibyte, NULL, 1, &small, &r, &out), 0);
-	assert_int_equal(r.status, CELL_OOM);
-	assert_non_null(strstr(r.reason, "0.5 GiB address-space limit"));
-	result_release(&r);
+	/* no RLIMIT_AS under AddressSanitizer (runner.h): only the refusals are checked */
+	if (RUNNER_LIMITS_ADDRESS_SPACE) {
+		assert_int_equal(runner_call(allocates_a_gibibyte, NULL, 1, &small, &r, &out), 0);
+		assert_int_equal(r.status, CELL_OOM);
+		assert_non_null(strstr(r.reason, "0.5 GiB address-space limit"));
+		result_release(&r);
+	}
 
 	assert_int_equal(runner_call(refuses, NULL, 1, &limits, &r, &out), 0);
 	assert_int_equal(r.status, CELL_UNSUPPORTED);
@@ -245,6 +248,8 @@ static void test_a_cell_that_exhausts_its_address_space_is_oom(void **state)
 	struct runner_outcome out;
 
 	(void)state;
+	if (!RUNNER_LIMITS_ADDRESS_SPACE)
+		skip();		/* no RLIMIT_AS under AddressSanitizer (runner.h) */
 	/* the child must still report, with no heap left to report from */
 	assert_int_equal(runner_call(exhausts_the_address_space, NULL, 1, &small, &r, &out), 0);
 	assert_int_equal(r.status, CELL_OOM);

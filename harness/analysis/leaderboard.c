@@ -298,7 +298,9 @@ static void rank(struct leaderboard *lb, const char *baseline)
 {
 	const struct report_row *base;
 
-	qsort(lb->rows, (size_t)lb->count, sizeof(*lb->rows), compare_rows);
+	/* rows is NULL for a pattern without rows, and qsort() may not be passed NULL */
+	if (lb->count)
+		qsort(lb->rows, (size_t)lb->count, sizeof(*lb->rows), compare_rows);
 	for (int i = 0; i < lb->count; i++) {
 		struct report_row *r = &lb->rows[i];
 

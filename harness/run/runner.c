@@ -153,6 +153,7 @@ static long long self_max_rss(void)
 static void child_main(int fd, int (*fn)(void *, struct cell_result *), void *arg,
 		       int threads, const struct runner_limits *limits)
 {
+	size_t as_limit = RUNNER_LIMITS_ADDRESS_SPACE ? limits->bytes : 0;
 	/* static: the report must not need the heap, which the cell may have used up */
 	static char buf[BUFSIZ];
 	struct cell_result r = { 0 };
@@ -165,8 +166,8 @@ static void child_main(int fd, int (*fn)(void *, struct cell_result *), void *ar
 	fprintf(f, "rss_at_start %lld\n", self_max_rss());
 	if (fflush(f))
 		_exit(3);
-	if (limits->bytes) {
-		struct rlimit rl = { limits->bytes, limits->bytes };
+	if (as_limit) {
+		struct rlimit rl = { as_limit, as_limit };
 
 		setrlimit(RLIMIT_AS, &rl);
 	}
@@ -180,9 +181,9 @@ static void child_main(int fd, int (*fn)(void *, struct cell_result *), void *ar
 		r.status = CELL_UNSUPPORTED;	/* the task said why */
 	else if (ret == -ENOTSUP)
 		result_status(&r, CELL_UNSUPPORTED, "the variant does not support this problem");
-	else if (ret == -ENOMEM && limits->bytes)
+	else if (ret == -ENOMEM && as_limit)
 		result_status(&r, CELL_OOM, "out of memory under the %.1f GiB address-space limit",
-			      (double)limits->bytes / (1 << 30));
+			      (double)as_limit / (1 << 30));
 	else if (ret == -ENOMEM)
 		result_status(&r, CELL_OOM, "out of memory (no address-space limit)");
 	else if (ret)

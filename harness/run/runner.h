@@ -19,6 +19,23 @@ struct runner_limits {
 	size_t bytes;		/* address-space limit of one child; 0 for none */
 };
 
+/*
+ * Whether limits.bytes is applied. AddressSanitizer reserves terabytes of shadow address
+ * space at start and maps more as the program runs, so under any RLIMIT_AS a child dies at
+ * its next mapping: a sanitizer build runs its children without one (and tests that need
+ * the limit skip).
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define RUNNER_LIMITS_ADDRESS_SPACE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RUNNER_LIMITS_ADDRESS_SPACE 0
+#endif
+#endif
+#ifndef RUNNER_LIMITS_ADDRESS_SPACE
+#define RUNNER_LIMITS_ADDRESS_SPACE 1
+#endif
+
 struct runner_outcome {
 	double wall_seconds;	/* fork to reap */
 	/*
