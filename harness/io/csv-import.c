@@ -170,20 +170,6 @@ static bool parse_int(const char *s, int64_t *x)
 	return true;
 }
 
-/* Runs a scratch statement with text bound to ?1; its integer result, or -1. */
-static int scratch_check(sqlite3_stmt *st, const char *text, size_t len)
-{
-	int rc, result = -1;
-
-	sqlite3_bind_text(st, 1, text, (int)len, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		result = sqlite3_column_int(st, 0);
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return result;
-}
-
 /*
  * Checks x against column c with validate_value(), recording a refusal under header.
  * Returns whether it was accepted.
@@ -400,7 +386,7 @@ static bool parse_run_metrics(struct parser *p, const char *header, struct csv_r
 
 	if (!r->run_metrics)
 		return true;
-	if (scratch_check(p->rm_check, r->run_metrics, strlen(r->run_metrics)) != 1) {
+	if (validate_scratch_check(p->rm_check, r->run_metrics, strlen(r->run_metrics)) != 1) {
 		fail(p, header, "is not a JSON array of objects");
 		return false;
 	}

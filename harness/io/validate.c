@@ -182,8 +182,7 @@ static bool is_name(const char *s, size_t len)
 	return true;
 }
 
-/* Runs a scratch statement with text bound to ?1; its integer result, or -1. */
-static int scratch_check(sqlite3_stmt *st, const char *text, size_t len)
+int validate_scratch_check(sqlite3_stmt *st, const char *text, size_t len)
 {
 	int rc, result = -1;
 
@@ -205,7 +204,7 @@ static bool is_time(struct validator *v, const char *s, size_t len)
 		if ((size_t)i >= len || (dash ? s[i] != '-' : (s[i] < '0' || s[i] > '9')))
 			return false;
 	}
-	return scratch_check(v->is_time, s, len) == 1;
+	return validate_scratch_check(v->is_time, s, len) == 1;
 }
 
 static bool one_of(const char *s, size_t len, const char *const *names, size_t n)
@@ -247,7 +246,7 @@ static int text_accepted(struct validator *v, enum csv_kind k, const struct stor
 		word[x->len] = '\0';
 		return pattern_parse(word) >= 0;
 	case K_JSON: {
-		int r = scratch_check(v->is_object, x->s, x->len);
+		int r = validate_scratch_check(v->is_object, x->s, x->len);
 
 		return r < 0 ? -1 : r == 1;
 	}

@@ -32,6 +32,11 @@ int validator_open(struct validator **out);
 void validator_free(struct validator *v);
 /* The scratch database, for callers' own JSON reading (run_metrics of a CSV file). */
 sqlite3 *validator_scratch(struct validator *v);
+/*
+ * Runs a statement prepared on the scratch connection with text bound to ?1 (e.g. a JSON
+ * check); its integer result, or -1.
+ */
+int validate_scratch_check(sqlite3_stmt *st, const char *text, size_t len);
 
 /*
  * Checks value x of column c: NULL only where c is not required; text kinds only as
