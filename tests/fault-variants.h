@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -31,8 +32,12 @@ static int fault_exact(const struct attn_problem *p, const float *q, const float
 static int segv_forward(const struct attn_problem *p, const float *q, const float *k,
 			const float *v, float *out)
 {
-	/* volatile both: a store the compiler can neither drop nor turn into a trap */
-	volatile float *volatile nowhere = NULL;
+	/*
+	 * volatile both: a store the compiler can neither drop nor turn into a trap; to an
+	 * address in the first page, which is never mapped, but not NULL, whose store the
+	 * sanitizer build would report as undefined behaviour before it faults
+	 */
+	volatile float *volatile nowhere = (volatile float *)(uintptr_t)64;
 
 	(void)p, (void)q, (void)k, (void)v, (void)out;
 	*nowhere = 1;
