@@ -25,6 +25,14 @@
  * quantiles 50 resamples from the ends, steady to about 1% of the ratio. */
 #define SPEEDUP_ITERS 2000
 
+/* Binds ?2 to the pattern and ?3..?6 to the figure's shape (d, heads, kv_heads, batch). */
+static void bind_pattern_shape(sqlite3_stmt *st, const char *pattern, const int *shape)
+{
+	sqlite3_bind_text(st, 2, pattern, -1, SQLITE_STATIC);
+	for (int k = 0; k < 4; k++)
+		sqlite3_bind_int(st, 3 + k, shape[k]);
+}
+
 /*
  * Below the latency blocks, a comment when some interval of the figure reaches less than
  * 95% (fewer than 6 samples: [min, max], its level stored as latency_ci_level), with the
@@ -42,9 +50,7 @@ static int note_low_interval_levels(struct plot_ctx *c, FILE *f, const char *pat
 
 	if (!st)
 		return -EIO;
-	sqlite3_bind_text(st, 2, pattern, -1, SQLITE_STATIC);
-	for (int k = 0; k < 4; k++)
-		sqlite3_bind_int(st, 3 + k, shape[k]);
+	bind_pattern_shape(st, pattern, shape);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW && sqlite3_column_int(st, 0) > 0)
 		fprintf(f, "# %d cell(s) had too few samples for a 95%% interval: their"
@@ -72,9 +78,7 @@ static int note_unstable(struct plot_ctx *c, FILE *f, const char *pattern, const
 	*count = 0;
 	if (!st)
 		return -EIO;
-	sqlite3_bind_text(st, 2, pattern, -1, SQLITE_STATIC);
-	for (int k = 0; k < 4; k++)
-		sqlite3_bind_int(st, 3 + k, shape[k]);
+	bind_pattern_shape(st, pattern, shape);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (!(*count)++)
 			fprintf(f, "# unstable (ringed; column 5): the round medians of these cells"

@@ -102,16 +102,16 @@ static int pool_samples(struct round_pool *pool, int round, const struct cell_re
 static void record_spread(struct round_pool *pool)
 {
 	struct cell_result *r = &pool->pooled;
+	double majority;
 
 	result_metric(r, "rounds", pool->n_rounds, "");
 	if (pool->n_rounds < 2)
 		return;	/* one round says nothing of how rounds differ */
+	majority = rounds_majority_spread(pool->medians, pool->n_rounds);
 	result_metric(r, "latency_round_spread", rounds_spread(pool->medians, pool->n_rounds),
 		      "");
-	result_metric(r, "latency_majority_spread",
-		      rounds_majority_spread(pool->medians, pool->n_rounds), "");
-	result_metric(r, "unstable", rounds_majority_spread(pool->medians, pool->n_rounds) >
-		      ROUNDS_SPREAD_LIMIT ? 1 : 0, "");
+	result_metric(r, "latency_majority_spread", majority, "");
+	result_metric(r, "unstable", majority > ROUNDS_SPREAD_LIMIT ? 1 : 0, "");
 }
 
 int round_pool_add(struct round_pool *pool, const struct cell *c, int round,
