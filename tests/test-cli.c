@@ -663,6 +663,7 @@ static void test_bad_input_exits_2_and_leaves_the_database_unchanged(void **stat
 		{ "eval", "vanilla", "--pattern", "ns", "--q", "BAD_NPY", "--k", "BAD_NPY", "--v",
 		  "BAD_NPY", "--out", "OUT_NPY", "NO_DB" },
 		{ "import", "--csv", "BAD_IMPORT" },
+		{ "import", "--csv", "BAD_ROUNDS" },
 		{ "import", "--csv", "NOT_SQLITE" },
 		{ "merge", "MAIN_DB", "NOT_SQLITE", "NO_DB" },
 		{ "merge", "MAIN_DB", "NEWER_DB", "NO_DB" },
@@ -690,7 +691,7 @@ static void test_bad_input_exits_2_and_leaves_the_database_unchanged(void **stat
 		{ "LONG_SUITE", "long.csv" }, { "NOTASK_SUITE", "notask.csv" },
 		{ "TYPES_SUITE", "types.csv" }, { "BAD_NPY", "bad.npy" }, { "OUT_NPY", "o.npy" },
 		{ "BAD_IMPORT", "bad-import.csv" }, { "NOT_SQLITE", "not-sqlite.db" },
-		{ "NEWER_DB", "newer.db" },
+		{ "NEWER_DB", "newer.db" }, { "BAD_ROUNDS", "bad-rounds.csv" },
 	};
 	char *newer_before, *newer_after, *text_before, *text_after;
 	long newer_len, text_len;
@@ -714,6 +715,11 @@ static void test_bad_input_exits_2_and_leaves_the_database_unchanged(void **stat
 	write_text(path_in_tmp("bad-import.csv"), "run_started,run_status,variant,task,pattern,"
 		   "n,m,d,heads,kv_heads,batch,params,seed,threads,status,finished\r\n"
 		   "2026-01-01,complete,vanilla,speed,ns,8,8,4,1,1,1,{},0,1,weird,2026-01-01\r\n");
+	/* two samples, one round: a round for every sample or none */
+	write_text(path_in_tmp("bad-rounds.csv"), "run_started,run_status,variant,task,pattern,"
+		   "n,m,d,heads,kv_heads,batch,params,seed,threads,status,finished,samples_s,"
+		   "sample_rounds\r\n2026-01-01,complete,vanilla,speed,ns,8,8,4,1,1,1,{},0,1,ok,"
+		   "2026-01-01,0.1 0.2,1\r\n");
 	write_text(path_in_tmp("not-sqlite.db"), "this is not a database\n");
 	unlink(path_in_tmp("newer.db"));
 	assert_int_equal(sqlite3_open(path_in_tmp("newer.db"), &h), SQLITE_OK);
