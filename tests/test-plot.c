@@ -981,6 +981,71 @@ static void test_missing_template_exits_2_with_one_line(void **state)
 	free(o);
 }
 
+/* The names in dir that begin with prefix: their count. */
+static int count_named(const char *dir, const char *prefix)
+{
+	struct dirent *e;
+	DIR *d = opendir(dir);
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		n += !strncmp(e->d_name, prefix, strlen(prefix));
+	closedir(d);
+	return n;
+}
+
+/*
+ * A plot that fails on a late figure (a template gnuplot rejects) changes nothing in the
+ * output folder: the figures of the last good plot stay byte for byte, none of the failed
+ * plot's files are there, and its script and gnuplot's log stay in the staging folder the
+ * message names. A plot that succeeds leaves no staging folder.
+ */
+static void test_a_failed_plot_leaves_the_last_figures(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	char dir[300], out[300], cmd[1200], stage[400];
+	size_t before_len, after_len, log_len;
+	char *before, *after, *log, *at;
+
+	(void)state;
+	snprintf(out, sizeof(out), "%s/kept", tmpdir);
+	run(o, "plot", "--db", db, "--out", out, "--format", "png", NULL);
+	assert_int_equal(o->status, 0);
+	assert_int_equal(count_named(out, ".plot-"), 0);
+	before = slurp_file(path_in(out, "recall-ns.png"), &before_len);
+	assert_non_null(before);
+	assert_int_equal(unlink(path_in(out, "latency-ns.png")), 0);
+
+	copy_plots("broken-plots", dir, sizeof(dir));
+	snprintf(cmd, sizeof(cmd), "sed -i 's/^\tplot {{lines}}/\tplot {{lines}}, no_such(1)/'"
+		 " '%s/recall.gp'", dir);
+	assert_int_equal(system(cmd), 0);
+	run_with_plots(o, dir, out);
+	assert_int_equal(o->status, 2);
+	assert_one_line(o);
+	assert_non_null(strstr(o->err, "gnuplot failed on "));
+	assert_non_null(strstr(o->err, "recall-ns.gp (see recall-ns.log there"));
+
+	/* the earlier figures of the failed plot were drawn, but only in the staging folder */
+	assert_false(exists(path_in(out, "latency-ns.png")));
+	after = slurp_file(path_in(out, "recall-ns.png"), &after_len);
+	assert_non_null(after);
+	assert_int_equal(after_len, before_len);
+	assert_memory_equal(after, before, before_len);
+	assert_int_equal(count_named(out, ".plot-"), 1);
+	at = strstr(o->err, "gnuplot failed on ") + strlen("gnuplot failed on ");
+	snprintf(stage, sizeof(stage), "%.*s", (int)(strstr(at, "/recall-ns.gp") - at), at);
+	assert_true(exists(path_in(stage, "latency-ns.png")));
+	log = slurp_file(path_in(stage, "recall-ns.log"), &log_len);
+	assert_non_null(log);
+	assert_non_null(strstr(log, "no_such"));
+	free(log);
+	free(before);
+	free(after);
+	free(o);
+}
+
 /*
  * Stored text that gnuplot would run, or that would end a line, a string or a comment,
  * redirect the output or start a macro, if a script took it for code.
@@ -1311,6 +1376,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_missing_gnuplot_is_named),
 		cmocka_unit_test(test_editing_style_gp_restyles_every_figure),
 		cmocka_unit_test(test_missing_template_exits_2_with_one_line),
+		cmocka_unit_test(test_a_failed_plot_leaves_the_last_figures),
 		cmocka_unit_test(test_stored_text_never_runs_in_plot_scripts),
 		cmocka_unit_test(test_merge_refuses_a_hostile_name_and_leaves_out_alone),
 	};

@@ -1,12 +1,17 @@
 /*
- * gnuplot.c - the files written beside the figures and gnuplot itself: the output folder,
- * NAME.dat / NAME.gp opened and checked on close, style.gp of the run (plots/style.gp with
+ * gnuplot.c - the files written beside the figures and gnuplot itself: the output folder
+ * and the staging folder inside it where everything is written first (renamed into the
+ * output folder only when every figure has been drawn, so a failed or interrupted plot
+ * leaves the figures that were there), NAME.dat / NAME.gp opened and checked on close, style.gp of the run (plots/style.gp with
  * the formats, the width and one line style per variant of the run), a figure's script
  * from its template (header, panels, legend, footer), and gnuplot found on PATH and run
  * with fork/exec in the output folder, its status and outputs checked.
  */
 #include "plot-internal.h"
 
+#include "outfile.h"
+
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -57,12 +62,88 @@ int plot_mkdir_p(const char *dir)
 	return 0;
 }
 
+/* The staging folder: a fresh hidden folder in the output folder (so renames stay on its file system). */
+int plot_stage_begin(struct plot_ctx *c)
+{
+	if (snprintf(c->stage, sizeof(c->stage), "%s/.plot-XXXXXX", c->o->out_dir) >=
+	    (int)sizeof(c->stage))
+		return why_fail(-ENAMETOOLONG, c->why, c->why_len, "the folder '%.64s...' has "
+				"too long a name", c->o->out_dir);
+	if (!mkdtemp(c->stage)) {
+		int err = errno;
+
+		c->stage[0] = '\0';
+		return why_fail(-err, c->why, c->why_len, "cannot write in '%s': %s",
+				c->o->out_dir, strerror(err));
+	}
+	return 0;
+}
+
+/*
+ * Renames every file of the staging folder into the output folder and removes the
+ * staging folder. A file there that is a database is never replaced: refused before
+ * anything moves.
+ */
+int plot_stage_commit(struct plot_ctx *c)
+{
+	char from[FILE_PATH_LEN], to[FILE_PATH_LEN];
+	struct dirent *e;
+	DIR *d;
+	int rc = 0;
+
+	for (int pass = 0; pass < 2 && !rc; pass++) {
+		d = opendir(c->stage);
+		if (!d)
+			return why_fail(-errno, c->why, c->why_len, "cannot read '%s': %s",
+					c->stage, strerror(errno));
+		while (!rc && (e = readdir(d))) {
+			if (e->d_name[0] == '.')
+				continue;
+			snprintf(from, sizeof(from), "%s/%s", c->stage, e->d_name);
+			snprintf(to, sizeof(to), "%s/%s", c->o->out_dir, e->d_name);
+			if (pass == 0 && outfile_is_database(to, NULL))
+				rc = why_fail(-EEXIST, c->why, c->why_len, "'%s' is a database: a "
+					      "figure never replaces one", to);
+			else if (pass == 1 && rename(from, to))
+				rc = why_fail(-errno, c->why, c->why_len, "cannot write '%s': %s",
+					      to, strerror(errno));
+		}
+		closedir(d);
+	}
+	if (!rc)
+		plot_stage_abort(c);
+	return rc;
+}
+
+/* Removes the staging folder and what is in it, unless gnuplot failed there. */
+void plot_stage_abort(struct plot_ctx *c)
+{
+	struct dirent *e;
+	DIR *d;
+
+	if (!c->stage[0] || c->keep_stage)
+		return;
+	d = opendir(c->stage);
+	while (d && (e = readdir(d))) {
+		char path[FILE_PATH_LEN];
+
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			snprintf(path, sizeof(path), "%s/%s", c->stage, e->d_name);
+			unlink(path);
+		}
+	}
+	if (d)
+		closedir(d);
+	rmdir(c->stage);
+	c->stage[0] = '\0';
+}
+
 FILE *plot_open_out(struct plot_ctx *c, const char *name, const char *ext)
 {
-	char path[4096];
+	char path[FILE_PATH_LEN];
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/%s.%s", c->o->out_dir, name, ext);
+	snprintf(path, sizeof(path), "%s/%s.%s", c->stage, name, ext);
 	f = fopen(path, "w");
 	if (!f)
 		why_set(c->why, c->why_len, "cannot write '%s': %s", path, strerror(errno));
@@ -75,15 +156,15 @@ int plot_close_out(struct plot_ctx *c, FILE *f, const char *name, const char *ex
 
 	if (fclose(f) || bad)
 		return why_fail(-EIO, c->why, c->why_len, "cannot write '%s/%s.%s'",
-				c->o->out_dir, name, ext);
+				c->stage, name, ext);
 	return 0;
 }
 
 void plot_remove_out(struct plot_ctx *c, const char *name, const char *ext)
 {
-	char path[4096];
+	char path[FILE_PATH_LEN];
 
-	snprintf(path, sizeof(path), "%s/%s.%s", c->o->out_dir, name, ext);
+	snprintf(path, sizeof(path), "%s/%s.%s", c->stage, name, ext);
 	unlink(path);
 }
 
@@ -100,17 +181,18 @@ int plot_close_dat(struct plot_ctx *c, FILE *f, const char *name, int n)
 }
 
 /*
- * Runs gnuplot with arg (and arg2 when not NULL) in the output folder, its output in
- * LOG.log, removed when it succeeds; what names the script in the message of a failure.
+ * Runs gnuplot with arg (and arg2 when not NULL) in the staging folder, its output in
+ * LOG.log, removed when it succeeds; what names the script in the message of a failure,
+ * after which the staging folder is kept for the reader to look into.
  */
-static int run_in_out_dir(struct plot_ctx *c, const char *what, const char *log_name,
+static int run_in_stage(struct plot_ctx *c, const char *what, const char *log_name,
 			  const char *arg, const char *arg2)
 {
-	char log[4096], line[200] = "";
+	char log[FILE_PATH_LEN], line[200] = "";
 	int status;
 	pid_t pid;
 
-	snprintf(log, sizeof(log), "%s/%s.log", c->o->out_dir, log_name);
+	snprintf(log, sizeof(log), "%s/%s.log", c->stage, log_name);
 	pid = fork();
 	if (pid < 0)
 		return why_fail(-errno, c->why, c->why_len, "cannot start gnuplot: %s",
@@ -119,7 +201,7 @@ static int run_in_out_dir(struct plot_ctx *c, const char *what, const char *log_
 		int in = open("/dev/null", O_RDONLY);
 		int err = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
-		if (in < 0 || err < 0 || chdir(c->o->out_dir))
+		if (in < 0 || err < 0 || chdir(c->stage))
 			_exit(127);
 		dup2(in, 0);
 		dup2(err, 1);
@@ -141,15 +223,16 @@ static int run_in_out_dir(struct plot_ctx *c, const char *what, const char *log_
 		if (f)
 			fclose(f);
 		line[strcspn(line, "\n")] = '\0';
+		c->keep_stage = true;
 		return why_fail(-EPROTO, c->why, c->why_len,
-				"gnuplot failed on %s/%s (see %s.log)%s%s", c->o->out_dir, what,
-				log_name, *line ? ": " : "", line);
+				"gnuplot failed on %s/%s (see %s.log there; nothing in %s changed)%s%s",
+				c->stage, what, log_name, c->o->out_dir, *line ? ": " : "", line);
 	}
 	unlink(log);
 	return 0;
 }
 
-/* Runs `gnuplot NAME.gp` in the output directory and checks what it wrote. */
+/* Runs `gnuplot NAME.gp` in the staging folder and checks what it wrote. */
 static int run_gnuplot(struct plot_ctx *c, const char *name)
 {
 	static const struct {
@@ -160,18 +243,20 @@ static int run_gnuplot(struct plot_ctx *c, const char *name)
 	int rc;
 
 	snprintf(script, sizeof(script), "%s.gp", name);
-	rc = run_in_out_dir(c, script, name, script, NULL);
+	rc = run_in_stage(c, script, name, script, NULL);
 	if (rc)
 		return rc;
 	for (size_t i = 0; i < sizeof(outputs) / sizeof(outputs[0]); i++) {
-		char path[4096];
+		char path[FILE_PATH_LEN];
 		struct stat sb;
 
 		if (!(c->o->formats & outputs[i].bit))
 			continue;
-		snprintf(path, sizeof(path), "%s/%s.%s", c->o->out_dir, name, outputs[i].ext);
-		if (stat(path, &sb) || !sb.st_size)
+		snprintf(path, sizeof(path), "%s/%s.%s", c->stage, name, outputs[i].ext);
+		if (stat(path, &sb) || !sb.st_size) {
+			c->keep_stage = true;
 			return why_fail(-EPROTO, c->why, c->why_len, "gnuplot wrote no '%s'", path);
+		}
 	}
 	c->figures++;
 	return 0;
@@ -233,7 +318,7 @@ int plot_write_style(struct plot_ctx *c)
 	fclose(m);
 	if (!cmd)
 		return why_fail(-ENOMEM, c->why, c->why_len, "out of memory writing style.gp");
-	rc = run_in_out_dir(c, "style.gp", "style", "-e", cmd);
+	rc = run_in_stage(c, "style.gp", "style", "-e", cmd);
 	free(cmd);
 	return rc;
 }

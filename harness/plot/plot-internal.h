@@ -68,6 +68,9 @@ struct template {
 	} sec[MAX_SECTIONS];
 };
 
+/* The staging folder's path, and a file's in it or in the output folder (a name is short). */
+enum { STAGE_LEN = 4096, FILE_PATH_LEN = STAGE_LEN + 256 };
+
 struct plot_ctx {
 	sqlite3 *db;
 	const struct plot_options *o;
@@ -77,6 +80,8 @@ struct plot_ctx {
 	double width;		/* inches, from the size */
 	double font_pt;		/* `fontsize = N` of style.gp: the text the layout measures */
 	char plots_dir[4096];	/* where style.gp and the templates are */
+	char stage[STAGE_LEN];	/* OUT/.plot-XXXXXX: every file is written here first */
+	bool keep_stage;	/* gnuplot failed: its script, data and log stay there */
 	char *style_text;	/* plots/style.gp */
 	struct template frame;	/* plots/figure.gp: the sections every figure shares */
 	const char *baseline;
@@ -198,6 +203,9 @@ void figure_vars_release(struct figure *g);
 
 /* gnuplot.c */
 int plot_mkdir_p(const char *dir);
+int plot_stage_begin(struct plot_ctx *c);
+int plot_stage_commit(struct plot_ctx *c);
+void plot_stage_abort(struct plot_ctx *c);
 FILE *plot_open_out(struct plot_ctx *c, const char *name, const char *ext);
 int plot_close_out(struct plot_ctx *c, FILE *f, const char *name, const char *ext);
 void plot_remove_out(struct plot_ctx *c, const char *name, const char *ext);

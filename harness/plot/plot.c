@@ -1,6 +1,6 @@
 /*
  * plot.c - plot_run(): the checks, the run's style.gp, then every figure of every pattern
- * in a fixed order; and the parsing of --format and --size. The figures are listed in
+ * in a fixed order, all written in a staging folder and moved into place at the end; and the parsing of --format and --size. The figures are listed in
  * plot.h; plot-internal.h says which file holds what, and where a new figure goes.
  */
 #include "plot-internal.h"
@@ -81,7 +81,9 @@ int plot_run(struct store *s, const struct plot_options *o, int *figures, char *
 			      strerror(-rc));
 		goto out;
 	}
-	rc = plot_write_style(&c);
+	rc = plot_stage_begin(&c);
+	if (!rc)
+		rc = plot_write_style(&c);
 	for (int p = 0; !rc && p < ATTN_PATTERN_COUNT; p++) {
 		const char *pattern = pattern_name(p);
 		bool self = pattern_is_self(p);
@@ -105,7 +107,10 @@ int plot_run(struct store *s, const struct plot_options *o, int *figures, char *
 				rc = figure_recall_state(&c, pattern, packed);
 		}
 	}
-	*figures = c.figures;
+	if (!rc)
+		rc = plot_stage_commit(&c);
+	plot_stage_abort(&c);
+	*figures = rc ? 0 : c.figures;
 out:
 	free(c.style_text);
 	plot_template_release(&c.frame);
