@@ -147,6 +147,23 @@ static int read_far_forward(const struct attn_problem *p, const float *q, const 
 	return ret;
 }
 
+/* Incremental decoding as vanilla's, so the decode task reaches the faulty forward too. */
+static int fault_decode_init(const struct attn_problem *p, void **state)
+{
+	return variant_find("vanilla")->decode_init(p, state);
+}
+
+static int fault_decode_step(void *state, const float *q, const float *k, const float *v,
+			     float *out)
+{
+	return variant_find("vanilla")->decode_step(state, q, k, v, out);
+}
+
+static void fault_decode_free(void *state)
+{
+	variant_find("vanilla")->decode_free(state);
+}
+
 #define FAULT_VARIANT(id, label, fn, what) \
 	/* unused: a test may take a few of them */ \
 	static const struct variant_ops id##_variant __attribute__((unused)) = { \
@@ -156,6 +173,9 @@ static int read_far_forward(const struct attn_problem *p, const float *q, const 
 		.citation = "none", \
 		.patterns = PATTERNS_ALL, \
 		.forward = fn, \
+		.decode_init = fault_decode_init, \
+		.decode_step = fault_decode_step, \
+		.decode_free = fault_decode_free, \
 	}
 
 FAULT_VARIANT(segv, "segv", segv_forward, "writes through a NULL pointer");
