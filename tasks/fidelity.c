@@ -2,6 +2,8 @@
  * fidelity.c - how far a variant's output is from exact attention, on input regimes
  * that mimic real heads (SPEC section 4), with what each regime's attention measurably
  * is (regime-stats.h), so a low error on `local` means a method handles local heads.
+ * A mask-exact variant is measured twice: against exact attention (what its mask costs)
+ * and, as mask_rel_err, against the oracle under its own mask (whether it is exact there).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -48,6 +50,15 @@ static int fidelity_run(const struct cell *c, struct cell_result *r)
 	result_metric(r, "scaled_err", e.scaled_err, "");
 	result_metric(r, "cosine", e.cosine, "");
 	result_metric(r, "max_abs_err", e.max_abs_err, "");
+
+	/* a mask-exact variant is also held to the oracle under its own declared mask */
+	if (c->variant->mask) {
+		ret = reference_attention_masked(&p, c->variant->mask, q, k, v, ref);
+		if (ret)
+			goto out_free_ref;
+		output_compare(o, ref, rows, p.d, v, problem_kv_count(&p), &e);
+		result_metric(r, "mask_rel_err", e.rel_err, "");
+	}
 
 	/* what the regime is, measured on these inputs: the same for every variant */
 	ret = regime_stats_measure(&p, q, k, &st);

@@ -283,6 +283,104 @@ static void test_every_exact_variant_matches_the_reference(void **state)
 	assert_true(checked > 0);
 }
 
+/* ---- masks: the declared mask, and the oracle under it ---- */
+
+/* Every key the pattern lets row i see: the plain oracle's mask, declared as spans. */
+static int pattern_mask(const struct attn_problem *p, int h, int i, struct key_span *spans,
+			int max)
+{
+	(void)h;
+	if (max >= 1)
+		spans[0] = (struct key_span){ 0, p->pattern == ATTN_CS ? i + 1 : p->m };
+	return 1;
+}
+
+/* Under the pattern's own mask the masked oracle is the oracle: the same numbers. */
+static void test_the_masked_reference_under_the_pattern_mask_is_the_reference(void **state)
+{
+	(void)state;
+	for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
+		struct attn_problem p = pattern_is_self(pat) ? problem(2, 4, 2, 63, 63, 12, pat, NULL) :
+							       problem(2, 4, 2, 17, 63, 12, pat, NULL);
+		size_t count = (size_t)p.batch * p.heads * p.n * p.d;
+		double *masked = malloc(sizeof(double) * count);
+		struct tensors t;
+		double *ref = reference_make(&t, &p, SEED + pat);
+
+		assert_non_null(masked);
+		reference_attention(&p, t.q, t.k, t.v, ref);
+		assert_int_equal(reference_attention_masked(&p, pattern_mask, t.q, t.k, t.v, masked),
+				 0);
+		for (size_t x = 0; x < count; x++)
+			assert_true(fabs(masked[x] - ref[x]) <= 1e-12 * (1 + fabs(ref[x])));
+		free(masked);
+		free(ref);
+		tensors_release(&t);
+	}
+}
+
+/*
+ * Every declared mask is well formed on every shape: spans ascending, disjoint and
+ * non-empty inside [0, m), none past row i in cs, and the same count asked with no room.
+ */
+static void check_mask_shape(const struct variant_ops *v, const struct attn_problem *p)
+{
+	struct key_span spans[4096];
+
+	for (int h = 0; h < p->heads; h++)
+		for (int i = 0; i < p->n; i++) {
+			int count = v->mask(p, h, i, spans, 4096), end = 0;
+
+			assert_int_equal(v->mask(p, h, i, NULL, 0), count);
+			assert_true(count >= 0 && count <= 4096);
+			for (int x = 0; x < count; x++) {
+				assert_true(spans[x].lo >= end);
+				assert_true(spans[x].hi > spans[x].lo);
+				end = spans[x].hi;
+			}
+			assert_true(end <= (p->pattern == ATTN_CS ? i + 1 : p->m));
+		}
+}
+
+/*
+ * Every mask-exact variant declares its mask, is well formed, and equals the fp64
+ * oracle restricted to that mask, at its defaults, on the awkward shapes.
+ */
+static void test_every_mask_exact_variant_matches_the_reference_under_its_mask(void **state)
+{
+	double params[VARIANT_MAX_PARAMS];
+	uint64_t seed = SEED;
+	int checked = 0;
+
+	(void)state;
+	for (int i = 0; i < variant_count(); i++) {
+		const struct variant_ops *v = variant_at(i);
+
+		assert_int_equal(!!(v->flags & VARIANT_MASK_EXACT), v->mask != NULL);
+		if (!v->mask)
+			continue;
+		variant_default_params(v, params);
+		for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
+			struct shape_walk w = { 0 };
+			struct attn_problem p;
+
+			if (!supports(v, pat))
+				continue;
+			while (shape_walk_next(&w, pat, params, &p)) {
+				struct tensors t;
+				double *ref = reference_make(&t, &p, seed++);
+
+				check_mask_shape(v, &p);
+				assert_int_equal(reference_attention_masked(&p, v->mask, t.q, t.k,
+									    t.v, ref), 0);
+				check_output(v, &p, &t, ref, EXACT_TOLERANCE, "%s", " under its mask");
+				checked++;
+			}
+		}
+	}
+	assert_true(checked > 0);
+}
+
 /* ---- flash ---- */
 
 static void test_flash_matches_the_reference_for_every_tile_size(void **state)
@@ -946,6 +1044,8 @@ int main(void)
 		cmocka_unit_test(test_the_reference_matches_a_hand_worked_case),
 		cmocka_unit_test(test_the_reference_maps_query_heads_to_kv_heads),
 		cmocka_unit_test(test_every_exact_variant_matches_the_reference),
+		cmocka_unit_test(test_the_masked_reference_under_the_pattern_mask_is_the_reference),
+		cmocka_unit_test(test_every_mask_exact_variant_matches_the_reference_under_its_mask),
 		cmocka_unit_test(test_flash_matches_the_reference_for_every_tile_size),
 		cmocka_unit_test(test_flash_workspace_does_not_grow_with_the_sequence),
 		cmocka_unit_test(test_vanilla_workspace_holds_the_score_matrix),

@@ -2,9 +2,9 @@
  * local.c - sliding-window attention as CAB's LocalAttention (Luong et al. 2015).
  *
  * Row i attends keys i-w..i+w (ns, 2w+1 slots) or i-w+1..i (cs, w slots with itself).
- * Slots outside the sequence are masked, never clamped onto its ends. Each row is
- * computed directly from its window, O(n w d), in parallel over rows; the only memory is
- * one window of scores per thread.
+ * Slots outside the sequence are masked, never clamped onto its ends. The window is
+ * declared once as the variant's mask (local_mask), which the forward pass hands to the
+ * span kernel (span-attention.h, O(n w d)) and the fp64 reference checks it under.
  *
  * Incremental decoding (cs) keeps a ring of the last w keys and values per KV head,
  * since no later row can see anything older: its state does not grow with the length.
@@ -15,10 +15,10 @@
 #include <math.h>
 #include <stdint.h>
 
-
 #include "common.h"
 #include "kv-cache.h"
 #include "memory.h"
+#include "span-attention.h"
 
 #define LOCAL_WINDOW_DEFAULT 15	/* CAB's constructor and CLI default */
 
@@ -33,89 +33,36 @@ static const struct variant_param local_params[] = {
 	},
 };
 
-/*
- * One output row: softmax of scale * q.k_j over keys lo..hi-1 (already clipped to the
- * sequence), weights scratch of hi - lo floats.
- */
-static void local_row(const float *q, const float *k, const float *v, int d, float scale,
-		      int lo, int hi, float *scratch, float *out)
+/* The window of row i, clipped to the sequence: one span, or none. */
+static int local_mask(const struct attn_problem *p, int h, int i, struct key_span *spans,
+		      int max)
 {
-	float max = -INFINITY, sum = 0;
+	long w = p->params ? (long)p->params[0] : LOCAL_WINDOW_DEFAULT;
+	long lo = p->pattern == ATTN_CS ? i - w + 1 : i - w;
+	long hi = i + (p->pattern == ATTN_CS ? 0 : w) + 1;
 
-	for (int c = 0; c < d; c++)
-		out[c] = 0;
+	(void)h;
+	lo = lo < 0 ? 0 : lo;
+	hi = hi > p->m ? p->m : hi;
 	if (hi <= lo)
-		return;
-	for (int j = lo; j < hi; j++) {
-		scratch[j - lo] = scale * dot(q, k + (size_t)j * d, d);
-		max = fmaxf(max, scratch[j - lo]);
-	}
-	for (int j = lo; j < hi; j++) {
-		float w = expf(scratch[j - lo] - max);
-		const float *vj = v + (size_t)j * d;
-
-		sum += w;
-		for (int c = 0; c < d; c++)
-			out[c] += w * vj[c];
-	}
-	for (int c = 0; c < d; c++)
-		out[c] /= sum;
+		return 0;
+	if (max >= 1)
+		spans[0] = (struct key_span){ (int)lo, (int)hi };
+	return 1;
 }
 
 static int local_forward(const struct attn_problem *p, const float *q, const float *k,
 			 const float *v, float *out)
 {
-	long w = p->params ? (long)p->params[0] : LOCAL_WINDOW_DEFAULT;
-	bool causal = p->pattern == ATTN_CS;
-	long span = causal ? w : 2 * w + 1;
-	long rows = (long)p->batch * p->heads * p->n;
-	float scale = 1.0f / sqrtf((float)p->d);
-	int threads = max_threads();
-	float *scratch;
-
 	if (!pattern_is_self(p->pattern))
 		return -ENOTSUP;
-	if (span > p->m)
-		span = p->m;
-	scratch = attn_alloc((size_t)threads * span * sizeof(float));
-	if (!scratch)
-		return -ENOMEM;
-
-	#pragma omp parallel for schedule(static)
-	for (long r = 0; r < rows; r++) {
-		int slice = (int)(r / p->n), i = (int)(r % p->n);
-		int b = slice / p->heads, h = slice % p->heads;
-		long lo = causal ? i - w + 1 : i - w;
-		long hi = i + (causal ? 0 : w) + 1;
-		size_t qo = problem_q_offset(p, b, h) + (size_t)i * p->d;
-		size_t kvo = problem_kv_offset(p, b, h);
-
-		if (lo < 0)
-			lo = 0;
-		if (hi > p->m)
-			hi = p->m;
-		local_row(q + qo, k + kvo, v + kvo, p->d, scale, (int)lo, (int)hi,
-			  scratch + (size_t)thread_id() * span, out + qo);
-	}
-	attn_free(scratch);
-	return 0;
+	return span_attention_forward(p, local_mask, q, k, v, out);
 }
 
 /* 4d flops per (query, key) pair inside the window and the sequence. */
 static double local_flops(const struct attn_problem *p)
 {
-	long w = p->params ? (long)p->params[0] : LOCAL_WINDOW_DEFAULT;
-	double pairs = 0;
-
-	for (long i = 0; i < p->n; i++) {
-		long lo = p->pattern == ATTN_CS ? i - w + 1 : i - w;
-		long hi = i + (p->pattern == ATTN_CS ? 0 : w) + 1;
-
-		lo = lo < 0 ? 0 : lo;
-		hi = hi > p->m ? p->m : hi;
-		pairs += hi > lo ? (double)(hi - lo) : 0;
-	}
-	return 4.0 * p->batch * p->heads * p->d * pairs;
+	return span_attention_flops(p, local_mask);
 }
 
 /*
@@ -191,8 +138,8 @@ out_free_state:
 }
 
 /*
- * local_row() over positions lo..hi-1 kept in a ring of `ring` slots (hi - lo <= ring),
- * in the same order and arithmetic, so it gives the forward pass's row.
+ * Softmax attention of q over positions lo..hi-1 kept in a ring of `ring` slots
+ * (hi - lo <= ring): the forward pass's row t, to rounding.
  */
 static void ring_row(const float *q, const float *k, const float *v, int d, float scale,
 		     long lo, long hi, int ring, float *scratch, float *out)
@@ -260,6 +207,7 @@ const struct variant_ops local_variant = {
 	.patterns	= PATTERN_BIT(ATTN_NS) | PATTERN_BIT(ATTN_CS),
 	.extensions	= 0,
 	.flags		= VARIANT_MASK_EXACT,
+	.mask		= local_mask,
 	.params		= local_params,
 	.n_params	= 1,
 	.forward	= local_forward,

@@ -86,9 +86,22 @@ struct variant_param {
 	const char *help;	/* one line for `list variants` */
 };
 
+/* A run of keys [lo, hi) a query row may see. */
+struct key_span {
+	int lo, hi;
+};
+
+/*
+ * A mask, declared once: the keys query row i of query head h may see, as ascending,
+ * disjoint, non-empty spans within [0, p->m) (the causal limit included); writes at most
+ * max of them and returns how many there are (more than max: call again with room).
+ */
+typedef int (*attn_mask_fn)(const struct attn_problem *p, int h, int i,
+			    struct key_span *spans, int max);
+
 enum variant_flags {
 	VARIANT_EXACT = 1 << 0,		/* equals softmax attention (to fp32 rounding) */
-	VARIANT_MASK_EXACT = 1 << 1,	/* exact softmax attention under its own mask */
+	VARIANT_MASK_EXACT = 1 << 1,	/* exact softmax attention under its own mask (.mask) */
 };
 
 struct variant_ops {
@@ -116,6 +129,14 @@ struct variant_ops {
 	 */
 	int (*forward)(const struct attn_problem *p, const float *q, const float *k,
 		       const float *v, float *out);
+
+	/*
+	 * Mask-exact variants (VARIANT_MASK_EXACT): the mask forward() applies. The kernel
+	 * reads it from here too, and the fp64 reference restricted to it
+	 * (reference_attention_masked()) is what `check` and the fidelity task hold the
+	 * variant to. NULL for every other variant.
+	 */
+	attn_mask_fn mask;
 
 	/*
 	 * Optional: floating-point operations of one forward() (for GFLOP/s). Exact variants
@@ -170,6 +191,13 @@ int variant_check_problem(const struct variant_ops *v, const struct attn_problem
  */
 void reference_attention(const struct attn_problem *p, const float *q, const float *k,
 			 const float *v, double *out);
+
+/*
+ * The same oracle restricted to a mask: row i of head h attends exactly the keys of
+ * mask(p, h, i, ...), whatever the pattern. Returns 0, or -ENOMEM.
+ */
+int reference_attention_masked(const struct attn_problem *p, attn_mask_fn mask,
+			       const float *q, const float *k, const float *v, double *out);
 
 /* Most variant tensors fit; this bounds `--set` ranges. */
 #define VARIANT_MAX_PARAMS 16

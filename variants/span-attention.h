@@ -1,0 +1,36 @@
+/*
+ * span-attention.h - exact softmax attention under a declared mask (variant.h's
+ * attn_mask_fn), with work proportional to what the mask keeps: the kernel, FLOPs,
+ * and incremental decoding that every mask-exact variant (local, sink, chunk, power,
+ * radial, s2attn) shares, so that each of them is its mask and its parameters.
+ */
+#ifndef ATTNBENCH_SPAN_ATTENTION_H
+#define ATTNBENCH_SPAN_ATTENTION_H
+
+#include "variant.h"
+
+/*
+ * out = softmax attention of every row over the keys mask gives it; a row given no key
+ * outputs 0. Walks query tiles, and for each only the union of its rows' spans in key
+ * tiles, with an online softmax (as flash): no score matrix beyond one tile. Returns 0
+ * or -ENOMEM.
+ */
+int span_attention_forward(const struct attn_problem *p, attn_mask_fn mask, const float *q,
+			   const float *k, const float *v, float *out);
+
+/* Query-key pairs the mask keeps over all heads and rows of one batch entry. */
+double span_attention_pairs(const struct attn_problem *p, attn_mask_fn mask);
+
+/* 4d FLOPs per kept pair (two products), over the whole problem. */
+double span_attention_flops(const struct attn_problem *p, attn_mask_fn mask);
+
+/*
+ * Incremental decoding (cs) under the mask of the capacity problem p (n = m = the most
+ * positions fed): a KV cache of every position, and per step each head's row t over the
+ * keys its mask gives. state gets a struct for span_decode_step()/span_decode_free().
+ */
+int span_decode_init(const struct attn_problem *p, attn_mask_fn mask, void **state);
+int span_decode_step(void *state, const float *q, const float *k, const float *v, float *out);
+void span_decode_free(void *state);
+
+#endif
