@@ -84,8 +84,8 @@ static const struct variant_param hip_params[] = {
 		.min		= 1,
 		.max		= 65536,
 		.integer	= true,
-		.help		= "b_k: keys per block, the unit of selection; the representative is "
-				  "a segment's middle block",
+		.help		= "b_k: keys per block, the unit of selection; a segment's "
+				  "representative is its middle block [unverified: v1.0 the first]",
 	},
 };
 
@@ -498,10 +498,9 @@ const struct variant_ops hip_variant = {
 	.family		= "sparse",
 	.summary	= "HiP: per block of b_q queries, a tree search halves key segments and "
 			  "keeps the best K_s by a middle block's score; no sink/window [harness]",
-	.citation	= "Lee et al. 2024, HiP Attention: Sparse Sub-Quadratic Attention with "
-			  "Hierarchical Attention Pruning, arXiv 2406.09827; ICLR 2025 (A "
+	.citation	= "Lee et al. 2024, HiP Attention, arXiv 2406.09827; ICLR 2025 as A "
 			  "Training-Free Sub-quadratic Cost Transformer Model Serving Framework "
-			  "with Hierarchically Pruned Attention)",
+			  "with Hierarchically Pruned Attention",
 	.patterns	= PATTERNS_ALL,
 	.extensions	= PATTERN_BIT(ATTN_NS) | PATTERN_BIT(ATTN_NC) | PATTERN_BIT(ATTN_CC),
 	.flags		= VARIANT_BLOCK_CAUSAL,
