@@ -2,7 +2,7 @@
  * test-variants.c - every registered variant against the reference and the properties
  * all attention must have: causality, GQA, slice independence, determinism, finite
  * output; plus the registry, the reference itself, and the checks specific to flash
- * (tile sizes, workspace) and local (window mask).
+ * (tile sizes, workspace), local (window mask) and hip (block-causal at its defaults).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -66,6 +66,15 @@ static void test_the_registry_finds_every_variant_by_name(void **state)
 		assert_true((v->patterns & ~PATTERNS_ALL) == 0);
 		assert_true(v->n_params >= 0 && v->n_params <= VARIANT_MAX_PARAMS);
 		assert_ptr_equal(variant_find(v->name), v);
+		/* a block-causal variant names the integer block size that is strict at 1 */
+		if (v->flags & VARIANT_BLOCK_CAUSAL) {
+			int at = variant_param_index(v, v->strict_causal_param);
+
+			assert_true(at >= 0);
+			assert_true(v->params[at].integer && v->params[at].min <= 1);
+		} else {
+			assert_null(v->strict_causal_param);
+		}
 		for (int j = 0; j < i; j++)
 			assert_string_not_equal(variant_at(j)->name, v->name);
 	}
@@ -669,6 +678,10 @@ static void check_ignores_later_rows(const struct variant_ops *v, enum attn_patt
 	tensors_release(&a);
 }
 
+/*
+ * Every variant at its defaults, a block-causal one (VARIANT_BLOCK_CAUSAL) at its strict
+ * setting: rows <= t ignore every later row.
+ */
 static void test_every_causal_variant_ignores_later_rows(void **state)
 {
 	static const enum attn_pattern causal[] = { ATTN_CS, ATTN_CC };
@@ -680,6 +693,7 @@ static void test_every_causal_variant_ignores_later_rows(void **state)
 		const struct variant_ops *v = variant_at(i);
 
 		variant_default_params(v, params);
+		variant_strict_causal_params(v, params);
 		for (int pi = 0; pi < COUNT(causal); pi++) {
 			if (!supports(v, causal[pi]))
 				continue;
@@ -688,6 +702,60 @@ static void test_every_causal_variant_ignores_later_rows(void **state)
 		}
 	}
 	assert_true(checked > 0);
+}
+
+/*
+ * hip at its defaults (b_q = 32) on a sequence past k = 512 keys, where its search runs:
+ * rows after t inside t's query block move rows <= t, which is why it is declared
+ * VARIANT_BLOCK_CAUSAL; rows after the block do not; with hip.block_q = 1 neither does.
+ */
+static void test_hip_at_its_defaults_leaks_inside_a_query_block_only(void **state)
+{
+	const struct variant_ops *v = variant_find("hip");
+	double params[VARIANT_MAX_PARAMS];
+	/* 1200 rows: blocks of 32 from row 512 on search; t = 1000 in block [992, 1024) */
+	struct attn_problem p = problem(1, 2, 1, 1200, 1200, 16, ATTN_CS, params);
+	struct tensors a, b;
+	struct rng g = { SEED + 11 };
+	int t = 1000, block_end = 1023, strict;
+
+	(void)state;
+	assert_non_null(v);
+	assert_true(v->flags & VARIANT_BLOCK_CAUSAL);
+	variant_default_params(v, params);
+	assert_true(params[variant_param_index(v, v->strict_causal_param)] == 32);
+	tensors_make(&a, &p, SEED, 1.0);
+	run(v, &p, &a);
+
+	tensors_copy(&b, &a);
+	perturb_rows_after(&g, b.q, 2, p.n, p.d, t);
+	perturb_rows_after(&g, b.k, 1, p.m, p.d, t);
+	perturb_rows_after(&g, b.v, 1, p.m, p.d, t);
+	run(v, &p, &b);
+	/* a changed selection moves a row by far more than rounding */
+	assert_true(change_up_to(&p, a.o, b.o, t) > 1e-3);
+	tensors_release(&b);
+
+	tensors_copy(&b, &a);
+	perturb_rows_after(&g, b.q, 2, p.n, p.d, block_end);
+	perturb_rows_after(&g, b.k, 1, p.m, p.d, block_end);
+	perturb_rows_after(&g, b.v, 1, p.m, p.d, block_end);
+	run(v, &p, &b);
+	assert_true(change_up_to(&p, a.o, b.o, block_end) <= CAUSAL_TOLERANCE);
+	tensors_release(&b);
+
+	strict = variant_strict_causal_params(v, params);
+	assert_int_equal(strict, variant_param_index(v, "block_q"));
+	assert_true(params[strict] == 1);
+	run(v, &p, &a);
+	tensors_copy(&b, &a);
+	perturb_rows_after(&g, b.q, 2, p.n, p.d, t);
+	perturb_rows_after(&g, b.k, 1, p.m, p.d, t);
+	perturb_rows_after(&g, b.v, 1, p.m, p.d, t);
+	run(v, &p, &b);
+	assert_true(change_up_to(&p, a.o, b.o, t) <= CAUSAL_TOLERANCE);
+	tensors_release(&b);
+	tensors_release(&a);
 }
 
 /* Small tiles, so the cut falls inside, on and between tiles that get skipped. */
@@ -1053,6 +1121,7 @@ int main(void)
 		cmocka_unit_test(test_local_with_a_whole_sequence_window_equals_vanilla),
 		cmocka_unit_test(test_local_ignores_keys_outside_the_window),
 		cmocka_unit_test(test_every_causal_variant_ignores_later_rows),
+		cmocka_unit_test(test_hip_at_its_defaults_leaks_inside_a_query_block_only),
 		cmocka_unit_test(test_flash_with_small_tiles_ignores_later_rows),
 		cmocka_unit_test(test_every_variant_gives_gqa_as_mha_with_repeated_kv),
 		cmocka_unit_test(test_every_variant_keeps_slices_independent),

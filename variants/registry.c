@@ -24,6 +24,7 @@ extern const struct variant_ops lara_variant;
 extern const struct variant_ops abc_variant;
 extern const struct variant_ops longshort_variant;
 extern const struct variant_ops s4d_variant;
+extern const struct variant_ops hip_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order. */
 static const struct variant_ops *const variants[] = {
@@ -40,6 +41,7 @@ static const struct variant_ops *const variants[] = {
 	&abc_variant,
 	&longshort_variant,
 	&s4d_variant,
+	&hip_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
@@ -112,6 +114,18 @@ void variant_default_params(const struct variant_ops *v, double *values)
 {
 	for (int i = 0; i < v->n_params; i++)
 		values[i] = v->params[i].def;
+}
+
+int variant_strict_causal_params(const struct variant_ops *v, double *values)
+{
+	int i;
+
+	if (!(v->flags & VARIANT_BLOCK_CAUSAL))
+		return -1;
+	i = variant_param_index(v, v->strict_causal_param);
+	if (i >= 0)
+		values[i] = 1;
+	return i;
 }
 
 /* A value given for a declared parameter must lie in its range (and be whole if asked). */

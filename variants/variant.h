@@ -103,6 +103,15 @@ typedef int (*attn_mask_fn)(const struct attn_problem *p, int h, int i,
 enum variant_flags {
 	VARIANT_EXACT = 1 << 0,		/* equals softmax attention (to fp32 rounding) */
 	VARIANT_MASK_EXACT = 1 << 1,	/* exact softmax attention under its own mask (.mask) */
+	/*
+	 * Causal (cs, cc) between blocks of query rows only, at its defaults: rows of one
+	 * block share work (e.g. a selection) that reads every row of the block, so row i
+	 * may depend on later rows of its own block, never on rows after it. The declared
+	 * integer parameter strict_causal_param is that block's size; set to 1, the variant
+	 * is strictly causal. The causality task and tests run it so, and also report the
+	 * setting the cell asked for.
+	 */
+	VARIANT_BLOCK_CAUSAL = 1 << 2,
 };
 
 struct variant_ops {
@@ -115,6 +124,11 @@ struct variant_ops {
 	unsigned int flags;	/* enum variant_flags */
 	const struct variant_param *params;	/* declared hyperparameters; may be NULL */
 	int n_params;
+	/*
+	 * VARIANT_BLOCK_CAUSAL only: name of the declared integer parameter that is the
+	 * query block size, strictly causal at 1 (e.g. "block_q"); NULL otherwise.
+	 */
+	const char *strict_causal_param;
 
 	/*
 	 * Optional: 0 if this problem (beyond its pattern) can be run, -ENOTSUP if the
@@ -176,6 +190,12 @@ const struct variant_ops *variant_find(const char *name);
 int variant_param_index(const struct variant_ops *v, const char *param);
 /* Fills `values` (v->n_params entries) with the declared defaults. */
 void variant_default_params(const struct variant_ops *v, double *values);
+/*
+ * Sets, in `values` (v->n_params entries), v's strict_causal_param to 1 when v is
+ * VARIANT_BLOCK_CAUSAL, so that v is strictly causal with them; returns the index of
+ * that parameter, or -1 (values unchanged) for any other variant.
+ */
+int variant_strict_causal_params(const struct variant_ops *v, double *values);
 
 /*
  * Checks that a problem is well formed and that v supports it: 0, -EINVAL for a bad

@@ -44,6 +44,9 @@ static int list_variants(void)
 		printf("  %s\n", v->flags & VARIANT_EXACT ? "exact" :
 		       v->flags & VARIANT_MASK_EXACT ? "exact under its mask" : "approximate");
 		printf("           %s\n           %s\n", v->summary, v->citation);
+		if (v->flags & VARIANT_BLOCK_CAUSAL)
+			printf("           block-causal at its defaults (%s.%s=1 for strict)\n",
+			       v->name, v->strict_causal_param);
 		for (int p = 0; p < v->n_params; p++) {
 			const struct variant_param *d = &v->params[p];
 
