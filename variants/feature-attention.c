@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "random.h"
 
 static inline float guard(const struct feature_map *fm, float den)
 {
@@ -184,4 +185,63 @@ void feature_state_query(const struct feature_map *fm, const float *state, const
 	g = guard(fm, dot(scratch, z, f));
 	for (int c = 0; c < d; c++)
 		out[c] /= g;
+}
+
+/*
+ * Orthonormalises the d columns of g (column-major, d x d) in place by modified
+ * Gram-Schmidt: g becomes U of g = U R with R's diagonal positive.
+ */
+static void orthonormalise_columns(double *g, int d)
+{
+	for (int j = 0; j < d; j++) {
+		double *cj = g + (size_t)j * d, norm = 0;
+
+		for (int i = 0; i < j; i++) {
+			const double *ci = g + (size_t)i * d;
+			double r = 0;
+
+			for (int c = 0; c < d; c++)
+				r += ci[c] * cj[c];
+			for (int c = 0; c < d; c++)
+				cj[c] -= r * ci[c];
+		}
+		for (int c = 0; c < d; c++)
+			norm += cj[c] * cj[c];
+		norm = sqrt(norm);
+		for (int c = 0; c < d; c++)
+			cj[c] /= norm;
+	}
+}
+
+void favor_draw(uint64_t seed, uint64_t stream, int f, int d, double scale, double *g,
+		float *w)
+{
+	struct plan_rng rng = plan_rng_make(seed, stream);
+
+	for (int b0 = 0; b0 < f; b0 += d) {
+		int rows = f - b0 < d ? f - b0 : d;
+
+		for (size_t i = 0; i < (size_t)d * d; i++)
+			g[i] = plan_rng_normal(&rng);
+		orthonormalise_columns(g, d);
+		/* row r of Uᵀ is column r of U, held in g as double for the scaling below */
+		for (int r = 0; r < rows; r++)
+			for (int c = 0; c < d; c++)
+				w[(size_t)(b0 + r) * d + c] = (float)g[(size_t)r * d + c];
+	}
+	for (int r = 0; r < f; r++) {
+		double norm = 0;
+
+		for (int c = 0; c < d; c++) {
+			double x = plan_rng_normal(&rng);
+
+			norm += x * x;
+		}
+		norm = sqrt(norm) * scale;
+		for (int c = 0; c < d; c++) {
+			float *wr = w + (size_t)r * d + c;
+
+			*wr = (float)(*wr * norm);
+		}
+	}
 }

@@ -9,12 +9,15 @@
  * FEATURE_CHUNK rows with OpenBLAS products, so the workspace does not grow with the
  * sequence: the causal form is the masked quadratic form inside a chunk plus the
  * state carried over from the chunks before it, never a loop over tokens.
+ *
+ * Also the draw of FAVOR+ random features, which performer and sea's estimator share.
  */
 #ifndef ATTNBENCH_FEATURE_ATTENTION_H
 #define ATTNBENCH_FEATURE_ATTENTION_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "variant.h"
 
@@ -74,5 +77,18 @@ void feature_state_add(const struct feature_map *fm, float *state, const float *
 		       const float *v, int d, int position, float *scratch);
 void feature_state_query(const struct feature_map *fm, const float *state, const float *q,
 			 int d, int position, float *scratch, float *out);
+
+/*
+ * FAVOR+ random features (VARIANTS.md section 16), the projection of performer and of
+ * sea's estimator: w (f x d) drawn from plan_rng_make(seed, stream). Block by block, a
+ * fresh d x d standard Gaussian G filled column by column (draw j d + i is G[i][j]); its
+ * QR with R's diagonal positive (modified Gram-Schmidt in double) gives U, and the
+ * block's rows are the rows of Uᵀ in order, the last block keeping only the rows still
+ * needed. Then, for r = 0..f-1 in order, d more draws make a vector whose norm scales row
+ * r; every row is also multiplied by `scale` (performer folds d^(-1/4) in). g is d x d
+ * doubles of scratch. Cannot fail.
+ */
+void favor_draw(uint64_t seed, uint64_t stream, int f, int d, double scale, double *g,
+		float *w);
 
 #endif

@@ -3,13 +3,14 @@
  * "Rethinking Attention with Performers"), as CAB's Performer evaluates it.
  *
  * Plan, per QUERY head h, from plan_rng_make(seed, 1000 h) (CAB offsets heads by 1000):
- * W (m x d) is built block by block. Each block draws a fresh d x d standard Gaussian G,
- * filled column by column (draw j d + i is G[i][j]); its QR with R's diagonal positive
- * (modified Gram-Schmidt in double) gives U, and the block's rows are the rows of Uᵀ
- * (the columns of U) in order, the last block keeping only the rows still needed. Then,
- * for r = 0..m-1 in order, d more draws make a vector whose norm scales row r. Taking
- * R's diagonal positive makes U unique, so any QR with that sign convention regenerates
- * the same W (numpy's Householder QR differs only by column signs: same distribution).
+ * W (m x d) is drawn by favor_draw() (feature-attention.c), block by block. Each block
+ * draws a fresh d x d standard Gaussian G, filled column by column (draw j d + i is
+ * G[i][j]); its QR with R's diagonal positive (modified Gram-Schmidt in double) gives U,
+ * and the block's rows are the rows of Uᵀ (the columns of U) in order, the last block
+ * keeping only the rows still needed. Then, for r = 0..m-1 in order, d more draws make
+ * a vector whose norm scales row r. Taking R's diagonal positive makes U unique, so any
+ * QR with that sign convention regenerates the same W (numpy's Householder QR differs
+ * only by column signs: same distribution).
  *
  * Features, with x' = d^(-1/4) x, p_r(x) = w_r·x', h(x) = |x|²/(2√d):
  *   φ(q)_r = m^(-1/2) (exp(p_r(q) - h(q) - max_r' p_r'(q)) + eps)
@@ -45,7 +46,6 @@
 #include "common.h"
 #include "feature-attention.h"
 #include "memory.h"
-#include "random.h"
 #include "threads.h"
 
 #define PERFORMER_FEATURES_DEFAULT 16	/* CAB approx_attn_dim */
@@ -192,69 +192,6 @@ static void performer_map_init(struct feature_map *fm, struct performer_map *pm,
 }
 
 /*
- * Orthonormalises the d columns of g (column-major, d x d) in place by modified
- * Gram-Schmidt: g becomes U of g = U R with R's diagonal positive.
- */
-static void orthonormalise_columns(double *g, int d)
-{
-	for (int j = 0; j < d; j++) {
-		double *cj = g + (size_t)j * d, norm = 0;
-
-		for (int i = 0; i < j; i++) {
-			const double *ci = g + (size_t)i * d;
-			double r = 0;
-
-			for (int c = 0; c < d; c++)
-				r += ci[c] * cj[c];
-			for (int c = 0; c < d; c++)
-				cj[c] -= r * ci[c];
-		}
-		for (int c = 0; c < d; c++)
-			norm += cj[c] * cj[c];
-		norm = sqrt(norm);
-		for (int c = 0; c < d; c++)
-			cj[c] /= norm;
-	}
-}
-
-/*
- * W of query head h (f x d, with d^(-1/4) folded in) as the file's opening comment
- * describes; g is d x d doubles of scratch.
- */
-static void performer_plan_head(uint64_t seed, int h, int f, int d, double *g, float *w)
-{
-	struct plan_rng rng = plan_rng_make(seed, 1000ull * (uint64_t)h);
-	double data_scale = pow((double)d, -0.25);
-
-	for (int b0 = 0; b0 < f; b0 += d) {
-		int rows = f - b0 < d ? f - b0 : d;
-
-		for (size_t i = 0; i < (size_t)d * d; i++)
-			g[i] = plan_rng_normal(&rng);
-		orthonormalise_columns(g, d);
-		/* row r of Uᵀ is column r of U, held in g as double for the scaling below */
-		for (int r = 0; r < rows; r++)
-			for (int c = 0; c < d; c++)
-				w[(size_t)(b0 + r) * d + c] = (float)g[(size_t)r * d + c];
-	}
-	for (int r = 0; r < f; r++) {
-		double norm = 0;
-
-		for (int c = 0; c < d; c++) {
-			double x = plan_rng_normal(&rng);
-
-			norm += x * x;
-		}
-		norm = sqrt(norm) * data_scale;
-		for (int c = 0; c < d; c++) {
-			float *wr = w + (size_t)r * d + c;
-
-			*wr = (float)(*wr * norm);
-		}
-	}
-}
-
-/*
  * W of every query head into w (heads x f x d), in parallel over heads. Returns 0 or
  * -ENOMEM.
  */
@@ -268,8 +205,8 @@ static int performer_plan(const struct attn_problem *p, int f, float *w)
 	#pragma omp parallel for schedule(static) \
 		if ((double)p->heads * f * d * d >= PERFORMER_PARALLEL_MIN)
 	for (int h = 0; h < p->heads; h++)
-		performer_plan_head(p->seed, h, f, d, g + (size_t)thread_id() * d * d,
-				    w + (size_t)h * f * d);
+		favor_draw(p->seed, 1000ull * (uint64_t)h, f, d, pow((double)d, -0.25),
+			   g + (size_t)thread_id() * d * d, w + (size_t)h * f * d);
 	attn_free(g);
 	return 0;
 }
