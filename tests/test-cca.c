@@ -787,7 +787,8 @@ static void test_cca_flops_count_the_pairs_it_keeps(void **state)
 				for (int c = 0; c < groups; c++)
 					if (pat == ATTN_CS ? sees_core(&p, g, w, n - 1, c) : any)
 						pooled += group_end(&p, g, c) - c * g;
-				assert_true(v->flops(&p) == 2.0 * 4 * 12 * (4 * pairs + 6 * pooled));
+				assert_true(v->flops(&p) ==
+					    2.0 * 4 * 12 * (4 * pairs + 6 * pooled));
 			}
 }
 

@@ -246,7 +246,8 @@ static void cca_tile_bounds(const struct attn_problem *p, const struct cca_confi
 		t->hi = i1;
 	} else {
 		if (cores > 0) {
-			long before = ns_cores_before(c, i1 - 1), after = ns_cores_after(c, p->n, i0);
+			long before = ns_cores_before(c, i1 - 1);
+			long after = ns_cores_after(c, p->n, i0);
 
 			/* rows' windows overlap no group of the middle: two runs, else all */
 			if (before < after) {
@@ -548,7 +549,8 @@ static double cca_flops(const struct attn_problem *p)
 
 			pairs += hi - lo;
 			if (cores > 0)
-				pairs += ns_cores_before(&c, i) + cores - ns_cores_after(&c, p->n, i);
+				pairs += ns_cores_before(&c, i) + cores -
+					 ns_cores_after(&c, p->n, i);
 		}
 	}
 	return (double)p->batch * p->heads * p->d * (6.0 * pooled + 4.0 * pairs);
@@ -720,7 +722,8 @@ static int cca_decode_step(void *state, const float *q, const float *k, const fl
 		if (core >= 0)
 			cca_pool(q + (size_t)i * d, st->cache.k + kvo, st->cache.v + kvo, d,
 				 core * st->c.g, st->c.g, st->ring, st->qscale, s,
-				 st->khat + co + (size_t)core * d, st->vhat + co + (size_t)core * d);
+				 st->khat + co + (size_t)core * d,
+				 st->vhat + co + (size_t)core * d);
 		cca_decode_row(q + (size_t)i * d, st->khat + co, st->vhat + co, seen,
 			       st->cache.k + kvo, st->cache.v + kvo, st->ring, lo, t, d,
 			       st->qscale, s, out + (size_t)i * d);
