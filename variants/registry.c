@@ -26,6 +26,7 @@ extern const struct variant_ops longshort_variant;
 extern const struct variant_ops s4d_variant;
 extern const struct variant_ops sink_variant;
 extern const struct variant_ops chunk_variant;
+extern const struct variant_ops s2attn_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order. */
 static const struct variant_ops *const variants[] = {
@@ -44,6 +45,7 @@ static const struct variant_ops *const variants[] = {
 	&s4d_variant,
 	&sink_variant,
 	&chunk_variant,
+	&s2attn_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
