@@ -27,6 +27,9 @@ extern const struct variant_ops s4d_variant;
 extern const struct variant_ops hip_variant;
 extern const struct variant_ops sea_variant;
 extern const struct variant_ops cca_variant;
+extern const struct variant_ops sink_variant;
+extern const struct variant_ops chunk_variant;
+extern const struct variant_ops s2attn_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order. */
 static const struct variant_ops *const variants[] = {
@@ -46,6 +49,9 @@ static const struct variant_ops *const variants[] = {
 	&hip_variant,
 	&sea_variant,
 	&cca_variant,
+	&sink_variant,
+	&chunk_variant,
+	&s2attn_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
