@@ -25,6 +25,7 @@ extern const struct variant_ops abc_variant;
 extern const struct variant_ops longshort_variant;
 extern const struct variant_ops s4d_variant;
 extern const struct variant_ops power_variant;
+extern const struct variant_ops radial_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order. */
 static const struct variant_ops *const variants[] = {
@@ -42,6 +43,7 @@ static const struct variant_ops *const variants[] = {
 	&longshort_variant,
 	&s4d_variant,
 	&power_variant,
+	&radial_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
