@@ -30,6 +30,8 @@ extern const struct variant_ops cca_variant;
 extern const struct variant_ops sink_variant;
 extern const struct variant_ops chunk_variant;
 extern const struct variant_ops s2attn_variant;
+extern const struct variant_ops power_variant;
+extern const struct variant_ops radial_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order. */
 static const struct variant_ops *const variants[] = {
@@ -52,6 +54,8 @@ static const struct variant_ops *const variants[] = {
 	&sink_variant,
 	&chunk_variant,
 	&s2attn_variant,
+	&power_variant,
+	&radial_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
