@@ -79,20 +79,10 @@ static double chunk_state_bytes(const struct attn_problem *p)
 	return kv_cache_bytes(p, c < p->m ? c : p->m);
 }
 
-/*
- * The span kernel's decoder under chunk_mask. It keeps VARIANT_MAX_PARAMS values, so it
- * gets a full-size copy of the caller's params, which may be shorter.
- */
+/* The span kernel's decoder under chunk_mask. */
 static int chunk_decode_init(const struct attn_problem *p, void **state)
 {
-	double params[VARIANT_MAX_PARAMS] = { 0 };
-	struct attn_problem kept = *p;
-
-	if (p->params) {
-		memcpy(params, p->params, sizeof(double) * CHUNK_PARAMS);
-		kept.params = params;
-	}
-	return span_decode_init(&kept, chunk_mask, state);
+	return span_decode_init(p, chunk_mask, CHUNK_PARAMS, state);
 }
 
 const struct variant_ops chunk_variant = {

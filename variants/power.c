@@ -170,7 +170,7 @@ static double power_state_bytes(const struct attn_problem *p)
 
 static int power_decode_init(const struct attn_problem *p, void **state)
 {
-	return span_decode_init(p, power_mask, state);
+	return span_decode_init(p, power_mask, POWER_N_PARAMS, state);
 }
 
 const struct variant_ops power_variant = {

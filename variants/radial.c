@@ -256,7 +256,7 @@ static double radial_state_bytes(const struct attn_problem *p)
 
 static int radial_decode_init(const struct attn_problem *p, void **state)
 {
-	return span_decode_init(p, radial_mask, state);
+	return span_decode_init(p, radial_mask, RADIAL_N_PARAMS, state);
 }
 
 const struct variant_ops radial_variant = {

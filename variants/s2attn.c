@@ -192,22 +192,14 @@ static double s2attn_state_bytes(const struct attn_problem *p)
 
 /*
  * The span kernel's decoder under s2attn_mask; -ENOTSUP for wrap = 1 without sinks,
- * whose rows see later positions. The decoder keeps VARIANT_MAX_PARAMS values, so it gets
- * a full-size copy of the caller's params, which may be shorter.
+ * whose rows see later positions.
  */
 static int s2attn_decode_init(const struct attn_problem *p, void **state)
 {
-	double params[VARIANT_MAX_PARAMS] = { 0 };
-	struct attn_problem kept = *p;
-
 	*state = NULL;
 	if (s2attn_param(p, S2ATTN_WRAP) != 0 && s2attn_param(p, S2ATTN_SINKS) == 0)
 		return -ENOTSUP;
-	if (p->params) {
-		memcpy(params, p->params, sizeof(double) * S2ATTN_PARAMS);
-		kept.params = params;
-	}
-	return span_decode_init(&kept, s2attn_mask, state);
+	return span_decode_init(p, s2attn_mask, S2ATTN_PARAMS, state);
 }
 
 const struct variant_ops s2attn_variant = {

@@ -110,20 +110,10 @@ static double sink_state_bytes(const struct attn_problem *p)
 	return kv_cache_bytes(p, keys < p->m ? keys : p->m);
 }
 
-/*
- * The span kernel's decoder under sink_mask. It keeps VARIANT_MAX_PARAMS values, so it
- * gets a full-size copy of the caller's params, which may be shorter.
- */
+/* The span kernel's decoder under sink_mask. */
 static int sink_decode_init(const struct attn_problem *p, void **state)
 {
-	double params[VARIANT_MAX_PARAMS] = { 0 };
-	struct attn_problem kept = *p;
-
-	if (p->params) {
-		memcpy(params, p->params, sizeof(double) * SINK_PARAMS);
-		kept.params = params;
-	}
-	return span_decode_init(&kept, sink_mask, state);
+	return span_decode_init(p, sink_mask, SINK_PARAMS, state);
 }
 
 const struct variant_ops sink_variant = {

@@ -288,12 +288,15 @@ void span_decode_free(void *state)
 	attn_free(st);
 }
 
-int span_decode_init(const struct attn_problem *p, attn_mask_fn mask, void **state)
+int span_decode_init(const struct attn_problem *p, attn_mask_fn mask, int n_params,
+		     void **state)
 {
 	struct span_decode *st;
 	int ret = decode_check_problem(p);
 
 	*state = NULL;
+	if (!ret && (n_params < 0 || n_params > VARIANT_MAX_PARAMS))
+		ret = -EINVAL;
 	if (ret)
 		return ret;
 	st = attn_calloc(1, sizeof(*st));
@@ -301,7 +304,7 @@ int span_decode_init(const struct attn_problem *p, attn_mask_fn mask, void **sta
 		return -ENOMEM;
 	st->p = decode_problem(p);
 	if (p->params)
-		memcpy(st->params, p->params, sizeof(st->params));
+		memcpy(st->params, p->params, sizeof(double) * n_params);
 	st->p.params = p->params ? st->params : NULL;
 	st->mask = mask;
 	st->threads = max_threads();

@@ -27,9 +27,11 @@ double span_attention_flops(const struct attn_problem *p, attn_mask_fn mask);
 /*
  * Incremental decoding (cs) under the mask of the capacity problem p (n = m = the most
  * positions fed): a KV cache of every position, and per step each head's row t over the
- * keys its mask gives. state gets a struct for span_decode_step()/span_decode_free().
+ * keys its mask gives. The state keeps a copy of p's n_params params (the variant's
+ * count). state gets a struct for span_decode_step()/span_decode_free().
  */
-int span_decode_init(const struct attn_problem *p, attn_mask_fn mask, void **state);
+int span_decode_init(const struct attn_problem *p, attn_mask_fn mask, int n_params,
+		     void **state);
 int span_decode_step(void *state, const float *q, const float *k, const float *v, float *out);
 void span_decode_free(void *state);
 
