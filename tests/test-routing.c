@@ -439,7 +439,8 @@ static void test_routing_keeps_the_centroid_of_an_empty_cluster(void **state)
 			planar(t.k + j * d, d, others[next++], 0.5 + 2 * rng_uniform(&g));
 	for (int h = 0; h < 2; h++)
 		for (int i = 0; i < n; i++)
-			planar(t.q + (h * n + i) * d, d, queries[i] + 3 * h, 0.5 + 2 * rng_uniform(&g));
+			planar(t.q + (h * n + i) * d, d, queries[i] + 3 * h,
+			       0.5 + 2 * rng_uniform(&g));
 	run(routing(), &p, &t);
 	for (int h = 0; h < 2; h++) {
 		size_t qo = problem_q_offset(&p, 0, h);

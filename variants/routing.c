@@ -665,7 +665,8 @@ static void attend_cluster_causal(const struct routing_plan *pl, const float *q,
 
 /* What a forward keeps between its phases, for all slices. */
 struct routing_state {
-	float *mu;		/* [owners][C][d]: query slices (ns, nc), KV slices (cc), 1 (cs) */
+	float *mu;		/* [owners][C][d]: owners are query slices (ns, nc),
+				   KV slices (cc), or one (cs) */
 	int *sets;		/* [owners][C][w] balanced key sets (not cs) */
 	int *perm, *off;	/* [slices][n], [slices][C + 1]: queries grouped by cluster */
 	int *kid, *kperm, *koff; /* cs: [kv slices][m] key clusters, grouped, [C + 1] */
@@ -1018,7 +1019,8 @@ static int routing_decode_step(void *state, const float *q, const float *k, cons
 	#pragma omp parallel for num_threads(st->threads) schedule(static) \
 		if ((double)slices * (t + 1) * d >= ROUTING_DECODE_PARALLEL_MIN)
 	for (int i = 0; i < slices; i++) {
-		int b = i / p->heads, kv = b * p->kv_heads + i % p->heads / (p->heads / p->kv_heads);
+		int b = i / p->heads;
+		int kv = b * p->kv_heads + i % p->heads / (p->heads / p->kv_heads);
 		size_t kvo = kv_cache_slice(&st->cache, kv);
 		const float *qi = q + (size_t)i * d;
 
