@@ -32,6 +32,7 @@ extern const struct variant_ops chunk_variant;
 extern const struct variant_ops s2attn_variant;
 extern const struct variant_ops power_variant;
 extern const struct variant_ops radial_variant;
+extern const struct variant_ops routing_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order. */
 static const struct variant_ops *const variants[] = {
@@ -56,6 +57,7 @@ static const struct variant_ops *const variants[] = {
 	&s2attn_variant,
 	&power_variant,
 	&radial_variant,
+	&routing_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
