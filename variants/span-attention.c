@@ -6,7 +6,7 @@
  * ranges, and walks that union in key tiles of at most SPAN_BLOCK_K keys: scores of the
  * tile's rows against the key tile by one sgemm (K rows are contiguous, so nothing is
  * gathered), every score outside a row's own spans set to -inf, then flash's online
- * softmax and a second sgemm into the rows' accumulators. Key tiles outside the union
+ * softmax (base 2, vectorised exp2) and a second sgemm into the rows' accumulators. Key tiles outside the union
  * are never touched, so the work is the kept pairs plus what neighbouring rows of a tile
  * keep and this row does not. OpenBLAS is held single-threaded inside the region.
  */
@@ -22,6 +22,7 @@
 #include "kv-cache.h"
 #include "memory.h"
 #include "threads.h"
+#include "vexp.h"
 
 #define SPAN_BLOCK_Q 32
 #define SPAN_BLOCK_K 64
@@ -132,34 +133,32 @@ static void mask_row(struct span_tile *t, int r, int j0, int j1, float *s)
 		s[j - j0] = -INFINITY;
 }
 
-/* One key tile j0..j0+cols-1 for the tile's rows: scores, mask, online softmax, P V. */
+/*
+ * One key tile j0..j0+cols-1 for the tile's rows: scores, mask, online softmax, P V.
+ * Scores are in base 2 (scaled by log2(e)/sqrt(d)), so one vectorised exp2 per score.
+ */
 static void tile_keys(struct span_tile *t, const struct attn_problem *p, const float *q,
 		      const float *k, const float *v, int rows, int j0, int cols)
 {
-	float scale = 1.0f / sqrtf((float)p->d);
+	float scale = (float)(M_LOG2E / sqrt((double)p->d));
 	int d = p->d;
 
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, d, scale, q, d,
 		    k + (size_t)j0 * d, d, 0.0f, t->s, SPAN_BLOCK_K);
 	for (int r = 0; r < rows; r++) {
 		float *s = t->s + (size_t)r * SPAN_BLOCK_K, *acc = t->acc + (size_t)r * d;
-		float max = -INFINITY, m, alpha, sum = 0;
+		float max, m, alpha;
 
 		mask_row(t, r, j0, j0 + cols, s);
-		for (int c = 0; c < cols; c++)
-			max = fmaxf(max, s[c]);
+		max = row_max(s, cols);
 		if (max == -INFINITY) {
 			/* nothing of this tile for the row: zero weights, accumulator as it is */
 			memset(s, 0, sizeof(float) * cols);
 			continue;
 		}
 		m = fmaxf(t->m[r], max);
-		alpha = expf(t->m[r] - m);
-		for (int c = 0; c < cols; c++) {
-			s[c] = expf(s[c] - m);
-			sum += s[c];
-		}
-		t->l[r] = t->l[r] * alpha + sum;
+		alpha = exp2f(t->m[r] - m);
+		t->l[r] = t->l[r] * alpha + exp2_shifted_sum(s, cols, m);
 		t->m[r] = m;
 		if (alpha != 1.0f)
 			for (int c = 0; c < d; c++)
