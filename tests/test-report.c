@@ -591,6 +591,40 @@ static void test_unstable_speed_cells_are_counted_beside_the_latency(void **stat
 	assert_true(!strstr(row, "unstable") || strstr(row, "unstable") > strchr(row + 1, '\n'));
 }
 
+/*
+ * A variant that is only block-causal at its defaults (hip) carries a mark on causal
+ * patterns, explained beside the table, and none on ns: from a real run of hip.
+ */
+static void test_block_causal_variants_are_marked_on_causal_patterns(void **state)
+{
+	static struct outcome o;
+	char db[300];
+	const char *cs, *ns;
+
+	(void)state;
+	snprintf(db, sizeof(db), "%s/hip.db", tmpdir);
+	run(&o, "run", "--suite", "quick", "--variants", "hip,vanilla", "--patterns", "ns,cs",
+	    "--tasks", "fidelity,causality", "--lengths", "64", "--db", db, "-q", NULL);
+	assert_int_equal(o.status, 0);
+	run(&o, "report", "--db", db, "--markdown", NULL);
+	assert_int_equal(o.status, 0);
+	ns = strstr(o.out, "Leaderboard**, ns");
+	cs = strstr(o.out, "Leaderboard**, cs");
+	assert_non_null(ns);
+	assert_non_null(cs);
+	assert_non_null(strstr(cs, "| hip† "));
+	assert_non_null(strstr(cs, "† hip is block-causal at its defaults: a row may depend on "
+				   "later rows of its own query block (strictly causal at "
+				   "hip.block_q=1)."));
+	assert_null(strstr(cs, "vanilla†"));
+	/* the ns tables come first and carry no mark */
+	assert_true(ns < cs);
+	assert_true(!strstr(ns, "†") || strstr(ns, "†") > cs);
+	run(&o, "report", "--db", db, "--latex", NULL);
+	assert_int_equal(o.status, 0);
+	assert_non_null(strstr(o.out, "hip$^{\\dagger}$"));
+}
+
 static void test_another_baseline_gets_its_own_efficiency_lengths(void **state)
 {
 	static struct outcome o;
@@ -688,6 +722,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_text_is_the_default_and_aligned),
 		cmocka_unit_test(test_unstable_speed_cells_are_counted_beside_the_latency),
 		cmocka_unit_test(test_another_baseline_gets_its_own_efficiency_lengths),
+		cmocka_unit_test(test_block_causal_variants_are_marked_on_causal_patterns),
 		cmocka_unit_test(test_bad_input_exits_2_and_changes_nothing),
 		cmocka_unit_test(test_help_names_the_formats),
 	};

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "rounds.h"
+#include "variant.h"
 
 static const struct {
 	const char *name, *long_name;
@@ -339,15 +340,55 @@ static bool fails_causality(const struct report_row *r)
 	return r->causal_total && r->causal_pass < r->causal_total;
 }
 
-/* The variant's name, escaped, with a mark when it fails the causality test. */
-static void variant_cell(const struct writer *w, const struct report_row *r, char *buf,
-			 size_t len)
+/*
+ * The built-in variant called name when it is only block-causal at its defaults (hip)
+ * and the pattern is causal, so its rows on that pattern carry a mark; else NULL.
+ */
+static const struct variant_ops *block_causal(const char *name, const char *pattern)
+{
+	const struct variant_ops *v = variant_find(name);
+	int p = pattern_parse(pattern);
+
+	return v && (v->flags & VARIANT_BLOCK_CAUSAL) && p >= 0 && pattern_is_causal(p) ? v :
+												NULL;
+}
+
+static const char *dagger(const struct writer *w)
+{
+	return w->fmt == REPORT_LATEX ? "$^{\\dagger}$" : "†";
+}
+
+/*
+ * The variant's name, escaped, with a mark when it fails the causality test, and another
+ * when it is block-causal on this pattern.
+ */
+static void variant_cell(const struct writer *w, const struct report_row *r,
+			 const char *pattern, char *buf, size_t len)
 {
 	char name[96];
 
 	escape(w, r->variant, name, sizeof(name));
-	snprintf(buf, len, "%s%s", name, !fails_causality(r) ? "" :
-		 w->fmt == REPORT_LATEX ? "$^{*}$" : w->fmt == REPORT_MARKDOWN ? "\\*" : "*");
+	snprintf(buf, len, "%s%s%s", name, !fails_causality(r) ? "" :
+		 w->fmt == REPORT_LATEX ? "$^{*}$" : w->fmt == REPORT_MARKDOWN ? "\\*" : "*",
+		 block_causal(r->variant, pattern) ? dagger(w) : "");
+}
+
+/* What the block-causal mark means, for the variants of lb that carry it (or nothing). */
+static void block_causal_note(const struct writer *w, const struct leaderboard *lb,
+			      char *buf, size_t len)
+{
+	size_t used = strlen(buf);
+
+	for (int i = 0; i < lb->count && used < len; i++) {
+		const struct variant_ops *v = block_causal(lb->rows[i].variant, lb->pattern);
+
+		if (v)
+			used += (size_t)snprintf(buf + used, len - used, " %s %s is block-causal "
+						 "at its defaults: a row may depend on later rows of "
+						 "its own query block (strictly causal at %s.%s=1).",
+						 dagger(w), v->name, v->name,
+						 v->strict_causal_param);
+	}
 }
 
 static void common_note(const struct writer *w, const struct leaderboard *lb, char *buf,
@@ -376,6 +417,7 @@ static void common_note(const struct writer *w, const struct leaderboard *lb, ch
 		snprintf(buf + used, len - used, " %s fails the causality test on this pattern.",
 			 w->fmt == REPORT_LATEX ? "$^{*}$" : w->fmt == REPORT_MARKDOWN ? "\\*" :
 			 "*");
+	block_causal_note(w, lb, buf, len);
 }
 
 static int write_leaderboard(const struct writer *w, const struct leaderboard *lb)
@@ -403,7 +445,7 @@ static int write_leaderboard(const struct writer *w, const struct leaderboard *l
 			snprintf(table_cell(&t, i, 0), CELL_LEN, "%d", r->rank);
 		else
 			snprintf(table_cell(&t, i, 0), CELL_LEN, "%s", missing(w));
-		variant_cell(w, r, table_cell(&t, i, 1), CELL_LEN);
+		variant_cell(w, r, lb->pattern, table_cell(&t, i, 1), CELL_LEN);
 		signed_number(w, r->ci, table_cell(&t, i, 2), CELL_LEN);
 		signed_number(w, r->delta, table_cell(&t, i, 3), CELL_LEN);
 		for (int k = 0; k < REPORT_TASKS; k++)
@@ -449,7 +491,7 @@ static int write_metrics(const struct writer *w, const struct leaderboard *lb)
 		{ "causality", "causal", true },
 		{ "failed cells", "failed", true },
 	};
-	char caption[768], label[128], note[256] = "";
+	char caption[1024], label[128], note[512] = "";
 	struct table t;
 	int unstable = 0;
 
@@ -458,7 +500,7 @@ static int write_metrics(const struct writer *w, const struct leaderboard *lb)
 	for (int i = 0; i < lb->count; i++) {
 		const struct report_row *r = &lb->rows[i];
 
-		variant_cell(w, r, table_cell(&t, i, 0), CELL_LEN);
+		variant_cell(w, r, lb->pattern, table_cell(&t, i, 0), CELL_LEN);
 		number(w, "%.3g", r->raw[REPORT_REL_ERR], table_cell(&t, i, 1), CELL_LEN);
 		number(w, "%.4f", r->raw[REPORT_COSINE], table_cell(&t, i, 2), CELL_LEN);
 		number(w, "%.3f", r->raw[REPORT_PASSKEY_ACC], table_cell(&t, i, 3), CELL_LEN);
@@ -482,6 +524,7 @@ static int write_metrics(const struct writer *w, const struct leaderboard *lb)
 		snprintf(note, sizeof(note), " (N unstable): N of the variant's speed cells had "
 			 "measurement rounds that disagreed beyond %.2fx even after extra rounds; "
 			 "their latency may be the machine's load.", ROUNDS_SPREAD_LIMIT);
+	block_causal_note(w, lb, note, sizeof(note));
 	snprintf(caption, sizeof(caption), "Task metrics, %s (%s), run %lld: means over the "
 		 "cells every variant completed (latency and memory: geometric means); passkey "
 		 "and recall are accuracies; failed cells crashed, timed out, ran out of memory, "
