@@ -125,46 +125,68 @@ struct topk_row {
 struct topk_select {
 	int k;
 	int cap;		/* entries a buffer holds before it is cut back */
-	float *scratch;		/* cap floats for the quickselect */
+	float *scratch;		/* 2 cap floats for the quickselect */
 };
 
 /*
- * The value at position want (0-based) of a[0..n) sorted in descending order; reorders
- * a. Hoare's selection with a median-of-three pivot: expected O(n), and every equal
- * value stops both scans, so runs of ties split evenly.
+ * The value at position want (0-based) of x[0..n) sorted in descending order, and in
+ * *above how many of x are greater than it; x is left as it is, a and b (n floats each)
+ * are scratch. Quickselect with a median-of-three pivot, expected O(n): each round
+ * copies the range it searches into the other scratch buffer, values above the pivot to
+ * the front and the rest to the back, then if need be the pivot's equals to the front of
+ * the rest, and goes on in the part that holds position want (the pivot's own run always
+ * leaves, so every range is smaller than the last). The rounds are branch-free, as their
+ * compares would be mispredicted half of the time, and copy rather than swap in place,
+ * so no load waits for the store before it. Everything left of the range is greater
+ * than everything in it.
  */
-static float kth_largest(float *a, int n, int want)
+static float kth_largest(const float *x, int n, int want, float *a, float *b, int *above)
 {
-	int lo = 0, hi = n - 1;
+	const float *cur = x;
+	int lo = 0, hi = n;
 
-	while (lo < hi) {
-		float x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi], pivot, t;
-		int i = lo, j = hi;
+	while (hi - lo > 1) {
+		float u = cur[lo], v = cur[lo + (hi - lo) / 2], w = cur[hi - 1], pivot;
+		float *to = cur == a ? b : a;
+		int front = lo, back = hi;
 
-		/* the median of x, y, z */
-		pivot = x > y ? (y > z ? y : (x > z ? z : x)) : (x > z ? x : (y > z ? z : y));
-		while (i <= j) {
-			while (a[i] > pivot)
-				i++;
-			while (a[j] < pivot)
-				j--;
-			if (i <= j) {
-				t = a[i];
-				a[i] = a[j];
-				a[j] = t;
-				i++;
-				j--;
-			}
+		/* the median of u, v, w */
+		pivot = u > v ? (v > w ? v : (u > w ? w : u)) : (u > w ? u : (v > w ? w : v));
+		/* both free slots get the value; the side it belongs to keeps it */
+		for (int i = lo; i < hi; i++) {
+			float t = cur[i];
+			int g = t > pivot;
+
+			to[front] = t;
+			to[back - 1] = t;
+			front += g;
+			back -= 1 - g;
 		}
-		/* a[lo..j] >= pivot >= a[i..hi]; anything between equals the pivot */
-		if (want <= j)
-			hi = j;
-		else if (want >= i)
-			lo = i;
-		else
-			return a[want];
+		cur = to;
+		if (want < front) {
+			hi = front;
+			continue;
+		}
+		/* the pivot's equals to the front of the rest */
+		to = cur == a ? b : a;
+		*above = front;
+		back = hi;
+		for (int i = *above; i < hi; i++) {
+			float t = cur[i];
+			int e = t == pivot;
+
+			to[front] = t;
+			to[back - 1] = t;
+			front += e;
+			back -= 1 - e;
+		}
+		cur = to;
+		if (want < front)
+			return pivot;
+		lo = front;
 	}
-	return a[want];
+	*above = lo;
+	return cur[lo];
 }
 
 /*
@@ -173,21 +195,22 @@ static float kth_largest(float *a, int n, int want)
  */
 static void row_cut(struct topk_row *r, const struct topk_select *sel)
 {
-	int k = sel->k, above = 0, out = 0, ties;
+	int k = sel->k, above, out = 0, ties;
 	float kth;
 
-	memcpy(sel->scratch, r->val, sizeof(float) * r->len);
-	kth = kth_largest(sel->scratch, r->len, k - 1);
-	for (int t = 0; t < r->len; t++)
-		above += r->val[t] > kth;
+	kth = kth_largest(r->val, r->len, k - 1, sel->scratch, sel->scratch + sel->cap,
+			  &above);
 	/* keys equal to the k-th score: the first (smallest) ones fill the places left */
 	ties = k - above;
+	/* branch-free: every entry is written at out, which moves on only for a kept one */
 	for (int t = 0; t < r->len; t++) {
-		if (r->val[t] > kth || (r->val[t] == kth && ties-- > 0)) {
-			r->val[out] = r->val[t];
-			r->idx[out] = r->idx[t];
-			out++;
-		}
+		float x = r->val[t];
+		int tie = x == kth && ties > 0, keep = (x > kth) | tie;
+
+		ties -= tie;
+		r->val[out] = x;
+		r->idx[out] = r->idx[t];
+		out += keep;
 	}
 	r->len = out;
 	r->thr = kth;
@@ -233,6 +256,13 @@ static void row_attend(struct topk_row *r, const struct topk_select *sel, const 
 		out[c] = 0;
 	if (r->len == 0)
 		return;
+	/*
+	 * The kept rows of V are scattered over the slice: ask for all their cache lines
+	 * first, so the misses overlap instead of following the sum row by row.
+	 */
+	for (int t = 0; t < r->len; t++)
+		for (int c = 0; c < d; c += TOPK_LINE)
+			__builtin_prefetch(v + (size_t)r->idx[t] * d + c);
 	sum = exp2_shifted_sum(r->val, r->len, row_max(r->val, r->len));
 	for (int t = 0; t < r->len; t++) {
 		const float *vj = v + (size_t)r->idx[t] * d;
@@ -484,7 +514,7 @@ static void topk_layout(struct topk_layout *lay, int bq, int d, int cap)
 	/* an int is one float wide */
 	lay->idx = lay->val + (size_t)bq * row_buf;
 	lay->scratch = lay->idx + (size_t)bq * row_buf;
-	lay->rows = lay->scratch + row_buf;
+	lay->rows = lay->scratch + 2 * row_buf;
 	lay->total = lay->rows +
 		     round_up(sizeof(struct topk_row) * bq / sizeof(float) + 1, TOPK_LINE);
 }
@@ -624,7 +654,7 @@ static size_t decode_ws_len(int panels, int d, int cap)
 {
 	size_t buf = round_up((size_t)cap, TOPK_LINE);
 
-	return (size_t)panels * PANEL + round_up((size_t)d, TOPK_LINE) + 3 * buf;
+	return (size_t)panels * PANEL + round_up((size_t)d, TOPK_LINE) + 4 * buf;
 }
 
 static int topk_decode_init(const struct attn_problem *p, void **state)
