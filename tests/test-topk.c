@@ -349,6 +349,7 @@ static void test_topk_breaks_ties_towards_the_smaller_key(void **state)
 							for (int j = 0; j < take; j++)
 								mean += vh[(size_t)j * d + c];
 							mean /= take;
+							/* fp32 weights of exactly 1/take: rounding only */
 							assert_float_equal(oh[(size_t)i * d + c], mean,
 									   1e-5 * (1 + fabs(mean)));
 						}
@@ -419,6 +420,7 @@ static void test_topk_ignores_keys_outside_the_top_k(void **state)
 		s[j].j = j;
 	}
 	qsort(s, m, sizeof(*s), by_score_then_key);
+	/* unscaled dot products here: sqrt(d) = 4 */
 	assert_true((s[k - 1].s - s[k].s) / 4 > TIE_GAP);
 	tensors_copy(&b, &a);
 	for (int r = k; r < m; r++)
