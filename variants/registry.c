@@ -33,6 +33,7 @@ extern const struct variant_ops s2attn_variant;
 extern const struct variant_ops power_variant;
 extern const struct variant_ops radial_variant;
 extern const struct variant_ops routing_variant;
+extern const struct variant_ops topk_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order. */
 static const struct variant_ops *const variants[] = {
@@ -58,6 +59,7 @@ static const struct variant_ops *const variants[] = {
 	&power_variant,
 	&radial_variant,
 	&routing_variant,
+	&topk_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
