@@ -372,6 +372,30 @@ static void test_causality_passes_exact_attention_and_catches_a_leak(void **stat
 	}
 }
 
+/*
+ * A block-causal variant (hip with a small k, so its search prunes, and blocks of 16
+ * rows): the cell passes on strict causality at hip.block_q=1 and on causality between
+ * blocks at its own setting, and reports the leak inside a block, which is real.
+ */
+static void test_causality_holds_a_block_causal_variant_to_both_settings(void **state)
+{
+	const struct variant_ops *hip = variant_find("hip");
+	struct cell c = make_cell(hip, "causality", ATTN_CS, 256);
+	struct cell_result r = { 0 };
+
+	(void)state;
+	c.params[variant_param_index(hip, "k")] = 16;
+	c.params[variant_param_index(hip, "block_q")] = 16;
+	assert_int_equal(c.task->run(&c, &r), 0);
+	assert_int_equal(r.status, CELL_OK);
+	assert_true(metric(&r, "causal_change") <= 1e-5);
+	assert_true(metric(&r, "causal_block") == 1);
+	assert_true(metric(&r, "block_causal_change") <= 1e-5);
+	assert_true(metric(&r, "causal_leak") > 1e-3);
+	assert_non_null(strstr(r.reason, "tested strict at hip.block_q=1"));
+	assert_non_null(strstr(r.reason, "block-causal at the cell's hip.block_q=16"));
+}
+
 static void test_speed_stores_every_sample_and_a_summary(void **state)
 {
 	struct cell c = make_cell(variant_find("vanilla"), "speed", ATTN_CS, 128);
@@ -661,6 +685,7 @@ int main(void)
 		cmocka_unit_test(test_fidelity_flags_nan_and_scores_a_wrong_variant),
 		cmocka_unit_test(test_fidelity_shares_its_reference_through_the_run_cache),
 		cmocka_unit_test(test_causality_passes_exact_attention_and_catches_a_leak),
+		cmocka_unit_test(test_causality_holds_a_block_causal_variant_to_both_settings),
 		cmocka_unit_test(test_speed_stores_every_sample_and_a_summary),
 		cmocka_unit_test(test_decode_of_exact_attention_equals_the_full_pass),
 		cmocka_unit_test(test_decode_catches_a_wrong_step_and_refuses_without_hooks),
