@@ -52,35 +52,6 @@ static long power_param(const struct attn_problem *p, int which)
 	return which == POWER_BLOCK ? POWER_BLOCK_DEFAULT : POWER_LOCAL_DEFAULT;
 }
 
-/*
- * Spans built in ascending order of their start: a span that touches or overlaps the
- * last one extends it. Counts every span, writes the first `max`.
- */
-struct span_list {
-	struct key_span *spans;
-	int max, count;
-	long lo, hi;		/* the last span, written or not */
-};
-
-static void span_list_add(struct span_list *l, long lo, long hi)
-{
-	if (hi <= lo)
-		return;
-	if (l->count && lo <= l->hi) {
-		if (hi > l->hi) {
-			l->hi = hi;
-			if (l->count <= l->max)
-				l->spans[l->count - 1].hi = (int)hi;
-		}
-		return;
-	}
-	l->count++;
-	l->lo = lo;
-	l->hi = hi;
-	if (l->count <= l->max)
-		l->spans[l->count - 1] = (struct key_span){ (int)lo, (int)hi };
-}
-
 /* Key block c, up to `limit` (the causal limit i + 1 in cs, m in ns). */
 static void add_block(struct span_list *l, long b, long c, long limit)
 {

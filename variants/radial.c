@@ -138,35 +138,6 @@ static long radial_reach(const struct radial_setting *s, long t)
 }
 
 /*
- * Spans built in ascending order of their start: a span that touches or overlaps the
- * last one extends it. Counts every span, writes the first `max`.
- */
-struct span_list {
-	struct key_span *spans;
-	int max, count;
-	long lo, hi;		/* the last span, written or not */
-};
-
-static void span_list_add(struct span_list *l, long lo, long hi)
-{
-	if (hi <= lo)
-		return;
-	if (l->count && lo <= l->hi) {
-		if (hi > l->hi) {
-			l->hi = hi;
-			if (l->count <= l->max)
-				l->spans[l->count - 1].hi = (int)hi;
-		}
-		return;
-	}
-	l->count++;
-	l->lo = lo;
-	l->hi = hi;
-	if (l->count <= l->max)
-		l->spans[l->count - 1] = (struct key_span){ (int)lo, (int)hi };
-}
-
-/*
  * Row i's spans: per key frame c (all of them in ns, c <= f(i) in cs) the whole frame,
  * one band around r(i), or nothing; frames past the sequence and, in cs, keys past i cut.
  */

@@ -35,4 +35,34 @@ int span_decode_init(const struct attn_problem *p, attn_mask_fn mask, int n_para
 int span_decode_step(void *state, const float *q, const float *k, const float *v, float *out);
 void span_decode_free(void *state);
 
+/*
+ * A mask's spans built in ascending order of their start (span_list_add()): a span that
+ * touches or overlaps the last one extends it. Counts every span, writes the first max,
+ * as attn_mask_fn asks. Start with { spans, max } and return count.
+ */
+struct span_list {
+	struct key_span *spans;
+	int max, count;
+	long lo, hi;		/* the last span, written or not */
+};
+
+static inline void span_list_add(struct span_list *l, long lo, long hi)
+{
+	if (hi <= lo)
+		return;
+	if (l->count && lo <= l->hi) {
+		if (hi > l->hi) {
+			l->hi = hi;
+			if (l->count <= l->max)
+				l->spans[l->count - 1].hi = (int)hi;
+		}
+		return;
+	}
+	l->count++;
+	l->lo = lo;
+	l->hi = hi;
+	if (l->count <= l->max)
+		l->spans[l->count - 1] = (struct key_span){ (int)lo, (int)hi };
+}
+
 #endif
