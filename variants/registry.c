@@ -24,6 +24,7 @@ extern const struct variant_ops lara_variant;
 extern const struct variant_ops abc_variant;
 extern const struct variant_ops longshort_variant;
 extern const struct variant_ops s4d_variant;
+extern const struct variant_ops landmark_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order. */
 static const struct variant_ops *const variants[] = {
@@ -40,6 +41,7 @@ static const struct variant_ops *const variants[] = {
 	&abc_variant,
 	&longshort_variant,
 	&s4d_variant,
+	&landmark_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
