@@ -518,6 +518,22 @@ static int landmark_tile_rows(const struct landmark_tiling *t, const struct land
 	return hi > lo ? (int)(hi - lo) : 0;
 }
 
+/*
+ * Below this many multiply-adds in a forward pass (about 100 us of work) a parallel region
+ * costs more than it saves.
+ */
+#define LANDMARK_PARALLEL_MIN (1 << 20)
+
+/* Multiply-adds of a forward pass, roughly: every row's own block, retrieved blocks, gates. */
+static double landmark_work(const struct landmark_setup *st, const struct attn_problem *p)
+{
+	int nb = blocks_of(p->m, st->block);
+	double per_row = (double)st->block * (landmark_kmax(st, nb) + 1) +
+			 (st->lse ? p->m : nb);
+
+	return (double)p->batch * p->heads * p->n * p->d * per_row;
+}
+
 static int landmark_forward(const struct attn_problem *p, const float *q, const float *k,
 			    const float *v, float *out)
 {
@@ -543,21 +559,24 @@ static int landmark_forward(const struct attn_problem *p, const float *q, const 
 			attn_free(ws);
 			return -ENOMEM;
 		}
-		#pragma omp parallel for schedule(static)
-		for (int s = 0; s < kv_slices; s++)
-			landmark_means(k + (size_t)s * p->m * p->d, p->m, p->d, st.block,
-				       lambda + (size_t)s * lay.nb * p->d);
 	}
 
 	items = (long)p->batch * p->heads * tiling.count;
 	saved = blas_serial_begin();
-	#pragma omp parallel
+	#pragma omp parallel if (landmark_work(&st, p) >= LANDMARK_PARALLEL_MIN)
 	{
 		float *base = ws + (size_t)thread_id() * (lay.total + picks_words);
 		struct pick *picks = (struct pick *)(base + lay.total);
 		struct landmark_ws w;
 
 		landmark_ws_at(&w, &lay, base);
+		/* the landmarks of every KV head first (the barrier ends this loop) */
+		if (lambda) {
+			#pragma omp for schedule(static)
+			for (int s = 0; s < kv_slices; s++)
+				landmark_means(k + (size_t)s * p->m * p->d, p->m, p->d, st.block,
+					       lambda + (size_t)s * lay.nb * p->d);
+		}
 		#pragma omp for schedule(dynamic, 1)
 		for (long it = 0; it < items; it++) {
 			long slice = it / tiling.count;
