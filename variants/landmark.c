@@ -278,6 +278,28 @@ static void softmax_rows(float *s, int lds, int rows, int cnt, const int *vis, f
 	}
 }
 
+/*
+ * Fewer rows than this share a retrieved block: they are scored and summed by plain
+ * loops, since sgemm's packing of the block's keys and values would cost more than the
+ * products (measured: with one row a block, packing took 40% of a pass).
+ */
+#define LANDMARK_DIRECT_ROWS 8
+
+/*
+ * One query row against cnt keys and values: out = sum_j 2^(s_j - mx) v_j with
+ * s_j = scale q.k_j, its max in mx and sum in l; s is scratch of cnt.
+ */
+static void block_direct(const struct landmark_setup *st, const float *q, const float *k,
+			 const float *v, int cnt, float *s, float *out, float *mx, float *l)
+{
+	int d = st->d;
+
+	cblas_sgemv(CblasRowMajor, CblasNoTrans, cnt, d, st->scale, k, d, q, 1, 0.0f, s, 1);
+	*mx = row_max(s, cnt);
+	*l = exp2_shifted_sum(s, cnt, *mx);
+	cblas_sgemv(CblasRowMajor, CblasTrans, cnt, d, 1.0f, v, d, s, 1, 0.0f, out, 1);
+}
+
 /* Top-topk blocks of `others` by gate (ties: smaller block), appended to sel. */
 struct pick {
 	float g;
@@ -454,13 +476,21 @@ static void landmark_tile(const struct landmark_setup *st, struct landmark_ws *w
 
 		if (!c)
 			continue;
-		for (int x = 0; x < c; x++)
-			memcpy(ws->qg + (size_t)x * d, q + (size_t)rs[x] * d, sizeof(float) * d);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, cnt, d, st->scale,
-			    ws->qg, d, k + (size_t)b * L * d, d, 0.0f, ws->s, lds);
-		softmax_rows(ws->s, lds, c, cnt, NULL, bmx, bl);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c, d, cnt, 1.0f, ws->s,
-			    lds, v + (size_t)b * L * d, d, 0.0f, ws->og, d);
+		if (c < LANDMARK_DIRECT_ROWS) {
+			for (int x = 0; x < c; x++)
+				block_direct(st, q + (size_t)rs[x] * d, k + (size_t)b * L * d,
+					     v + (size_t)b * L * d, cnt, ws->s,
+					     ws->og + (size_t)x * d, &bmx[x], &bl[x]);
+		} else {
+			for (int x = 0; x < c; x++)
+				memcpy(ws->qg + (size_t)x * d, q + (size_t)rs[x] * d,
+				       sizeof(float) * d);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c, cnt, d, st->scale,
+				    ws->qg, d, k + (size_t)b * L * d, d, 0.0f, ws->s, lds);
+			softmax_rows(ws->s, lds, c, cnt, NULL, bmx, bl);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c, d, cnt, 1.0f,
+				    ws->s, lds, v + (size_t)b * L * d, d, 0.0f, ws->og, d);
+		}
 		for (int x = 0; x < c; x++) {
 			int r = rs[x];
 
