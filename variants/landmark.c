@@ -24,8 +24,10 @@
  * Work: landmarks once per KV head (shared by its query group, section 31), a tile of up
  * to 64 query rows (inside one query block in ns/cs) gets its gates by one sgemm against
  * the landmark matrix, each row picks its blocks, and then per key block the rows that
- * picked it are gathered and scored and summed by two sgemm calls; the local block is two
- * sgemm calls for the whole tile. A thread holds 64 x (M/L + L + 2d) floats, never N x M.
+ * picked it are gathered and scored and summed by two sgemm calls (two sgemv calls a row
+ * when fewer than 8 rows share the block, as with random data and many blocks); the
+ * local block is two sgemm calls for the whole tile. A thread holds about
+ * 64 x (M/L + L + 2d + 2 k_r) words, never N x M.
  * Scores are in base 2 (scaled by log2(e)/sqrt(d)).
  *
  * Incremental decoding (cs) keeps the KV cache, the landmarks of complete blocks and a
@@ -447,11 +449,19 @@ static void landmark_tile(const struct landmark_setup *st, struct landmark_ws *w
 		cnt = hi - lo;
 		for (int r = 0; r < rows; r++)
 			vis[r] = cs ? r0 + r - lo + 1 : cnt;
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cnt, d, st->scale, q,
-			    d, k + (size_t)lo * d, d, 0.0f, ws->s, lds);
-		softmax_rows(ws->s, lds, rows, cnt, vis, mx, l);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, cnt, 1.0f, ws->s,
-			    lds, v + (size_t)lo * d, d, 0.0f, ws->og, d);
+		if (rows < LANDMARK_DIRECT_ROWS) {
+			/* a decode step, or tiles of tiny blocks */
+			for (int r = 0; r < rows; r++)
+				block_direct(st, q + (size_t)r * d, k + (size_t)lo * d,
+					     v + (size_t)lo * d, vis[r], ws->s,
+					     ws->og + (size_t)r * d, &mx[r], &l[r]);
+		} else {
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cnt, d,
+				    st->scale, q, d, k + (size_t)lo * d, d, 0.0f, ws->s, lds);
+			softmax_rows(ws->s, lds, rows, cnt, vis, mx, l);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, cnt, 1.0f,
+				    ws->s, lds, v + (size_t)lo * d, d, 0.0f, ws->og, d);
+		}
 		for (int r = 0; r < rows; r++) {
 			float w = mx[r] + log2f(l[r]), lr = l[r];
 
