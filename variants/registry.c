@@ -24,18 +24,20 @@ extern const struct variant_ops lara_variant;
 extern const struct variant_ops abc_variant;
 extern const struct variant_ops longshort_variant;
 extern const struct variant_ops s4d_variant;
+extern const struct variant_ops sink_variant;
+extern const struct variant_ops topk_variant;
+extern const struct variant_ops chunk_variant;
+extern const struct variant_ops landmark_variant;
+extern const struct variant_ops routing_variant;
+extern const struct variant_ops power_variant;
+extern const struct variant_ops radial_variant;
 extern const struct variant_ops hip_variant;
 extern const struct variant_ops sea_variant;
 extern const struct variant_ops cca_variant;
-extern const struct variant_ops sink_variant;
-extern const struct variant_ops chunk_variant;
 extern const struct variant_ops s2attn_variant;
-extern const struct variant_ops power_variant;
-extern const struct variant_ops radial_variant;
-extern const struct variant_ops routing_variant;
-extern const struct variant_ops topk_variant;
 
-/* Exact first, then CAB's efficient attentions in the catalogue's order. */
+/* Exact first, then CAB's efficient attentions in the catalogue's order (a variant keeps its
+ * place, and so its line style in figures), then the newer ones. */
 static const struct variant_ops *const variants[] = {
 	&vanilla_variant,
 	&flash_variant,
@@ -50,16 +52,18 @@ static const struct variant_ops *const variants[] = {
 	&abc_variant,
 	&longshort_variant,
 	&s4d_variant,
+	/* the sparse and retrieval attentions of the recent papers, in the catalogue's order */
+	&sink_variant,
+	&topk_variant,
+	&chunk_variant,
+	&landmark_variant,
+	&routing_variant,
+	&power_variant,
+	&radial_variant,
 	&hip_variant,
 	&sea_variant,
 	&cca_variant,
-	&sink_variant,
-	&chunk_variant,
 	&s2attn_variant,
-	&power_variant,
-	&radial_variant,
-	&routing_variant,
-	&topk_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
