@@ -11,8 +11,9 @@
  *
  * Two tile engines compute the same thing:
  *  - AVX2+FMA (d a multiple of 8): hand-blocked kernels on a transposed score tile
- *    (keys x queries), so the softmax runs down columns with a vector of queries and the
- *    query tile is packed once per tile instead of a key tile per key tile;
+ *    (keys x queries, from score-tile.h, which topk shares), so the softmax runs down
+ *    columns with a vector of queries and the query tile is packed once per tile instead
+ *    of a key tile per key tile;
  *  - portable: cblas_sgemm for both products with OpenBLAS held single-threaded, and a
  *    scalar row softmax.
  *
@@ -39,6 +40,7 @@
 #include "common.h"
 #include "kv-cache.h"
 #include "memory.h"
+#include "score-tile.h"
 #include "threads.h"
 #include "vexp.h"
 
@@ -79,7 +81,10 @@ static const struct variant_param flash_params[] = {
 
 /* Floats per cache line: every workspace part starts on one. */
 #define FLASH_LINE 16
-/* Rows of the AVX2 kernels' register block; tiles are padded to whole blocks. */
+/*
+ * Query rows of the AVX2 accumulate kernel's register block (its keys' counterpart is
+ * SCORE_TILE_KEYS); query tiles are padded to whole blocks.
+ */
 #define KERNEL_ROWS 6
 
 /* One work item's view of its slice and its thread's workspace. */
@@ -203,93 +208,13 @@ static void tile_blas(struct flash_tile *t, int q0, int rows)
 /* Kernels stay out of line: inlined into the tile loop they run out of registers. */
 #define NOINLINE __attribute__((noinline))
 
-/* qt = qscale * (query rows q0 ..)^T, columns past `rows` zero. */
-static void pack_queries(struct flash_tile *t, int q0, int rows)
-{
-	const float *q = t->q + (size_t)q0 * t->d;
-
-	for (int c = 0; c < t->d; c++) {
-		float *col = t->qt + (size_t)c * t->lds;
-		int r;
-
-		for (r = 0; r < rows; r++)
-			col[r] = t->qscale * q[(size_t)r * t->d + c];
-		for (; r < t->lds; r++)
-			col[r] = 0;
-	}
-}
-
 /*
- * The two register-blocked kernels work on KERNEL_ROWS rows by 16 columns: 12 vector
- * accumulators, two vector operands and a broadcast fill the 16 AVX2 registers. They
- * take whole blocks only (fixed row offsets keep every address in a register); the
- * callers route the last, partial block through a padded copy.
+ * The scores come from score-tile.h (the tile packed by score_tile_pack_queries(),
+ * scored by score_tile_scores()). The accumulate kernels below work on KERNEL_ROWS rows
+ * by 16 columns: 12 vector accumulators, two vector operands and a broadcast fill the 16
+ * AVX2 registers. They take whole blocks only (fixed row offsets keep every address in a
+ * register); tile_accumulate() routes the last, partial block through a padded copy.
  */
-
-#define SCORE_FMA(i)							\
-	do {								\
-		__m256 a = _mm256_broadcast_ss(k + (size_t)(i) * d + c); \
-									\
-		s##i##a = _mm256_fmadd_ps(a, b0, s##i##a);		\
-		s##i##b = _mm256_fmadd_ps(a, b1, s##i##b);		\
-	} while (0)
-
-#define SCORE_STORE(i)							\
-	do {								\
-		_mm256_store_ps(s + (size_t)(i) * lds, s##i##a);	\
-		_mm256_store_ps(s + (size_t)(i) * lds + 8, s##i##b);	\
-	} while (0)
-
-/* s[i][0..16) = k_i . qt[.][0..16) for KERNEL_ROWS keys i (rows of k, stride d). */
-static NOINLINE void score_kernel(const float *k, int d, const float *qt, int ldq, float *s,
-				  int lds)
-{
-	__m256 s0a, s0b, s1a, s1b, s2a, s2b, s3a, s3b, s4a, s4b, s5a, s5b;
-
-	s0a = s0b = s1a = s1b = s2a = s2b = _mm256_setzero_ps();
-	s3a = s3b = s4a = s4b = s5a = s5b = _mm256_setzero_ps();
-	for (int c = 0; c < d; c++) {
-		__m256 b0 = _mm256_load_ps(qt + (size_t)c * ldq);
-		__m256 b1 = _mm256_load_ps(qt + (size_t)c * ldq + 8);
-
-		SCORE_FMA(0);
-		SCORE_FMA(1);
-		SCORE_FMA(2);
-		SCORE_FMA(3);
-		SCORE_FMA(4);
-		SCORE_FMA(5);
-	}
-	SCORE_STORE(0);
-	SCORE_STORE(1);
-	SCORE_STORE(2);
-	SCORE_STORE(3);
-	SCORE_STORE(4);
-	SCORE_STORE(5);
-}
-
-/*
- * s[j][r] = score of key k0 + j for query q0 + r, for j < cols and every padded r.
- * The score tile has rows for whole kernel blocks, so a partial block of keys is padded
- * with zero rows (t->kpad) and its extra scores land in rows nobody reads.
- */
-static void tile_scores(struct flash_tile *t, int k0, int cols, int rows)
-{
-	const float *k = t->k + (size_t)k0 * t->d;
-	int qcols = (int)round_up(rows, 16), d = t->d;
-
-	for (int j = 0; j < cols; j += KERNEL_ROWS) {
-		const float *kj = k + (size_t)j * d;
-
-		if (cols - j < KERNEL_ROWS) {
-			memset(t->kpad, 0, sizeof(float) * KERNEL_ROWS * d);
-			memcpy(t->kpad, kj, sizeof(float) * (cols - j) * d);
-			kj = t->kpad;
-		}
-		for (int r = 0; r < qcols; r += 16)
-			score_kernel(kj, d, t->qt + r, t->lds, t->s + (size_t)j * t->lds + r,
-				     t->lds);
-	}
-}
 
 /*
  * Online-softmax step down the columns of the transposed tile, eight queries at a
@@ -466,11 +391,12 @@ static void tile_avx2(struct flash_tile *t, int q0, int rows)
 		t->l[r] = 0;
 	}
 	memset(acc, 0, sizeof(float) * rows * d);
-	pack_queries(t, q0, rows);
+	score_tile_pack_queries(t->qt, t->lds, t->q + (size_t)q0 * d, d, rows, t->qscale);
 	for (int k0 = 0; k0 < kend; k0 += t->bk) {
 		int cols = kend - k0 < t->bk ? kend - k0 : t->bk;
 
-		tile_scores(t, k0, cols, rows);
+		score_tile_scores(t->s, t->qt, t->lds, t->k + (size_t)k0 * d, d, cols, rows,
+				  t->kpad);
 		softmax_columns(t, cols, rows, diagonal_limit(t, q0, k0, cols));
 		tile_accumulate(t, acc, k0, cols, rows);
 	}
@@ -508,9 +434,9 @@ static void tile_layout(struct flash_layout *lay, int bq, int bk, int d, bool av
 	if (avx2) {
 		row_len = round_up(round_up(bq, KERNEL_ROWS), FLASH_LINE);
 		lay->lds = (int)row_len;
-		s_len = round_up(bk, KERNEL_ROWS) * row_len;
+		s_len = round_up(bk, SCORE_TILE_KEYS) * row_len;
 		qt_len = (size_t)d * row_len;
-		pad_len = round_up((size_t)KERNEL_ROWS * d, FLASH_LINE);
+		pad_len = round_up((size_t)SCORE_TILE_KEYS * d, FLASH_LINE);
 	} else {
 		row_len = round_up(bq, FLASH_LINE);
 		lay->lds = (int)round_up(bk, FLASH_LINE);

@@ -12,13 +12,13 @@
  * Work items are (batch, head, tile of TOPK_BLOCK_Q query rows), shared out dynamically
  * over OpenMP threads. A tile walks its candidate keys (cs: up to its last row) in chunks
  * of TOPK_BLOCK_K: the chunk's scores against the whole tile come from a register-blocked
- * kernel on the transposed query tile (keys x queries), and are at once streamed through
- * a per-row filter that keeps the running best: a row's buffer takes every score above
- * its threshold, and when full it is cut back to the k best by a quickselect, whose k-th
- * value becomes the new threshold. So no score row of length m is ever stored: a thread
- * holds one chunk of scores and, per row, a buffer of at most 2k + 64 entries. At the
- * end each row's buffer is cut to k, and the softmax of the kept scores weights a gather
- * of their value rows.
+ * kernel on the transposed query tile (keys x queries; score-tile.h, shared with flash's
+ * AVX2 engine), and are at once streamed through a per-row filter that keeps the running
+ * best: a row's buffer takes every score above its threshold, and when full it is cut
+ * back to the k best by a quickselect, whose k-th value becomes the new threshold. So
+ * no score row of length m is ever stored: a thread holds one chunk of scores and, per
+ * row, a buffer of at most 2k + 64 entries. At the end each row's buffer is cut to k, and
+ * the softmax of the kept scores weights a gather of their value rows.
  *
  * Selection is discontinuous: a score that rounds differently can swap a key in or out.
  * Decoding must give the forward's rows, so every score is computed the same way on both
@@ -46,6 +46,7 @@
 
 #include "common.h"
 #include "memory.h"
+#include "score-tile.h"
 #include "vexp.h"
 
 #define TOPK_K_DEFAULT 64	/* VARIANTS.md section 5 */
@@ -59,8 +60,6 @@
 #define TOPK_BLOCK_Q 64
 #define TOPK_BLOCK_K 96
 
-/* Keys of the score kernel's register block (6 keys x 16 queries, 12 accumulators). */
-#define KERNEL_KEYS 6
 /* Positions per panel of the decode cache: two vectors of eight. */
 #define PANEL 16
 /* Floats per cache line: every workspace part starts on one. */
@@ -301,90 +300,12 @@ struct topk_tile {
 	struct topk_select sel;
 };
 
-/* qt = qscale * (query rows q0 ..)^T; columns past `rows` zero. */
-static void pack_queries(struct topk_tile *t, int q0, int rows)
-{
-	const float *q = t->q + (size_t)q0 * t->d;
-
-	for (int c = 0; c < t->d; c++) {
-		float *col = t->qt + (size_t)c * t->lds;
-		int r;
-
-		for (r = 0; r < rows; r++)
-			col[r] = t->qscale * q[(size_t)r * t->d + c];
-		for (; r < t->lds; r++)
-			col[r] = 0;
-	}
-}
-
 #ifdef TOPK_AVX2
-#define NOINLINE __attribute__((noinline))
-
-#define SCORE_FMA(i)							\
-	do {								\
-		__m256 a = _mm256_broadcast_ss(k + (size_t)(i) * d + c); \
-									\
-		s##i##a = _mm256_fmadd_ps(a, b0, s##i##a);		\
-		s##i##b = _mm256_fmadd_ps(a, b1, s##i##b);		\
-	} while (0)
-
-#define SCORE_STORE(i)							\
-	do {								\
-		_mm256_store_ps(s + (size_t)(i) * lds, s##i##a);	\
-		_mm256_store_ps(s + (size_t)(i) * lds + 8, s##i##b);	\
-	} while (0)
-
-/*
- * s[i][0..16) = k_i . qt[.][0..16) for KERNEL_KEYS keys i (rows of k, stride d): per
- * score one FMA per dimension, in order, from zero.
- */
-static NOINLINE void score_kernel(const float *k, int d, const float *qt, int ldq, float *s,
-				  int lds)
-{
-	__m256 s0a, s0b, s1a, s1b, s2a, s2b, s3a, s3b, s4a, s4b, s5a, s5b;
-
-	s0a = s0b = s1a = s1b = s2a = s2b = _mm256_setzero_ps();
-	s3a = s3b = s4a = s4b = s5a = s5b = _mm256_setzero_ps();
-	for (int c = 0; c < d; c++) {
-		__m256 b0 = _mm256_load_ps(qt + (size_t)c * ldq);
-		__m256 b1 = _mm256_load_ps(qt + (size_t)c * ldq + 8);
-
-		SCORE_FMA(0);
-		SCORE_FMA(1);
-		SCORE_FMA(2);
-		SCORE_FMA(3);
-		SCORE_FMA(4);
-		SCORE_FMA(5);
-	}
-	SCORE_STORE(0);
-	SCORE_STORE(1);
-	SCORE_STORE(2);
-	SCORE_STORE(3);
-	SCORE_STORE(4);
-	SCORE_STORE(5);
-}
-
-/*
- * s[j][r] = score of key k0 + j for query q0 + r, j < cols, r < round16(rows). A partial
- * block of keys runs on a zero-padded copy; its extra scores land in rows nobody reads.
- */
+/* s = the chunk's scores against the tile, by score-tile.h's kernel. */
 static void chunk_scores(struct topk_tile *t, int k0, int cols, int rows)
 {
-	const float *k = t->k + (size_t)k0 * t->d;
-	int qcols = (int)round_up(rows, 16), d = t->d;
-
-	for (int j = 0; j < cols; j += KERNEL_KEYS) {
-		const float *kj = k + (size_t)j * d;
-
-		if (cols - j < KERNEL_KEYS) {
-			memset(t->kpad, 0, sizeof(float) * KERNEL_KEYS * d);
-			memcpy(t->kpad, kj, sizeof(float) * (cols - j) * d);
-			kj = t->kpad;
-		}
-		for (int r = 0; r < qcols; r += 16)
-			score_kernel(kj, d, t->qt + r, t->lds, t->s + (size_t)j * t->lds + r,
-				     t->lds);
-	}
+	score_tile_scores(t->s, t->qt, t->lds, t->k + (size_t)k0 * t->d, t->d, cols, rows,
+			  t->kpad);
 }
 
 /*
@@ -441,7 +362,8 @@ static void chunk_filter(struct topk_tile *t, int q0, int rows, int k0, int cols
 #else
 /*
  * Portable: the same scores in plain C, one multiply and one add per dimension in
- * order; the decoder's portable kernel does the same.
+ * order; the decoder's portable kernel does the same. flash has no portable scorer of
+ * its own to share this with (it uses sgemm), so it stays here.
  */
 static void chunk_scores(struct topk_tile *t, int k0, int cols, int rows)
 {
@@ -482,7 +404,8 @@ static void tile_run(struct topk_tile *t, int q0, int rows)
 
 	for (int r = 0; r < rows; r++)
 		row_reset(&t->rows[r]);
-	pack_queries(t, q0, rows);
+	score_tile_pack_queries(t->qt, t->lds, t->q + (size_t)q0 * t->d, t->d, rows,
+				t->qscale);
 	for (int k0 = 0; k0 < kend; k0 += TOPK_BLOCK_K) {
 		int cols = kend - k0 < TOPK_BLOCK_K ? kend - k0 : TOPK_BLOCK_K;
 
@@ -509,8 +432,8 @@ static void topk_layout(struct topk_layout *lay, int bq, int d, int cap)
 	lay->lds = (int)round_up(bq, 16);
 	lay->qt = 0;
 	lay->s = lay->qt + (size_t)d * lay->lds;
-	lay->kpad = lay->s + round_up(TOPK_BLOCK_K, KERNEL_KEYS) * lay->lds;
-	lay->val = lay->kpad + round_up((size_t)KERNEL_KEYS * d, TOPK_LINE);
+	lay->kpad = lay->s + round_up(TOPK_BLOCK_K, SCORE_TILE_KEYS) * lay->lds;
+	lay->val = lay->kpad + round_up((size_t)SCORE_TILE_KEYS * d, TOPK_LINE);
 	/* an int is one float wide */
 	lay->idx = lay->val + (size_t)bq * row_buf;
 	lay->scratch = lay->idx + (size_t)bq * row_buf;
@@ -699,7 +622,8 @@ out_free_state:
 
 /*
  * s[0 .. panels * PANEL) = scores of the scaled query qs against the panels' keys, each
- * one multiply-add per dimension in order from zero, as the forward's kernel.
+ * one multiply-add per dimension in order from zero, as the forward's kernel
+ * (score_tile_kernel() in score-tile.h).
  */
 static void decode_scores(const float *qs, const float *kp, int d, int panels, float *s)
 {

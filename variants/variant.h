@@ -5,7 +5,8 @@
  *   1. write variants/<name>.c with one `const struct variant_ops <name>_variant`,
  *      including only headers of variants/ (this one, memory.h for attn_alloc(),
  *      threads.h, common.h, random.h, vexp.h, kv-cache.h, feature-attention.h,
- *      span-attention.h for a fixed mask declared as .mask): the
+ *      span-attention.h for a fixed mask declared as .mask, score-tile.h for a
+ *      register-blocked keys x queries score tile): the
  *      variants library is built with no other include directory, so a header of tasks/
  *      or harness/ does not compile here;
  *   2. add `&<name>_variant` to the list in variants/registry.c;
