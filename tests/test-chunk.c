@@ -60,15 +60,8 @@ static void test_chunk_declares_its_parameters_and_patterns(void **state)
 	(void)state;
 	variant_default_params(v, params);
 	assert_true(params[P_SIZE] == 128);
-	assert_true(v->patterns == (PATTERN_BIT(ATTN_NS) | PATTERN_BIT(ATTN_CS)));
+	check_declares_a_self_mask(v, params);
 	assert_true(v->extensions == PATTERN_BIT(ATTN_NS));
-	assert_true(v->flags & VARIANT_MASK_EXACT);
-	assert_non_null(v->mask);
-	for (int pat = ATTN_NC; pat <= ATTN_CC; pat++) {
-		struct attn_problem p = problem(1, 2, 2, 16, 24, 8, pat, params);
-
-		assert_int_equal(variant_check_problem(v, &p), -ENOTSUP);
-	}
 	set(params, 0);
 	{
 		struct attn_problem p = problem(1, 2, 2, 16, 16, 8, ATTN_NS, params);
@@ -85,15 +78,10 @@ static void test_chunk_mask_is_the_catalogue_predicate(void **state)
 
 	(void)state;
 	for (int ci = 0; ci < COUNT(chunk_sizes); ci++)
-		for (int li = 0; li < COUNT(lengths); li++)
-			for (int pi = 0; pi < COUNT(self_patterns); pi++) {
-				int n = lengths[li];
-				struct attn_problem p = problem(1, 2, 1, n, n, 8, self_patterns[pi],
-								params);
-
-				set(params, chunk_sizes[ci]);
-				check_mask_is_predicate(v, &p, chunk_allows);
-			}
+		for (int li = 0; li < COUNT(lengths); li++) {
+			set(params, chunk_sizes[ci]);
+			check_self_masks_are_predicate(v, 2, lengths[li], params, chunk_allows, 0);
+		}
 }
 
 static void test_chunk_matches_an_fp64_transcription_on_awkward_shapes(void **state)
@@ -105,19 +93,15 @@ static void test_chunk_matches_an_fp64_transcription_on_awkward_shapes(void **st
 	int at = 0;
 
 	(void)state;
-	for (int ci = 0; ci < COUNT(chunk_sizes); ci++)
-		for (int li = 0; li < COUNT(lengths); li++)
-			for (int pi = 0; pi < COUNT(self_patterns); pi++, at++) {
-				int n = lengths[li], d = dims[at % COUNT(dims)];
-				int kv = kv_choices[at / COUNT(dims) % COUNT(kv_choices)];
-				struct attn_problem p = problem(2, 4, kv, n, n, d, self_patterns[pi],
-								params);
-				char what[32];
+	for (int ci = 0; ci < COUNT(chunk_sizes); ci++) {
+		char what[32];
 
-				set(params, chunk_sizes[ci]);
-				snprintf(what, sizeof(what), "C=%d", chunk_sizes[ci]);
-				check_against_predicate(v, &p, chunk_allows, seed++, what);
-			}
+		set(params, chunk_sizes[ci]);
+		snprintf(what, sizeof(what), "C=%d", chunk_sizes[ci]);
+		for (int li = 0; li < COUNT(lengths); li++)
+			check_self_patterns_against_predicate(v, lengths[li], params, chunk_allows,
+							      &at, &seed, what);
+	}
 }
 
 /* C >= N: one chunk, vanilla's mask; C = N - 1 is not (the last row is alone). */
@@ -134,17 +118,9 @@ static void test_chunk_covering_the_sequence_equals_vanilla(void **state)
 				int n = lengths[li];
 				struct attn_problem p = problem(2, 4, 2, n, n, 12, self_patterns[pi],
 								params);
-				struct tensors a, b;
 
 				set(params, n + extra);
-				tensors_make(&a, &p, SEED + li, 1.0);
-				tensors_copy(&b, &a);
-				run(v, &p, &a);
-				p.params = NULL;
-				run(vanilla, &p, &b);
-				assert_true(error_vs_float(a.o, b.o, a.nq) <= MASK_TOLERANCE);
-				tensors_release(&a);
-				tensors_release(&b);
+				check_matches_variant(v, p, vanilla, NULL, SEED + li, MASK_TOLERANCE);
 			}
 	{
 		struct attn_problem p = problem(1, 1, 1, 17, 17, 8, ATTN_NS, params);
@@ -236,21 +212,15 @@ static void test_chunk_is_causal_in_cs(void **state)
 
 static void test_chunk_decoding_matches_its_causal_forward(void **state)
 {
-	static const int lengths[] = { 1, 17, 63 };
 	const struct variant_ops *v = chunk();
 	double params[VARIANT_MAX_PARAMS];
 	uint64_t seed = SEED + 500;
 
 	(void)state;
-	for (int ci = 0; ci < COUNT(chunk_sizes); ci++)
-		for (int li = 0; li < COUNT(lengths); li++) {
-			int n = lengths[li];
-			struct attn_problem p = problem(2, 4, kv_choices[(ci + li) % 3], n, n,
-							dims[(ci + li) % 3], ATTN_CS, params);
-
-			set(params, chunk_sizes[ci]);
-			check_decode(v, &p, seed++);
-		}
+	for (int ci = 0; ci < COUNT(chunk_sizes); ci++) {
+		set(params, chunk_sizes[ci]);
+		check_decode_at_short_lengths(v, params, ci, &seed);
+	}
 }
 
 /* K and V of one chunk (at most the sequence), float32, per KV head. */

@@ -3,7 +3,7 @@
  * as a per-(i, j) predicate straight from the catalogue's equations (beta(x) = floor(x/b),
  * Delta = beta(i) - beta(j); cs: j <= i and (Delta < W_b or Delta & (Delta - 1) = 0 or
  * j < b); ns: |Delta| in both tests, no causal term) and an fp64 softmax over the keys
- * it allows. Checked: the output on awkward shapes with masks that bite at small N, the
+ * it allows (mask-oracle.h). Checked: the output on awkward shapes with masks that bite at small N, the
  * declared spans against the predicate for every (i, j), the catalogue's properties
  * (short sequences are vanilla; the key blocks a query block sees), hidden keys moving
  * nothing, causality, decoding, FLOPs and state bytes by formula, the declaration.
@@ -17,11 +17,7 @@
 #include <errno.h>
 
 #include "variant-test.h"
-
-/* fp32 kernel against the fp64 transcription: the spec's bound for exact kernels. */
-#define TOLERANCE 1e-5
-/* Keys given weight exactly 0 contribute exact zeros: a hidden key may move nothing. */
-#define HIDDEN_TOLERANCE 1e-7
+#include "mask-oracle.h"
 
 enum { P_BLOCK, P_LOCAL, P_COUNT };
 
@@ -42,64 +38,17 @@ static const struct variant_ops *variant(void)
 	return v;
 }
 
-/* The catalogue's mask, one (i, j) at a time. */
-static bool allowed(const struct attn_problem *p, int i, int j)
+/* The catalogue's mask, one (i, j) at a time; every head alike. */
+static bool power_allows(const struct attn_problem *p, int h, int i, int j)
 {
 	long b = (long)p->params[P_BLOCK], wb = (long)p->params[P_LOCAL];
 	long delta = i / b - j / b;
 
+	(void)h;
 	if (p->pattern == ATTN_CS)
 		return j <= i && (delta < wb || (delta & (delta - 1)) == 0 || j < b);
 	delta = delta < 0 ? -delta : delta;
 	return delta < wb || (delta & (delta - 1)) == 0 || j < b;
-}
-
-/* Softmax attention over the allowed keys, in double; query head h reads floor(h Hkv / H). */
-static void transcribe(const struct attn_problem *p, const float *q, const float *k,
-		       const float *v, double *out)
-{
-	double sigma = 1.0 / sqrt(p->d);
-	double *s = malloc(sizeof(double) * p->m);
-
-	assert_non_null(s);
-	for (int b = 0; b < p->batch; b++)
-		for (int h = 0; h < p->heads; h++) {
-			int kvh = h * p->kv_heads / p->heads;
-			const float *qs = q + ((size_t)b * p->heads + h) * p->n * p->d;
-			const float *ks = k + ((size_t)b * p->kv_heads + kvh) * p->m * p->d;
-			const float *vs = v + ((size_t)b * p->kv_heads + kvh) * p->m * p->d;
-			double *os = out + ((size_t)b * p->heads + h) * p->n * p->d;
-
-			for (int i = 0; i < p->n; i++) {
-				double max = -INFINITY, sum = 0;
-
-				for (int j = 0; j < p->m; j++) {
-					double dot = 0;
-
-					if (!allowed(p, i, j))
-						continue;
-					for (int c = 0; c < p->d; c++)
-						dot += (double)qs[i * p->d + c] * ks[j * p->d + c];
-					s[j] = sigma * dot;
-					max = fmax(max, s[j]);
-				}
-				for (int c = 0; c < p->d; c++)
-					os[i * p->d + c] = 0;
-				for (int j = 0; j < p->m; j++) {
-					double w;
-
-					if (!allowed(p, i, j))
-						continue;
-					w = exp(s[j] - max);
-					sum += w;
-					for (int c = 0; c < p->d; c++)
-						os[i * p->d + c] += w * vs[j * p->d + c];
-				}
-				for (int c = 0; c < p->d && sum > 0; c++)
-					os[i * p->d + c] /= sum;
-			}
-		}
-	free(s);
 }
 
 static void test_power_matches_an_fp64_transcription(void **state)
@@ -108,41 +57,13 @@ static void test_power_matches_an_fp64_transcription(void **state)
 	uint64_t seed = SEED;
 
 	(void)state;
-	for (int si = 0; si < COUNT(settings); si++)
-		for (int pi = 0; pi < COUNT(self_patterns); pi++)
-			for (int n = 0; n < COUNT(sizes); n++)
-				for (int x = 0; x < COUNT(dims); x++) {
-					int kv = kv_choices[(x + n + si) % COUNT(kv_choices)];
-					struct attn_problem p = problem(2, 4, kv, sizes[n], sizes[n],
-									dims[x], self_patterns[pi],
-									settings[si]);
-					struct tensors t;
-					double *ref = reference_make(&t, &p, seed++);
+	for (int si = 0; si < COUNT(settings); si++) {
+		char what[48];
 
-					transcribe(&p, t.q, t.k, t.v, ref);
-					check_output(v, &p, &t, ref, TOLERANCE, " b=%g W_b=%g",
-						     settings[si][P_BLOCK], settings[si][P_LOCAL]);
-				}
-}
-
-/* The keys row i's spans hold, as flags over [0, m). */
-static int span_flags(const struct variant_ops *v, const struct attn_problem *p, int i,
-		      bool *seen)
-{
-	struct key_span spans[512];
-	int count = v->mask(p, 0, i, spans, COUNT(spans));
-
-	assert_true(count >= 0 && count <= COUNT(spans));
-	assert_int_equal(v->mask(p, 0, i, NULL, 0), count);
-	memset(seen, 0, sizeof(bool) * p->m);
-	for (int x = 0; x < count; x++) {
-		assert_true(spans[x].lo < spans[x].hi);
-		/* ascending, disjoint and merged: a gap between neighbours */
-		assert_true(x == 0 || spans[x].lo > spans[x - 1].hi);
-		for (int j = spans[x].lo; j < spans[x].hi; j++)
-			seen[j] = true;
+		snprintf(what, sizeof(what), "b=%g W_b=%g", settings[si][P_BLOCK],
+			 settings[si][P_LOCAL]);
+		check_sizes_against_predicate(v, settings[si], si, power_allows, &seed, what);
 	}
-	return count;
 }
 
 static int bit_length(long x)
@@ -165,65 +86,14 @@ static void test_power_spans_are_the_catalogue_mask(void **state)
 
 	(void)state;
 	for (int si = 0; si < COUNT(settings); si++)
-		for (int pi = 0; pi < COUNT(self_patterns); pi++)
-			for (int li = 0; li < COUNT(lengths); li++) {
-				int n = lengths[li];
-				struct attn_problem p = problem(1, 2, 1, n, n, 8, self_patterns[pi],
-								settings[si]);
-				long blocks = (n + (long)settings[si][P_BLOCK] - 1) /
-					      (long)settings[si][P_BLOCK];
-				bool *seen = malloc(sizeof(bool) * n);
+		for (int li = 0; li < COUNT(lengths); li++) {
+			int n = lengths[li];
+			long blocks = (n + (long)settings[si][P_BLOCK] - 1) /
+				      (long)settings[si][P_BLOCK];
+			int most = check_self_masks_are_predicate(v, 2, n, settings[si],
+								  power_allows, MASK_MERGED);
 
-				assert_non_null(seen);
-				for (int i = 0; i < n; i++) {
-					int count = span_flags(v, &p, i, seen);
-
-					assert_true(count <= 3 + 2 * bit_length(blocks));
-					for (int j = 0; j < n; j++)
-						assert_int_equal(seen[j], allowed(&p, i, j));
-				}
-				free(seen);
-			}
-}
-
-/* Plain softmax attention in double: every key (ns) or every key j <= i (cs). */
-static void vanilla(const struct attn_problem *p, const float *q, const float *k,
-		    const float *v, double *out)
-{
-	double sigma = 1.0 / sqrt(p->d);
-
-	for (int b = 0; b < p->batch; b++)
-		for (int h = 0; h < p->heads; h++) {
-			int kvh = h * p->kv_heads / p->heads;
-			const float *qs = q + ((size_t)b * p->heads + h) * p->n * p->d;
-			const float *ks = k + ((size_t)b * p->kv_heads + kvh) * p->m * p->d;
-			const float *vs = v + ((size_t)b * p->kv_heads + kvh) * p->m * p->d;
-			double *os = out + ((size_t)b * p->heads + h) * p->n * p->d;
-
-			for (int i = 0; i < p->n; i++) {
-				int end = p->pattern == ATTN_CS ? i + 1 : p->m;
-				double max = -INFINITY, sum = 0, s[512];
-
-				for (int j = 0; j < end; j++) {
-					double dot = 0;
-
-					for (int c = 0; c < p->d; c++)
-						dot += (double)qs[i * p->d + c] * ks[j * p->d + c];
-					s[j] = sigma * dot;
-					max = fmax(max, s[j]);
-				}
-				for (int c = 0; c < p->d; c++)
-					os[i * p->d + c] = 0;
-				for (int j = 0; j < end; j++) {
-					double w = exp(s[j] - max);
-
-					sum += w;
-					for (int c = 0; c < p->d; c++)
-						os[i * p->d + c] += w * vs[j * p->d + c];
-				}
-				for (int c = 0; c < p->d; c++)
-					os[i * p->d + c] /= sum;
-			}
+			assert_true(most <= 3 + 2 * bit_length(blocks));
 		}
 }
 
@@ -243,20 +113,13 @@ static void test_power_short_sequences_are_vanilla(void **state)
 			for (int li = 0; li < COUNT(lengths); li++) {
 				struct attn_problem p = problem(2, 4, 2, lengths[li], lengths[li],
 								12, self_patterns[pi], small[si]);
-				struct tensors t;
-				double *ref = reference_make(&t, &p, seed++);
+				char what[48];
 
-				for (int i = 0; i < p.n; i++) {
-					struct key_span span[2];
-
-					assert_int_equal(v->mask(&p, 0, i, span, 2), 1);
-					assert_int_equal(span[0].lo, 0);
-					assert_int_equal(span[0].hi,
-							 p.pattern == ATTN_CS ? i + 1 : p.m);
-				}
-				vanilla(&p, t.q, t.k, t.v, ref);
-				check_output(v, &p, &t, ref, TOLERANCE, " vanilla (b=%g W_b=%g)",
-					     small[si][P_BLOCK], small[si][P_LOCAL]);
+				/* one span a row, vanilla's own */
+				assert_int_equal(check_mask_is_predicate(v, &p, vanilla_allows, 0), 1);
+				snprintf(what, sizeof(what), "vanilla (b=%g W_b=%g)", small[si][P_BLOCK],
+					 small[si][P_LOCAL]);
+				check_against_predicate(v, &p, vanilla_allows, seed++, what);
 			}
 		}
 	/* one block more and the mask bites: row N - 1 no longer sees everything */
@@ -297,7 +160,7 @@ static void test_power_query_blocks_see_near_and_power_of_two_blocks(void **stat
 				bool *want = calloc(blocks, sizeof(bool));
 
 				assert_non_null(want);
-				span_flags(v, &p, i, seen);
+				mask_row_flags(v, &p, 0, i, MASK_MERGED, seen);
 				want[0] = true;
 				for (int delta = 0; delta <= blocks; delta++) {
 					bool near = delta < wb;
@@ -328,71 +191,28 @@ static void test_power_query_blocks_see_near_and_power_of_two_blocks(void **stat
 	free(seen);
 }
 
-/* Largest change of row i over all slices, relative to its largest magnitude. */
-static double row_change(const struct attn_problem *p, const float *a, const float *b, int i)
-{
-	double change = 0, scale = 0;
-
-	for (size_t s = 0; s < (size_t)p->batch * p->heads; s++)
-		for (int c = 0; c < p->d; c++) {
-			size_t at = (s * p->n + i) * p->d + c;
-
-			change = fmax(change, fabs((double)a[at] - b[at]));
-			scale = fmax(scale, fabs((double)a[at]));
-		}
-	return scale > 0 ? change / scale : change;
-}
-
-/* New K and V rows j of every KV slice, drawn large. */
-static void perturb_key(struct rng *g, const struct attn_problem *p, struct tensors *t, int j)
-{
-	for (size_t s = 0; s < (size_t)p->batch * p->kv_heads; s++) {
-		fill_normal(g, t->k + (s * p->m + j) * p->d, p->d, 3.0);
-		fill_normal(g, t->v + (s * p->m + j) * p->d, p->d, 3.0);
-	}
-}
-
 /*
- * Every key the predicate hides from row i changed at once: row i stays put. The
- * converse proves the check can fail: one key of a power-of-two block moves it.
+ * Every key the predicate hides from row i changed at once, in every head and batch: row i
+ * stays put. The converse proves the check can fail: one key of a power-of-two block
+ * moves it.
  */
 static void test_power_ignores_keys_its_mask_hides(void **state)
 {
 	static const int rows[] = { 0, 13, 33, 47, 62 };
 	static const double bite[P_COUNT] = { 4, 2 };
 	const struct variant_ops *v = variant();
-	struct rng g = { SEED + 200 };
 
 	(void)state;
 	for (int pi = 0; pi < COUNT(self_patterns); pi++) {
 		struct attn_problem p = problem(2, 4, 2, 63, 63, 16, self_patterns[pi], bite);
-		struct tensors a;
 
-		tensors_make(&a, &p, SEED + 201 + pi, 1.0);
-		run(v, &p, &a);
-		for (int ri = 0; ri < COUNT(rows); ri++) {
-			int i = rows[ri], hidden = 0;
-			struct tensors b;
-
-			tensors_copy(&b, &a);
-			for (int j = 0; j < p.m; j++)
-				if (!allowed(&p, i, j)) {
-					perturb_key(&g, &p, &b, j);
-					hidden++;
-				}
-			run(v, &p, &b);
-			assert_true(row_change(&p, a.o, b.o, i) <= HIDDEN_TOLERANCE);
-			/* row 47 (block 11) sees block 3 at distance 8: a key there moves it */
-			if (i == 47) {
-				assert_true(hidden > 0);
-				assert_true(allowed(&p, 47, 13));
-				perturb_key(&g, &p, &b, 13);
-				run(v, &p, &b);
-				assert_true(row_change(&p, a.o, b.o, i) > 1e-3);
-			}
-			tensors_release(&b);
-		}
-		tensors_release(&a);
+		for (int ri = 0; ri < COUNT(rows); ri++)
+			for (int h = 0; h < p.heads; h++)
+				check_hidden_keys_do_not_move(v, &p, power_allows, h, rows[ri],
+							      SEED + 201 + 10 * ri + pi);
+		/* row 47 (block 11) sees block 3 at distance 8: a key there moves it */
+		assert_true(power_allows(&p, 0, 47, 13));
+		check_key_moves_row(v, &p, 0, 47, 13, SEED + 200 + pi);
 	}
 }
 
@@ -400,31 +220,14 @@ static void test_power_ignores_keys_its_mask_hides(void **state)
 static void test_power_cs_ignores_later_rows(void **state)
 {
 	static const double bites[][P_COUNT] = { { 4, 2 }, { 5, 0 }, { 1, 1 } };
-	static const int cuts[] = { 0, 6, 20, 41 };
 	const struct variant_ops *v = variant();
-	struct rng g = { SEED + 300 };
 
 	(void)state;
 	for (int si = 0; si < COUNT(bites); si++) {
 		struct attn_problem p = problem(2, 4, 2, 63, 63, 16, ATTN_CS, bites[si]);
-		struct tensors a;
 
-		tensors_make(&a, &p, SEED + 301 + si, 1.0);
-		run(v, &p, &a);
-		for (int ci = 0; ci < COUNT(cuts); ci++) {
-			struct tensors b;
-			size_t qs = (size_t)p.batch * p.heads, kvs = (size_t)p.batch * p.kv_heads;
-
-			tensors_copy(&b, &a);
-			perturb_rows_after(&g, b.q, qs, p.n, p.d, cuts[ci]);
-			perturb_rows_after(&g, b.k, kvs, p.m, p.d, cuts[ci]);
-			perturb_rows_after(&g, b.v, kvs, p.m, p.d, cuts[ci]);
-			run(v, &p, &b);
-			/* masked keys weigh exactly 0; only fp32 reordering could move a row */
-			assert_true(change_up_to(&p, a.o, b.o, cuts[ci]) <= 1e-5);
-			tensors_release(&b);
-		}
-		tensors_release(&a);
+		/* cuts 0, 3, 6, 20, 41; masked keys weigh exactly 0, so only fp32 reordering */
+		check_causal(v, &p, SEED + 301 + si);
 	}
 }
 
@@ -432,29 +235,12 @@ static void test_power_cs_ignores_later_rows(void **state)
 static void test_power_decoding_matches_its_causal_forward(void **state)
 {
 	static const double bites[][P_COUNT] = { { 4, 2 }, { 3, 0 }, { 8, 1 } };
-	static const int lengths[] = { 17, 63, 130 };
 	const struct variant_ops *v = variant();
 	uint64_t seed = SEED + 400;
 
 	(void)state;
 	for (int si = 0; si < COUNT(bites); si++)
-		for (int li = 0; li < COUNT(lengths); li++) {
-			struct attn_problem p = problem(2, 4, li % 2 ? 1 : 2, lengths[li],
-							lengths[li], li % 2 ? 64 : 8, ATTN_CS,
-							bites[si]);
-
-			check_decode(v, &p, seed++);
-		}
-}
-
-/* Keys row i may see, by the predicate. */
-static long row_keys(const struct attn_problem *p, int i)
-{
-	long keys = 0;
-
-	for (int j = 0; j < p->m; j++)
-		keys += allowed(p, i, j);
-	return keys;
+		check_decode_at_biting_lengths(v, bites[si], &seed);
 }
 
 /*
@@ -473,18 +259,13 @@ static void test_power_state_bytes_and_flops_follow_their_formulas(void **state)
 				int n = lengths[li];
 				struct attn_problem p = problem(2, 8, 2, n, n, 16, self_patterns[pi],
 								settings[si]);
-				long most = 0;
-				double pairs = 0;
+				long most;
+				double pairs;
 
 				/* the long case only at the defaults: its predicate walk is N^2 */
 				if (n > 300 && settings[si][P_BLOCK] != 64)
 					continue;
-				for (int i = 0; i < n; i++) {
-					long keys = row_keys(&p, i);
-
-					most = keys > most ? keys : most;
-					pairs += keys;
-				}
+				pairs = mask_pairs(&p, power_allows, 0, &most);
 				assert_true(v->state_bytes(&p) == 2.0 * 2 * 2 * most * 16 * 4);
 				assert_true(v->flops(&p) == 4.0 * 2 * 8 * 16 * pairs);
 			}
@@ -508,9 +289,7 @@ static void test_power_declares_its_parameters_and_patterns(void **state)
 	variant_default_params(v, defaults);
 	assert_true(defaults[P_BLOCK] == 64);
 	assert_true(defaults[P_LOCAL] == 5);
-	assert_true(v->flags & VARIANT_MASK_EXACT);
-	assert_non_null(v->mask);
-	assert_int_equal(v->patterns, PATTERN_BIT(ATTN_NS) | PATTERN_BIT(ATTN_CS));
+	check_declares_a_self_mask(v, defaults);
 	assert_int_equal(v->extensions, PATTERN_BIT(ATTN_NS));
 	for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
 		int m = pattern_is_self(pat) ? 40 : 24;

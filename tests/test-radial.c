@@ -3,7 +3,8 @@
  * here as a per-(i, j) predicate straight from the catalogue's equations (frames of F,
  * t = |f(i) - f(j)|, P = 2^bitlen(F), omega = P / 2^bitlen(t) as a real number, the sink
  * frame, whole near frames, bands of omega or tau with subsampling; the decay rule when
- * df != 1; cs adds j <= i) and an fp64 softmax over the keys it allows. Checked: the
+ * df != 1; cs adds j <= i) and an fp64 softmax over the keys it allows (mask-oracle.h).
+ * Checked: the
  * output on awkward shapes with masks that bite at small N, the declared spans against
  * the predicate for every (i, j), the catalogue's properties (F >= N is vanilla; band
  * width non-increasing in t; O(F log N) keys per row), the defaults F = 2^ceil(log2
@@ -19,11 +20,7 @@
 #include <errno.h>
 
 #include "variant-test.h"
-
-/* fp32 kernel against the fp64 transcription: the spec's bound for exact kernels. */
-#define TOLERANCE 1e-5
-/* Keys given weight exactly 0 contribute exact zeros: a hidden key may move nothing. */
-#define HIDDEN_TOLERANCE 1e-7
+#include "mask-oracle.h"
 
 enum { P_FRAME, P_TAU, P_BLOCKIFY, P_DECAY, P_COUNT };
 
@@ -68,8 +65,11 @@ static double tau_of(const struct attn_problem *p)
 	return tau ? tau : fmax(1, floor(frame_of(p) / 32));
 }
 
-/* The catalogue's mask, one (i, j) at a time, in real numbers where it writes them. */
-static bool allowed(const struct attn_problem *p, int i, int j)
+/*
+ * The catalogue's mask, one (i, j) at a time, in real numbers where it writes them; every
+ * head alike.
+ */
+static bool radial_allows(const struct attn_problem *p, int h, int i, int j)
 {
 	double f = frame_of(p), tau = tau_of(p), df = p->params[P_DECAY];
 	long fi = (long)floor(i / f), fj = (long)floor(j / f);
@@ -77,6 +77,7 @@ static bool allowed(const struct attn_problem *p, int i, int j)
 	long t = labs(fi - fj);
 	double big_p = pow(2, bitlen((long)f)), omega = big_p / pow(2, bitlen(t));
 
+	(void)h;
 	if (p->pattern == ATTN_CS && j > i)
 		return false;
 	if (fj == 0)
@@ -92,100 +93,19 @@ static bool allowed(const struct attn_problem *p, int i, int j)
 	       (omega >= tau || t % (long)floor(tau / omega) == 0);
 }
 
-/* Softmax attention over the allowed keys, in double; query head h reads floor(h Hkv / H). */
-static void transcribe(const struct attn_problem *p, const float *q, const float *k,
-		       const float *v, double *out)
-{
-	double sigma = 1.0 / sqrt(p->d);
-	double *s = malloc(sizeof(double) * p->m);
-	bool *ok = malloc(sizeof(bool) * p->m);
-
-	assert_non_null(s);
-	assert_non_null(ok);
-	for (int i = 0; i < p->n; i++) {
-		for (int j = 0; j < p->m; j++)
-			ok[j] = allowed(p, i, j);
-		for (int b = 0; b < p->batch; b++)
-			for (int h = 0; h < p->heads; h++) {
-				int kvh = h * p->kv_heads / p->heads;
-				const float *qi = q + (((size_t)b * p->heads + h) * p->n + i) * p->d;
-				const float *ks = k + ((size_t)b * p->kv_heads + kvh) * p->m * p->d;
-				const float *vs = v + ((size_t)b * p->kv_heads + kvh) * p->m * p->d;
-				double *oi = out + (((size_t)b * p->heads + h) * p->n + i) * p->d;
-				double max = -INFINITY, sum = 0;
-
-				for (int j = 0; j < p->m; j++) {
-					double dot = 0;
-
-					if (!ok[j])
-						continue;
-					for (int c = 0; c < p->d; c++)
-						dot += (double)qi[c] * ks[j * p->d + c];
-					s[j] = sigma * dot;
-					max = fmax(max, s[j]);
-				}
-				for (int c = 0; c < p->d; c++)
-					oi[c] = 0;
-				for (int j = 0; j < p->m; j++) {
-					double w;
-
-					if (!ok[j])
-						continue;
-					w = exp(s[j] - max);
-					sum += w;
-					for (int c = 0; c < p->d; c++)
-						oi[c] += w * vs[j * p->d + c];
-				}
-				for (int c = 0; c < p->d && sum > 0; c++)
-					oi[c] /= sum;
-			}
-	}
-	free(ok);
-	free(s);
-}
-
 static void test_radial_matches_an_fp64_transcription(void **state)
 {
 	const struct variant_ops *v = variant();
 	uint64_t seed = SEED;
 
 	(void)state;
-	for (int si = 0; si < COUNT(settings); si++)
-		for (int pi = 0; pi < COUNT(self_patterns); pi++)
-			for (int n = 0; n < COUNT(sizes); n++)
-				for (int x = 0; x < COUNT(dims); x++) {
-					int kv = kv_choices[(x + n + si) % COUNT(kv_choices)];
-					struct attn_problem p = problem(2, 4, kv, sizes[n], sizes[n],
-									dims[x], self_patterns[pi],
-									settings[si]);
-					struct tensors t;
-					double *ref = reference_make(&t, &p, seed++);
+	for (int si = 0; si < COUNT(settings); si++) {
+		char what[64];
 
-					transcribe(&p, t.q, t.k, t.v, ref);
-					check_output(v, &p, &t, ref, TOLERANCE, " F=%g tau=%g df=%g",
-						     settings[si][P_FRAME], settings[si][P_TAU],
-						     settings[si][P_DECAY]);
-				}
-}
-
-/* The keys row i's spans hold, as flags over [0, m); returns the span count. */
-static int span_flags(const struct variant_ops *v, const struct attn_problem *p, int i,
-		      bool *seen)
-{
-	static struct key_span spans[8192];
-	int count = v->mask(p, 0, i, spans, COUNT(spans));
-
-	assert_true(count >= 0 && count <= COUNT(spans));
-	assert_int_equal(v->mask(p, 0, i, NULL, 0), count);
-	memset(seen, 0, sizeof(bool) * p->m);
-	for (int x = 0; x < count; x++) {
-		assert_true(spans[x].lo < spans[x].hi);
-		/* ascending, disjoint and merged: a gap between neighbours */
-		assert_true(x == 0 || spans[x].lo > spans[x - 1].hi);
-		for (int j = spans[x].lo; j < spans[x].hi; j++)
-			seen[j] = true;
+		snprintf(what, sizeof(what), "F=%g tau=%g df=%g", settings[si][P_FRAME],
+			 settings[si][P_TAU], settings[si][P_DECAY]);
+		check_sizes_against_predicate(v, settings[si], si, radial_allows, &seed, what);
 	}
-	return count;
 }
 
 /*
@@ -199,62 +119,15 @@ static void test_radial_spans_are_the_catalogue_mask(void **state)
 
 	(void)state;
 	for (int si = 0; si < COUNT(settings); si++)
-		for (int pi = 0; pi < COUNT(self_patterns); pi++)
-			for (int li = 0; li < COUNT(lengths); li++) {
-				int n = lengths[li];
-				struct attn_problem p = problem(1, 2, 1, n, n, 8, self_patterns[pi],
-								settings[si]);
-				int frames = (int)ceil(n / frame_of(&p));
-				bool *seen = malloc(sizeof(bool) * n);
+		for (int li = 0; li < COUNT(lengths); li++) {
+			int n = lengths[li];
+			/* the frame depends on n and the settings only, not on the pattern */
+			struct attn_problem p = problem(1, 2, 1, n, n, 8, ATTN_NS, settings[si]);
+			int frames = (int)ceil(n / frame_of(&p));
 
-				assert_non_null(seen);
-				for (int i = 0; i < n; i++) {
-					assert_true(span_flags(v, &p, i, seen) <= frames);
-					for (int j = 0; j < n; j++)
-						assert_int_equal(seen[j], allowed(&p, i, j));
-				}
-				free(seen);
-			}
-}
-
-/* Plain softmax attention in double: every key (ns) or every key j <= i (cs). */
-static void vanilla(const struct attn_problem *p, const float *q, const float *k,
-		    const float *v, double *out)
-{
-	double sigma = 1.0 / sqrt(p->d);
-
-	for (int b = 0; b < p->batch; b++)
-		for (int h = 0; h < p->heads; h++) {
-			int kvh = h * p->kv_heads / p->heads;
-			const float *qs = q + ((size_t)b * p->heads + h) * p->n * p->d;
-			const float *ks = k + ((size_t)b * p->kv_heads + kvh) * p->m * p->d;
-			const float *vs = v + ((size_t)b * p->kv_heads + kvh) * p->m * p->d;
-			double *os = out + ((size_t)b * p->heads + h) * p->n * p->d;
-
-			for (int i = 0; i < p->n; i++) {
-				int end = p->pattern == ATTN_CS ? i + 1 : p->m;
-				double max = -INFINITY, sum = 0, s[512];
-
-				for (int j = 0; j < end; j++) {
-					double dot = 0;
-
-					for (int c = 0; c < p->d; c++)
-						dot += (double)qs[i * p->d + c] * ks[j * p->d + c];
-					s[j] = sigma * dot;
-					max = fmax(max, s[j]);
-				}
-				for (int c = 0; c < p->d; c++)
-					os[i * p->d + c] = 0;
-				for (int j = 0; j < end; j++) {
-					double w = exp(s[j] - max);
-
-					sum += w;
-					for (int c = 0; c < p->d; c++)
-						os[i * p->d + c] += w * vs[j * p->d + c];
-				}
-				for (int c = 0; c < p->d; c++)
-					os[i * p->d + c] /= sum;
-			}
+			assert_true(check_self_masks_are_predicate(v, 2, n, settings[si],
+								   radial_allows, MASK_MERGED) <=
+				    frames);
 		}
 }
 
@@ -273,19 +146,12 @@ static void test_radial_one_frame_is_vanilla(void **state)
 				double one[P_COUNT] = { n * scale, scale, 0, scale == 1 ? 1 : 0.5 };
 				struct attn_problem p = problem(2, 4, 2, n, n, li % 2 ? 64 : 12,
 								self_patterns[pi], one);
-				struct tensors t;
-				double *ref = reference_make(&t, &p, seed++);
+				char what[32];
 
-				for (int i = 0; i < n; i++) {
-					struct key_span span[2];
-
-					assert_int_equal(v->mask(&p, 0, i, span, 2), 1);
-					assert_int_equal(span[0].lo, 0);
-					assert_int_equal(span[0].hi,
-							 p.pattern == ATTN_CS ? i + 1 : p.m);
-				}
-				vanilla(&p, t.q, t.k, t.v, ref);
-				check_output(v, &p, &t, ref, TOLERANCE, " vanilla (F=%d)", n * scale);
+				/* one span a row, vanilla's own */
+				assert_int_equal(check_mask_is_predicate(v, &p, vanilla_allows, 0), 1);
+				snprintf(what, sizeof(what), "vanilla (F=%d)", n * scale);
+				check_against_predicate(v, &p, vanilla_allows, seed++, what);
 			}
 }
 
@@ -314,7 +180,7 @@ static void test_radial_band_width_does_not_grow_with_frame_distance(void **stat
 		for (int i = 0; i < n; i += 3) {
 			int fi = i / f;
 
-			span_flags(v, &p, i, &seen[0]);
+			mask_row_flags(v, &p, 0, i, MASK_MERGED, seen);
 			for (int side = -1; side <= 1; side += 2) {
 				int last = f + 1;
 
@@ -379,7 +245,7 @@ static void test_radial_keys_per_row_grow_as_f_log_n(void **state)
 			for (int i = 0; i < n; i += 7) {
 				int keys = 0;
 
-				span_flags(v, &p, i, seen);
+				mask_row_flags(v, &p, 0, i, MASK_MERGED, seen);
 				for (int j = 0; j < n; j++)
 					keys += seen[j];
 				most = keys > most ? keys : most;
@@ -416,8 +282,8 @@ static void test_radial_defaults_follow_the_sequence_length(void **state)
 			assert_true(frame_of(&a) == frames[li]);
 			assert_true(tau_of(&a) == taus[li]);
 			for (int i = 0; i < n; i += n > 300 ? 37 : 1) {
-				span_flags(v, &a, i, seen_a);
-				span_flags(v, &b, i, seen_b);
+				mask_row_flags(v, &a, 0, i, MASK_MERGED, seen_a);
+				mask_row_flags(v, &b, 0, i, MASK_MERGED, seen_b);
 				assert_memory_equal(seen_a, seen_b, n);
 			}
 			free(seen_a);
@@ -425,75 +291,31 @@ static void test_radial_defaults_follow_the_sequence_length(void **state)
 		}
 }
 
-/* Largest change of row i over all slices, relative to its largest magnitude. */
-static double row_change(const struct attn_problem *p, const float *a, const float *b, int i)
-{
-	double change = 0, scale = 0;
-
-	for (size_t s = 0; s < (size_t)p->batch * p->heads; s++)
-		for (int c = 0; c < p->d; c++) {
-			size_t at = (s * p->n + i) * p->d + c;
-
-			change = fmax(change, fabs((double)a[at] - b[at]));
-			scale = fmax(scale, fabs((double)a[at]));
-		}
-	return scale > 0 ? change / scale : change;
-}
-
-/* New K and V rows j of every KV slice, drawn large. */
-static void perturb_key(struct rng *g, const struct attn_problem *p, struct tensors *t, int j)
-{
-	for (size_t s = 0; s < (size_t)p->batch * p->kv_heads; s++) {
-		fill_normal(g, t->k + (s * p->m + j) * p->d, p->d, 3.0);
-		fill_normal(g, t->v + (s * p->m + j) * p->d, p->d, 3.0);
-	}
-}
-
 /*
- * Every key the predicate hides from row i changed at once: row i stays put. The
- * converse proves the check can fail: one key of a far band moves it.
+ * Every key the predicate hides from row i changed at once, in every head and batch: row i
+ * stays put. The converse proves the check can fail: one key of a far band moves it.
  */
 static void test_radial_ignores_keys_its_mask_hides(void **state)
 {
 	static const int rows[] = { 0, 13, 33, 47, 62 };
 	static const double bite[P_COUNT] = { 4, 1, 0, 1 };
 	const struct variant_ops *v = variant();
-	struct rng g = { SEED + 200 };
 
 	(void)state;
 	for (int pi = 0; pi < COUNT(self_patterns); pi++) {
 		struct attn_problem p = problem(2, 4, 2, 63, 63, 16, self_patterns[pi], bite);
-		struct tensors a;
 
-		tensors_make(&a, &p, SEED + 201 + pi, 1.0);
-		run(v, &p, &a);
-		for (int ri = 0; ri < COUNT(rows); ri++) {
-			int i = rows[ri], hidden = 0;
-			struct tensors b;
-
-			tensors_copy(&b, &a);
-			for (int j = 0; j < p.m; j++)
-				if (!allowed(&p, i, j)) {
-					perturb_key(&g, &p, &b, j);
-					hidden++;
-				}
-			run(v, &p, &b);
-			assert_true(row_change(&p, a.o, b.o, i) <= HIDDEN_TOLERANCE);
-			/*
-			 * row 47 (frame 11, offset 3) sees frame 7 (t = 4, omega = 1) at
-			 * offsets 2..3 only: key 31 moves it, key 28 is hidden.
-			 */
-			if (i == 47) {
-				assert_true(hidden > 0);
-				assert_true(allowed(&p, 47, 31));
-				assert_false(allowed(&p, 47, 28));
-				perturb_key(&g, &p, &b, 31);
-				run(v, &p, &b);
-				assert_true(row_change(&p, a.o, b.o, i) > 1e-3);
-			}
-			tensors_release(&b);
-		}
-		tensors_release(&a);
+		for (int ri = 0; ri < COUNT(rows); ri++)
+			for (int h = 0; h < p.heads; h++)
+				check_hidden_keys_do_not_move(v, &p, radial_allows, h, rows[ri],
+							      SEED + 201 + 10 * ri + pi);
+		/*
+		 * row 47 (frame 11, offset 3) sees frame 7 (t = 4, omega = 1) at offsets 2..3
+		 * only: key 31 moves it, key 28 is hidden.
+		 */
+		assert_true(radial_allows(&p, 0, 47, 31));
+		assert_false(radial_allows(&p, 0, 47, 28));
+		check_key_moves_row(v, &p, 0, 47, 31, SEED + 200 + pi);
 	}
 }
 
@@ -503,31 +325,14 @@ static void test_radial_cs_ignores_later_rows(void **state)
 	static const double bites[][P_COUNT] = {
 		{ 4, 1, 0, 1 }, { 5, 2, 0, 0.5 }, { 0, 0, 0, 1 },
 	};
-	static const int cuts[] = { 0, 6, 20, 41 };
 	const struct variant_ops *v = variant();
-	struct rng g = { SEED + 300 };
 
 	(void)state;
 	for (int si = 0; si < COUNT(bites); si++) {
 		struct attn_problem p = problem(2, 4, 2, 63, 63, 16, ATTN_CS, bites[si]);
-		struct tensors a;
 
-		tensors_make(&a, &p, SEED + 301 + si, 1.0);
-		run(v, &p, &a);
-		for (int ci = 0; ci < COUNT(cuts); ci++) {
-			struct tensors b;
-			size_t qs = (size_t)p.batch * p.heads, kvs = (size_t)p.batch * p.kv_heads;
-
-			tensors_copy(&b, &a);
-			perturb_rows_after(&g, b.q, qs, p.n, p.d, cuts[ci]);
-			perturb_rows_after(&g, b.k, kvs, p.m, p.d, cuts[ci]);
-			perturb_rows_after(&g, b.v, kvs, p.m, p.d, cuts[ci]);
-			run(v, &p, &b);
-			/* masked keys weigh exactly 0; only fp32 reordering could move a row */
-			assert_true(change_up_to(&p, a.o, b.o, cuts[ci]) <= 1e-5);
-			tensors_release(&b);
-		}
-		tensors_release(&a);
+		/* cuts 0, 3, 6, 20, 41; masked keys weigh exactly 0, so only fp32 reordering */
+		check_causal(v, &p, SEED + 301 + si);
 	}
 }
 
@@ -537,19 +342,12 @@ static void test_radial_decoding_matches_its_causal_forward(void **state)
 	static const double bites[][P_COUNT] = {
 		{ 4, 1, 0, 1 }, { 3, 2, 0, 1 }, { 8, 1, 0, 0.5 },
 	};
-	static const int lengths[] = { 17, 63, 130 };
 	const struct variant_ops *v = variant();
 	uint64_t seed = SEED + 400;
 
 	(void)state;
 	for (int si = 0; si < COUNT(bites); si++)
-		for (int li = 0; li < COUNT(lengths); li++) {
-			struct attn_problem p = problem(2, 4, li % 2 ? 1 : 2, lengths[li],
-							lengths[li], li % 2 ? 64 : 8, ATTN_CS,
-							bites[si]);
-
-			check_decode(v, &p, seed++);
-		}
+		check_decode_at_biting_lengths(v, bites[si], &seed);
 }
 
 /*
@@ -572,17 +370,9 @@ static void test_radial_state_bytes_and_flops_follow_their_formulas(void **state
 				int n = lengths[li];
 				struct attn_problem p = problem(2, 8, 2, n, n, 16, self_patterns[pi],
 								settings[si]);
-				long most = 0;
-				double pairs = 0;
+				long most;
+				double pairs = mask_pairs(&p, radial_allows, 0, &most);
 
-				for (int i = 0; i < n; i++) {
-					long keys = 0;
-
-					for (int j = 0; j < n; j++)
-						keys += allowed(&p, i, j);
-					most = keys > most ? keys : most;
-					pairs += keys;
-				}
 				assert_true(v->state_bytes(&p) >= 2.0 * 2 * 2 * most * 16 * 4);
 				assert_true(v->state_bytes(&p) <= 2.0 * 2 * 2 * n * 16 * 4);
 				assert_true(v->flops(&p) == 4.0 * 2 * 8 * 16 * pairs);
@@ -590,15 +380,9 @@ static void test_radial_state_bytes_and_flops_follow_their_formulas(void **state
 	for (int si = 0; si < COUNT(exact); si++) {
 		int n = (int)exact[si][P_FRAME] * 23;
 		struct attn_problem p = problem(1, 4, 1, n, n, 8, ATTN_NS, exact[si]);
-		long most = 0;
+		long most;
 
-		for (int i = 0; i < n; i++) {
-			long keys = 0;
-
-			for (int j = 0; j < n; j++)
-				keys += allowed(&p, i, j);
-			most = keys > most ? keys : most;
-		}
+		mask_pairs(&p, radial_allows, 0, &most);
 		assert_true(most < n);
 		assert_true(v->state_bytes(&p) == 2.0 * 1 * 1 * most * 8 * 4);
 	}
@@ -615,9 +399,7 @@ static void test_radial_declares_its_parameters_and_patterns(void **state)
 	assert_true(defaults[P_TAU] == 0);
 	assert_true(defaults[P_BLOCKIFY] == 0);
 	assert_true(defaults[P_DECAY] == 1);
-	assert_true(v->flags & VARIANT_MASK_EXACT);
-	assert_non_null(v->mask);
-	assert_int_equal(v->patterns, PATTERN_BIT(ATTN_NS) | PATTERN_BIT(ATTN_CS));
+	check_declares_a_self_mask(v, defaults);
 	assert_int_equal(v->extensions, PATTERN_BIT(ATTN_CS));
 	for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
 		int m = pattern_is_self(pat) ? 40 : 24;

@@ -68,16 +68,9 @@ static void test_sink_declares_its_parameters_and_patterns(void **state)
 	variant_default_params(v, params);
 	assert_true(params[P_SINKS] == 4);
 	assert_true(params[P_WINDOW] == 1020);
-	assert_true(v->patterns == (PATTERN_BIT(ATTN_NS) | PATTERN_BIT(ATTN_CS)));
+	check_declares_a_self_mask(v, params);
 	assert_true(v->extensions == PATTERN_BIT(ATTN_NS));
-	assert_true(v->flags & VARIANT_MASK_EXACT);
-	assert_non_null(v->mask);
 	assert_non_null(strstr(v->summary, "re-index"));
-	for (int pat = ATTN_NC; pat <= ATTN_CC; pat++) {
-		struct attn_problem p = problem(1, 2, 2, 16, 24, 8, pat, params);
-
-		assert_int_equal(variant_check_problem(v, &p), -ENOTSUP);
-	}
 	set(params, 0, 0);
 	{
 		struct attn_problem p = problem(1, 2, 2, 16, 16, 8, ATTN_CS, params);
@@ -95,15 +88,10 @@ static void test_sink_mask_is_the_catalogue_predicate(void **state)
 
 	(void)state;
 	for (int si = 0; si < COUNT(settings); si++)
-		for (int li = 0; li < COUNT(lengths); li++)
-			for (int pi = 0; pi < COUNT(self_patterns); pi++) {
-				int n = lengths[li];
-				struct attn_problem p = problem(1, 2, 1, n, n, 8, self_patterns[pi],
-								params);
-
-				set(params, settings[si][0], settings[si][1]);
-				check_mask_is_predicate(v, &p, sink_allows);
-			}
+		for (int li = 0; li < COUNT(lengths); li++) {
+			set(params, settings[si][0], settings[si][1]);
+			check_self_masks_are_predicate(v, 2, lengths[li], params, sink_allows, 0);
+		}
 }
 
 static void test_sink_matches_an_fp64_transcription_on_awkward_shapes(void **state)
@@ -115,20 +103,15 @@ static void test_sink_matches_an_fp64_transcription_on_awkward_shapes(void **sta
 	int at = 0;
 
 	(void)state;
-	for (int si = 0; si < COUNT(settings); si++)
-		for (int li = 0; li < COUNT(lengths); li++)
-			for (int pi = 0; pi < COUNT(self_patterns); pi++, at++) {
-				int n = lengths[li], d = dims[at % COUNT(dims)];
-				int kv = kv_choices[at / COUNT(dims) % COUNT(kv_choices)];
-				struct attn_problem p = problem(2, 4, kv, n, n, d, self_patterns[pi],
-								params);
-				char what[64];
+	for (int si = 0; si < COUNT(settings); si++) {
+		char what[64];
 
-				set(params, settings[si][0], settings[si][1]);
-				snprintf(what, sizeof(what), "S=%d W=%d", settings[si][0],
-					 settings[si][1]);
-				check_against_predicate(v, &p, sink_allows, seed++, what);
-			}
+		set(params, settings[si][0], settings[si][1]);
+		snprintf(what, sizeof(what), "S=%d W=%d", settings[si][0], settings[si][1]);
+		for (int li = 0; li < COUNT(lengths); li++)
+			check_self_patterns_against_predicate(v, lengths[li], params, sink_allows,
+							      &at, &seed, what);
+	}
 }
 
 /* W >= N: every row sees what vanilla's row sees, whatever S. */
@@ -145,17 +128,9 @@ static void test_sink_with_a_window_covering_the_sequence_equals_vanilla(void **
 				int n = lengths[li];
 				struct attn_problem p = problem(2, 4, 2, n, n, 12, self_patterns[pi],
 								params);
-				struct tensors a, b;
 
 				set(params, s, n);
-				tensors_make(&a, &p, SEED + li, 1.0);
-				tensors_copy(&b, &a);
-				run(v, &p, &a);
-				p.params = NULL;
-				run(vanilla, &p, &b);
-				assert_true(error_vs_float(a.o, b.o, a.nq) <= MASK_TOLERANCE);
-				tensors_release(&a);
-				tensors_release(&b);
+				check_matches_variant(v, p, vanilla, NULL, SEED + li, MASK_TOLERANCE);
 			}
 	/* and W = N - 1 in ns is not: row 0 then misses key N - 1 */
 	{
@@ -178,18 +153,10 @@ static void test_sink_without_sinks_equals_local_in_cs(void **state)
 		for (int li = 0; li < COUNT(sizes); li++) {
 			int n = sizes[li];
 			struct attn_problem p = problem(2, 4, 1, n, n, 64, ATTN_CS, params);
-			struct tensors a, b;
 
 			set(params, 0, windows[wi]);
 			local_params[0] = windows[wi];
-			tensors_make(&a, &p, SEED + 100 * wi + li, 1.0);
-			tensors_copy(&b, &a);
-			run(v, &p, &a);
-			p.params = local_params;
-			run(local, &p, &b);
-			assert_true(error_vs_float(a.o, b.o, a.nq) <= 1e-6);
-			tensors_release(&a);
-			tensors_release(&b);
+			check_matches_variant(v, p, local, local_params, SEED + 100 * wi + li, 1e-6);
 		}
 }
 
@@ -228,21 +195,15 @@ static void test_sink_is_causal_in_cs(void **state)
 
 static void test_sink_decoding_matches_its_causal_forward(void **state)
 {
-	static const int lengths[] = { 1, 17, 63 };
 	const struct variant_ops *v = sink();
 	double params[VARIANT_MAX_PARAMS];
 	uint64_t seed = SEED + 500;
 
 	(void)state;
-	for (int si = 0; si < COUNT(settings); si++)
-		for (int li = 0; li < COUNT(lengths); li++) {
-			int n = lengths[li];
-			struct attn_problem p = problem(2, 4, kv_choices[(si + li) % 3], n, n,
-							dims[(si + li) % 3], ATTN_CS, params);
-
-			set(params, settings[si][0], settings[si][1]);
-			check_decode(v, &p, seed++);
-		}
+	for (int si = 0; si < COUNT(settings); si++) {
+		set(params, settings[si][0], settings[si][1]);
+		check_decode_at_short_lengths(v, params, si, &seed);
+	}
 }
 
 /* K and V of S + W (cs) or S + 2W - 1 (ns) positions, at most the sequence, float32. */
@@ -269,15 +230,12 @@ static void test_sink_state_bytes_follow_the_formula(void **state)
 static void test_sink_flops_count_the_kept_pairs(void **state)
 {
 	const struct variant_ops *v = sink();
-	double params[VARIANT_MAX_PARAMS], pairs = 0;
+	double params[VARIANT_MAX_PARAMS];
 	struct attn_problem p = problem(2, 3, 1, 50, 50, 8, ATTN_CS, params);
 
 	(void)state;
 	set(params, 4, 10);
-	for (int i = 0; i < p.n; i++)
-		for (int j = 0; j < p.m; j++)
-			pairs += sink_allows(&p, 0, i, j);
-	assert_true(v->flops(&p) == 4.0 * 2 * 3 * 8 * pairs);
+	assert_true(v->flops(&p) == 4.0 * 2 * 3 * 8 * mask_pairs(&p, sink_allows, 0, NULL));
 }
 
 int main(void)

@@ -1,7 +1,8 @@
 /*
  * variant-test.h - what the variant tests share: the awkward shapes, seeded inputs,
  * problems, tensors, running a variant under the allocator's eye, error measures, the
- * check of an output against an fp64 one and the decode-vs-forward check.
+ * check of an output against an fp64 one, the GQA-as-MHA check and the decode-vs-forward
+ * check.
  * Every test-<variant>.c includes it after cmocka.h.
  */
 #ifndef ATTNBENCH_VARIANT_TEST_H
@@ -299,6 +300,38 @@ check_output(const struct variant_ops *v, const struct attn_problem *p, struct t
 	va_end(ap);
 	free(ref);
 	tensors_release(t);
+}
+
+/*
+ * Runs v on gqa, drawn from seed, and on its MHA twin (as many KV heads as query heads,
+ * each KV head of gqa repeated for the query heads of its group, the same Q); fails
+ * unless the outputs are the same bit for bit (for variants whose grouped heads do the
+ * very arithmetic of MHA).
+ */
+static inline void check_gqa_is_mha_bit_for_bit(const struct variant_ops *v,
+						const struct attn_problem *gqa, uint64_t seed)
+{
+	struct attn_problem mha = *gqa;
+	size_t slice = (size_t)gqa->m * gqa->d;
+	struct tensors g, h;
+
+	mha.kv_heads = mha.heads;
+	tensors_make(&g, gqa, seed, 1.0);
+	tensors_make(&h, &mha, VARIANT_TEST_SEED, 1.0);
+	memcpy(h.q, g.q, sizeof(float) * g.nq);
+	for (int b = 0; b < gqa->batch; b++)
+		for (int hd = 0; hd < gqa->heads; hd++) {
+			size_t from = problem_kv_offset(gqa, b, hd);
+			size_t to = problem_kv_offset(&mha, b, hd);
+
+			memcpy(h.k + to, g.k + from, sizeof(float) * slice);
+			memcpy(h.v + to, g.v + from, sizeof(float) * slice);
+		}
+	run(v, gqa, &g);
+	run(v, &mha, &h);
+	assert_memory_equal(g.o, h.o, sizeof(float) * g.nq);
+	tensors_release(&g);
+	tensors_release(&h);
 }
 
 /*
