@@ -1,8 +1,8 @@
 /*
  * fuzz-merge.c - libFuzzer target for merge's checks (merge.h, validate.h): any bytes as
- * an input database file. The seeds are small attnbench databases (page size 512), so a
- * mutation mostly lands in a stored value or its type, which the validator must refuse
- * or let through whole; what merge_check() accepts is then merged into a fresh in-memory
+ * an input database file. The seeds (merge-seeds.sh) are small attnbench databases (page
+ * size 512), so a mutation mostly lands in a stored value or its type, which the
+ * validator must refuse or let through whole; what merge_check() accepts is then merged into a fresh in-memory
  * database, which re-checks every row inside its transaction. The file lives in a
  * private temporary folder removed at exit.
  */
