@@ -21,7 +21,7 @@
 #include "task.h"
 #include "timing.h"
 
-#define SUITE_MAX_LIST 32
+#define SUITE_MAX_LIST 64
 #define SUITE_MAX_ROWS 64
 
 /* Accepted sizes: large enough for real runs, small enough to refuse typos. */
