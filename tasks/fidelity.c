@@ -2,11 +2,13 @@
  * fidelity.c - how far a variant's output is from exact attention, on input regimes
  * that mimic real heads (SPEC section 4), with what each regime's attention measurably
  * is (regime-stats.h), so a low error on `local` means a method handles local heads.
+ * Or on the user's own tensors (run --inputs: regime "npy:NAME").
  * A mask-exact variant is measured twice: against exact attention (what its mask costs)
  * and, as mask_rel_err, against the oracle under its own mask (whether it is exact there).
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "inputs.h"
 #include "reference-cache.h"
@@ -31,7 +33,13 @@ static int fidelity_run(const struct cell *c, struct cell_result *r)
 		ret = -ENOMEM;
 		goto out_free_tensors;
 	}
-	ret = inputs_generate(c->regime, &p, c->seed, q, k, v);
+	if (c->inputs) {	/* the user's own tensors, as run --inputs read them */
+		memcpy(q, c->inputs->q, sizeof(*q) * problem_q_count(&p));
+		memcpy(k, c->inputs->k, sizeof(*k) * problem_kv_count(&p));
+		memcpy(v, c->inputs->v, sizeof(*v) * problem_kv_count(&p));
+	} else {
+		ret = inputs_generate(c->regime, &p, c->seed, q, k, v);
+	}
 	if (!ret)
 		ret = tensors_seal(q, k, v);
 	if (ret)

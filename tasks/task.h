@@ -24,6 +24,16 @@
 #include "timing.h"
 #include "variant.h"
 
+/*
+ * Tensors a user supplied (run --inputs), in the shape of the cells that use them:
+ * Q [batch][heads][n][d], K and V [batch][kv_heads][m][d], float32.
+ */
+struct tensor_set {
+	const char *name;
+	const float *q, *k, *v;
+	int batch, heads, kv_heads, n, m, d;
+};
+
 struct cell {
 	const struct variant_ops *variant;
 	const struct task_ops *task;
@@ -31,6 +41,7 @@ struct cell {
 	int batch, heads, kv_heads, n, m, d;
 	double params[VARIANT_MAX_PARAMS];	/* the variant's params, in declared order */
 	const char *regime;	/* input regime, NULL when the task has none */
+	const struct tensor_set *inputs;	/* fidelity on these (regime "npy:NAME"), or NULL */
 	uint64_t seed;
 	int threads;
 	struct measure_opts measure;

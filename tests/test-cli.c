@@ -662,6 +662,13 @@ static void test_bad_input_exits_2_and_leaves_the_database_unchanged(void **stat
 		/* tensors, CSV and databases from elsewhere */
 		{ "eval", "vanilla", "--pattern", "ns", "--q", "BAD_NPY", "--k", "BAD_NPY", "--v",
 		  "BAD_NPY", "--out", "OUT_NPY", "NO_DB" },
+		{ "run", "--inputs", "BAD_NPY,BAD_NPY,BAD_NPY" },
+		{ "run", "--inputs", "BAD_NPY,BAD_NPY" },
+		{ "run", "--inputs", "/proc" },
+		{ "run", "--inputs", "BAD_NPY,BAD_NPY,BAD_NPY", "--lengths", "64" },
+		{ "run", "--inputs", "BAD_NPY,BAD_NPY,BAD_NPY", "--tasks", "speed" },
+		{ "run", "--plugin", "BAD_NPY" },
+		{ "run", "--plugin", "/nonexistent.so" },
 		{ "import", "--csv", "BAD_IMPORT" },
 		{ "import", "--csv", "BAD_ROUNDS" },
 		{ "import", "--csv", "NOT_SQLITE" },
@@ -909,6 +916,146 @@ static int64_t scalar(sqlite3 *h, const char *sql)
 	x = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return x;
+}
+
+/* Fills x with n values of a smooth pattern (phase a, rate b): inputs that are not the
+ * harness's own regimes. */
+static void fill_wave(float *x, size_t n, double a, double b)
+{
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float)(2 * sin(a + b * (double)i) + cos(0.3 * b * (double)i));
+}
+
+/* ||O - ref|| / ||ref|| of eval's output on the set's files (PREFIX q.npy, k.npy, v.npy)
+ * against the fp64 oracle on the same tensors. */
+static double eval_rel_err(const char *variant, const char *pattern,
+			   const struct attn_problem *p, const float *q, const float *k,
+			   const float *v, const char *set)
+{
+	size_t nq = (size_t)p->batch * p->heads * p->n * p->d;
+	double *ref = malloc(nq * sizeof(*ref)), err = 0, norm = 0;
+	struct outcome *o = malloc(sizeof(*o));
+	struct npy_array out = { 0 };
+	char qp[1100], kp[1100], vp[1100], why[256];
+
+	snprintf(qp, sizeof(qp), "%sq.npy", set);
+	snprintf(kp, sizeof(kp), "%sk.npy", set);
+	snprintf(vp, sizeof(vp), "%sv.npy", set);
+	run(o, "eval", variant, "--pattern", pattern, "--q", qp, "--k", kp, "--v", vp, "--out",
+	    path_in_tmp("eval-out.npy"), "--threads", "1", NULL);
+	assert_int_equal(o->status, 0);
+	assert_int_equal(npy_read(path_in_tmp("eval-out.npy"), &out, why, sizeof(why)), 0);
+	reference_attention(p, q, k, v, ref);
+	for (size_t i = 0; i < nq; i++) {
+		err += (out.data[i] - ref[i]) * (out.data[i] - ref[i]);
+		norm += ref[i] * ref[i];
+	}
+	npy_release(&out);
+	free(ref);
+	free(o);
+	return sqrt(err / norm);
+}
+
+/*
+ * run --inputs: every selected variant on the user's own tensors, two sets from a folder
+ * (one self-shaped, one cross), regime npy:NAME, the files' SHA-256 stored; the error
+ * stored for a variant is the one its output on those very tensors has (checked through
+ * eval and the fp64 oracle here).
+ */
+static void test_run_inputs_measures_the_users_own_tensors(void **state)
+{
+	const int64_t qs[4] = { 1, 4, 40, 16 }, kvs[4] = { 1, 2, 40, 16 };
+	const int64_t qc[4] = { 1, 2, 33, 8 }, kvc[4] = { 1, 1, 20, 8 };
+	size_t nq = 4 * 40 * 16, nkv = 2 * 40 * 16;
+	float *q = malloc(nq * 4), *k = malloc(nkv * 4), *v = malloc(nkv * 4);
+	struct attn_problem p = { .batch = 1, .heads = 4, .kv_heads = 2, .n = 40, .m = 40,
+				  .d = 16, .pattern = ATTN_NS };
+	struct outcome *o = malloc(sizeof(*o));
+	char dir[300], db[300], path[1000], sql[400], hex[80], cmd[900];
+	sqlite3 *h;
+	double stored, direct;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s", path_in_tmp("my-tensors"));
+	snprintf(db, sizeof(db), "%s", path_in_tmp("inputs.db"));
+	assert_int_equal(mkdir(dir, 0755), 0);
+	fill_wave(q, nq, 0.1, 0.37);
+	fill_wave(k, nkv, 0.7, 0.11);
+	fill_wave(v, nkv, 1.3, 0.05);
+	snprintf(path, sizeof(path), "%s/layer0_q.npy", dir);
+	assert_int_equal(npy_write(path, q, 4, qs), 0);
+	snprintf(path, sizeof(path), "%s/layer0_k.npy", dir);
+	assert_int_equal(npy_write(path, k, 4, kvs), 0);
+	snprintf(path, sizeof(path), "%s/layer0_v.npy", dir);
+	assert_int_equal(npy_write(path, v, 4, kvs), 0);
+	snprintf(path, sizeof(path), "%s/cross-q.npy", dir);
+	assert_int_equal(npy_write(path, q, 4, qc), 0);
+	snprintf(path, sizeof(path), "%s/cross-k.npy", dir);
+	assert_int_equal(npy_write(path, k, 4, kvc), 0);
+	snprintf(path, sizeof(path), "%s/cross-v.npy", dir);
+	assert_int_equal(npy_write(path, v, 4, kvc), 0);
+
+	run(o, "run", "--inputs", dir, "--variants", "vanilla,linear,local", "--db", db, "-q",
+	    NULL);
+	if (o->status != 0)
+		fail_msg("run --inputs: %d %s", o->status, o->err);
+	assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	/* layer0 on all four patterns, cross only where N != M may run; local self only */
+	assert_int_equal(scalar(h, "SELECT count(*) FROM results WHERE regime = 'npy:layer0'"),
+			 4 + 4 + 2);
+	assert_int_equal(scalar(h, "SELECT count(*) FROM results WHERE regime = 'npy:cross'"),
+			 2 + 2);
+	assert_int_equal(scalar(h, "SELECT count(*) FROM results WHERE status <> 'ok'"
+			 " OR task <> 'fidelity' OR n <> (CASE regime WHEN 'npy:cross' THEN 33"
+			 " ELSE 40 END)"), 0);
+	assert_int_equal(scalar(h, "SELECT count(*) FROM results WHERE rel_err > 1e-6 AND"
+			 " variant = 'vanilla'"), 0);
+	/* the stored error is the error on these tensors, not on generated ones */
+	stored = 0;
+	{
+		sqlite3_stmt *st;
+
+		assert_int_equal(sqlite3_prepare_v2(h, "SELECT rel_err FROM results WHERE"
+			" variant = 'linear' AND pattern = 'ns' AND regime = 'npy:layer0'", -1,
+			&st, NULL), SQLITE_OK);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		stored = sqlite3_column_double(st, 0);
+		sqlite3_finalize(st);
+	}
+	snprintf(path, sizeof(path), "%s/layer0_", dir);
+	direct = eval_rel_err("linear", "ns", &p, q, k, v, path);
+	assert_true(stored > 0.01);
+	assert_true(fabs(stored - direct) <= 1e-6 * direct);
+	/* each file's SHA-256, by coreutils */
+	assert_int_equal(scalar(h, "SELECT count(*) FROM inputs"), 6);
+	snprintf(cmd, sizeof(cmd), "sha256sum '%s/layer0_k.npy' | cut -c1-64 > '%s'", dir,
+		 path_in_tmp("sha.txt"));
+	assert_int_equal(system(cmd), 0);
+	{
+		FILE *f = fopen(path_in_tmp("sha.txt"), "r");
+
+		assert_non_null(f);
+		assert_int_equal(fscanf(f, "%64s", hex), 1);
+		fclose(f);
+	}
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM inputs WHERE name = 'layer0' AND"
+		 " tensor = 'k' AND sha256 = '%s' AND path LIKE '%%/layer0_k.npy'", hex);
+	assert_int_equal(scalar(h, sql), 1);
+	sqlite3_close(h);
+	run(o, "list", "runs", "--db", db, NULL);
+	assert_non_null(strstr(o->out, "input layer0.k: "));
+	assert_non_null(strstr(o->out, hex));
+
+	/* Q and K that do not fit: one line, exit 2 */
+	snprintf(path, sizeof(path), "%s/layer0_q.npy,%s/cross-k.npy,%s/cross-v.npy", dir, dir,
+		 dir);
+	run(o, "run", "--inputs", path, "--db", db, NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "head dimension differs"));
+	free(q);
+	free(k);
+	free(v);
+	free(o);
 }
 
 /* Rows of mine.results (ids aside, with storage classes) that other.results lacks. */
@@ -1365,6 +1512,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_check_passes_the_exact_variants_and_names_its_checks),
 		cmocka_unit_test(test_query_and_list_refuse_a_missing_database),
 		cmocka_unit_test(test_eval_writes_what_exact_attention_gives),
+		cmocka_unit_test(test_run_inputs_measures_the_users_own_tensors),
 		cmocka_unit_test(test_export_and_import_round_trip_nasty_fields),
 		cmocka_unit_test(test_import_refuses_bad_files_and_leaves_the_database_unchanged),
 		cmocka_unit_test(test_merge_combines_shards_and_refuses_duplicates),

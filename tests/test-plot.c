@@ -1149,7 +1149,8 @@ static void make_hostile_db(const char *path, bool every_column, char *vanilla_o
 		snprintf(sql, sizeof(sql), "UPDATE \"%s\" SET \"%s\" = ?1 || rowid", names[i],
 			 column);
 		/* tables without rowid: every row the same text */
-		if (!strcmp(names[i], "metrics") || !strcmp(names[i], "run_metrics"))
+		if (!strcmp(names[i], "metrics") || !strcmp(names[i], "run_metrics") ||
+		    !strcmp(names[i], "plugins") || !strcmp(names[i], "inputs"))
 			snprintf(sql, sizeof(sql), "UPDATE OR IGNORE \"%s\" SET \"%s\" = ?1",
 				 names[i], column);
 		exec_sql(h, sql, hostile[i % HOSTILE], NULL);

@@ -268,7 +268,15 @@ static void test_store_migrates_an_empty_file_to_the_current_version(void **stat
  * Back to version 2 by hand: the columns and the view versions 3 and 4 added, taken out
  * (version 4's CHECK on cells.status stays: it only allows one status more).
  */
+/* Back to version 4: the tables version 5 added gone, and its view (which reads them). */
+#define UNDO_VERSION_5 \
+	"DROP VIEW results;" \
+	"CREATE VIEW results AS SELECT c.id AS cell_id FROM cells c;" \
+	"DROP TABLE plugins;" \
+	"DROP TABLE inputs;"
+
 #define UNDO_VERSION_3 \
+	UNDO_VERSION_5 \
 	"ALTER TABLE runs DROP COLUMN driver;" \
 	"ALTER TABLE runs DROP COLUMN arguments;" \
 	"DROP VIEW results;" \
@@ -348,6 +356,7 @@ static void test_store_migrates_version_3_keeping_cells_and_their_rows(void **st
 	snprintf(path, sizeof(path), "%s/v3.db", tmpdir);
 	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
 	assert_int_equal(sqlite3_exec(store_db(s),
+		UNDO_VERSION_5
 		"ALTER TABLE runs DROP COLUMN driver;"
 		"ALTER TABLE runs DROP COLUMN arguments;"
 		"INSERT INTO runs (id, started, status) VALUES (7, 'then', 'complete');"
@@ -359,7 +368,7 @@ static void test_store_migrates_version_3_keeping_cells_and_their_rows(void **st
 		"PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
 	store_close(s);
 	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
-	assert_float_equal(query_double(s, "PRAGMA user_version"), 4, 0);
+	assert_float_equal(query_double(s, "PRAGMA user_version"), STORE_SCHEMA_VERSION, 0);
 	assert_float_equal(query_double(s, "SELECT count(*) FROM runs WHERE driver IS NULL"), 1,
 			   0);
 	assert_float_equal(query_double(s, "SELECT latency_ms FROM results WHERE cell_id = 9"),
@@ -376,6 +385,42 @@ static void test_store_migrates_version_3_keeping_cells_and_their_rows(void **st
 	assert_int_equal(sqlite3_exec(store_db(s), "DELETE FROM runs WHERE id = 7", NULL, NULL,
 				      NULL), SQLITE_OK);
 	assert_float_equal(query_double(s, "SELECT count(*) FROM samples"), 0, 0);
+	store_close(s);
+}
+
+/*
+ * A version 4 file gains the tables of what runs load (plugins, inputs) and the view its
+ * plugin columns; its cells stay, with the new columns NULL.
+ */
+static void test_store_migrates_version_4_to_loaded_files(void **state)
+{
+	char path[256], why[256];
+	struct store *s;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/v4.db", tmpdir);
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	assert_int_equal(sqlite3_exec(store_db(s),
+		UNDO_VERSION_5
+		"INSERT INTO runs (id, started, status) VALUES (7, 'then', 'complete');"
+		"INSERT INTO cells (id, run_id, variant, task, pattern, n, m, d, heads, kv_heads,"
+		" batch, params, seed, threads, status, finished) VALUES (9, 7, 'vanilla',"
+		" 'speed', 'ns', 8, 8, 4, 1, 1, 1, '{}', 0, 1, 'ok', 'then');"
+		"PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+	store_close(s);
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	assert_float_equal(query_double(s, "PRAGMA user_version"), STORE_SCHEMA_VERSION, 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM results WHERE cell_id = 9 AND"
+					" plugin_path IS NULL AND plugin_sha256 IS NULL"), 1, 0);
+	assert_int_equal(store_add_plugin(s, 7, "mine", "/x/libmine.so", "ab12"), 0);
+	assert_int_equal(store_add_input(s, 7, "layer0", "q", "/x/q.npy", "cd34"), 0);
+	assert_int_not_equal(store_add_input(s, 7, "layer0", "w", "/x/w.npy", "ef56"), 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM plugins"), 1, 0);
+	/* the run's rows go with it */
+	assert_int_equal(sqlite3_exec(store_db(s), "DELETE FROM runs WHERE id = 7", NULL, NULL,
+				      NULL), SQLITE_OK);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM plugins"), 0, 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM inputs"), 0, 0);
 	store_close(s);
 }
 
@@ -408,6 +453,7 @@ int main(void)
 		cmocka_unit_test(test_store_migrates_version_1_keeping_its_data),
 		cmocka_unit_test(test_store_migrates_version_2_to_rounds),
 		cmocka_unit_test(test_store_migrates_version_3_keeping_cells_and_their_rows),
+		cmocka_unit_test(test_store_migrates_version_4_to_loaded_files),
 		cmocka_unit_test(test_params_json_lists_every_declared_param),
 	};
 

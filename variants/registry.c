@@ -100,16 +100,22 @@ bool pattern_is_causal(enum attn_pattern p)
 	return p == ATTN_CS || p == ATTN_CC;
 }
 
+#define BUILTIN_COUNT ((int)(sizeof(variants) / sizeof(variants[0])))
+
+/* Plugins, in the order they were loaded; set up before any cell runs, never removed. */
+static const struct variant_ops *registered[VARIANT_MAX_REGISTERED];
+static int n_registered;
+
 int variant_count(void)
 {
-	return (int)(sizeof(variants) / sizeof(variants[0]));
+	return BUILTIN_COUNT + n_registered;
 }
 
 const struct variant_ops *variant_at(int i)
 {
 	if (i < 0 || i >= variant_count())
 		return NULL;
-	return variants[i];
+	return i < BUILTIN_COUNT ? variants[i] : registered[i - BUILTIN_COUNT];
 }
 
 const struct variant_ops *variant_find(const char *name)
@@ -117,9 +123,27 @@ const struct variant_ops *variant_find(const char *name)
 	if (!name)
 		return NULL;
 	for (int i = 0; i < variant_count(); i++)
-		if (!strcmp(variants[i]->name, name))
-			return variants[i];
+		if (!strcmp(variant_at(i)->name, name))
+			return variant_at(i);
 	return NULL;
+}
+
+int variant_register(const struct variant_ops *v)
+{
+	if (variant_find(v->name))
+		return -EEXIST;
+	if (n_registered == VARIANT_MAX_REGISTERED)
+		return -ENOSPC;
+	registered[n_registered++] = v;
+	return 0;
+}
+
+bool variant_is_builtin(const struct variant_ops *v)
+{
+	for (int i = 0; i < BUILTIN_COUNT; i++)
+		if (variants[i] == v)
+			return true;
+	return false;
 }
 
 int variant_param_index(const struct variant_ops *v, const char *param)

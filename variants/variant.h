@@ -63,7 +63,7 @@ struct attn_problem {
 	int d;			/* head dimension */
 	enum attn_pattern pattern;
 	uint64_t seed;		/* for the variant's random objects */
-	const double *params;	/* values of the variant's declared params, in order */
+	const double *params;	/* values of the declared params, in order; NULL: defaults */
 };
 
 /* Offset of the (b, h) query/output slice and of the KV slice it reads. */
@@ -115,7 +115,23 @@ enum variant_flags {
 	VARIANT_BLOCK_CAUSAL = 1 << 2,
 };
 
+/*
+ * The layout of struct variant_ops this build expects. A variant built outside the tree
+ * (a plugin, loaded with --plugin) sets .abi to the value of the header it was compiled
+ * against; attnbench refuses one whose value differs. Raised whenever the struct changes.
+ */
+#define ATTN_VARIANT_ABI 1
+
+/*
+ * A plugin exports this one function, returning its ops table (which must stay valid
+ * while the program runs):
+ *	const struct variant_ops *attnbench_variant(void) { return &my_variant; }
+ */
+#define ATTN_PLUGIN_ENTRY "attnbench_variant"
+
 struct variant_ops {
+	int abi;		/* ATTN_VARIANT_ABI (checked for plugins; first, so any
+				 * layout can be read that far) */
 	const char *name;	/* CLI and database key */
 	const char *family;	/* e.g. "exact", "sparse", "linear" */
 	const char *summary;	/* one line for `list variants` */
@@ -182,11 +198,19 @@ struct variant_ops {
 	void (*decode_free)(void *state);
 };
 
-/* The registry (variants/registry.c). */
+/* The registry (variants/registry.c): the built-in variants, then the registered ones. */
 int variant_count(void);
 const struct variant_ops *variant_at(int i);
 /* Returns the variant called `name`, or NULL. */
 const struct variant_ops *variant_find(const char *name);
+/*
+ * Adds a variant from outside the tree (the harness validates it first). Returns 0,
+ * -EEXIST when its name is taken, -ENOSPC past VARIANT_MAX_REGISTERED.
+ */
+int variant_register(const struct variant_ops *v);
+/* Whether v is one of the built-in variants. */
+bool variant_is_builtin(const struct variant_ops *v);
+#define VARIANT_MAX_REGISTERED 16
 /* Index of a declared parameter, or -1. */
 int variant_param_index(const struct variant_ops *v, const char *param);
 /* Fills `values` (v->n_params entries) with the declared defaults. */

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "queries.h"
 #include "rounds.h"
 #include "variant.h"
 
@@ -216,7 +217,10 @@ static const char *latex_special(char c)
 	}
 }
 
-/* Escapes text for the output format: LaTeX specials, Markdown's table and emphasis. */
+/*
+ * Escapes text for the output format: LaTeX specials, Markdown's table and emphasis;
+ * control characters (a stored line break would end a LaTeX comment) become '?'.
+ */
 static void escape(const struct writer *w, const char *s, char *buf, size_t len)
 {
 	size_t used = 0;
@@ -225,6 +229,10 @@ static void escape(const struct writer *w, const char *s, char *buf, size_t len)
 	for (; *s && used + 20 < len; s++) {
 		const char *rep = w->fmt == REPORT_LATEX ? latex_special(*s) : NULL;
 
+		if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+			buf[used++] = '?';
+			continue;
+		}
 		if (rep) {
 			used += (size_t)snprintf(buf + used, len - used, "%s", rep);
 			continue;
@@ -740,10 +748,33 @@ static int run_patterns(sqlite3 *db, int64_t run_id, char patterns[][8], int max
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -EIO;
 }
 
+/* What the run loaded from files (plugins, the user's tensors), with their SHA-256. */
+static void write_loaded_files(const struct writer *w, sqlite3 *db)
+{
+	char name[320], path[8192], sha[160];
+	sqlite3_stmt *st;
+	int shown = 0;
+
+	if (sqlite3_prepare_v2(db, STORE_LOADED_FILES_SQL, -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, w->run_id);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		escape(w, (const char *)sqlite3_column_text(st, 0), name, sizeof(name));
+		escape(w, (const char *)sqlite3_column_text(st, 1), path, sizeof(path));
+		escape(w, (const char *)sqlite3_column_text(st, 2), sha, sizeof(sha));
+		fprintf(w->f, "%sLoaded %s: %s (SHA-256 %s).\n",
+			w->fmt == REPORT_LATEX ? "% " : "", name, path, sha);
+		shown++;
+	}
+	sqlite3_finalize(st);
+	if (shown)
+		fputc('\n', w->f);
+}
+
 static void write_header(const struct writer *w, sqlite3 *db)
 {
 	sqlite3_stmt *st;
-	char info[512] = "";
+	char info[512] = "", shown[1024];
 
 	if (sqlite3_prepare_v2(db, "SELECT ifnull(suite, ''), started, status,"
 			       " ifnull(cpu_model, ''), ifnull(threads, 0) FROM runs WHERE id = ?",
@@ -756,14 +787,18 @@ static void write_header(const struct writer *w, sqlite3 *db)
 				 sqlite3_column_int(st, 4));
 		sqlite3_finalize(st);
 	}
+	escape(w, info, shown, sizeof(shown));	/* stored texts: no line breaks, no markup */
 	if (w->fmt == REPORT_LATEX) {
 		fprintf(w->f, "%% attnbench report, run %lld (%s), baseline %s\n"
-			"%% needs \\usepackage{booktabs} in the preamble\n\n",
-			(long long)w->run_id, info, w->baseline);
+			"%% needs \\usepackage{booktabs} in the preamble\n",
+			(long long)w->run_id, shown, w->baseline);
+		write_loaded_files(w, db);
+		fputc('\n', w->f);
 		return;
 	}
 	title(w, 1, "attnbench report: run %lld", (long long)w->run_id);
-	fprintf(w->f, "%s; baseline %s.\n\n", info, w->baseline);
+	fprintf(w->f, "%s; baseline %s.\n\n", shown, w->baseline);
+	write_loaded_files(w, db);
 }
 
 int report_write(FILE *out, sqlite3 *db, const struct report_options *o,

@@ -1,6 +1,7 @@
 /*
  * attnbench.c - main(): dispatches to the subcommands, and `help`.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -8,31 +9,34 @@
 #include "cmd.h"
 #include "environment.h"
 #include "error.h"
+#include "options.h"
 
 struct command {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 	const char *usage;
 	const char *summary;
+	bool plugins;		/* takes --plugin: loaded before the command parses */
 };
 
 static const struct command commands[] = {
-	{ "run", cmd_run, usage_run, "run a suite or a selection of cells into the database" },
+	{ "run", cmd_run, usage_run, "run a suite or a selection of cells into the database",
+	  true },
 	{ "check", cmd_check, usage_check,
-	  "check variants against the reference, causality and their own decoding" },
-	{ "list", cmd_list, usage_list, "list variants, tasks, suites or stored runs" },
-	{ "query", cmd_query, usage_query, "run read-only SQL against the database" },
+	  "check variants against the reference, causality and their own decoding", true },
+	{ "list", cmd_list, usage_list, "list variants, tasks, suites or stored runs", true },
+	{ "query", cmd_query, usage_query, "run read-only SQL against the database", false },
 	{ "compare", cmd_compare, usage_compare,
-	  "variants against a baseline, or a run against an earlier run, with verdicts" },
-	{ "plot", cmd_plot, usage_plot, "draw a run's figures with gnuplot (PDF, PNG, SVG)" },
-	{ "export", cmd_export, usage_export, "write runs as CSV, one row per cell" },
-	{ "import", cmd_import, usage_import, "add runs from a CSV file written by export" },
+	  "variants against a baseline, or a run against an earlier run, with verdicts", true },
+	{ "plot", cmd_plot, usage_plot, "draw a run's figures with gnuplot (PDF, PNG, SVG)", false },
+	{ "export", cmd_export, usage_export, "write runs as CSV, one row per cell", false },
+	{ "import", cmd_import, usage_import, "add runs from a CSV file written by export", false },
 	{ "merge", cmd_merge, usage_merge,
-	  "combine databases from several machines or shards into one" },
+	  "combine databases from several machines or shards into one", false },
 	{ "report", cmd_report, usage_report,
-	  "leaderboards and efficiency lengths of a run (text, Markdown, LaTeX)" },
-	{ "eval", cmd_eval, usage_eval, "run one variant on your own .npy tensors" },
-	{ "help", cmd_help, usage_help, "show help for a command" },
+	  "leaderboards and efficiency lengths of a run (text, Markdown, LaTeX)", false },
+	{ "eval", cmd_eval, usage_eval, "run one variant on your own .npy tensors", true },
+	{ "help", cmd_help, usage_help, "show help for a command", false },
 };
 
 #define COMMAND_COUNT (sizeof(commands) / sizeof(commands[0]))
@@ -95,5 +99,7 @@ int main(int argc, char **argv)
 	for (int i = 2; i < argc && strcmp(argv[i], "--"); i++)
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
 			return help_show(c->name);
+	if (c->plugins && option_plugins(argc - 1, argv + 1))
+		return EXIT_USAGE;
 	return c->fn(argc - 1, argv + 1);
 }

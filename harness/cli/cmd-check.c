@@ -21,6 +21,7 @@
 
 const char usage_check[] =
 	"usage: attnbench check [VARIANT...] [--set VARIANT.PARAM=X] [--threads N]\n"
+	"                       [--plugin PATH.so]...\n"
 	"\n"
 	"Checks every variant (or those named) on each pattern it supports, at a small\n"
 	"awkward shape (N = 63, M = 41 for cross patterns, d = 32, 4 query heads on 2 KV\n"
@@ -105,6 +106,7 @@ int cmd_check(int argc, char **argv)
 	static const struct option options[] = {
 		{ "set", required_argument, NULL, 's' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "plugin", required_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct variant_ops *named[SUITE_MAX_LIST];
@@ -123,6 +125,8 @@ int cmd_check(int argc, char **argv)
 			if (!*optarg || *end || threads < 1 || threads > 1024)
 				return error("--threads '%s' is not a whole number in 1..1024", optarg);
 		}
+		if (opt == 'P' && option_plugin(optarg))	/* again if abbreviated */
+			return EXIT_USAGE;
 		if (opt == ':' || opt == '?')
 			return option_error(opt, argv, "check");
 	}

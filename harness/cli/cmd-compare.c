@@ -60,6 +60,7 @@ const char usage_compare[] =
 	"                        failed, ...) where the baseline ran; also when the run is\n"
 	"                        unfinished or lacks cells the --against run has\n"
 	"  --db PATH             the database (default " DEFAULT_DB ")\n"
+	"  --plugin PATH.so      load a variant built outside attnbench (repeatable)\n"
 	"\n"
 	"A/A test: --aa runs the variant's speed cells twice, interleaved (A, A', A, A', ...),\n"
 	"stores them as two runs of suite 'aa', compares A' against A and counts the cells\n"
@@ -82,7 +83,7 @@ enum format { FORMAT_TABLE, FORMAT_CSV, FORMAT_MARKDOWN };
 enum {
 	OPT_BASELINE = 256, OPT_RUN, OPT_AGAINST, OPT_FORCE, OPT_TASKS, OPT_PATTERNS,
 	OPT_THRESHOLD, OPT_CSV, OPT_MARKDOWN, OPT_FAIL, OPT_DB, OPT_AA, OPT_VARIANT,
-	OPT_LENGTHS, OPT_REPEATS, OPT_MIN_TIME, OPT_THREADS, OPT_ACCURACY_THRESHOLD,
+	OPT_LENGTHS, OPT_REPEATS, OPT_MIN_TIME, OPT_THREADS, OPT_ACCURACY_THRESHOLD, OPT_PLUGIN,
 };
 
 static const struct option compare_options[] = {
@@ -104,6 +105,7 @@ static const struct option compare_options[] = {
 	{ "repeats", required_argument, NULL, OPT_REPEATS },
 	{ "min-time", required_argument, NULL, OPT_MIN_TIME },
 	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "plugin", required_argument, NULL, OPT_PLUGIN },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -208,6 +210,8 @@ static int parse_option(int opt, struct compare_args *a, char **argv)
 		a->threads = (int)x;
 		a->any_aa_option = true;
 		break;
+	case OPT_PLUGIN:	/* loaded before parsing; again if abbreviated */
+		return option_plugin(optarg);
 	case 'q':
 		a->quiet = true;
 		break;

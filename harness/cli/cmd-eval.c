@@ -16,32 +16,22 @@
 #include "memory.h"
 #include "npy.h"
 #include "params.h"
+#include "tensor-sets.h"
 #include "threads.h"
 
 const char usage_eval[] =
 	"usage: attnbench eval VARIANT --pattern P --q Q.npy --k K.npy --v V.npy --out O.npy\n"
 	"                      [--set VARIANT.PARAM=X] [--seed N] [--threads N]\n"
+	"                      [--plugin PATH.so]...\n"
 	"\n"
 	"Runs one variant on your tensors: Q of shape [B,H,N,d], K and V of shape\n"
 	"[B,Hkv,M,d] (Hkv divides H; [H,N,d] and [N,d] are read as B = 1, H = 1),\n"
 	"float32 or float64, C order. Writes O, shaped like Q, as float32.\n"
 	"Patterns: ns, cs (N = M), nc, cc.\n";
 
-/* Views an array as [B, H, rows, d]; false if it has another rank. */
-static bool as_4d(const struct npy_array *a, int64_t dims[4])
-{
-	int pad = 4 - a->ndim;
-
-	if (a->ndim < 2 || a->ndim > 4)
-		return false;
-	for (int i = 0; i < 4; i++)
-		dims[i] = i < pad ? 1 : a->shape[i - pad];
-	return true;
-}
-
 static int load(const char *flag, const char *path, struct npy_array *a, int64_t dims[4])
 {
-	char why[256] = "";
+	char why[4400] = "", what[4200];
 	int ret;
 
 	if (!path)
@@ -51,30 +41,19 @@ static int load(const char *flag, const char *path, struct npy_array *a, int64_t
 		return error("cannot read --%s '%s': %s", flag, path, why);
 	if (ret)
 		return error("cannot read --%s '%s': %s", flag, path, strerror(-ret));
-	if (!as_4d(a, dims))
-		return error("--%s '%s' has %d dimensions (accepted: [B,H,N,d], [H,N,d] or [N,d])",
-			     flag, path, a->ndim);
-	for (int i = 0; i < 4; i++)
-		if (dims[i] < 1 || dims[i] > (1 << 24))
-			return error("--%s '%s' has an empty or huge dimension (%lld)", flag, path,
-				     (long long)dims[i]);
+	snprintf(what, sizeof(what), "--%s '%s'", flag, path);
+	if (tensor_dims(a, what, dims, why, sizeof(why)))
+		return error("%s", why);
 	return 0;
 }
 
 static int check_shapes(const int64_t q[4], const int64_t k[4], const int64_t v[4],
 			enum attn_pattern pattern)
 {
-	if (memcmp(k, v, 4 * sizeof(*k)))
-		return error("K and V shapes differ (they must both be [B,Hkv,M,d])");
-	if (q[0] != k[0])
-		return error("batch differs: Q has %lld, K has %lld", (long long)q[0],
-			     (long long)k[0]);
-	if (q[3] != k[3])
-		return error("head dimension differs: Q has d = %lld, K has %lld",
-			     (long long)q[3], (long long)k[3]);
-	if (q[1] % k[1])
-		return error("K/V heads (%lld) must divide Q heads (%lld)", (long long)k[1],
-			     (long long)q[1]);
+	char why[256];
+
+	if (tensor_shapes_check(q, k, v, why, sizeof(why)))
+		return error("%s", why);
 	if (pattern_is_self(pattern) && q[2] != k[2])
 		return error("pattern '%s' needs N = M, got N = %lld, M = %lld (use nc or cc)",
 			     pattern_name(pattern), (long long)q[2], (long long)k[2]);
@@ -92,6 +71,7 @@ int cmd_eval(int argc, char **argv)
 		{ "set", required_argument, NULL, 's' },
 		{ "seed", required_argument, NULL, 'S' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "plugin", required_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *paths[4] = { NULL }, *pattern_text = NULL;
@@ -138,6 +118,10 @@ int cmd_eval(int argc, char **argv)
 			threads = (int)strtol(optarg, &end, 10);
 			if (!*optarg || *end || threads < 1 || threads > 1024)
 				return error("--threads '%s' is not a whole number in 1..1024", optarg);
+			break;
+		case 'P':	/* loaded before parsing; again if abbreviated */
+			if (option_plugin(optarg))
+				return EXIT_USAGE;
 			break;
 		default:
 			return option_error(opt, argv, "eval");

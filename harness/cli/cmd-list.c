@@ -9,12 +9,14 @@
 #include "cmd.h"
 #include "error.h"
 #include "options.h"
+#include "plugin.h"
 #include "provenance.h"
+#include "queries.h"
 #include "store.h"
 #include "suite.h"
 
 const char usage_list[] =
-	"usage: attnbench list variants|tasks|suites|runs [--db PATH]\n"
+	"usage: attnbench list variants|tasks|suites|runs [--db PATH] [--plugin PATH.so]...\n"
 	"\n"
 	"  variants   family, patterns (* = harness extension), exactness, citation and\n"
 	"             hyperparameters (set with --set variant.param=value)\n"
@@ -44,6 +46,9 @@ static int list_variants(void)
 		printf("  %s\n", v->flags & VARIANT_EXACT ? "exact" :
 		       v->flags & VARIANT_MASK_EXACT ? "exact under its mask" : "approximate");
 		printf("           %s\n           %s\n", v->summary, v->citation);
+		if (plugin_of(v))
+			printf("           plugin %s (sha256 %s)\n", plugin_of(v)->path,
+			       plugin_of(v)->sha256);
 		if (v->flags & VARIANT_BLOCK_CAUSAL)
 			printf("           block-causal at its defaults (%s.%s=1 for strict)\n",
 			       v->name, v->strict_causal_param);
@@ -133,8 +138,9 @@ static int list_runs(const char *db)
 		" r.cpu_model, (SELECT count(*) FROM cells c WHERE c.run_id = r.id),"
 		" r.hostname, r.driver FROM runs r ORDER BY r.id";
 	char why[256], host[256] = "", started[64], status[32], suite[64], cpu[128];
+	char what[160], path[4096], sha[80];
 	struct store *st;
-	sqlite3_stmt *stmt;
+	sqlite3_stmt *stmt, *loaded;
 	int rc;
 
 	if (store_open(db, STORE_READONLY, &st, why, sizeof(why)))
@@ -147,7 +153,13 @@ static int list_runs(const char *db)
 	gethostname(host, sizeof(host) - 1);
 	printf("%-5s %-24s %-12s %-10s %7s %6s %9s  %s\n", "run", "started", "status", "suite",
 	       "threads", "cells", "sgemm", "cpu");
-	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW)
+	if (sqlite3_prepare_v2(store_db(st), STORE_LOADED_FILES_SQL, -1, &loaded, NULL)) {
+		sqlite3_finalize(stmt);
+		error("cannot list runs in '%s': %s", db, store_errmsg(st));
+		store_close(st);
+		return EXIT_USAGE;
+	}
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
 		printf("%-5lld %-24s %-12s %-10s %7d %6d %9.1f  %s\n",
 		       (long long)sqlite3_column_int64(stmt, 0),
 		       shown(stmt, 1, started, sizeof(started)),
@@ -155,6 +167,15 @@ static int list_runs(const char *db)
 		       shown(stmt, 3, suite, sizeof(suite)), sqlite3_column_int(stmt, 4),
 		       sqlite3_column_int(stmt, 7), sqlite3_column_double(stmt, 5),
 		       shown(stmt, 6, cpu, sizeof(cpu)));
+		/* what it loaded from files: plugins, the user's tensors */
+		sqlite3_bind_int64(loaded, 1, sqlite3_column_int64(stmt, 0));
+		while (sqlite3_step(loaded) == SQLITE_ROW)
+			printf("      %s: %s (sha256 %s)\n", shown(loaded, 0, what, sizeof(what)),
+			       shown(loaded, 1, path, sizeof(path)),
+			       shown(loaded, 2, sha, sizeof(sha)));
+		sqlite3_reset(loaded);
+	}
+	sqlite3_finalize(loaded);
 	sqlite3_finalize(stmt);
 	if (rc != SQLITE_DONE)
 		error("cannot list runs in '%s': %s", db, store_errmsg(st));
@@ -166,6 +187,7 @@ int cmd_list(int argc, char **argv)
 {
 	static const struct option options[] = {
 		{ "db", required_argument, NULL, 'd' },
+		{ "plugin", required_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *db = DEFAULT_DB, *what;
@@ -176,7 +198,9 @@ int cmd_list(int argc, char **argv)
 	while ((opt = getopt_long(argc, argv, ":", options, NULL)) != -1) {
 		if (opt == 'd')
 			db = optarg;
-		else
+		else if (opt == 'P' && option_plugin(optarg))	/* again if abbreviated */
+			return EXIT_USAGE;
+		else if (opt != 'P')
 			return option_error(opt, argv, "list");
 	}
 	if (optind != argc - 1)

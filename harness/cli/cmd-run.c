@@ -17,11 +17,14 @@
 #include "error.h"
 #include "options.h"
 #include "plan.h"
+#include "plugin.h"
 #include "provenance.h"
+#include "queries.h"
 #include "resume.h"
 #include "rounds.h"
 #include "run-loop.h"
 #include "store.h"
+#include "tensor-sets.h"
 #include "threads.h"
 #include "timing.h"
 
@@ -47,6 +50,10 @@ const char usage_run[] =
 	"  --kv-heads LIST     key/value heads (must divide H; default H)\n"
 	"  --batch LIST        batch sizes B\n"
 	"  --set V.P=X         a variant hyperparameter (repeatable; see 'list variants')\n"
+	OPTION_PLUGIN_HELP
+	"  --inputs Q,K,V|DIR  fidelity on your own tensors instead of the suite: Q.npy,\n"
+	"                      K.npy, V.npy ([B,H,N,d], [B,Hkv,M,d]), or a folder of\n"
+	"                      NAMEq.npy, NAMEk.npy, NAMEv.npy sets; regime npy:NAME\n"
 	"\n"
 	"options:\n"
 	"  --suite NAME|FILE   quick, default, full, or a suite CSV file\n"
@@ -67,7 +74,7 @@ enum {
 	OPT_SUITE = 256, OPT_VARIANTS, OPT_TASKS, OPT_PATTERNS, OPT_LENGTHS, OPT_DIMS,
 	OPT_HEADS, OPT_KV_HEADS, OPT_BATCH, OPT_SET, OPT_SEED, OPT_THREADS, OPT_REPEATS,
 	OPT_MIN_TIME, OPT_ROUNDS, OPT_TIME_LIMIT, OPT_MEM_LIMIT, OPT_DB, OPT_DRY_RUN,
-	OPT_RESUME,
+	OPT_RESUME, OPT_PLUGIN, OPT_INPUTS,
 };
 
 static const struct option run_options[] = {
@@ -91,6 +98,8 @@ static const struct option run_options[] = {
 	{ "db", required_argument, NULL, OPT_DB },
 	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
 	{ "resume", no_argument, NULL, OPT_RESUME },
+	{ "plugin", required_argument, NULL, OPT_PLUGIN },
+	{ "inputs", required_argument, NULL, OPT_INPUTS },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -99,6 +108,7 @@ static const struct option run_options[] = {
 struct run_args {
 	const char *suite;
 	const char *db;
+	const char *inputs;	/* --inputs, or NULL */
 	struct selection sel;
 	int repeats, rounds;
 	double min_time, time_limit, mem_limit_gib;
@@ -207,6 +217,14 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 		case OPT_DRY_RUN:
 			a->dry_run = true;
 			break;
+		case OPT_INPUTS:
+			a->inputs = optarg;
+			break;
+		case OPT_PLUGIN:	/* loaded before parsing; again if abbreviated */
+			ret = option_plugin(optarg);
+			if (ret)
+				return ret;
+			break;
 		case 'q':
 			a->quiet = true;
 			a->planning_options--;
@@ -231,6 +249,61 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 	if (optind < argc)
 		return error("unexpected argument '%s' (see 'attnbench run --help')",
 			     argv[optind]);
+	if (a->inputs && (s->n_lengths || s->n_dims || s->n_heads || s->n_kv_heads ||
+			  s->n_batch))
+		return error("--inputs gives the shapes: it takes no --lengths, --dims, --heads,"
+			     " --kv-heads or --batch");
+	if (a->inputs && (s->n_tasks > 1 || (s->n_tasks && strcmp(s->tasks[0]->name,
+								   "fidelity"))))
+		return error("--inputs runs the fidelity task only");
+	return 0;
+}
+
+/*
+ * The tensors of --inputs, read and checked (and, resuming run, the very bytes it
+ * started with) into *sets; 0, or an exit status after a one-line error.
+ */
+static int load_inputs(const char *spec, struct store *st, int64_t run,
+		       struct tensor_sets **sets)
+{
+	char why[4400], stored[SHA256_HEX_LEN];
+
+	*sets = calloc(1, sizeof(**sets));
+	if (!*sets)
+		return error("out of memory");
+	if (tensor_sets_load(spec, *sets, why, sizeof(why)))
+		return error("%s", why);
+	for (int i = 0; run && i < (*sets)->count; i++)
+		for (int t = 0; t < 3; t++) {
+			const struct tensor_files *f = &(*sets)->files[i];
+			int ret = store_input_sha256(store_db(st), run, f->name, tensor_names[t],
+						     stored, sizeof(stored));
+
+			if (ret && ret != -ENOENT)
+				return error("cannot resume run %lld: %s", (long long)run,
+					     store_errmsg(st));
+			if (ret || strcmp(stored, f->arrays[t].sha256))
+				return error("cannot resume run %lld: input %s of set '%s' ('%s') "
+					     "is not the file the run started with",
+					     (long long)run, tensor_names[t], f->name, f->paths[t]);
+		}
+	return 0;
+}
+
+/* Stores each input file of sets with run: its absolute path and SHA-256. */
+static int record_inputs(struct store *st, int64_t run, const struct tensor_sets *sets)
+{
+	char real[PATH_MAX];
+
+	for (int i = 0; i < sets->count; i++)
+		for (int t = 0; t < 3; t++) {
+			const struct tensor_files *f = &sets->files[i];
+			const char *path = realpath(f->paths[t], real) ? real : f->paths[t];
+
+			if (store_add_input(st, run, f->name, tensor_names[t], path,
+					    f->arrays[t].sha256))
+				return -EIO;
+		}
 	return 0;
 }
 
@@ -361,6 +434,31 @@ static bool tensors_too_big(const struct cell *cells, size_t count, size_t limit
 }
 
 /*
+ * The plugins a resumed run loads must be the bytes its first part ran: a rebuilt .so
+ * would mix two variants under one name. 0, or an exit status after a one-line error.
+ */
+static int resume_same_plugins(struct store *st, int64_t run)
+{
+	char stored[SHA256_HEX_LEN];
+
+	for (int i = 0; i < plugin_count(); i++) {
+		const struct plugin *pl = plugin_at(i);
+		int ret = store_plugin_sha256(store_db(st), run, pl->variant->name, stored,
+					      sizeof(stored));
+
+		if (ret && ret != -ENOENT)
+			return error("cannot resume run %lld: %s", (long long)run,
+				     store_errmsg(st));
+		if (ret || strcmp(stored, pl->sha256))
+			return error("cannot resume run %lld: plugin '%s' (variant %s) is not "
+				     "the file the run started with (SHA-256 %.12s..., now "
+				     "%.12s...)", (long long)run, pl->path, pl->variant->name,
+				     ret ? "none" : stored, pl->sha256);
+	}
+	return 0;
+}
+
+/*
  * For --resume: the run to finish, with its stored command line parsed into a (the
  * database and -q as given now). 0, or an exit status after a one-line error.
  */
@@ -380,6 +478,12 @@ static int resume_args(struct run_args *a, struct store **st, struct resume_targ
 	if (t->argc < 2 || strcmp(t->argv[1], "run"))
 		return error("cannot resume run %lld: its command line is not a run's",
 			     (long long)t->run);
+	ret = option_plugins(t->argc - 1, t->argv + 1);
+	if (ret)
+		return ret;
+	ret = resume_same_plugins(*st, t->run);
+	if (ret)
+		return ret;
 	ret = parse_args(t->argc - 1, t->argv + 1, a);
 	if (ret)
 		return ret < 0 ? error("cannot resume run %lld: its command line asks for help",
@@ -400,6 +504,7 @@ int cmd_run(int argc, char **argv)
 	struct suite *suite = NULL;
 	struct store *st = NULL;
 	struct cell *cells = NULL;
+	struct tensor_sets *inputs = NULL;
 	struct run_loop rl = { .n_runs = 1, .ops = &run_progress_ops };
 	const char *status;
 	size_t count;
@@ -416,6 +521,12 @@ int cmd_run(int argc, char **argv)
 		ret = resume_args(&a, &st, &target);
 		if (ret)
 			goto out;
+	}
+	if (a.inputs) {
+		ret = load_inputs(a.inputs, st, resuming ? target.run : 0, &inputs);
+		if (ret)
+			goto out;
+		a.sel.inputs = inputs;
 	}
 	suite = calloc(1, sizeof(*suite));
 	if (!suite) {
@@ -477,6 +588,8 @@ int cmd_run(int argc, char **argv)
 		ret = resume_take_over(st, target.run, prov.values[PROV_DRIVER]);
 	} else {
 		ret = run_loop_begin(&rl, &prov);
+		if (!ret && inputs)
+			ret = record_inputs(st, rl.runs[0], inputs);
 	}
 	provenance_release(&prov);
 	if (ret) {
@@ -534,6 +647,9 @@ out:
 	store_close(st);
 	free(cells);
 	free(suite);
+	if (inputs)
+		tensor_sets_release(inputs);
+	free(inputs);
 	resume_release(&target);
 	return ret;
 }

@@ -6,8 +6,10 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "error.h"
+#include "plugin.h"
 #include "queries.h"
 
 int option_error(int opt, char **argv, const char *command)
@@ -55,5 +57,30 @@ int option_latest_run(struct store *st, const char *db, const char *purpose, int
 			     purpose);
 	if (ret)
 		return error("cannot read runs in '%s': %s", db, store_errmsg(st));
+	return 0;
+}
+
+int option_plugin(const char *path)
+{
+	char why[512];
+
+	if (plugin_load(path, why, sizeof(why)))
+		return error("cannot load plugin '%s': %s", path, why);
+	return 0;
+}
+
+int option_plugins(int argc, char **argv)
+{
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++) {
+		const char *path = NULL;
+		int ret;
+
+		if (!strcmp(argv[i], "--plugin") && i + 1 < argc)
+			path = argv[++i];
+		else if (!strncmp(argv[i], "--plugin=", 9))
+			path = argv[i] + 9;
+		if (path && (ret = option_plugin(path)))
+			return ret;
+	}
 	return 0;
 }

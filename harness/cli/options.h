@@ -1,6 +1,6 @@
 /*
  * options.h - what several commands parse alike: errors for bad options, numbers in a
- * range, run ids (`--run ID`), and the latest run when no id is given.
+ * range, run ids (`--run ID`), the latest run when no id is given, and plugins.
  */
 #ifndef ATTNBENCH_OPTIONS_H
 #define ATTNBENCH_OPTIONS_H
@@ -35,5 +35,22 @@ int option_run_id(const char *option, const char *text, int64_t *run);
  * (purpose: "to plot") or the read error and returns EXIT_USAGE.
  */
 int option_latest_run(struct store *st, const char *db, const char *purpose, int64_t *run);
+
+/*
+ * Loads the plugin at path (--plugin PATH); loading one twice does nothing. Returns 0,
+ * or prints "cannot load plugin 'PATH': WHY" and returns EXIT_USAGE.
+ */
+int option_plugin(const char *path);
+
+/*
+ * Loads every plugin argv names (--plugin PATH or --plugin=PATH, up to a "--") before a
+ * command parses its options, so that they may name a plugin's variant in any order.
+ * Returns 0 or EXIT_USAGE.
+ */
+int option_plugins(int argc, char **argv);
+
+/* The help line of --plugin, for the commands that take it. */
+#define OPTION_PLUGIN_HELP \
+	"  --plugin PATH.so    load a variant built outside attnbench (repeatable)\n"
 
 #endif

@@ -75,6 +75,8 @@ static const struct {
 	{ "samples", validate_sample_columns, S_COUNT, "cell_id", "idx" },
 	{ "trials", validate_trial_columns, T_COUNT, "cell_id", "idx" },
 	{ "run_metrics", validate_run_metric_columns, RM_COUNT, "run_id", "name" },
+	{ "plugins", validate_plugin_columns, P_COUNT, "run_id", "variant" },
+	{ "inputs", validate_input_columns, I_COUNT, "run_id", "name" },
 };
 
 static int append_quoted(struct buf *b, const char *name);
@@ -443,6 +445,8 @@ static const struct {
 	{ "trials", " WHERE cell_id IN (SELECT id FROM %s.cells WHERE run_id IN"
 		    " (SELECT id FROM %s.runs))" },
 	{ "run_metrics", " WHERE run_id IN (SELECT id FROM %s.runs)" },
+	{ "plugins", " WHERE run_id IN (SELECT id FROM %s.runs)" },
+	{ "inputs", " WHERE run_id IN (SELECT id FROM %s.runs)" },
 };
 
 static int append_quoted(struct buf *b, const char *name)

@@ -636,6 +636,11 @@ int npy_read(const char *path, struct npy_array *a, char *why, size_t why_len)
 	if (S_ISREG(st.st_mode))
 		file_size = (int64_t)st.st_size;
 	ret = read_array(f, file_size, a, why, why_len);
+	if (!ret && S_ISREG(st.st_mode)) {
+		ret = digest_sha256_fd(fileno(f), a->sha256);	/* the bytes just read */
+		if (ret)
+			npy_release(a);
+	}
 out_close:
 	fclose(f);
 	if (ret && ret != -EINVAL)

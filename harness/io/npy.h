@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "digest.h"
+
 #define NPY_MAX_DIMS 8
 
 struct npy_array {
@@ -19,6 +21,8 @@ struct npy_array {
 	int64_t shape[NPY_MAX_DIMS];
 	size_t count;		/* product of shape */
 	float *data;		/* count floats, from malloc() */
+	/* of the file's bytes, as read (npy_read()); "" when not a regular file (a pipe) */
+	char sha256[SHA256_HEX_LEN];
 };
 
 /*

@@ -1,7 +1,7 @@
 /*
  * validate.c - the one check of stored values (validate.h): each kind of csv-format.h
  * with the message saying what it accepts, the checks across a cell's columns, and the
- * columns of metrics, samples, trials and run_metrics. JSON objects and dates are read
+ * columns of metrics, samples, trials, run_metrics, plugins and inputs. JSON objects and dates are read
  * by a scratch in-memory SQLite, so that they mean what the store's queries will read.
  */
 #include "validate.h"
@@ -46,6 +46,21 @@ const struct csv_column validate_run_metric_columns[RM_COUNT] = {
 	[RM_NAME] = { "name", K_LABEL, true },
 	[RM_VALUE] = { "value", K_NUMBER, false },
 	[RM_UNIT] = { "unit", K_TEXT, true },
+};
+
+/* A plugin's variant, its file and the SHA-256 (64 hex digits: a name) of what was loaded. */
+const struct csv_column validate_plugin_columns[P_COUNT] = {
+	[P_VARIANT] = { "variant", K_NAME, true },
+	[P_PATH] = { "path", K_LABEL, true },
+	[P_SHA256] = { "sha256", K_NAME, true },
+};
+
+/* A set of --inputs: its name, which tensor (q, k, v: a name), its file, the SHA-256. */
+const struct csv_column validate_input_columns[I_COUNT] = {
+	[I_NAME] = { "name", K_NAME, true },
+	[I_TENSOR] = { "tensor", K_NAME, true },
+	[I_PATH] = { "path", K_LABEL, true },
+	[I_SHA256] = { "sha256", K_NAME, true },
 };
 
 /* A refused value reads "<before>'<value>'<after>". */

@@ -72,10 +72,14 @@ enum sample_column { S_IDX, S_SECONDS, S_ROUND, S_COUNT };
 enum trial_column { T_IDX, T_CORRECT, T_COUNT };
 enum run_metric_column { RM_VARIANT, RM_PATTERN, RM_BASELINE, RM_NAME, RM_VALUE, RM_UNIT,
 			 RM_COUNT };
+enum plugin_column { P_VARIANT, P_PATH, P_SHA256, P_COUNT };
+enum input_column { I_NAME, I_TENSOR, I_PATH, I_SHA256, I_COUNT };
 
 extern const struct csv_column validate_metric_columns[M_COUNT];
 extern const struct csv_column validate_sample_columns[S_COUNT];
 extern const struct csv_column validate_trial_columns[T_COUNT];
 extern const struct csv_column validate_run_metric_columns[RM_COUNT];
+extern const struct csv_column validate_plugin_columns[P_COUNT];
+extern const struct csv_column validate_input_columns[I_COUNT];
 
 #endif

@@ -189,6 +189,51 @@ static int plan_row(struct plan *p, const struct suite_row *r, const struct suit
 	return 0;
 }
 
+/* run --inputs: fidelity on each of the user's sets, in its own shape. */
+static int plan_inputs(struct plan *p, const struct suite *s, const struct selection *sel,
+		       char *why, size_t why_len)
+{
+	static const struct suite_row all = { 0 };
+	const struct variant_ops *variants[64];
+	int n_variants = row_variants(&all, sel, variants);
+	unsigned int patterns = sel->patterns ? sel->patterns : PATTERNS_ALL;
+
+	for (int i = 0; i < sel->inputs->count; i++)
+	for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++) {
+		const struct tensor_files *f = &sel->inputs->files[i];
+
+		if (!(patterns & PATTERN_BIT(pat)) || (pattern_is_self(pat) && f->n != f->m))
+			continue;
+		for (int vi = 0; vi < n_variants; vi++) {
+			struct cell c = {
+				.variant = variants[vi],
+				.task = task_find("fidelity"),
+				.pattern = pat,
+				.batch = f->batch,
+				.heads = f->heads,
+				.kv_heads = f->kv_heads,
+				.n = f->n,
+				.m = f->m,
+				.d = f->d,
+				.regime = f->regime,
+				.inputs = &f->set,
+				.threads = sel->threads,
+				.measure = s->measure,
+			};
+
+			if (!(c.variant->patterns & PATTERN_BIT(pat)))
+				continue;
+			params_apply(&sel->params, c.variant, c.params);
+			if (refuses_params(&c, why, why_len))
+				return -EINVAL;
+			c.seed = plan_cell_seed(sel->seed, &c);
+			if (plan_add(p, &c))
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
 /* A variant named on the command line that got no cell supports none of the patterns. */
 static int check_named_variants(const struct plan *p, const struct selection *sel,
 				char *why, size_t why_len)
@@ -234,7 +279,9 @@ int plan_cells(const struct suite *s, const struct selection *sel, struct cell *
 	struct plan p = { 0 };
 	int ret = 0;
 
-	for (int i = 0; i < s->n_rows && !ret; i++)
+	if (sel->inputs)
+		ret = plan_inputs(&p, s, sel, why, why_len);
+	for (int i = 0; i < s->n_rows && !ret && !sel->inputs; i++)
 		if (task_selected(sel, s->rows[i].task))
 			ret = plan_row(&p, &s->rows[i], s, sel, why, why_len);
 	if (ret == -ENOMEM)
@@ -242,8 +289,12 @@ int plan_cells(const struct suite *s, const struct selection *sel, struct cell *
 	if (!ret)
 		ret = check_named_variants(&p, sel, why, why_len);
 	if (!ret && p.count == 0) {
-		snprintf(why, why_len, "nothing to run: no cell of suite '%s' matches the "
-			 "selection", s->name);
+		if (sel->inputs)
+			snprintf(why, why_len, "nothing to run: no selected variant supports a "
+				 "selected pattern at the inputs' shapes (self patterns need N = M)");
+		else
+			snprintf(why, why_len, "nothing to run: no cell of suite '%s' matches the "
+				 "selection", s->name);
 		ret = -EINVAL;
 	}
 	if (ret) {

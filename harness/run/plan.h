@@ -11,6 +11,7 @@
 #include "params.h"
 #include "suite.h"
 #include "task.h"
+#include "tensor-sets.h"
 
 /* What the command line narrows (lists with count 0 leave the suite's values). */
 struct selection {
@@ -28,10 +29,14 @@ struct selection {
 	struct param_overrides params;
 	uint64_t seed;
 	int threads;
+	/* run --inputs: fidelity on these instead of the suite's rows, or NULL */
+	const struct tensor_sets *inputs;
 };
 
 /*
- * Builds the cells (malloc()ed array) of s narrowed by sel. Variants are skipped on
+ * Builds the cells (malloc()ed array) of s narrowed by sel; with sel->inputs, the
+ * fidelity cells of the selected variants and patterns on each set instead (its shape;
+ * self patterns only for sets with N = M), timed as the suite says. Variants are skipped on
  * patterns they do not support, unless the variant was named in sel and supports none
  * of the patterns asked for: that, a kv_heads that does not divide heads, and an empty
  * plan are -EINVAL with a one-line reason in why.

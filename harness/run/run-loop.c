@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "plugin.h"
 #include "reference-cache.h"
 #include "rounds.h"
 #include "timing.h"
@@ -25,9 +26,14 @@ static void on_interrupt(int sig)
 
 int run_loop_begin(struct run_loop *rl, const struct provenance *p)
 {
-	for (int i = 0; i < rl->n_runs; i++)
+	for (int i = 0; i < rl->n_runs; i++) {
 		if (store_begin_run(rl->store, p, &rl->runs[i]))
 			return -EIO;
+		for (int j = 0; j < plugin_count(); j++)
+			if (store_add_plugin(rl->store, rl->runs[i], plugin_at(j)->variant->name,
+					     plugin_at(j)->path, plugin_at(j)->sha256))
+				return -EIO;
+	}
 	return 0;
 }
 

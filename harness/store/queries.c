@@ -62,6 +62,39 @@ int store_run_status(sqlite3 *db, int64_t run, char *buf, size_t len)
 	return ret;
 }
 
+/* The text of a one-row, one-column query on run (?1) and key (?2, ?3) into buf. */
+static int query_text(sqlite3 *db, const char *sql, int64_t run, const char *key,
+		      const char *key2, char *buf, size_t len)
+{
+	sqlite3_stmt *st;
+	int ret;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, run);
+	sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+	if (key2)
+		sqlite3_bind_text(st, 3, key2, -1, SQLITE_STATIC);
+	ret = step_once(st);
+	if (!ret)
+		snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return ret;
+}
+
+int store_plugin_sha256(sqlite3 *db, int64_t run, const char *variant, char *buf, size_t len)
+{
+	return query_text(db, "SELECT ifnull(sha256, '') FROM plugins WHERE run_id = ?1"
+			  " AND variant = ?2", run, variant, NULL, buf, len);
+}
+
+int store_input_sha256(sqlite3 *db, int64_t run, const char *name, const char *tensor,
+		       char *buf, size_t len)
+{
+	return query_text(db, "SELECT ifnull(sha256, '') FROM inputs WHERE run_id = ?1"
+			  " AND name = ?2 AND tensor = ?3", run, name, tensor, buf, len);
+}
+
 int store_runs_with_cells(sqlite3 *db, int64_t **runs, size_t *n)
 {
 	sqlite3_stmt *st;

@@ -33,6 +33,25 @@ int store_find_run(sqlite3 *db, int64_t run);
 int store_run_status(sqlite3 *db, int64_t run, char *buf, size_t len);
 
 /*
+ * What a run (?1) loaded from files, for list runs and report: rows of (what, path,
+ * sha256), what being "plugin VARIANT" or "input NAME.q" (.k, .v).
+ */
+#define STORE_LOADED_FILES_SQL \
+	"SELECT 'plugin ' || variant, path, sha256 FROM plugins WHERE run_id = ?1" \
+	" UNION ALL SELECT 'input ' || name || '.' || tensor, path, sha256 FROM inputs" \
+	" WHERE run_id = ?1 ORDER BY 1"
+
+/*
+ * The SHA-256 (hex) of the plugin that provided variant in run, into buf. Returns 0;
+ * -ENOENT when the run had no such plugin; -EIO on trouble.
+ */
+int store_plugin_sha256(sqlite3 *db, int64_t run, const char *variant, char *buf, size_t len);
+
+/* The same for tensor ("q", "k", "v") of the run's input set name; -ENOENT when none. */
+int store_input_sha256(sqlite3 *db, int64_t run, const char *name, const char *tensor,
+		       char *buf, size_t len);
+
+/*
  * The runs that have cells, oldest first, in a new array (*runs, free() it; NULL when
  * *n is 0). Returns 0, -EIO or -ENOMEM.
  */

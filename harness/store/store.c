@@ -54,6 +54,20 @@
 	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'unstable') AS unstable" \
 	" FROM cells c JOIN runs r ON r.id = c.run_id;"
 
+/* The view as version 5 made it: version 3's and the plugin that provided the variant. */
+#define RESULTS_VIEW_5 \
+	"CREATE VIEW results AS SELECT" \
+	RESULTS_COLUMNS_1 "," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'rounds') AS rounds," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_round_spread')" \
+	"    AS latency_round_spread," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'unstable') AS unstable," \
+	"  (SELECT path FROM plugins WHERE run_id = c.run_id AND variant = c.variant)" \
+	"    AS plugin_path," \
+	"  (SELECT sha256 FROM plugins WHERE run_id = c.run_id AND variant = c.variant)" \
+	"    AS plugin_sha256" \
+	" FROM cells c JOIN runs r ON r.id = c.run_id;"
+
 /* migrations[v] takes a database from user_version v to v + 1. */
 static const char *const migrations[] = {
 	"CREATE TABLE runs ("
@@ -152,6 +166,25 @@ static const char *const migrations[] = {
 	"ALTER TABLE cells_4 RENAME TO cells;"
 	"CREATE INDEX cells_by_run ON cells(run_id, task, variant);"
 	RESULTS_VIEW_3,
+
+	/*
+	 * 5: what a run loaded from files, each with the SHA-256 of the bytes read, so a
+	 * result says exactly what ran: variants from plugins (--plugin), and the user's own
+	 * tensors (--inputs), whose cells have regime "npy:NAME".
+	 */
+	"CREATE TABLE plugins ("
+	"  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	"  variant TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL,"
+	"  PRIMARY KEY (run_id, variant)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE inputs ("
+	"  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	"  name TEXT NOT NULL, tensor TEXT NOT NULL CHECK (tensor IN ('q', 'k', 'v')),"
+	"  path TEXT NOT NULL, sha256 TEXT NOT NULL,"
+	"  PRIMARY KEY (run_id, name, tensor)"
+	") WITHOUT ROWID;"
+	"DROP VIEW results;"
+	RESULTS_VIEW_5,
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -390,6 +423,41 @@ int store_set_run_peak(struct store *s, int64_t run_id, double sgemm_gflops)
 {
 	return update_run(s, "UPDATE runs SET sgemm_gflops = ? WHERE id = ?", run_id, NULL,
 			  sgemm_gflops);
+}
+
+/* Runs an INSERT of the run id and up to four texts; 0 or -EIO. */
+static int insert_texts(struct store *s, const char *sql, int64_t run_id,
+			const char *const *texts, int n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, run_id);
+	for (int i = 0; i < n; i++)
+		sqlite3_bind_text(st, 2 + i, texts[i], -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_add_plugin(struct store *s, int64_t run_id, const char *variant, const char *path,
+		     const char *sha256)
+{
+	const char *texts[] = { variant, path, sha256 };
+
+	return insert_texts(s, "INSERT OR REPLACE INTO plugins (run_id, variant, path, sha256)"
+			    " VALUES (?, ?, ?, ?)", run_id, texts, 3);
+}
+
+int store_add_input(struct store *s, int64_t run_id, const char *name, const char *tensor,
+		    const char *path, const char *sha256)
+{
+	const char *texts[] = { name, tensor, path, sha256 };
+
+	return insert_texts(s, "INSERT OR REPLACE INTO inputs (run_id, name, tensor, path,"
+			    " sha256) VALUES (?, ?, ?, ?, ?)", run_id, texts, 4);
 }
 
 int store_finish_run(struct store *s, int64_t run_id, const char *status)

@@ -19,7 +19,7 @@
 #include "task.h"
 
 /* The schema version this build writes and reads. */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 enum store_flags {
 	STORE_READONLY = 1 << 0,	/* open an existing database for reading only */
@@ -44,6 +44,12 @@ const char *store_errmsg(struct store *s);
 int store_begin_run(struct store *s, const struct provenance *p, int64_t *run_id);
 /* Records the machine's measured SGEMM rate for the run (GFLOP/s). */
 int store_set_run_peak(struct store *s, int64_t run_id, double sgemm_gflops);
+/* Records that the run's variant came from the plugin at path with that SHA-256 (hex). */
+int store_add_plugin(struct store *s, int64_t run_id, const char *variant, const char *path,
+		     const char *sha256);
+/* Records tensor ("q", "k" or "v") of the run's input set name (--inputs): file, SHA-256. */
+int store_add_input(struct store *s, int64_t run_id, const char *name, const char *tensor,
+		    const char *path, const char *sha256);
 /* Sets the final status ('complete', 'failed', 'interrupted') and end time. */
 int store_finish_run(struct store *s, int64_t run_id, const char *status);
 

@@ -1,0 +1,34 @@
+/*
+ * digest.c - SHA-256 of a file (see the header).
+ */
+#include "digest.h"
+
+#include <errno.h>
+#include <nettle/sha2.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+int digest_sha256_fd(int fd, char hex[SHA256_HEX_LEN])
+{
+	uint8_t digest[SHA256_DIGEST_SIZE], buf[65536];
+	struct sha256_ctx ctx;
+	off_t at = 0;
+	ssize_t got;
+
+	sha256_init(&ctx);
+	while ((got = pread(fd, buf, sizeof(buf), at)) != 0) {
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		sha256_update(&ctx, (size_t)got, buf);
+		at += got;
+	}
+	sha256_digest(&ctx, sizeof(digest), digest);
+	for (int i = 0; i < SHA256_DIGEST_SIZE; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	return 0;
+}
