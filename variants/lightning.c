@@ -50,6 +50,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -215,8 +216,12 @@ static void lightning_slice_init(struct lightning_slice *sl, float *scratch, int
 	sl->pw = scratch;
 	sl->ks = sl->pw + block + 1;
 	sl->a = sl->ks + (size_t)block * d;
-	for (int j = 0; j <= block; j++)
-		sl->pw[j] = (float)exp(-(double)(block - j) * rate);
+	for (int j = 0; j <= block; j++) {
+		double power = exp(-(double)(block - j) * rate);
+
+		/* no subnormal weights (slow in every product): below FLT_MIN is 0 */
+		sl->pw[j] = power < FLT_MIN ? 0.0f : (float)power;
+	}
 }
 
 /*
