@@ -38,7 +38,8 @@
  * state of run j), then every run computes its outputs from its starting state. That
  * costs one more pass of update products; with enough slices it is not taken. Memory
  * per thread: one d x d state, one B x d block of scaled keys, one B x B score tile and
- * the table of powers, whatever the length.
+ * the table of powers (B = min(lightning.block, n)), whatever the length; split runs
+ * keep two d x d states per run instead of one per thread.
  *
  * Decoding (cs) keeps KV (d x d float) per (batch, query head) and feeds one position at
  * a time: o = λ q KV + (q·k) v, then KV <- λ KV + k vᵀ (row t of the recurrence above:
