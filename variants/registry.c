@@ -35,6 +35,7 @@ extern const struct variant_ops hip_variant;
 extern const struct variant_ops sea_variant;
 extern const struct variant_ops cca_variant;
 extern const struct variant_ops s2attn_variant;
+extern const struct variant_ops lightning_variant;
 extern const struct variant_ops agent_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order (a variant keeps its
@@ -65,6 +66,8 @@ static const struct variant_ops *const variants[] = {
 	&sea_variant,
 	&cca_variant,
 	&s2attn_variant,
+	/* the kernel, hybrid and normalisation attentions, in the catalogue's order */
+	&lightning_variant,
 	&agent_variant,
 };
 
