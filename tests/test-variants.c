@@ -636,6 +636,49 @@ static void test_local_ignores_keys_outside_the_window(void **state)
 
 /* ---- properties every variant must have ---- */
 
+/*
+ * At its defaults at these sizes (N <= 257) a windowed or selecting variant keeps every
+ * key and is vanilla, which proves little; a second setting per such variant makes the
+ * generic checks bite: windows, blocks, selections and groups smaller than the shapes.
+ */
+static const struct {
+	const char *variant, *param;
+	double value;
+} biting[] = {
+	{ "local", "window", 3 },
+	{ "sink", "sinks", 2 }, { "sink", "window", 8 },
+	{ "topk", "k", 5 },
+	{ "chunk", "size", 7 },
+	{ "landmark", "block", 8 }, { "landmark", "topk", 2 },
+	{ "power", "block", 4 }, { "power", "local", 2 },
+	{ "hip", "k", 8 }, { "hip", "block_k", 2 }, { "hip", "block_q", 4 },
+	{ "sea", "bin", 4 }, { "sea", "select", 2 },
+	{ "cca", "group", 4 }, { "cca", "window", 8 },
+	{ "s2attn", "group", 6 }, { "s2attn", "sinks", 2 },
+	{ "lightning", "block", 7 },
+	{ "agent", "agents", 5 },
+};
+
+/*
+ * Fills params with setting s of v (0: its defaults, 1: defaults and its biting values)
+ * and returns true; false when v has no such setting.
+ */
+static bool variant_setting(const struct variant_ops *v, int s, double *params)
+{
+	bool bites = false;
+
+	variant_default_params(v, params);
+	for (int b = 0; b < COUNT(biting) && s == 1; b++)
+		if (!strcmp(biting[b].variant, v->name)) {
+			int at = variant_param_index(v, biting[b].param);
+
+			assert_true(at >= 0);
+			params[at] = biting[b].value;
+			bites = true;
+		}
+	return s == 0 || bites;
+}
+
 /* One perturbation at cut t: rows <= t of the output must stay within tolerance. */
 static void check_cut(const struct variant_ops *v, const struct attn_problem *p,
 		      const struct tensors *a, int t)
@@ -679,8 +722,8 @@ static void check_ignores_later_rows(const struct variant_ops *v, enum attn_patt
 }
 
 /*
- * Every variant at its defaults, a block-causal one (VARIANT_BLOCK_CAUSAL) at its strict
- * setting: rows <= t ignore every later row.
+ * Every variant in each of its settings, a block-causal one (VARIANT_BLOCK_CAUSAL) at its
+ * strict setting: rows <= t ignore every later row.
  */
 static void test_every_causal_variant_ignores_later_rows(void **state)
 {
@@ -692,13 +735,14 @@ static void test_every_causal_variant_ignores_later_rows(void **state)
 	for (int i = 0; i < variant_count(); i++) {
 		const struct variant_ops *v = variant_at(i);
 
-		variant_default_params(v, params);
-		variant_strict_causal_params(v, params);
-		for (int pi = 0; pi < COUNT(causal); pi++) {
-			if (!supports(v, causal[pi]))
-				continue;
-			check_ignores_later_rows(v, causal[pi], params);
-			checked++;
+		for (int s = 0; variant_setting(v, s, params); s++) {
+			variant_strict_causal_params(v, params);
+			for (int pi = 0; pi < COUNT(causal); pi++) {
+				if (!supports(v, causal[pi]))
+					continue;
+				check_ignores_later_rows(v, causal[pi], params);
+				checked++;
+			}
 		}
 	}
 	assert_true(checked > 0);
@@ -770,8 +814,20 @@ static void test_flash_with_small_tiles_ignores_later_rows(void **state)
 	}
 }
 
+/* Every entry of the biting table names a registered variant and one of its parameters. */
+static void test_every_biting_setting_names_a_declared_parameter(void **state)
+{
+	(void)state;
+	for (int b = 0; b < COUNT(biting); b++) {
+		const struct variant_ops *v = variant_find(biting[b].variant);
+
+		assert_non_null(v);
+		assert_true(variant_param_index(v, biting[b].param) >= 0);
+	}
+}
+
 /*
- * Calls check on every registered variant, with its default parameters, in each pattern
+ * Runs check on every registered variant, in each of its settings, for each pattern
  * it supports.
  */
 static void for_each_supported_pattern(void (*check)(const struct variant_ops *v,
@@ -782,10 +838,10 @@ static void for_each_supported_pattern(void (*check)(const struct variant_ops *v
 	for (int i = 0; i < variant_count(); i++) {
 		const struct variant_ops *v = variant_at(i);
 
-		variant_default_params(v, params);
-		for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++)
-			if (supports(v, pat))
-				check(v, pat, params);
+		for (int s = 0; variant_setting(v, s, params); s++)
+			for (int pat = 0; pat < ATTN_PATTERN_COUNT; pat++)
+				if (supports(v, pat))
+					check(v, pat, params);
 	}
 }
 
@@ -961,8 +1017,8 @@ static void test_every_decoding_variant_matches_its_causal_forward(void **state)
 		if (!decodes(v))
 			continue;
 		assert_true(supports(v, ATTN_CS));
-		variant_default_params(v, params);
-		checked += check_decode_shapes(v, params, &seed);
+		for (int s = 0; variant_setting(v, s, params); s++)
+			checked += check_decode_shapes(v, params, &seed);
 	}
 	assert_true(checked > 0);
 }
@@ -1120,6 +1176,7 @@ int main(void)
 		cmocka_unit_test(test_local_matches_an_independent_window_reference),
 		cmocka_unit_test(test_local_with_a_whole_sequence_window_equals_vanilla),
 		cmocka_unit_test(test_local_ignores_keys_outside_the_window),
+		cmocka_unit_test(test_every_biting_setting_names_a_declared_parameter),
 		cmocka_unit_test(test_every_causal_variant_ignores_later_rows),
 		cmocka_unit_test(test_hip_at_its_defaults_leaks_inside_a_query_block_only),
 		cmocka_unit_test(test_flash_with_small_tiles_ignores_later_rows),
