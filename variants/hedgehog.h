@@ -2,7 +2,9 @@
  * hedgehog.h - the plan-time fit of the hedgehog variant (hedgehog.c, VARIANTS.md
  * section 20), exported so that its tests can hold the fit to the catalogue: the loss
  * and its gradient at any W, b, and the W, b forward() computes for a query head.
- * Nothing else calls these; forward() and the decoder fit through the same code.
+ * Nothing else calls these; forward() and the decoder fit through the same code. Their
+ * products run on BLAS as the caller's thread settings have it: forward() fits each head
+ * on one thread, inside its parallel region.
  */
 #ifndef ATTNBENCH_HEDGEHOG_H
 #define ATTNBENCH_HEDGEHOG_H
