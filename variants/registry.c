@@ -36,6 +36,7 @@ extern const struct variant_ops sea_variant;
 extern const struct variant_ops cca_variant;
 extern const struct variant_ops s2attn_variant;
 extern const struct variant_ops lightning_variant;
+extern const struct variant_ops hedgehog_variant;
 extern const struct variant_ops agent_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order (a variant keeps its
@@ -68,6 +69,7 @@ static const struct variant_ops *const variants[] = {
 	&s2attn_variant,
 	/* the kernel, hybrid and normalisation attentions, in the catalogue's order */
 	&lightning_variant,
+	&hedgehog_variant,
 	&agent_variant,
 };
 
