@@ -83,11 +83,17 @@
 /* Keys per window score tile: the cs band of a chunk at the default window in one. */
 #define BASED_KEY_TILE 128
 
-/*
- * Below this many multiply-adds (plan: heads x d d'² of Gram-Schmidt; decode step:
- * slices x (f + window) x d) a parallel region costs more than it saves.
- */
+/* Below this many multiply-adds (heads x d d'² of Gram-Schmidt) the plan runs on one thread. */
 #define BASED_PARALLEL_MIN 32768
+/*
+ * A forward pass below this many multiply-adds of its Taylor products (slices x (n + m)
+ * x f x d), or a decode step below BASED_DECODE_PARALLEL_MIN (slices x (f + window) x
+ * d), runs on one thread: 0.1 ms of work or less, where waking the workers (microseconds
+ * on an idle machine, milliseconds on a loaded one) and their idle spin after the region
+ * cost about what the split saves.
+ */
+#define BASED_FORWARD_PARALLEL_MIN (1 << 22)
+#define BASED_DECODE_PARALLEL_MIN (1 << 20)
 
 enum based_param_index {
 	BASED_FEATURE_DIM,
@@ -111,8 +117,8 @@ static const struct variant_param based_params[] = {
 		.min		= -1,
 		.max		= 1048576,
 		.integer	= true,
-		.help		= "w: exact softmax on keys i-w..i (cs), |i-j| <= w (ns), Taylor "
-				  "beyond; -1 Taylor only; nc/cc are Taylor only",
+		.help		= "w: exact softmax on keys i-w..i (cs), |i-j| <= w "
+				  "(ns), Taylor beyond; -1 Taylor only; nc/cc are Taylor only",
 	},
 };
 
@@ -120,7 +126,7 @@ static const struct variant_param based_params[] = {
 struct based_config {
 	int dp;			/* d' = min(based.feature_dim, d) */
 	int f;			/* 1 + d' + d'² */
-	int w;			/* look-back, at most n (which already sees every key); -1 none */
+	int w;			/* look-back, at most n (then every key is in); -1 none */
 };
 
 static void based_config(const struct attn_problem *p, struct based_config *c)
@@ -409,7 +415,8 @@ static void right_sweep(struct based_slice *sl)
 	state_reset(sl);
 	for (int r0 = (n - 1) / BASED_CHUNK * BASED_CHUNK; r0 >= 0; r0 -= BASED_CHUNK) {
 		int rows = n - r0 < BASED_CHUNK ? n - r0 : BASED_CHUNK;
-		int kb0 = r0 + lag < n ? r0 + lag : n, kb1 = r0 + rows + lag < n ? r0 + rows + lag : n;
+		int kb0 = r0 + lag < n ? r0 + lag : n;
+		int kb1 = r0 + rows + lag < n ? r0 + rows + lag : n;
 		float *num = sl->out + (size_t)r0 * d;
 
 		if (kb1 <= kb0 && sl->state_keys == 0) {
@@ -433,7 +440,8 @@ static void left_sweep(struct based_slice *sl)
 	state_reset(sl);
 	for (int r0 = 0; r0 < n; r0 += BASED_CHUNK) {
 		int rows = n - r0 < BASED_CHUNK ? n - r0 : BASED_CHUNK;
-		int kb0 = r0 - lag > 0 ? r0 - lag : 0, kb1 = r0 + rows - lag > 0 ? r0 + rows - lag : 0;
+		int kb0 = r0 - lag > 0 ? r0 - lag : 0;
+		int kb1 = r0 + rows - lag > 0 ? r0 + rows - lag : 0;
 		float *o = sl->out + (size_t)r0 * d;
 
 		if (sl->w >= 0)
@@ -498,7 +506,8 @@ static int based_forward(const struct attn_problem *p, const float *q, const flo
 		goto out_free;
 
 	saved = blas_serial_begin();
-	#pragma omp parallel for schedule(dynamic)
+	#pragma omp parallel for schedule(dynamic) \
+		if ((double)slices * ((double)p->n + p->m) * c.f * d >= BASED_FORWARD_PARALLEL_MIN)
 	for (int sx = 0; sx < slices; sx++) {
 		int b = sx / p->heads, h = sx % p->heads;
 		size_t qo = problem_q_offset(p, b, h), kvo = problem_kv_offset(p, b, h);
@@ -628,7 +637,7 @@ struct based_decode {
 	float *states;		/* [batch][heads] Taylor states */
 	struct kv_cache cache;	/* the ring; position j in slot j % ring */
 	float *scratch;		/* [threads][f + ring]: φ of one row, window scores */
-	float *leaving;		/* [2][batch * kv_heads][d]: the key and value leaving the ring */
+	float *leaving;		/* [2][batch * kv_heads][d]: the pair leaving the ring */
 };
 
 static void based_decode_free(void *state)
@@ -737,7 +746,7 @@ static int based_decode_step(void *state, const float *q, const float *k, const 
 
 	saved = blas_serial_begin();
 	#pragma omp parallel for num_threads(st->threads) schedule(static) \
-		if ((double)slices * (f + keys) * d >= BASED_PARALLEL_MIN)
+		if ((double)slices * (f + keys) * d >= BASED_DECODE_PARALLEL_MIN)
 	for (int sx = 0; sx < slices; sx++) {
 		int b = sx / p->heads, h = sx % p->heads, kv = b * p->kv_heads + h / group;
 		const float *qi = q + (size_t)sx * d;
