@@ -655,6 +655,7 @@ static const struct {
 	{ "sea", "bin", 4 }, { "sea", "select", 2 },
 	{ "cca", "group", 4 }, { "cca", "window", 8 },
 	{ "s2attn", "group", 6 }, { "s2attn", "sinks", 2 },
+	{ "based", "window", 8 },
 	{ "lightning", "block", 7 },
 	{ "agent", "agents", 5 },
 };

@@ -35,6 +35,7 @@ extern const struct variant_ops hip_variant;
 extern const struct variant_ops sea_variant;
 extern const struct variant_ops cca_variant;
 extern const struct variant_ops s2attn_variant;
+extern const struct variant_ops based_variant;
 extern const struct variant_ops lightning_variant;
 extern const struct variant_ops hedgehog_variant;
 extern const struct variant_ops agent_variant;
@@ -68,6 +69,7 @@ static const struct variant_ops *const variants[] = {
 	&cca_variant,
 	&s2attn_variant,
 	/* the kernel, hybrid and normalisation attentions, in the catalogue's order */
+	&based_variant,
 	&lightning_variant,
 	&hedgehog_variant,
 	&agent_variant,
