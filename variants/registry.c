@@ -37,6 +37,7 @@ extern const struct variant_ops cca_variant;
 extern const struct variant_ops s2attn_variant;
 extern const struct variant_ops lightning_variant;
 extern const struct variant_ops agent_variant;
+extern const struct variant_ops softplus_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order (a variant keeps its
  * place, and so its line style in figures), then the newer ones. */
@@ -69,6 +70,7 @@ static const struct variant_ops *const variants[] = {
 	/* the kernel, hybrid and normalisation attentions, in the catalogue's order */
 	&lightning_variant,
 	&agent_variant,
+	&softplus_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
