@@ -521,8 +521,8 @@ static double softplus_flops(const struct attn_problem *p)
 const struct variant_ops softplus_variant = {
 	.name		= "softplus",
 	.family		= "normalisation",
-	.summary	= "LSSA/LSSAR: softplus of ln d ln n-scaled cosine scores, l1-normalised, "
-			  "re-weighted by max(0, n a - o)^p [reconstruction; all patterns harness]",
+	.summary	= "LSSA/LSSAR: softplus of ln d ln n-scaled cosines, l1-normalised, "
+			  "re-weighted by max(0, n a - o)^p [reconstruction, not the exact paper]",
 	.citation	= "Gao & Spratling 2025, Softplus Attention with Re-weighting Boosts "
 			  "Length Extrapolation in Large Language Models, arXiv preprint "
 			  "2501.13428",
