@@ -335,19 +335,19 @@ static float power_row(float *row, int n, float t, float inv, float p)
 }
 
 /*
- * Turns a row of key-scaled scores c_i q̂_i·k_j into the weights of its n visible keys
- * (those after are zeroed up to len, for the product with V) and returns their sum, by
- * which the output row is divided. `keys` is n_i, for o_i.
+ * Turns a row of scores c_i q̂_i·k_j, not yet divided by the key norms, into the weights
+ * of its n = n_i visible keys (those after are zeroed up to len, for the product with V)
+ * and returns their sum, by which the output row is divided.
  */
 static float row_weights(const struct softplus_setup *st, float *row, const float *kinv,
-			 int n, int len, int keys)
+			 int n, int len)
 {
 	float max_score = scale_columns(row, kinv, n), sum, max, t;
 
 	for (int j = n; j < len; j++)
 		row[j] = 0;
 	if (max_score < SOFTPLUS_TINY_BELOW) {
-		/* rare: plain expf, the largest becomes 1 */
+		/* rare, so plain expf; the largest weight is 1 */
 		sum = 0;
 		for (int j = 0; j < n; j++) {
 			row[j] = expf(row[j] - max_score);
@@ -359,7 +359,7 @@ static float row_weights(const struct softplus_setup *st, float *row, const floa
 	}
 	if (!st->reweight)
 		return sum;
-	t = (keys <= SOFTPLUS_SMALL_ROW ? 0 : st->offset) * sum / (float)keys;
+	t = (n <= SOFTPLUS_SMALL_ROW ? 0 : st->offset) * sum / (float)n;
 	/* Σ r = 0 when no weight is above t: keep a [harness] */
 	if (!(max > t))
 		return sum;
@@ -410,7 +410,7 @@ static void tile_run(struct softplus_tile *t, int q0, int rows)
 	for (int r = 0; r < rows; r++) {
 		int ni = t->causal ? q0 + r + 1 : t->m;
 
-		t->den[r] = row_weights(t->st, t->s + (size_t)r * keys, t->kinv, ni, keys, ni);
+		t->den[r] = row_weights(t->st, t->s + (size_t)r * keys, t->kinv, ni, keys);
 	}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, keys, 1.0f, t->s, keys,
 		    t->v, d, 0.0f, t->out + (size_t)q0 * d, d);
@@ -441,9 +441,9 @@ static int softplus_forward(const struct attn_problem *p, const float *q, const 
 	float *ws, *kinv;
 
 	softplus_setup(p, &st);
-	if ((double)threads * tile_floats(bq, p->m, p->d) * sizeof(float) > (double)SIZE_MAX)
-		return -ENOMEM;
 	per_thread = tile_floats(bq, p->m, p->d);
+	if ((double)threads * per_thread * sizeof(float) > (double)SIZE_MAX)
+		return -ENOMEM;
 	ws = attn_alloc((size_t)threads * per_thread * sizeof(float));
 	kinv = attn_alloc((size_t)keys * sizeof(float));
 	if (!ws || !kinv) {
