@@ -39,6 +39,7 @@ extern const struct variant_ops based_variant;
 extern const struct variant_ops lightning_variant;
 extern const struct variant_ops hedgehog_variant;
 extern const struct variant_ops agent_variant;
+extern const struct variant_ops softplus_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order (a variant keeps its
  * place, and so its line style in figures), then the newer ones. */
@@ -73,6 +74,7 @@ static const struct variant_ops *const variants[] = {
 	&lightning_variant,
 	&hedgehog_variant,
 	&agent_variant,
+	&softplus_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
