@@ -35,6 +35,7 @@ extern const struct variant_ops hip_variant;
 extern const struct variant_ops sea_variant;
 extern const struct variant_ops cca_variant;
 extern const struct variant_ops s2attn_variant;
+extern const struct variant_ops sparsemax_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order (a variant keeps its
  * place, and so its line style in figures), then the newer ones. */
@@ -64,6 +65,7 @@ static const struct variant_ops *const variants[] = {
 	&sea_variant,
 	&cca_variant,
 	&s2attn_variant,
+	&sparsemax_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
