@@ -129,10 +129,10 @@ static void transcription(const struct attn_problem *p, double scale, const floa
 			double *oh = out + problem_q_offset(p, b, h);
 
 			for (int i = 0; i < n; i++) {
+				size_t row = ((size_t)b * p->heads + h) * n + i;
 				int len = row_scores(p, scale, qh, kh, i, z);
 				double tau = tau_by_sort(z, len, sorted), *oi = oh + (size_t)i * d;
-				double *w = weights ? weights + (((size_t)b * p->heads + h) * n + i) * m
-						    : NULL;
+				double *w = weights ? weights + row * m : NULL;
 
 				for (int c = 0; c < d; c++)
 					oi[c] = 0;
@@ -150,7 +150,7 @@ static void transcription(const struct attn_problem *p, double scale, const floa
 	free(z);
 }
 
-/* Runs sparsemax at scale on a fresh N(0, 1) draw and checks it against the transcription. */
+/* Runs sparsemax at scale on a fresh N(0, 1) draw; checks it against the transcription. */
 static void check_transcription(const struct attn_problem *p, double scale, uint64_t seed)
 {
 	struct tensors t;
@@ -296,9 +296,10 @@ static void test_sparsemax_projects_the_catalogue_example(void **state)
 		for (int s = 0; s < 2; s++)
 			for (int i = 0; i < 3; i++) {
 				const float *o = t.o + ((size_t)s * 3 + i) * 16;
+				const float *row = pat == ATTN_CS ? want_cs[i] : want[i];
 
 				for (int j = 0; j < 3; j++)
-					assert_true(o[j] == (pat == ATTN_CS ? want_cs : want)[i][j]);
+					assert_true(o[j] == row[j]);
 				for (int c = 3; c < 16; c++)
 					assert_true(o[c] == 0);
 			}
@@ -343,7 +344,8 @@ static void test_sparsemax_rows_are_convex_with_exact_zeros(void **state)
 
 				for (int j = 0; j < m; j++) {
 					assert_true(o[j] >= 0);
-					assert_float_equal(o[j], w[(size_t)r * m + j], TOLERANCE);
+					assert_float_equal(o[j], w[(size_t)r * m + j],
+							   TOLERANCE);
 					sum += o[j];
 					zeros += j < len && o[j] == 0.0f;
 					if (j >= len)
@@ -426,7 +428,8 @@ static void test_sparsemax_a_lead_of_one_gives_a_one_hot_row(void **state)
 				for (int c = 1; c < d; c++)
 					t.q[r * d + c] = 0;
 			for (int j = 0; j < m; j++) {
-				t.k[(size_t)j * d] = (float)(-(double)(rng_next(&g) % 2048) / 1024);
+				/* a multiple of 1/1024 in (-2, 0] */
+				t.k[(size_t)j * d] = -(float)(rng_next(&g) % 2048) / 1024;
 				if (j != best)
 					top = fmax(top, t.k[(size_t)j * d]);
 			}
@@ -434,8 +437,11 @@ static void test_sparsemax_a_lead_of_one_gives_a_one_hot_row(void **state)
 			one_hot_values(&t, &p);
 			run(sparsemax(), &p, &t);
 			for (int r = 0; r < 2 * n; r++)
-				for (int c = 0; c < d; c++)
-					assert_true(t.o[(size_t)r * d + c] == (c == best ? 1.0f : 0.0f));
+				for (int c = 0; c < d; c++) {
+					float want = c == best ? 1.0f : 0.0f;
+
+					assert_true(t.o[(size_t)r * d + c] == want);
+				}
 			tensors_release(&t);
 		}
 }
@@ -561,7 +567,7 @@ static void test_sparsemax_workspace_is_a_tile_of_scores(void **state)
 	assert_true(c < sizeof(float) * 2048 * 2048 / 16);
 }
 
-/* Every key and value of every KV head, float32: 2 B Hkv M d 4 bytes, whatever the scale. */
+/* Every key and value of every KV head, float32: 2 B Hkv M d 4 bytes, at any scale. */
 static void test_sparsemax_state_bytes_are_the_kv_cache(void **state)
 {
 	static const double scale[] = { 1, 0.01, 50 };

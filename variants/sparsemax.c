@@ -15,16 +15,15 @@
  *  1. the tile's scores against the keys it may see by one single-threaded sgemm (cs:
  *     only keys up to the tile's last row, so key tiles above the diagonal are never
  *     scored), into a rows x keys buffer: a thread's workspace is O(tile x M);
- *  2. per row, the exact threshold, without sorting the row: tau >= max z - 1 (the
- *     largest score alone gives sum_j max(z_j - tau, 0) >= max z - tau), so only scores
- *     >= max z - 1 can be in the support; they are gathered, then Michelot's pivot
- *     iteration runs on them: tau = (sum of the set - 1) / |set|, drop every value
- *     <= tau, repeat until nothing drops. tau never decreases and the set always holds
- *     the support, so the fixed point is the set {z > tau} with tau = (sum over it - 1) /
- *     its size: the sort formula's k* and tau, exactly (sums in double). Rows not
- *     settled after SPARSEMAX_PIVOT_PASSES passes sort what is left (all values above
- *     the last tau, so it still holds the support) and apply the catalogue's formula to
- *     it, which bounds the worst case at O(c log c) for c candidates;
+ *  2. per row, the exact threshold, without sorting the row: scores are shifted by the
+ *     row's maximum (the projection commutes with a shift; see struct row_cut), and tau
+ *     >= -1 (the largest score alone weighs 1 there), so only scores within 1 of the
+ *     maximum can be in the support; they are copied out, then Michelot's pivot
+ *     iteration runs on them: tau = (sum of the set - 1) / |set|, the set becomes
+ *     {z > tau}, until it stops shrinking. tau never decreases and the set always holds
+ *     the support, so the fixed point is the support with the sort formula's tau, from
+ *     sums in double (threshold() has the argument). A few vector passes over a few
+ *     dozen values at the default scale, not a sort of the row;
  *  3. the weighted sum of the values. The weights are sparse: at the default scale on
  *     unit-variance data a row keeps a handful of its thousands of keys, so a gather
  *     (sum over the support of p_j v_j, d multiply-adds per kept key, found again by a
@@ -49,7 +48,6 @@
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #if defined(__AVX2__)
@@ -71,20 +69,14 @@
 #define SPARSEMAX_LINE 16
 
 /*
- * Pivot passes before the threshold sorts what is left. Unit-variance scores settle in
- * 1 to 6 passes (flat rows, e.g. at scale 0.1, in 8 to 10); the first passes shrink the
- * set the most, down to a few times the support, and sorting that rest is cheaper than
- * more passes would be, and bounds the worst case at O(c log c).
- */
-#define SPARSEMAX_PIVOT_PASSES 4
-
-/*
  * The weighted sum runs as a dense sgemm when the tile's supports hold at least this
- * share (1/8) of its allowed pairs. Measured on 2 cores of an AMD EPYC (Zen 5) at d = 64,
- * M = 4096: the gather, which reads each kept value row once per query row, breaks even
- * with the sgemm at about 1/10 of the keys kept.
+ * share (1/10) of its allowed pairs. Measured on one core of an AMD EPYC (Zen 5) at
+ * d = 64, M = 4096, unit-variance inputs, flattened by smaller scales: the gather, which
+ * reads each kept value row once per query row, is ahead by 20% at 4% of the keys kept
+ * and by 40% at the default scale (a few keys), even at about 7 to 9%, and behind from
+ * about 15% on (by 2x at 37%).
  */
-#define SPARSEMAX_DENSE_SHARE 8
+#define SPARSEMAX_DENSE_SHARE 10
 
 #define SPARSEMAX_SCALE_DEFAULT 1.0	/* VARIANTS.md section 23 */
 
@@ -116,6 +108,18 @@ static size_t round_up(size_t x, size_t to)
 
 /* ---- the threshold of one row ---- */
 
+/*
+ * A row's projection: p_j = max((z_j - shift) - tau, 0), with shift the row's largest
+ * score and tau in [-1, 0) the threshold of the shifted scores (the projection commutes
+ * with a shift). Shifting first keeps tau small, so that float resolves it as finely as
+ * the weights need even when the scores are large; z_j - shift is exact for every key
+ * that can be in the support once |shift| >= 2 (Sterbenz), and within a rounding of 1
+ * below that.
+ */
+struct row_cut {
+	float shift, tau;
+};
+
 /* Largest of z[0..len) (len >= 1). */
 static float max_of(const float *z, int len)
 {
@@ -140,113 +144,135 @@ static float max_of(const float *z, int len)
 }
 
 /*
- * Copies the values of z[0..len) that are >= bound into val, in order; returns how many.
- * Few pass at the default scale, so the compare runs eight at a time and only the hits
- * are copied one by one.
+ * Copies w_j = z_j - shift for the j < len with w_j >= -1 into val, in order; returns
+ * how many, and their sum (in double) in *sum. Only these can be in the support: tau >=
+ * -1, as the largest score alone weighs 1 at tau = -1. At the default scale few pass,
+ * so the compare runs eight at a time and only the hits are copied one by one.
  */
-static int candidates(const float *z, int len, float bound, float *val)
+static int candidates(const float *z, int len, float shift, float *val, double *sum)
 {
+	double s = 0;
 	int c = 0, j = 0;
 
 #ifdef SPARSEMAX_AVX2
-	const __m256 b = _mm256_set1_ps(bound);
+	const __m256 sh = _mm256_set1_ps(shift), lo = _mm256_set1_ps(-1.0f);
 
 	for (; j + 8 <= len; j += 8) {
-		int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(z + j), b,
-							   _CMP_GE_OQ));
+		__m256 w = _mm256_sub_ps(_mm256_loadu_ps(z + j), sh);
+		int hit = _mm256_movemask_ps(_mm256_cmp_ps(w, lo, _CMP_GE_OQ));
 
 		while (hit) {
-			val[c++] = z[j + __builtin_ctz(hit)];
+			float x = z[j + __builtin_ctz(hit)] - shift;
+
+			val[c++] = x;
+			s += x;
 			hit &= hit - 1;
 		}
 	}
 #endif
-	for (; j < len; j++)
-		if (z[j] >= bound)
-			val[c++] = z[j];
+	for (; j < len; j++) {
+		float x = z[j] - shift;
+
+		if (x >= -1.0f) {
+			val[c++] = x;
+			s += x;
+		}
+	}
+	*sum = s;
 	return c;
 }
 
-static int descending(const void *a, const void *b)
+/* How many of val[0..c) are above t; their sum (in double) in *sum. */
+static int sum_above(const float *val, int c, float t, double *sum)
 {
-	float x = *(const float *)a, y = *(const float *)b;
+	double s = 0;
+	int count = 0, j = 0;
 
-	return (x < y) - (x > y);
-}
+#ifdef SPARSEMAX_AVX2
+	const __m256 tv = _mm256_set1_ps(t);
+	/* four chains of double additions hide their latency */
+	__m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+	double lanes[4];
 
-/*
- * The catalogue's formula on val[0..c), which holds the support: sort descending, k* =
- * the largest k with 1 + k z_(k) > sum_{r<=k} z_(r), tau = (sum_{r<=k*} z_(r) - 1) / k*.
- * Reorders val; *support = k*.
- */
-static double threshold_sorted(float *val, int c, int *support)
-{
-	double sum = 0, tau_sum = val[0];
-	int kstar = 1;
+	for (; j + 16 <= c; j += 16) {
+		__m256 x = _mm256_loadu_ps(val + j), y = _mm256_loadu_ps(val + j + 8);
+		__m256 mx = _mm256_cmp_ps(x, tv, _CMP_GT_OQ);
+		__m256 my = _mm256_cmp_ps(y, tv, _CMP_GT_OQ);
 
-	qsort(val, c, sizeof(*val), descending);
-	for (int k = 1; k <= c; k++) {
-		sum += val[k - 1];
-		if (1 + (double)k * val[k - 1] > sum) {
-			kstar = k;
-			tau_sum = sum;
-		}
+		x = _mm256_and_ps(mx, x);
+		y = _mm256_and_ps(my, y);
+		a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(x)));
+		a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
+		a2 = _mm256_add_pd(a2, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+		a3 = _mm256_add_pd(a3, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
+		count += __builtin_popcount(_mm256_movemask_ps(mx)) +
+			 __builtin_popcount(_mm256_movemask_ps(my));
 	}
-	*support = kstar;
-	return (tau_sum - 1) / kstar;
+	a0 = _mm256_add_pd(_mm256_add_pd(a0, a1), _mm256_add_pd(a2, a3));
+	_mm256_storeu_pd(lanes, a0);
+	s = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+#endif
+	for (; j < c; j++)
+		if (val[j] > t) {
+			s += val[j];
+			count++;
+		}
+	*sum = s;
+	return count;
 }
 
 /*
- * The exact sparsemax threshold of the values val[0..c), which must include every
- * value of the row above max - 1 and the maximum itself (the rest of the row is below
- * the threshold and does not change it). Michelot's pivot iteration, then the sort
- * formula on what is left if it has not settled after SPARSEMAX_PIVOT_PASSES passes.
- * Reorders and overwrites val; *support = the size of the support, {z > tau}.
+ * The threshold of the shifted candidates val[0..c) (those >= -1, with the maximum, 0,
+ * among them), whose sum is sum; *support = the size of the support {w > tau}.
+ *
+ * Michelot's pivot iteration, which is Newton's method from the left on f(tau) =
+ * sum_j max(w_j - tau, 0) - 1: tau = (sum of the set - 1) / |set|, then the set becomes
+ * {w > tau}, until it stops shrinking. Every value dropped is <= tau, so tau never
+ * decreases and the set always holds the support; at the fixed point the set is {w >
+ * tau} and tau = (its sum - 1) / its size: the sort formula's tau, as its k* (the
+ * largest k with 1 + k w_(k) > sum_{r<=k} w_(r)) is the size of {w > tau}.
+ * Sums are in double, tau is rounded to float once per pass.
+ *
+ * Each pass that does not stop drops a value, so there are at most c passes; random rows
+ * take 1 to 6 (flat ones, e.g. at scale 0.01, up to about 10), and a search for slow
+ * inputs found none above 9. The maximum, 0, is never dropped: tau = the set's mean -
+ * 1/|set| < 0. The passes scan the candidates without compacting them: vector compares
+ * and sums beat a compaction's dependent stores, and there are few candidates unless
+ * the row is flat.
  */
-static double threshold(float *val, int c, int *support)
+static float threshold(const float *val, int c, double sum, int *support)
 {
-	double sum = 0, tau;
+	float tau = (float)((sum - 1) / c);
+	int k = c;
 
-	for (int j = 0; j < c; j++)
-		sum += val[j];
-	tau = (sum - 1) / c;
-	for (int pass = 0; pass < SPARSEMAX_PIVOT_PASSES; pass++) {
-		double kept_sum = 0;
-		int kept = 0;
+	for (;;) {
+		int kept = sum_above(val, c, tau, &sum);
+		float next;
 
-		/* branch-free: every value is written at kept, which moves on for a kept one */
-		for (int j = 0; j < c; j++) {
-			float x = val[j];
-			int keep = x > tau;
-
-			val[kept] = x;
-			kept += keep;
-			kept_sum += keep ? x : 0.0;
-		}
-		/* the maximum is always kept: tau < max, as the mean of the set is <= max */
-		if (kept == c) {
-			*support = c;
-			return tau;
-		}
-		c = kept;
-		tau = (kept_sum - 1) / c;
+		if (kept == k)
+			break;
+		k = kept;
+		next = (float)((sum - 1) / k);
+		/* never below the last tau, which rounding could otherwise give */
+		tau = next > tau ? next : tau;
 	}
-	return threshold_sorted(val, c, support);
+	*support = k;
+	return tau;
 }
 
 /*
- * *tau_f = the row's threshold rounded to float: the weighted sum takes the support as
- * {j : z_j > tau_f} and p_j = z_j - tau_f (a key within rounding of tau has p_j ~ 0
- * either way). cand is scratch of len floats. Returns the size of the support (as
- * found in double, which may differ from the float one by such keys: it only steers
- * the choice of route for the weighted sum).
+ * The projection of z[0..len) into *cut; cand is scratch of len floats. Returns the size
+ * of the support, which steers the choice of route for the weighted sum only (a key
+ * within rounding of tau has p_j ~ 0 either way).
  */
-static int row_threshold(const float *z, int len, float *cand, float *tau_f)
+static int row_threshold(const float *z, int len, float *cand, struct row_cut *cut)
 {
-	float max = max_of(z, len);
-	int c = candidates(z, len, max - 1.0f, cand), support;
+	double sum;
+	int c, support;
 
-	*tau_f = (float)threshold(cand, c, &support);
+	cut->shift = max_of(z, len);
+	c = candidates(z, len, cut->shift, cand, &sum);
+	cut->tau = threshold(cand, c, sum, &support);
 	return support;
 }
 
@@ -259,37 +285,41 @@ static inline void axpy(float *out, float w, const float *x, int d)
 		out[c] += w * x[c];
 }
 
-/* out = sum over j < len with z_j > tau of (z_j - tau) v_j, in ascending j. */
-static void row_gather(const float *z, int len, float tau, const float *v, int d, float *out)
+/* out = sum over the j < len in the support of p_j v_j, in ascending j. */
+static void row_gather(const float *z, int len, struct row_cut cut, const float *v, int d,
+		       float *out)
 {
 	int j = 0;
 
 	memset(out, 0, sizeof(float) * d);
 #ifdef SPARSEMAX_AVX2
-	const __m256 t = _mm256_set1_ps(tau);
+	const __m256 sh = _mm256_set1_ps(cut.shift), t = _mm256_set1_ps(cut.tau);
 
 	for (; j + 8 <= len; j += 8) {
-		int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(z + j), t,
-							   _CMP_GT_OQ));
+		__m256 w = _mm256_sub_ps(_mm256_loadu_ps(z + j), sh);
+		int hit = _mm256_movemask_ps(_mm256_cmp_ps(w, t, _CMP_GT_OQ));
 
 		while (hit) {
 			int at = j + __builtin_ctz(hit);
 
-			axpy(out, z[at] - tau, v + (size_t)at * d, d);
+			axpy(out, (z[at] - cut.shift) - cut.tau, v + (size_t)at * d, d);
 			hit &= hit - 1;
 		}
 	}
 #endif
-	for (; j < len; j++)
-		if (z[j] > tau)
-			axpy(out, z[j] - tau, v + (size_t)j * d, d);
+	for (; j < len; j++) {
+		float w = z[j] - cut.shift;
+
+		if (w > cut.tau)
+			axpy(out, w - cut.tau, v + (size_t)j * d, d);
+	}
 }
 
-/* z[0..ld) = max(z - tau, 0) on the first len entries, 0 after them. */
-static void row_weights(float *z, int len, int ld, float tau)
+/* z[0..ld) = the weights p_j on the first len entries, 0 after them. */
+static void row_weights(float *z, int len, int ld, struct row_cut cut)
 {
 	for (int j = 0; j < len; j++) {
-		float w = z[j] - tau;
+		float w = (z[j] - cut.shift) - cut.tau;
 
 		z[j] = w > 0 ? w : 0;
 	}
@@ -309,7 +339,7 @@ struct sparsemax_tile {
 	int lds;		/* row stride of s */
 	float *s;		/* scores, then weights: rows x lds */
 	float *cand;		/* one row's candidates: lds floats */
-	float *tau;		/* per row of the tile */
+	struct row_cut *cut;	/* per row of the tile */
 };
 
 static void tile_run(struct sparsemax_tile *t, int q0, int rows)
@@ -324,20 +354,24 @@ static void tile_run(struct sparsemax_tile *t, int q0, int rows)
 	for (int r = 0; r < rows; r++) {
 		int len = t->causal ? q0 + r + 1 : kend;
 
-		nnz += row_threshold(t->s + (size_t)r * t->lds, len, t->cand, &t->tau[r]);
+		nnz += row_threshold(t->s + (size_t)r * t->lds, len, t->cand, &t->cut[r]);
 		pairs += len;
 	}
 	if (nnz * SPARSEMAX_DENSE_SHARE >= pairs) {
-		for (int r = 0; r < rows; r++)
-			row_weights(t->s + (size_t)r * t->lds, t->causal ? q0 + r + 1 : kend,
-				    kend, t->tau[r]);
+		for (int r = 0; r < rows; r++) {
+			int len = t->causal ? q0 + r + 1 : kend;
+
+			row_weights(t->s + (size_t)r * t->lds, len, kend, t->cut[r]);
+		}
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d, kend, 1.0f,
 			    t->s, t->lds, t->v, d, 0.0f, o, d);
 		return;
 	}
-	for (int r = 0; r < rows; r++)
-		row_gather(t->s + (size_t)r * t->lds, t->causal ? q0 + r + 1 : kend, t->tau[r],
-			   t->v, d, o + (size_t)r * d);
+	for (int r = 0; r < rows; r++) {
+		int len = t->causal ? q0 + r + 1 : kend;
+
+		row_gather(t->s + (size_t)r * t->lds, len, t->cut[r], t->v, d, o + (size_t)r * d);
+	}
 }
 
 static int sparsemax_forward(const struct attn_problem *p, const float *q, const float *k,
@@ -347,7 +381,8 @@ static int sparsemax_forward(const struct attn_problem *p, const float *q, const
 	int tiles_q = (p->n + bq - 1) / bq, threads = max_threads(), saved;
 	long items = (long)p->batch * p->heads * tiles_q;
 	size_t lds = round_up((size_t)p->m, SPARSEMAX_LINE);
-	size_t per_thread = (bq + 1) * lds + round_up(bq, SPARSEMAX_LINE);
+	/* scores, one row's candidates, the rows' cuts (two floats each) */
+	size_t per_thread = (bq + 1) * lds + round_up(2 * bq, SPARSEMAX_LINE);
 	float *ws;
 
 	if (per_thread > SIZE_MAX / sizeof(float) / (size_t)threads)
@@ -368,7 +403,7 @@ static int sparsemax_forward(const struct attn_problem *p, const float *q, const
 			.lds	= (int)lds,
 			.s	= base,
 			.cand	= base + (size_t)bq * lds,
-			.tau	= base + (size_t)(bq + 1) * lds,
+			.cut	= (struct row_cut *)(base + (size_t)(bq + 1) * lds),
 		};
 
 		/* Dynamic: cs tiles differ in work; the last (largest) tiles go first. */
