@@ -477,11 +477,11 @@ static void test_sparsemax_scale_multiplies_sigma(void **state)
 /*
  * cs: changing Q, K and V rows after t moves rows <= t by rounding at most (a tile's
  * choice of route for the weighted sum reads its later rows); cc: changing Q rows after
- * t does. Cuts inside and between the 32-row tiles, at every scale.
+ * t does. Cuts inside and between the 64-row tiles, at every scale.
  */
 static void test_sparsemax_rows_ignore_later_positions(void **state)
 {
-	static const int cuts[] = { 0, 5, 31, 32, 100 };
+	static const int cuts[] = { 0, 5, 63, 64, 100 };
 
 	(void)state;
 	for (int pat = ATTN_CS; pat <= ATTN_CC; pat += ATTN_CC - ATTN_CS)
@@ -550,21 +550,21 @@ static size_t forward_peak(const struct attn_problem *p)
 }
 
 /*
- * The workspace is a tile of scores per thread, O(tile x M): the same for 64 and 2048
+ * The workspace is a tile of scores per thread, O(tile x M): the same for 64 and 8192
  * query rows, twice as much for twice the keys, and far below one n x m score matrix.
  */
 static void test_sparsemax_workspace_is_a_tile_of_scores(void **state)
 {
 	struct attn_problem few = problem(1, 2, 2, 64, 1024, 64, ATTN_NC, NULL);
-	struct attn_problem many = problem(1, 2, 2, 2048, 1024, 64, ATTN_NC, NULL);
-	struct attn_problem wide = problem(1, 2, 2, 2048, 2048, 64, ATTN_NS, NULL);
+	struct attn_problem many = problem(1, 2, 2, 8192, 1024, 64, ATTN_NC, NULL);
+	struct attn_problem wide = problem(1, 2, 2, 64, 2048, 64, ATTN_NC, NULL);
 	size_t a = forward_peak(&few), b = forward_peak(&many), c = forward_peak(&wide);
 
 	(void)state;
 	assert_true(a > 0);
 	assert_int_equal(a, b);
 	assert_true(c > b + b / 2 && c < 2 * b + b / 16);
-	assert_true(c < sizeof(float) * 2048 * 2048 / 16);
+	assert_true(b < sizeof(float) * 8192 * 1024 / 16);
 }
 
 /* Every key and value of every KV head, float32: 2 B Hkv M d 4 bytes, at any scale. */
