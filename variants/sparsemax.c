@@ -33,6 +33,8 @@
  *     the scores (zeros outside the support) and one sgemm with V does the sum, as it
  *     reuses each value row for the whole tile. The choice is made per tile from that
  *     tile's own data, so it is deterministic; the two routes differ by rounding only.
+ *     As the choice reads every row of the tile, a later row of the tile can change the
+ *     rounding of an earlier one (by 4e-8 in `check`'s causality test), never more.
  *
  * GQA (section 31): there is no work that depends on K and V alone (no features, no
  * summaries): scores, threshold and support are per query row, so they stay per query
