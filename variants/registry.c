@@ -40,6 +40,7 @@ extern const struct variant_ops lightning_variant;
 extern const struct variant_ops hedgehog_variant;
 extern const struct variant_ops agent_variant;
 extern const struct variant_ops softplus_variant;
+extern const struct variant_ops sparsemax_variant;
 
 /* Exact first, then CAB's efficient attentions in the catalogue's order (a variant keeps its
  * place, and so its line style in figures), then the newer ones. */
@@ -75,6 +76,7 @@ static const struct variant_ops *const variants[] = {
 	&hedgehog_variant,
 	&agent_variant,
 	&softplus_variant,
+	&sparsemax_variant,
 };
 
 static const char *const pattern_names[ATTN_PATTERN_COUNT] = {
