@@ -210,9 +210,17 @@ out_free:
 	return ret;
 }
 
+/* The pass on the inputs and one per perturbed position (three). */
+static double causality_cost(const struct cell *c, double forward, int visits)
+{
+	(void)c;
+	return visits * 4 * forward;
+}
+
 const struct task_ops causality_task = {
 	.name = "causality",
 	.summary = "perturb what a causal row must not see; rows <= t must not move",
 	.patterns = PATTERN_BIT(ATTN_CS) | PATTERN_BIT(ATTN_CC),
 	.run = causality_run,
+	.cost = causality_cost,
 };

@@ -163,10 +163,20 @@ out_free_tensors:
 	return ret;
 }
 
+/*
+ * Each visit: the full causal pass, then every position stepped (together about another
+ * pass, and a call's own overhead each).
+ */
+static double decode_cost(const struct cell *c, double forward, int visits)
+{
+	return visits * (2 * forward + (c->n + DECODE_TOKENS) * 2e-6);
+}
+
 const struct task_ops decode_task = {
 	.name = "decode",
 	.summary = "per-token latency and state of incremental decoding after a prefix",
 	.patterns = PATTERN_BIT(ATTN_CS),
 	.run = decode_run,
 	.summarise = decode_summarise,
+	.cost = decode_cost,
 };

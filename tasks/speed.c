@@ -1,6 +1,7 @@
 /*
  * speed.c - latency, work rate and workspace of one forward pass (SPEC sections 4, 5).
  */
+#include <math.h>
 #include <stdlib.h>
 
 #include "inputs.h"
@@ -88,10 +89,19 @@ out_free:
 	return ret;
 }
 
+/* Warm-up calls in every visit, then the repeats and time shared by the visits. */
+static double speed_cost(const struct cell *c, double forward, int visits)
+{
+	double timed = fmax(c->measure.min_seconds, c->measure.min_repeats * forward);
+
+	return visits * c->measure.warmup * forward + timed;
+}
+
 const struct task_ops speed_task = {
 	.name = "speed",
 	.summary = "latency (median, 95% CI, IQR), GFLOP/s and workspace over a length sweep",
 	.patterns = PATTERNS_ALL,
 	.run = speed_run,
 	.summarise = speed_summarise,
+	.cost = speed_cost,
 };

@@ -139,6 +139,15 @@ struct task_ops {
 	 * time (SPEC section 5). 0, or -EINVAL without samples.
 	 */
 	int (*summarise)(const struct cell *c, struct cell_result *r);
+
+	/*
+	 * Optional: the seconds the cell's passes take, estimated from `forward`, the seconds
+	 * of one forward pass of its variant at its shape, when measured in `visits` visits
+	 * (rounds; 1 for an untimed task), sharing the repeats and time as summarise() says.
+	 * Only ratios between cells matter (run --shard balances by them). Without it: one
+	 * forward pass per visit.
+	 */
+	double (*cost)(const struct cell *c, double forward, int visits);
 };
 
 /* The registry (tasks/registry.c). */

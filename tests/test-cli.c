@@ -511,6 +511,101 @@ static void test_a_killed_run_resumes_to_the_same_cells(void **state)
 	free(o);
 }
 
+static int compare_strings(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The data lines of a CSV (its header dropped) into lines[], sorted; their count. */
+static int sorted_lines(char *csv, char **lines, int max)
+{
+	int n = 0;
+
+	for (char *line = strtok(strstr(csv, "\r\n") + 2, "\r\n"); line && n < max;
+	     line = strtok(NULL, "\r\n"))
+		lines[n++] = line;
+	qsort(lines, (size_t)n, sizeof(*lines), compare_strings);
+	return n;
+}
+
+/*
+ * run --shard K/N: the shards of a suite hold exactly its cells, one shard's run each with
+ * the unsharded run's suite identity; a shard killed mid-run and started again with the
+ * same command is resumed, and once complete, the command does nothing.
+ */
+static void test_shards_hold_the_suite_s_cells_and_resume_by_themselves(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	char *expected = uninterrupted_keys(), *got = NULL, *want[64], *have[64], db_path[3][300];
+	char suite_id[80] = "", *shard_ids[3], *header;
+	size_t got_len = 0;
+	int n_want, n_have;
+	pid_t pid;
+
+	(void)state;
+	run(o, "query", "--db", path_in_tmp("resume-ref.db"), "--csv",
+	    "SELECT suite_id FROM runs WHERE id = 1", NULL);
+	snprintf(suite_id, sizeof(suite_id), "%s", strstr(o->out, "\r\n") + 2);
+	assert_int_equal(strlen(suite_id), 64 + 2);	/* and its CRLF */
+	for (int k = 0; k < 3; k++) {
+		char shard[8];
+
+		snprintf(db_path[k], sizeof(db_path[k]), "%s/shard-%d.db", tmpdir, k + 1);
+		snprintf(shard, sizeof(shard), "%d/3", k + 1);
+		unlink(db_path[k]);
+		if (k == 1) {	/* killed after its first cells, then the same command again */
+			pid = start("run", "--suite", path_in_tmp("resume.csv"), "--db",
+				    db_path[k], "--repeats", "3", "--min-time", "0.02", "--threads",
+				    "1", "--shard", shard, "-q", NULL);
+			assert_true(wait_for_cells(db_path[k], 2));
+			kill(pid, SIGKILL);
+			finish_binary(o, pid, tmpdir);
+		}
+		run(o, "run", "--suite", path_in_tmp("resume.csv"), "--db", db_path[k],
+		    "--repeats", "3", "--min-time", "0.02", "--threads", "1", "--shard", shard,
+		    "-q", NULL);
+		assert_int_equal(o->status, 0);
+		run(o, "run", "--suite", path_in_tmp("resume.csv"), "--db", db_path[k],
+		    "--repeats", "3", "--min-time", "0.02", "--threads", "1", "--shard", shard,
+		    NULL);
+		assert_int_equal(o->status, 0);
+		assert_non_null(strstr(o->err, "complete: nothing to do"));
+		run(o, "query", "--db", db_path[k], "--csv", "SELECT count(*), min(status),"
+		    " min(suite_id), min(shard), min(shards) FROM runs", NULL);
+		shard_ids[k] = strdup(strstr(o->out, "\r\n") + 2);
+		assert_non_null(strstr(shard_ids[k], "1,complete,"));
+		assert_int_equal(strncmp(shard_ids[k] + strlen("1,complete,"), suite_id, 64), 0);
+		cell_keys(o, db_path[k], "1");
+		assert_int_equal(o->status, 0);
+		{
+			char *body = strstr(o->out, "\r\n") + 2;
+			size_t len = strlen(body);
+
+			got = realloc(got, got_len + len + 1);
+			memcpy(got + got_len, body, len + 1);
+			got_len += len;
+		}
+		free(shard_ids[k]);
+	}
+	/* the shards' lines under the reference's header, then both sorted */
+	header = malloc(strlen(expected) + got_len + 1);
+	assert_non_null(header);
+	snprintf(header, strlen(expected) + 1, "%s", expected);
+	strstr(header, "\r\n")[2] = '\0';
+	strcat(header, got);
+	free(got);
+	got = header;
+	n_want = sorted_lines(expected, want, 64);
+	n_have = sorted_lines(got, have, 64);
+	assert_int_equal(n_have, n_want);
+	assert_true(n_want > 20);
+	for (int i = 0; i < n_want; i++)
+		assert_string_equal(have[i], want[i]);
+	free(got);
+	free(expected);
+	free(o);
+}
+
 /*
  * SIGTERM (a scheduler's first signal): the cell running finishes, the run is marked
  * interrupted, the driver says how to resume and exits 130; the resume finishes it.
@@ -1507,6 +1602,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_outputs_never_replace_a_database),
 		cmocka_unit_test(test_two_runs_share_a_database_while_it_is_read),
 		cmocka_unit_test(test_a_killed_run_resumes_to_the_same_cells),
+		cmocka_unit_test(test_shards_hold_the_suite_s_cells_and_resume_by_themselves),
 		cmocka_unit_test(test_a_terminated_run_says_how_to_resume_and_does),
 		cmocka_unit_test(test_bad_input_exits_2_and_leaves_the_database_unchanged),
 		cmocka_unit_test(test_check_passes_the_exact_variants_and_names_its_checks),

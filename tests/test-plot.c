@@ -1139,8 +1139,8 @@ static void make_hostile_db(const char *path, bool every_column, char *vanilla_o
 			   "SELECT m.name || ' ' || p.name FROM sqlite_master m,"
 			   " pragma_table_info(m.name) p WHERE m.type = 'table' AND p.type = 'TEXT'"
 			   " AND p.name NOT IN ('started', 'finished', 'status')" :
-			   "SELECT 'runs ' || name FROM pragma_table_info('runs')"
-			   " WHERE type = 'TEXT' AND name NOT IN ('started', 'finished', 'status')",
+			   "SELECT 'runs ' || name FROM pragma_table_info('runs') WHERE type ="
+			   " 'TEXT' AND name NOT IN ('started', 'finished', 'status', 'suite_id')",
 			   names, 128);
 	for (int i = 0; i < n; i++) {
 		char *column = strchr(names[i], ' ');

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "queries.h"
 #include "store.h"
 #include "store-test.h"
 
@@ -268,8 +269,15 @@ static void test_store_migrates_an_empty_file_to_the_current_version(void **stat
  * Back to version 2 by hand: the columns and the view versions 3 and 4 added, taken out
  * (version 4's CHECK on cells.status stays: it only allows one status more).
  */
+/* Back to version 5: the suite identity of runs gone. */
+#define UNDO_VERSION_6 \
+	"ALTER TABLE runs DROP COLUMN suite_id;" \
+	"ALTER TABLE runs DROP COLUMN shard;" \
+	"ALTER TABLE runs DROP COLUMN shards;"
+
 /* Back to version 4: the tables version 5 added gone, and its view (which reads them). */
 #define UNDO_VERSION_5 \
+	UNDO_VERSION_6 \
 	"DROP VIEW results;" \
 	"CREATE VIEW results AS SELECT c.id AS cell_id FROM cells c;" \
 	"DROP TABLE plugins;" \
@@ -424,6 +432,37 @@ static void test_store_migrates_version_4_to_loaded_files(void **state)
 	store_close(s);
 }
 
+/* A version 5 file gains the suite identity of runs: empty for its runs, then settable. */
+static void test_store_migrates_version_5_to_suite_identity(void **state)
+{
+	char path[256], why[256];
+	struct store *s;
+	int64_t run = 0;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/v5.db", tmpdir);
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	assert_int_equal(sqlite3_exec(store_db(s),
+		UNDO_VERSION_6
+		"INSERT INTO runs (id, started, status) VALUES (7, 'then', 'complete');"
+		"PRAGMA user_version = 5", NULL, NULL, NULL), SQLITE_OK);
+	store_close(s);
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	assert_float_equal(query_double(s, "PRAGMA user_version"), STORE_SCHEMA_VERSION, 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM runs WHERE id = 7 AND"
+					" suite_id IS NULL AND shard IS NULL"), 1, 0);
+	assert_int_equal(store_find_shard(store_db(s), "ab12", 2, 4, &run), -ENOENT);
+	assert_int_equal(store_set_run_suite(s, 7, "ab12", 2, 4), 0);
+	assert_int_equal(store_find_shard(store_db(s), "ab12", 2, 4, &run), 0);
+	assert_int_equal(run, 7);
+	assert_int_equal(store_find_shard(store_db(s), "ab12", 1, 4, &run), -ENOENT);
+	/* unsharded: the identity alone */
+	assert_int_equal(store_set_run_suite(s, 7, "ab12", 0, 0), 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM runs WHERE suite_id = 'ab12'"
+					" AND shard IS NULL AND shards IS NULL"), 1, 0);
+	store_close(s);
+}
+
 static void test_params_json_lists_every_declared_param(void **state)
 {
 	struct cell c = test_cell();
@@ -454,6 +493,7 @@ int main(void)
 		cmocka_unit_test(test_store_migrates_version_2_to_rounds),
 		cmocka_unit_test(test_store_migrates_version_3_keeping_cells_and_their_rows),
 		cmocka_unit_test(test_store_migrates_version_4_to_loaded_files),
+		cmocka_unit_test(test_store_migrates_version_5_to_suite_identity),
 		cmocka_unit_test(test_params_json_lists_every_declared_param),
 	};
 

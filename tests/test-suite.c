@@ -9,10 +9,13 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "plan.h"
+#include "rounds.h"
+#include "shard.h"
 #include "suite.h"
 
 static struct suite suite;	/* large; static keeps it off the stack */
@@ -256,6 +259,172 @@ static void test_plan_refuses_impossible_selections(void **state)
 	assert_non_null(strstr(why, "nothing to run"));
 }
 
+/* Whether a and b are the same cell of a plan (shards copy cells, in plan order). */
+static bool same_cell(const struct cell *a, const struct cell *b)
+{
+	return a->variant == b->variant && a->task == b->task && a->pattern == b->pattern &&
+	       a->n == b->n && a->m == b->m && a->d == b->d && a->heads == b->heads &&
+	       a->kv_heads == b->kv_heads && a->batch == b->batch && a->regime == b->regime &&
+	       a->seed == b->seed && !memcmp(a->params, b->params, sizeof(a->params));
+}
+
+static void plan_suite(const char *name, struct cell **cells, size_t *count)
+{
+	struct selection sel = { .threads = 1 };
+	char why[512];
+
+	assert_int_equal(suite_load(name, &suite, why, sizeof(why)), 0);
+	assert_int_equal(plan_cells(&suite, &sel, cells, count, why, sizeof(why)), 0);
+}
+
+/*
+ * The shards of a plan hold every cell exactly once, in plan order, the same on every
+ * call; their estimated costs add up to the plan's, recomputed cell by cell, and differ by
+ * at most a shard's share or the dearest cell (longest-first into the least loaded).
+ */
+static void test_shards_hold_every_cell_once_balanced_by_cost(void **state)
+{
+	static const char *const names[] = { "quick", "default" };
+	static const int ns[] = { 1, 2, 3, 7, 16 };
+
+	(void)state;
+	for (int s = 0; s < 2; s++)
+		for (int t = 0; t < 5; t++) {
+			struct cell *all, *part;
+			size_t count, *seen;
+			double cost[16], total = 0, dearest = 0, least = INFINITY, most = 0;
+			int n = ns[t];
+
+			plan_suite(names[s], &all, &count);
+			seen = calloc(count, sizeof(*seen));
+			assert_non_null(seen);
+			for (size_t i = 0; i < count; i++) {
+				double c = shard_cell_cost(&all[i], ROUNDS_DEFAULT);
+
+				assert_true(c > 0);
+				total += c;
+				dearest = fmax(dearest, c);
+			}
+			for (int k = 1; k <= n; k++) {
+				size_t got = count, at = 0, again = count;
+				struct cell *twice = malloc(count * sizeof(*twice));
+				double sum = 0;
+
+				part = malloc(count * sizeof(*part));
+				assert_non_null(part);
+				assert_non_null(twice);
+				memcpy(part, all, count * sizeof(*part));
+				memcpy(twice, all, count * sizeof(*twice));
+				assert_int_equal(shard_select(part, &got, (struct shard){ k, n },
+							      ROUNDS_DEFAULT, cost), 0);
+				assert_int_equal(shard_select(twice, &again, (struct shard){ k, n },
+							      ROUNDS_DEFAULT, NULL), 0);
+				assert_int_equal(got, again);
+				for (size_t i = 0; i < got; i++) {
+					assert_true(same_cell(&part[i], &twice[i]));
+					/* in plan order: find it after the last one found */
+					while (at < count && !same_cell(&all[at], &part[i]))
+						at++;
+					assert_true(at < count);
+					seen[at]++;
+					sum += shard_cell_cost(&part[i], ROUNDS_DEFAULT);
+				}
+				assert_float_equal(sum, cost[k - 1], 1e-6 * total);
+				least = fmin(least, cost[k - 1]);
+				most = fmax(most, cost[k - 1]);
+				free(part);
+				free(twice);
+			}
+			for (size_t i = 0; i < count; i++)
+				assert_int_equal(seen[i], 1);
+			assert_true(most - least <= fmax(total / n, dearest) + 1e-9);
+			if (n == 1)
+				assert_float_equal(most, total, 1e-6 * total);
+			free(seen);
+			free(all);
+		}
+}
+
+/*
+ * The timed cells of one shape go to one shard while they fit in a shard's share; cost
+ * grows with the work (a speed cell at N = 1024 over one at 256, the same variant).
+ */
+static void test_shards_keep_a_shape_s_timed_cells_together(void **state)
+{
+	struct cell *all, *part;
+	size_t count, got;
+	int shapes = 0;
+
+	(void)state;
+	plan_suite("quick", &all, &count);
+	for (int k = 1; k <= 2; k++) {
+		part = malloc(count * sizeof(*part));
+		assert_non_null(part);
+		memcpy(part, all, count * sizeof(*part));
+		got = count;
+		assert_int_equal(shard_select(part, &got, (struct shard){ k, 2 }, ROUNDS_DEFAULT,
+					      NULL), 0);
+		/* every timed cell of the shard: all of its shape's cells are here too */
+		for (size_t i = 0; i < got; i++) {
+			size_t here = 0, planned = 0;
+
+			if (!rounds_timed(&part[i]))
+				continue;
+			for (size_t j = 0; j < got; j++)
+				here += rounds_timed(&part[j]) && part[j].task == part[i].task &&
+					part[j].pattern == part[i].pattern && part[j].n == part[i].n &&
+					part[j].d == part[i].d;
+			for (size_t j = 0; j < count; j++)
+				planned += all[j].task == part[i].task &&
+					   all[j].pattern == part[i].pattern && all[j].n == part[i].n &&
+					   all[j].d == part[i].d;
+			assert_int_equal(here, planned);
+			shapes++;
+		}
+		free(part);
+	}
+	assert_true(shapes > 0);
+	for (size_t i = 0; i < count; i++)
+		for (size_t j = 0; j < count; j++)
+			if (all[i].variant == all[j].variant && all[i].task == all[j].task &&
+			    !strcmp(all[i].task->name, "speed") && all[i].pattern == all[j].pattern &&
+			    all[i].n == 256 && all[j].n == 1024)
+				assert_true(shard_cell_cost(&all[j], 3) > shard_cell_cost(&all[i], 3));
+	free(all);
+}
+
+/* The suite identity: the plan's, whatever the shard; another seed, another suite. */
+static void test_suite_identity_is_the_plan_s(void **state)
+{
+	char a[SHA256_HEX_LEN], b[SHA256_HEX_LEN], c[SHA256_HEX_LEN], why[128];
+	struct cell *all;
+	size_t count;
+	struct shard s;
+
+	(void)state;
+	plan_suite("quick", &all, &count);
+	assert_int_equal(shard_suite_id(all, count, 0, 3, a), 0);
+	assert_int_equal(shard_suite_id(all, count, 0, 3, b), 0);
+	assert_string_equal(a, b);
+	assert_int_equal(strlen(a), 64);
+	assert_int_equal(shard_suite_id(all, count, 1, 3, c), 0);
+	assert_string_not_equal(a, c);
+	assert_int_equal(shard_suite_id(all, count, 0, 5, c), 0);
+	assert_string_not_equal(a, c);
+	assert_int_equal(shard_suite_id(all, count - 1, 0, 3, c), 0);
+	assert_string_not_equal(a, c);
+	free(all);
+	assert_int_equal(shard_parse("3/16", &s, why, sizeof(why)), 0);
+	assert_int_equal(s.k, 3);
+	assert_int_equal(s.n, 16);
+	for (const char *const *bad = (const char *const[]){ "0/4", "5/4", "1/0", "4", "1/",
+			"/4", "1/4x", " 1/4", "1/4097", "-1/4", "99999999999999999999/4", NULL };
+	     *bad; bad++) {
+		assert_int_equal(shard_parse(*bad, &s, why, sizeof(why)), -EINVAL);
+		assert_non_null(strstr(why, "K/N"));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -268,6 +437,9 @@ int main(void)
 		cmocka_unit_test(test_plan_skips_unsupported_patterns_and_counts_cells),
 		cmocka_unit_test(test_plan_gives_every_variant_the_same_inputs),
 		cmocka_unit_test(test_plan_refuses_impossible_selections),
+		cmocka_unit_test(test_shards_hold_every_cell_once_balanced_by_cost),
+		cmocka_unit_test(test_shards_keep_a_shape_s_timed_cells_together),
+		cmocka_unit_test(test_suite_identity_is_the_plan_s),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

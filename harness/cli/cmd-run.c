@@ -23,6 +23,7 @@
 #include "resume.h"
 #include "rounds.h"
 #include "run-loop.h"
+#include "shard.h"
 #include "store.h"
 #include "tensor-sets.h"
 #include "threads.h"
@@ -63,6 +64,9 @@ const char usage_run[] =
 	"  --min-time S        timed seconds at least per cell (default: the suite's)\n"
 	"  --rounds N          measure timed cells in N interleaved rounds, each in a fresh\n"
 	"                      random order, sharing the repeats and time (default 3)\n"
+	"  --shard K/N         run shard K of N of the suite's cells, balanced by estimated\n"
+	"                      cost (for job arrays: see 'attnbench slurm'); again on a\n"
+	"                      database holding that shard's run, it resumes it\n"
 	"  --time-limit S      wall-clock limit per cell (default 600)\n"
 	"  --mem-limit GIB     address-space limit per cell (default 90% of RAM)\n"
 	"  --db PATH           database (default " DEFAULT_DB ")\n"
@@ -74,7 +78,7 @@ enum {
 	OPT_SUITE = 256, OPT_VARIANTS, OPT_TASKS, OPT_PATTERNS, OPT_LENGTHS, OPT_DIMS,
 	OPT_HEADS, OPT_KV_HEADS, OPT_BATCH, OPT_SET, OPT_SEED, OPT_THREADS, OPT_REPEATS,
 	OPT_MIN_TIME, OPT_ROUNDS, OPT_TIME_LIMIT, OPT_MEM_LIMIT, OPT_DB, OPT_DRY_RUN,
-	OPT_RESUME, OPT_PLUGIN, OPT_INPUTS,
+	OPT_RESUME, OPT_PLUGIN, OPT_INPUTS, OPT_SHARD,
 };
 
 static const struct option run_options[] = {
@@ -100,6 +104,7 @@ static const struct option run_options[] = {
 	{ "resume", no_argument, NULL, OPT_RESUME },
 	{ "plugin", required_argument, NULL, OPT_PLUGIN },
 	{ "inputs", required_argument, NULL, OPT_INPUTS },
+	{ "shard", required_argument, NULL, OPT_SHARD },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -110,6 +115,7 @@ struct run_args {
 	const char *db;
 	const char *inputs;	/* --inputs, or NULL */
 	struct selection sel;
+	struct shard shard;	/* --shard K/N, or n = 0 */
 	int repeats, rounds;
 	double min_time, time_limit, mem_limit_gib;
 	bool dry_run, quiet;
@@ -219,6 +225,9 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 			break;
 		case OPT_INPUTS:
 			a->inputs = optarg;
+			break;
+		case OPT_SHARD:
+			ret = shard_parse(optarg, &a->shard, why, sizeof(why));
 			break;
 		case OPT_PLUGIN:	/* loaded before parsing; again if abbreviated */
 			ret = option_plugin(optarg);
@@ -415,6 +424,77 @@ static void print_plan(const struct cell *cells, size_t count)
 }
 
 /*
+ * Keeps the cells of --shard K/N; with --dry-run, says what the shard holds against the
+ * whole suite. 0, or an exit status after a one-line error.
+ */
+static int take_shard(const struct run_args *a, struct cell *cells, size_t *count,
+		      const char *suite_id)
+{
+	double *cost = calloc((size_t)a->shard.n, sizeof(*cost)), least, most, total = 0;
+	size_t all = *count;
+
+	if (!cost || shard_select(cells, count, a->shard, a->rounds, cost)) {
+		free(cost);
+		return error("out of memory");
+	}
+	least = most = cost[0];
+	for (int k = 0; k < a->shard.n; k++) {
+		total += cost[k];
+		least = cost[k] < least ? cost[k] : least;
+		most = cost[k] > most ? cost[k] : most;
+	}
+	if (a->dry_run)
+		printf("shard %d/%d of suite %.12s: %zu of %zu cells, estimated cost %.1f of %.1f "
+		       "(shards %.1f to %.1f; nominal seconds)\n", a->shard.k, a->shard.n, suite_id,
+		       *count, all, cost[a->shard.k - 1], total, least, most);
+	free(cost);
+	return 0;
+}
+
+/*
+ * run --shard K/N into a database that already holds that shard's run (the same suite):
+ * a job re-submitted after a failure finishes it instead of starting again. *handled is
+ * set when so: the run was complete (nothing to do) or it was resumed; the exit status
+ * is returned.
+ */
+static int shard_again(const struct run_args *a, const char *suite_id, bool *handled)
+{
+	struct store *st = NULL;
+	char why[512], status[32], id[32];
+	int64_t run;
+	int ret;
+
+	*handled = false;
+	if (access(a->db, F_OK))
+		return 0;
+	if (store_open(a->db, 0, &st, why, sizeof(why)))
+		return error("cannot open database '%s': %s", a->db, why);
+	ret = store_find_shard(store_db(st), suite_id, a->shard.k, a->shard.n, &run);
+	if (!ret)
+		ret = store_run_status(store_db(st), run, status, sizeof(status));
+	if (ret == -EIO)
+		ret = error("cannot read '%s': %s", a->db, store_errmsg(st));
+	store_close(st);
+	if (ret)
+		return ret == -ENOENT ? 0 : ret;
+	*handled = true;
+	if (!strcmp(status, "complete")) {
+		if (!a->quiet)
+			fprintf(stderr, "run %lld in %s already holds shard %d/%d of this suite, "
+				"complete: nothing to do\n", (long long)run, a->db, a->shard.k,
+				a->shard.n);
+		return EXIT_OK;
+	}
+	snprintf(id, sizeof(id), "%lld", (long long)run);
+	{
+		char *args[] = { "attnbench", "run", "--resume", id, "--db", (char *)a->db,
+				 a->quiet ? "-q" : NULL, NULL };
+
+		return cmd_run(a->quiet ? 6 : 5, args + 1);
+	}
+}
+
+/*
  * Whether some cell's own tensors cannot fit in the address-space limit (0: none): such a
  * plan is refused before anything runs, with the first such cell named.
  */
@@ -510,7 +590,7 @@ int cmd_run(int argc, char **argv)
 	size_t count;
 	bool progress, resuming;
 	double peak, started = timing_now();
-	char why[512];
+	char why[512], suite_id[SHA256_HEX_LEN];
 	char loop_why[PATH_MAX + 512];	/* room for the database's path and SQLite's message */
 	int ret = parse_args(argc, argv, &a);
 
@@ -544,6 +624,19 @@ int cmd_run(int argc, char **argv)
 	if (plan_cells(suite, &a.sel, &cells, &count, why, sizeof(why))) {
 		ret = error("%s", why);
 		goto out;
+	}
+	if (shard_suite_id(cells, count, a.sel.seed, a.rounds, suite_id)) {
+		ret = error("out of memory");
+		goto out;
+	}
+	if (a.shard.n) {
+		bool handled = false;
+
+		ret = take_shard(&a, cells, &count, suite_id);
+		if (!ret && !resuming && !a.dry_run)
+			ret = shard_again(&a, suite_id, &handled);
+		if (ret || handled)
+			goto out;
 	}
 	if (a.dry_run) {
 		print_plan(cells, count);
@@ -588,6 +681,8 @@ int cmd_run(int argc, char **argv)
 		ret = resume_take_over(st, target.run, prov.values[PROV_DRIVER]);
 	} else {
 		ret = run_loop_begin(&rl, &prov);
+		if (!ret)
+			ret = store_set_run_suite(st, rl.runs[0], suite_id, a.shard.k, a.shard.n);
 		if (!ret && inputs)
 			ret = record_inputs(st, rl.runs[0], inputs);
 	}

@@ -38,6 +38,9 @@ const struct csv_column csv_run_columns[R_COUNT] = {
 	[R_OMP_WAIT_POLICY] = { "omp_wait_policy", K_TEXT, false },
 	[R_DRIVER] = { "driver", K_TEXT, false },
 	[R_ARGUMENTS] = { "arguments", K_TEXT, false },
+	[R_SUITE_ID] = { "suite_id", K_NAME, false },
+	[R_SHARD] = { "shard", K_SIZE, false },
+	[R_SHARDS] = { "shards", K_SIZE, false },
 };
 
 const struct csv_column csv_cell_columns[C_COUNT] = {

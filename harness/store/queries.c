@@ -62,6 +62,25 @@ int store_run_status(sqlite3 *db, int64_t run, char *buf, size_t len)
 	return ret;
 }
 
+int store_find_shard(sqlite3 *db, const char *suite_id, int shard, int shards, int64_t *run)
+{
+	sqlite3_stmt *st;
+	int ret;
+
+	if (sqlite3_prepare_v2(db, "SELECT id FROM runs WHERE suite_id = ?1 AND shard = ?2 AND"
+			       " shards = ?3 ORDER BY id DESC LIMIT 1", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, suite_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, shard);
+	sqlite3_bind_int(st, 3, shards);
+	ret = step_once(st);
+	if (!ret)
+		*run = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return ret;
+}
+
 /* The text of a one-row, one-column query on run (?1) and key (?2, ?3) into buf. */
 static int query_text(sqlite3 *db, const char *sql, int64_t run, const char *key,
 		      const char *key2, char *buf, size_t len)

@@ -23,6 +23,12 @@
  */
 int store_latest_run(sqlite3 *db, int64_t *run);
 
+/*
+ * The newest run of suite_id that ran shard `shard` of `shards` (run --shard), into *run.
+ * Returns 0; -ENOENT when there is none; -EIO on trouble.
+ */
+int store_find_shard(sqlite3 *db, const char *suite_id, int shard, int shards, int64_t *run);
+
 /* 0 when the run is in the database; -ENOENT when not; -EIO on trouble. */
 int store_find_run(sqlite3 *db, int64_t run);
 

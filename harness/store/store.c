@@ -185,6 +185,14 @@ static const char *const migrations[] = {
 	") WITHOUT ROWID;"
 	"DROP VIEW results;"
 	RESULTS_VIEW_5,
+
+	/*
+	 * 6: the suite a run belongs to, the SHA-256 of its whole plan (shard.h), and for
+	 * run --shard K/N its slice: merge tells the shards of one suite by them.
+	 */
+	"ALTER TABLE runs ADD COLUMN suite_id TEXT;"
+	"ALTER TABLE runs ADD COLUMN shard INTEGER;"
+	"ALTER TABLE runs ADD COLUMN shards INTEGER;",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -423,6 +431,26 @@ int store_set_run_peak(struct store *s, int64_t run_id, double sgemm_gflops)
 {
 	return update_run(s, "UPDATE runs SET sgemm_gflops = ? WHERE id = ?", run_id, NULL,
 			  sgemm_gflops);
+}
+
+int store_set_run_suite(struct store *s, int64_t run_id, const char *suite_id, int shard,
+			int shards)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, "UPDATE runs SET suite_id = ?1, shard = ?2, shards = ?3"
+			       " WHERE id = ?4", -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_text(st, 1, suite_id, -1, SQLITE_STATIC);
+	if (shards > 0) {
+		sqlite3_bind_int(st, 2, shard);
+		sqlite3_bind_int(st, 3, shards);
+	}
+	sqlite3_bind_int64(st, 4, run_id);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
 /* Runs an INSERT of the run id and up to four texts; 0 or -EIO. */
