@@ -1353,6 +1353,58 @@ static void test_import_refuses_bad_files_and_leaves_the_database_unchanged(void
 	free(o);
 }
 
+/*
+ * merge and run --shard: a suite missing a shard is merged with a warning naming it and
+ * exit 1, whole once it comes; a second run of one shard, or shards of one suite cut in
+ * another number, is refused with one line and exit 2, the output untouched.
+ */
+static void test_merge_names_missing_and_refuses_repeated_shards(void **state)
+{
+	static const char suite[] =
+		"task,variants,patterns,lengths,dims,heads,kv_heads,batch,regimes\n"
+		"fidelity,vanilla flash linear local,ns cs,64 96,16,2,,1,gaussian\n";
+	struct outcome *o = malloc(sizeof(*o));
+	const char *out = path_in_tmp("shards-merged.db"), *csv = path_in_tmp("shards.csv");
+	char db_path[4][300], *before, *after;
+	long len_before, len_after;
+	static const char *const shard[] = { "1/2", "2/2", "2/2", "1/3" };
+
+	(void)state;
+	write_text(csv, suite);
+	unlink(out);
+	for (int i = 0; i < 4; i++) {
+		snprintf(db_path[i], sizeof(db_path[i]), "%s/shards-%d.db", tmpdir, i);
+		unlink(db_path[i]);
+		run(o, "run", "--suite", csv, "--db", db_path[i], "--threads", "1", "--shard",
+		    shard[i], "-q", NULL);
+		assert_int_equal(o->status, 0);
+	}
+	run(o, "merge", out, db_path[0], NULL);
+	assert_int_equal(o->status, 1);
+	assert_non_null(strstr(o->err, "1 of 2 shards, missing 2"));
+	run(o, "merge", out, db_path[1], NULL);
+	assert_int_equal(o->status, 0);
+	assert_string_equal(o->err, "");
+	run(o, "query", "--db", out, "--csv", "SELECT count(*) FROM cells", NULL);
+	assert_string_equal(o->out, "count(*)\r\n16\r\n");
+	len_before = read_file(out, &before);
+	run(o, "merge", out, db_path[2], NULL);
+	assert_int_equal(o->status, 2);
+	assert_int_equal(strchr(o->err, '\n') - o->err + 1, (long)strlen(o->err));
+	assert_non_null(strstr(o->err, "shard 2/2 of suite "));
+	run(o, "merge", out, db_path[3], NULL);
+	assert_int_equal(o->status, 2);
+	assert_int_equal(strchr(o->err, '\n') - o->err + 1, (long)strlen(o->err));
+	assert_non_null(strstr(o->err, "has shards of 2"));
+	assert_non_null(strstr(o->err, "and of 3"));
+	len_after = read_file(out, &after);
+	assert_int_equal(len_after, len_before);
+	assert_memory_equal(before, after, (size_t)len_before);
+	free(before);
+	free(after);
+	free(o);
+}
+
 /* Two shards into one: the union, both provenances, duplicates refused, OUT unchanged. */
 static void test_merge_combines_shards_and_refuses_duplicates(void **state)
 {
@@ -1612,6 +1664,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_export_and_import_round_trip_nasty_fields),
 		cmocka_unit_test(test_import_refuses_bad_files_and_leaves_the_database_unchanged),
 		cmocka_unit_test(test_merge_combines_shards_and_refuses_duplicates),
+		cmocka_unit_test(test_merge_names_missing_and_refuses_repeated_shards),
 		cmocka_unit_test(test_compare_finds_a_real_regression_and_fails_on_it),
 		cmocka_unit_test(test_compare_aa_stores_two_interleaved_runs_and_reports_a_rate),
 	};

@@ -36,6 +36,29 @@ static void remove_new_output(const char *out)
 	unlink(side);
 }
 
+/*
+ * After a merge: each suite run in shards (run --shard) whose shards are not all in out
+ * and finished, a warning line; EXIT_FAILED when there is one (the merge itself stands).
+ */
+static int shards_whole(const char *out)
+{
+	struct store *st;
+	char why[1024], what[2048];
+	int suites;
+
+	if (store_open(out, STORE_READONLY, &st, why, sizeof(why)))
+		return error("cannot open database '%s': %s", out, why);
+	suites = merge_shards_missing(store_db(st), what, sizeof(what));
+	if (suites < 0)
+		suites = error("cannot read the shards of '%s': %s", out, store_errmsg(st));
+	store_close(st);
+	if (suites <= 0)
+		return suites < 0 ? suites : EXIT_OK;
+	for (char *line = strtok(what, "\n"); line; line = strtok(NULL, "\n"))
+		warning("%s (merge the rest in when they are done)", line);
+	return EXIT_FAILED;
+}
+
 int cmd_merge(int argc, char **argv)
 {
 	const char *out, *const *inputs;
@@ -83,5 +106,5 @@ int cmd_merge(int argc, char **argv)
 	}
 	printf("merged %lld runs (%lld cells) from %d database%s into '%s'\n",
 	       (long long)runs, (long long)cells, n, n == 1 ? "" : "s", out);
-	return EXIT_OK;
+	return shards_whole(out);
 }

@@ -25,6 +25,8 @@ struct run_identity {
 	char *started, *hostname, *command;
 	int source;		/* -1: the output; else the input's index */
 	int64_t id;
+	char *suite_id;		/* schema 6 on: the suite, and the shard of run --shard */
+	int shard, shards;	/* 0 when not a shard */
 };
 
 static int compare_text(const char *a, const char *b)
@@ -271,8 +273,9 @@ static int read_identities(const char *path, int source, bool may_be_new,
 		ret = why_fail(-EPROTO, why, why_len, "'%s' is not an attnbench database", path);
 		goto out;
 	}
-	if (sqlite3_prepare_v2(db, "SELECT id, started, hostname, command FROM runs", -1, &st,
-			       NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(db, version >= 6 ? "SELECT id, started, hostname, command,"
+			       " suite_id, shard, shards FROM runs" : "SELECT id, started, hostname,"
+			       " command, NULL, NULL, NULL FROM runs", -1, &st, NULL) != SQLITE_OK)
 		goto sqlite_trouble;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		struct run_identity *r;
@@ -287,6 +290,9 @@ static int read_identities(const char *path, int source, bool may_be_new,
 		r->started = column_strdup(st, 1, &nomem);
 		r->hostname = column_strdup(st, 2, &nomem);
 		r->command = column_strdup(st, 3, &nomem);
+		r->suite_id = column_strdup(st, 4, &nomem);
+		r->shard = sqlite3_column_int(st, 5);
+		r->shards = sqlite3_column_int(st, 6);
 		if (nomem)
 			break;
 	}
@@ -311,6 +317,54 @@ out:
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return ret;
+}
+
+static const char *source_name(const struct run_identity *r, const char *out_path,
+			       const char *const *inputs)
+{
+	return r->source < 0 ? out_path : inputs[r->source];
+}
+
+static int by_shard(const void *x, const void *y)
+{
+	const struct run_identity *a = x, *b = y;
+	int c = compare_text(a->suite_id, b->suite_id);
+
+	if (!c)
+		c = (a->shard > b->shard) - (a->shard < b->shard);
+	if (!c)
+		c = (a->shards > b->shards) - (a->shards < b->shards);
+	return c;
+}
+
+/*
+ * The shards among ids[0..count) (sorted here by suite and shard): one run per shard of a
+ * suite, and one shard count per suite. 0, or -EEXIST / -EINVAL with a reason in why.
+ */
+static int check_shards(struct run_identity *ids, size_t count, const char *out_path,
+			const char *const *inputs, char *why, size_t why_len)
+{
+	qsort(ids, count, sizeof(*ids), by_shard);
+	for (size_t i = 1; i < count; i++) {
+		const struct run_identity *a = &ids[i - 1], *b = &ids[i];
+
+		if (!a->shards || !b->shards || compare_text(a->suite_id, b->suite_id))
+			continue;
+		if (a->shards != b->shards)
+			return why_fail(-EINVAL, why, why_len, "suite %.12s has shards of %d "
+					"('%s', run %lld) and of %d ('%s', run %lld): their cells "
+					"overlap", a->suite_id, a->shards,
+					source_name(a, out_path, inputs), (long long)a->id,
+					b->shards, source_name(b, out_path, inputs),
+					(long long)b->id);
+		if (a->shard == b->shard)
+			return why_fail(-EEXIST, why, why_len, "shard %d/%d of suite %.12s is both "
+					"run %lld of '%s' and run %lld of '%s'", a->shard, a->shards,
+					a->suite_id, (long long)a->id,
+					source_name(a, out_path, inputs), (long long)b->id,
+					source_name(b, out_path, inputs));
+	}
+	return 0;
 }
 
 int merge_check(const char *out_path, const char *const *inputs, int n,
@@ -360,10 +414,13 @@ int merge_check(const char *out_path, const char *const *inputs, int n,
 					inputs[a->source]);
 		}
 	}
+	if (!ret)
+		ret = check_shards(ids, count, out_path, inputs, why, why_len);
 	for (size_t i = 0; i < count; i++) {
 		free(ids[i].started);
 		free(ids[i].hostname);
 		free(ids[i].command);
+		free(ids[i].suite_id);
 	}
 	free(ids);
 	return ret;
@@ -656,4 +713,53 @@ int merge_databases(sqlite3 *db, const char *const *inputs, int n, int64_t *runs
 		*runs = *cells = 0;
 	}
 	return ret;
+}
+
+int merge_shards_missing(sqlite3 *db, char *what, size_t len)
+{
+	sqlite3_stmt *st;
+	int rc, suites = 0;
+	size_t used = 0;
+
+	what[0] = '\0';
+	if (sqlite3_prepare_v2(db, "SELECT suite_id, shards, shard, status NOT IN ('complete',"
+			       " 'failed') FROM runs WHERE shards IS NOT NULL ORDER BY suite_id,"
+			       " shard", -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	rc = sqlite3_step(st);
+	while (rc == SQLITE_ROW) {
+		char suite[72], missing[256] = "", unfinished[256] = "";
+		int shards = sqlite3_column_int(st, 1), expect = 1, held = 0;
+		size_t m = 0, u = 0;
+
+		snprintf(suite, sizeof(suite), "%s", (const char *)sqlite3_column_text(st, 0));
+		/* the rows of this suite: its shards in order, gaps are the missing ones */
+		do {
+			int k = sqlite3_column_int(st, 2);
+
+			for (; expect < k && m < sizeof(missing); expect++)
+				m += (size_t)snprintf(missing + m, sizeof(missing) - m, "%s%d",
+						      m ? ", " : "", expect);
+			expect = k + 1;
+			held++;
+			if (sqlite3_column_int(st, 3) && u < sizeof(unfinished))
+				u += (size_t)snprintf(unfinished + u, sizeof(unfinished) - u,
+						      "%s%d", u ? ", " : "", k);
+			rc = sqlite3_step(st);
+		} while (rc == SQLITE_ROW &&
+			 !strcmp((const char *)sqlite3_column_text(st, 0), suite));
+		for (; expect <= shards && m < sizeof(missing); expect++)
+			m += (size_t)snprintf(missing + m, sizeof(missing) - m, "%s%d",
+					      m ? ", " : "", expect);
+		if (!m && !u)
+			continue;
+		suites++;
+		if (used < len)
+			used += (size_t)snprintf(what + used, len - used, "%ssuite %.12s: %d of %d "
+						 "shards%s%s%s%s", used ? "\n" : "", suite, held,
+						 shards, m ? ", missing " : "", missing,
+						 u ? ", unfinished " : "", unfinished);
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? suites : -EIO;
 }

@@ -2,7 +2,8 @@
  * merge.h - whole attnbench databases into one: every run of the inputs, with its
  * provenance, cells, metrics, samples, trials and run metrics, gets new ids in the
  * output. A run whose identity (started, hostname, command) is already in the output
- * or in another input is refused, and then nothing is written.
+ * or in another input is refused, and then nothing is written; so are two runs of one
+ * shard of a suite, or shards of one suite cut in two ways (run --shard, shard.h).
  */
 #ifndef ATTNBENCH_MERGE_H
 #define ATTNBENCH_MERGE_H
@@ -15,11 +16,13 @@
  * Checks, without writing anything, that the databases at inputs[0..n) can be merged
  * into out_path (which may not exist yet): each input is an attnbench database of this
  * schema version or older, every row of every input table holds what import would
- * accept (validate.h), and no run identity occurs twice among the output's runs and the
- * inputs'. Returns 0; -ENOENT for a missing input; -EPROTO for a file that is not SQLite,
- * not an attnbench database or newer; -EINVAL for a refused row (why names input, table,
- * row, column and what it accepts) or an input that is the output under any name
- * (the same device and inode); -EEXIST for a duplicate run; -EIO for SQLite trouble.
+ * accept (validate.h), no run identity occurs twice among the output's runs and the
+ * inputs', nor a shard of a suite, and a suite's shards are cut one way. Returns 0;
+ * -ENOENT for a missing input; -EPROTO for a file that is not SQLite, not an attnbench
+ * database or newer; -EINVAL for a refused row (why names input, table, row, column and
+ * what it accepts), an input that is the output under any name (the same device and
+ * inode) or shard counts that differ; -EEXIST for a duplicate run or shard; -EIO for
+ * SQLite trouble.
  */
 int merge_check(const char *out_path, const char *const *inputs, int n,
 		char *why, size_t why_len);
@@ -37,5 +40,12 @@ int merge_check(const char *out_path, const char *const *inputs, int n,
  */
 int merge_databases(sqlite3 *db, const char *const *inputs, int n, int64_t *runs,
 		    int64_t *cells, char *why, size_t why_len);
+
+/*
+ * The suites of db whose shards (run --shard) are not all there and finished: one line
+ * per such suite in what ("suite 1a2b3c4d5e6f: 14 of 16 shards, missing 3, 9,
+ * unfinished 12"), as much as fits. Returns their number, or -EIO.
+ */
+int merge_shards_missing(sqlite3 *db, char *what, size_t len);
 
 #endif
