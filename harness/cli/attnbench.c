@@ -33,6 +33,8 @@ static const struct command commands[] = {
 	{ "import", cmd_import, usage_import, "add runs from a CSV file written by export", false },
 	{ "merge", cmd_merge, usage_merge,
 	  "combine databases from several machines or shards into one", false },
+	{ "slurm", cmd_slurm, usage_slurm,
+	  "write an sbatch script: a suite in shards on a cluster, then one database", true },
 	{ "report", cmd_report, usage_report,
 	  "leaderboards and efficiency lengths of a run (text, Markdown, LaTeX)", false },
 	{ "eval", cmd_eval, usage_eval, "run one variant on your own .npy tensors", true },

@@ -26,6 +26,7 @@ int cmd_export(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_slurm(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 
@@ -39,6 +40,7 @@ extern const char usage_export[];
 extern const char usage_import[];
 extern const char usage_merge[];
 extern const char usage_report[];
+extern const char usage_slurm[];
 extern const char usage_compare[];
 extern const char usage_help[];
 
