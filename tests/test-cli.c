@@ -569,7 +569,7 @@ static void test_shards_hold_the_suite_s_cells_and_resume_by_themselves(void **s
 		    "--repeats", "3", "--min-time", "0.02", "--threads", "1", "--shard", shard,
 		    NULL);
 		assert_int_equal(o->status, 0);
-		assert_non_null(strstr(o->err, "complete: nothing to do"));
+		assert_non_null(strstr(o->out, "complete: nothing to do"));
 		run(o, "query", "--db", db_path[k], "--csv", "SELECT count(*), min(status),"
 		    " min(suite_id), min(shard), min(shards) FROM runs", NULL);
 		shard_ids[k] = strdup(strstr(o->out, "\r\n") + 2);

@@ -479,10 +479,8 @@ static int shard_again(const struct run_args *a, const char *suite_id, bool *han
 		return ret == -ENOENT ? 0 : ret;
 	*handled = true;
 	if (!strcmp(status, "complete")) {
-		if (!a->quiet)
-			fprintf(stderr, "run %lld in %s already holds shard %d/%d of this suite, "
-				"complete: nothing to do\n", (long long)run, a->db, a->shard.k,
-				a->shard.n);
+		printf("run %lld in %s already holds shard %d/%d of this suite, complete: "
+		       "nothing to do\n", (long long)run, a->db, a->shard.k, a->shard.n);
 		return EXIT_OK;
 	}
 	snprintf(id, sizeof(id), "%lld", (long long)run);
