@@ -6,6 +6,7 @@
 # holds exactly the cells of an unsharded run of the same suite (same keys, same
 # statuses) and that its report was written. Then one shard's database is deleted and
 # the same script submitted again: only that shard runs, and the merge is whole again.
+# The merged database holds the suite as one run, each shard's machine in table shards.
 #
 #   bash tests/slurm-cluster.sh [BUILD_DIR] [SUITE] [SHARDS]   (defaults: build quick 4)
 #
@@ -128,22 +129,27 @@ cell_lines "$work/whole.db" > "$work/whole.txt"
 diff -u "$work/whole.txt" "$work/sharded.txt" > "$work/cells.diff" ||
 	fail "the merged shards differ from the unsharded run: $(head -n 20 "$work/cells.diff")"
 ids=$("$attnbench" query --db "$work/out/attnbench.db" --csv \
-	"SELECT count(DISTINCT suite_id) || ' ' || count(*) || ' ' || sum(status = 'complete')
+	"SELECT count(*) || ' ' || sum(status = 'complete') || ' ' || max(shards) || ' ' ||
+	 (SELECT count(*) FROM shards) || ' ' || (SELECT count(DISTINCT shard) FROM cells)
 	 FROM runs" | tail -n 1 | tr -d '\r')
 whole_id=$("$attnbench" query --db "$work/whole.db" --csv "SELECT suite_id FROM runs" |
 	tail -n 1 | tr -d '\r')
 shard_id=$("$attnbench" query --db "$work/out/attnbench.db" --csv \
 	"SELECT min(suite_id) FROM runs" | tail -n 1 | tr -d '\r')
-[ "$ids" = "1 $shards $shards" ] || fail "runs of the merged database: '$ids' (suites, runs, complete)"
+[ "$ids" = "1 1 $shards $shards $shards" ] ||
+	fail "the merged database: '$ids' (runs, complete, shards of the run, rows of shards, shards of cells)"
 [ "$whole_id" = "$shard_id" ] || fail "suite identity $shard_id of the shards, $whole_id unsharded"
-echo "merged: $(wc -l < "$work/sharded.txt") cells in $shards complete runs of suite ${shard_id:0:12}, the same keys and statuses as the unsharded run"
+echo "merged: one run of suite ${shard_id:0:12} from $shards shards, $(wc -l < "$work/sharded.txt") cells, the same keys and statuses as the unsharded run"
 
 echo "== per shard: estimated cost (nominal s) and measured time (s)"
 grep '^# [0-9]' "$work/job.sbatch" | sed 's/^# /estimate: /'
 "$attnbench" query --db "$work/out/attnbench.db" \
-	"SELECT r.shard, count(c.id) AS cells, round((julianday(r.finished) -
-	 julianday(r.started)) * 86400, 1) AS seconds, r.hostname, r.threads, r.cpu_model
-	 FROM runs r JOIN cells c ON c.run_id = r.id GROUP BY r.id ORDER BY r.shard"
+	"SELECT s.shard, count(c.id) AS cells, round((julianday(s.finished) -
+	 julianday(s.started)) * 86400, 1) AS seconds, s.hostname, s.threads, s.cpu_model
+	 FROM shards s JOIN cells c ON c.run_id = s.run_id AND c.shard = s.shard
+	 GROUP BY s.shard ORDER BY s.shard"
+"$attnbench" list runs --db "$work/out/attnbench.db"
+head -n 6 "$work/out/report.md"
 
 echo "== one shard lost, the same script again"
 rm -f "$work/out/shard-2.db"

@@ -1362,7 +1362,8 @@ static void test_merge_names_missing_and_refuses_repeated_shards(void **state)
 {
 	static const char suite[] =
 		"task,variants,patterns,lengths,dims,heads,kv_heads,batch,regimes\n"
-		"fidelity,vanilla flash linear local,ns cs,64 96,16,2,,1,gaussian\n";
+		"fidelity,vanilla flash linear local,ns cs,64 96,16,2,,1,gaussian\n"
+		"speed,vanilla flash,ns,64,16,1,,1,\n";
 	struct outcome *o = malloc(sizeof(*o));
 	const char *out = path_in_tmp("shards-merged.db"), *csv = path_in_tmp("shards.csv");
 	char db_path[4][300], *before, *after;
@@ -1376,7 +1377,7 @@ static void test_merge_names_missing_and_refuses_repeated_shards(void **state)
 		snprintf(db_path[i], sizeof(db_path[i]), "%s/shards-%d.db", tmpdir, i);
 		unlink(db_path[i]);
 		run(o, "run", "--suite", csv, "--db", db_path[i], "--threads", "1", "--shard",
-		    shard[i], "-q", NULL);
+		    shard[i], "--repeats", "2", "--min-time", "0", "-q", NULL);
 		assert_int_equal(o->status, 0);
 	}
 	run(o, "merge", out, db_path[0], NULL);
@@ -1385,13 +1386,28 @@ static void test_merge_names_missing_and_refuses_repeated_shards(void **state)
 	run(o, "merge", out, db_path[1], NULL);
 	assert_int_equal(o->status, 0);
 	assert_string_equal(o->err, "");
-	run(o, "query", "--db", out, "--csv", "SELECT count(*) FROM cells", NULL);
-	assert_string_equal(o->out, "count(*)\r\n16\r\n");
+	/* whole: one run, each cell with its shard, each shard's machine kept */
+	assert_non_null(strstr(o->out, "2 shards made one, run 3"));
+	run(o, "query", "--db", out, "--csv", "SELECT count(*), count(DISTINCT run_id),"
+	    " sum(shard = 1), sum(shard = 2), (SELECT count(*) FROM runs WHERE shards = 2 AND"
+	    " shard IS NULL), (SELECT count(*) FROM shards WHERE run_id = 3) FROM cells", NULL);
+	assert_non_null(strstr(o->out, "\r\n18,1,"));
+	assert_non_null(strstr(o->out, ",1,2\r\n"));
+	run(o, "list", "runs", "--db", out, NULL);
+	assert_non_null(strstr(o->out, "shard 1: "));
+	assert_non_null(strstr(o->out, "shard 2: "));
+	run(o, "report", "--db", out, NULL);
+	assert_non_null(strstr(o->out, "Merged from shards: shard 1 on "));
+	/* a second run of shard 2: already in the whole run; both in one merge: twice */
 	len_before = read_file(out, &before);
 	run(o, "merge", out, db_path[2], NULL);
 	assert_int_equal(o->status, 2);
 	assert_int_equal(strchr(o->err, '\n') - o->err + 1, (long)strlen(o->err));
+	assert_non_null(strstr(o->err, "is already one run"));
+	run(o, "merge", path_in_tmp("shards-twice.db"), db_path[1], db_path[2], NULL);
+	assert_int_equal(o->status, 2);
 	assert_non_null(strstr(o->err, "shard 2/2 of suite "));
+	assert_int_equal(access(path_in_tmp("shards-twice.db"), F_OK), -1);
 	run(o, "merge", out, db_path[3], NULL);
 	assert_int_equal(o->status, 2);
 	assert_int_equal(strchr(o->err, '\n') - o->err + 1, (long)strlen(o->err));
@@ -1400,6 +1416,25 @@ static void test_merge_names_missing_and_refuses_repeated_shards(void **state)
 	len_after = read_file(out, &after);
 	assert_int_equal(len_after, len_before);
 	assert_memory_equal(before, after, (size_t)len_before);
+	/* shards on two machines: compare and plot refuse, unless asked */
+	{
+		sqlite3 *h;
+
+		assert_int_equal(sqlite3_open(out, &h), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(h, "UPDATE shards SET cpu_model = 'Other CPU'"
+					      " WHERE shard = 2", NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(h);
+	}
+	run(o, "compare", "--db", out, "--baseline", "vanilla", "flash", NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "on 2 machines"));
+	assert_non_null(strstr(o->err, "--mix-machines"));
+	run(o, "compare", "--db", out, "--baseline", "vanilla", "flash", "--mix-machines", NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->err, "latency verdicts compare machines too"));
+	run(o, "plot", "--db", out, "--out", path_in_tmp("shards-plots"), NULL);
+	assert_int_equal(o->status, 2);
+	assert_non_null(strstr(o->err, "latency figures would mix them"));
 	free(before);
 	free(after);
 	free(o);

@@ -1150,7 +1150,8 @@ static void make_hostile_db(const char *path, bool every_column, char *vanilla_o
 			 column);
 		/* tables without rowid: every row the same text */
 		if (!strcmp(names[i], "metrics") || !strcmp(names[i], "run_metrics") ||
-		    !strcmp(names[i], "plugins") || !strcmp(names[i], "inputs"))
+		    !strcmp(names[i], "plugins") || !strcmp(names[i], "inputs") ||
+		    !strcmp(names[i], "shards"))
 			snprintf(sql, sizeof(sql), "UPDATE OR IGNORE \"%s\" SET \"%s\" = ?1",
 				 names[i], column);
 		exec_sql(h, sql, hostile[i % HOSTILE], NULL);

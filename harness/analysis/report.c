@@ -771,6 +771,33 @@ static void write_loaded_files(const struct writer *w, sqlite3 *db)
 		fputc('\n', w->f);
 }
 
+/* The shards the run was merged from (run --shard), each with its machine. */
+static void write_shards(const struct writer *w, sqlite3 *db)
+{
+	char host[320], cpu[320];
+	sqlite3_stmt *st;
+	int shown = 0;
+
+	if (sqlite3_prepare_v2(db, STORE_SHARDS_SQL, -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, w->run_id);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		escape(w, (const char *)sqlite3_column_text(st, 1), host, sizeof(host));
+		escape(w, (const char *)sqlite3_column_text(st, 2), cpu, sizeof(cpu));
+		if (w->fmt == REPORT_LATEX)	/* a comment line each */
+			fputs(shown ? "\n% " : "% Merged from shards:", w->f);
+		else
+			fputs(shown ? ";" : "Merged from shards:", w->f);
+		fprintf(w->f, " shard %d on %s (%s, %d threads, SGEMM %.1f GFLOP/s)",
+			sqlite3_column_int(st, 0), host, cpu, sqlite3_column_int(st, 3),
+			sqlite3_column_double(st, 4));
+		shown++;
+	}
+	sqlite3_finalize(st);
+	if (shown)
+		fputs(w->fmt == REPORT_LATEX ? "\n" : ".\n\n", w->f);
+}
+
 static void write_header(const struct writer *w, sqlite3 *db)
 {
 	sqlite3_stmt *st;
@@ -793,12 +820,14 @@ static void write_header(const struct writer *w, sqlite3 *db)
 			"%% needs \\usepackage{booktabs} in the preamble\n",
 			(long long)w->run_id, shown, w->baseline);
 		write_loaded_files(w, db);
+		write_shards(w, db);
 		fputc('\n', w->f);
 		return;
 	}
 	title(w, 1, "attnbench report: run %lld", (long long)w->run_id);
 	fprintf(w->f, "%s; baseline %s.\n\n", shown, w->baseline);
 	write_loaded_files(w, db);
+	write_shards(w, db);
 }
 
 int report_write(FILE *out, sqlite3 *db, const struct report_options *o,

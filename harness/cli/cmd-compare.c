@@ -50,6 +50,9 @@ const char usage_compare[] =
 	"  --against ID          compare with the same variants in run ID instead; refused\n"
 	"                        when the runs' machine or build differ, unless --force\n"
 	"  --force               compare runs whose provenance differs\n"
+	"  --mix-machines        compare a run merged from shards that ran on different\n"
+	"                        machines (CPU model or threads), whose latencies then\n"
+	"                        compare machines too\n"
 	"  --tasks LIST          only these tasks (default: all with latency or accuracy)\n"
 	"  --patterns LIST       only these patterns: ns, cs, nc, cc\n"
 	"  --threshold T         latency noise threshold (default 0.05: 5%; measure what\n"
@@ -81,7 +84,7 @@ const char usage_compare[] =
 enum format { FORMAT_TABLE, FORMAT_CSV, FORMAT_MARKDOWN };
 
 enum {
-	OPT_BASELINE = 256, OPT_RUN, OPT_AGAINST, OPT_FORCE, OPT_TASKS, OPT_PATTERNS,
+	OPT_BASELINE = 256, OPT_RUN, OPT_AGAINST, OPT_FORCE, OPT_MIX_MACHINES, OPT_TASKS, OPT_PATTERNS,
 	OPT_THRESHOLD, OPT_CSV, OPT_MARKDOWN, OPT_FAIL, OPT_DB, OPT_AA, OPT_VARIANT,
 	OPT_LENGTHS, OPT_REPEATS, OPT_MIN_TIME, OPT_THREADS, OPT_ACCURACY_THRESHOLD, OPT_PLUGIN,
 };
@@ -91,6 +94,7 @@ static const struct option compare_options[] = {
 	{ "run", required_argument, NULL, OPT_RUN },
 	{ "against", required_argument, NULL, OPT_AGAINST },
 	{ "force", no_argument, NULL, OPT_FORCE },
+	{ "mix-machines", no_argument, NULL, OPT_MIX_MACHINES },
 	{ "tasks", required_argument, NULL, OPT_TASKS },
 	{ "patterns", required_argument, NULL, OPT_PATTERNS },
 	{ "threshold", required_argument, NULL, OPT_THRESHOLD },
@@ -120,7 +124,7 @@ static const char aa_default_lengths[] = "128,256,512,1024,2048";
 struct compare_args {
 	const char *db, *baseline, *variant, *lengths;
 	int64_t run, against;		/* 0: not given */
-	bool force, fail_on_regression, aa, quiet, any_aa_option;
+	bool force, mix_machines, fail_on_regression, aa, quiet, any_aa_option;
 	const char *tasks[SUITE_MAX_LIST];
 	int n_tasks;
 	unsigned int patterns;
@@ -146,6 +150,9 @@ static int parse_option(int opt, struct compare_args *a, char **argv)
 		return option_run_id("--run", optarg, &a->run);
 	case OPT_AGAINST:
 		return option_run_id("--against", optarg, &a->against);
+	case OPT_MIX_MACHINES:
+		a->mix_machines = true;
+		return 0;
 	case OPT_FORCE:
 		a->force = true;
 		break;
@@ -630,6 +637,34 @@ static bool incomplete(const struct compare_args *a, struct store *st,
 	return warned;
 }
 
+/*
+ * A run merged from shards that ran on different machines: its latency ratios compare
+ * machines as well as variants. Refused with one line unless --mix-machines, then said.
+ * 0, or an exit status.
+ */
+static int same_machines(struct store *st, const struct compare_args *a,
+			 const struct compare_request *q)
+{
+	const int64_t runs[2] = { q->run_id, q->base_run_id };
+	char list[512];
+
+	for (int r = 0; r < (q->base_run_id == q->run_id ? 1 : 2); r++) {
+		int n = store_run_machines(store_db(st), runs[r], list, sizeof(list));
+
+		if (n < 0)
+			return error("cannot read the shards of run %lld: %s", (long long)runs[r],
+				     store_errmsg(st));
+		if (n > 1 && !a->mix_machines)
+			return error("run %lld was merged from shards on %d machines (%s): its "
+				     "latencies would compare machines too (--mix-machines compares "
+				     "anyway)", (long long)runs[r], n, list);
+		if (n > 1)
+			warning("run %lld ran on %d machines (%s): latency verdicts compare "
+				"machines too (--mix-machines)", (long long)runs[r], n, list);
+	}
+	return 0;
+}
+
 static int compare_stored(const struct compare_args *a)
 {
 	struct compare_request q = {
@@ -672,6 +707,9 @@ static int compare_stored(const struct compare_args *a)
 		if (ret > 0)
 			warning("%s; comparing anyway (--force)", why);
 	}
+	ret = same_machines(st, a, &q);
+	if (ret)
+		goto out_close;
 	if (compare_gather(st, &q, &rows, &count, why, sizeof(why))) {
 		ret = error("%s", why);
 		goto out_close;

@@ -140,7 +140,7 @@ static int list_runs(const char *db)
 	char why[256], host[256] = "", started[64], status[32], suite[64], cpu[128];
 	char what[160], path[4096], sha[80];
 	struct store *st;
-	sqlite3_stmt *stmt, *loaded;
+	sqlite3_stmt *stmt, *loaded, *shards = NULL;
 	int rc;
 
 	if (store_open(db, STORE_READONLY, &st, why, sizeof(why)))
@@ -153,7 +153,9 @@ static int list_runs(const char *db)
 	gethostname(host, sizeof(host) - 1);
 	printf("%-5s %-24s %-12s %-10s %7s %6s %9s  %s\n", "run", "started", "status", "suite",
 	       "threads", "cells", "sgemm", "cpu");
-	if (sqlite3_prepare_v2(store_db(st), STORE_LOADED_FILES_SQL, -1, &loaded, NULL)) {
+	if (sqlite3_prepare_v2(store_db(st), STORE_LOADED_FILES_SQL, -1, &loaded, NULL) ||
+	    sqlite3_prepare_v2(store_db(st), STORE_SHARDS_SQL, -1, &shards, NULL)) {
+		sqlite3_finalize(shards);
 		sqlite3_finalize(stmt);
 		error("cannot list runs in '%s': %s", db, store_errmsg(st));
 		store_close(st);
@@ -174,7 +176,16 @@ static int list_runs(const char *db)
 			       shown(loaded, 1, path, sizeof(path)),
 			       shown(loaded, 2, sha, sizeof(sha)));
 		sqlite3_reset(loaded);
+		/* the shards it was merged from, each with its machine */
+		sqlite3_bind_int64(shards, 1, sqlite3_column_int64(stmt, 0));
+		while (sqlite3_step(shards) == SQLITE_ROW)
+			printf("      shard %d: %s, %s, %d threads, sgemm %.1f, %.1f s\n",
+			       sqlite3_column_int(shards, 0), shown(shards, 1, what, sizeof(what)),
+			       shown(shards, 2, cpu, sizeof(cpu)), sqlite3_column_int(shards, 3),
+			       sqlite3_column_double(shards, 4), sqlite3_column_double(shards, 5));
+		sqlite3_reset(shards);
 	}
+	sqlite3_finalize(shards);
 	sqlite3_finalize(loaded);
 	sqlite3_finalize(stmt);
 	if (rc != SQLITE_DONE)

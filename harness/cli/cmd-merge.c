@@ -59,6 +59,27 @@ static int shards_whole(const char *out)
 	return EXIT_FAILED;
 }
 
+/*
+ * After a merge: the shards of each suite now whole in out made one run, a line each;
+ * then shards_whole(). The merge stands if this fails.
+ */
+static int fold_shards(const char *out)
+{
+	struct store *st;
+	char why[1024], what[2048];
+	int suites;
+
+	if (store_open(out, 0, &st, why, sizeof(why)))
+		return error("cannot open database '%s': %s", out, why);
+	suites = merge_fold_shards(store_db(st), what, sizeof(what), why, sizeof(why));
+	store_close(st);
+	if (suites < 0)
+		return error("merged, but cannot make the shards of '%s' one run: %s", out, why);
+	for (char *line = strtok(what, "\n"); line; line = strtok(NULL, "\n"))
+		printf("%s\n", line);
+	return shards_whole(out);
+}
+
 int cmd_merge(int argc, char **argv)
 {
 	const char *out, *const *inputs;
@@ -106,5 +127,5 @@ int cmd_merge(int argc, char **argv)
 	}
 	printf("merged %lld runs (%lld cells) from %d database%s into '%s'\n",
 	       (long long)runs, (long long)cells, n, n == 1 ? "" : "s", out);
-	return shards_whole(out);
+	return fold_shards(out);
 }

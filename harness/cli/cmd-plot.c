@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "error.h"
 #include "plot.h"
 #include "options.h"
+#include "queries.h"
 #include "store.h"
 
 const char usage_plot[] =
@@ -48,7 +50,9 @@ const char usage_plot[] =
 	"  --size SIZE        column (3.5 in wide) or page (7 in, the default); 8 pt text\n"
 	"  --baseline NAME    the variant speed-ups and efficiency lengths are against\n"
 	"                     (default " PLOT_DEFAULT_BASELINE ")\n"
-	"  --pareto-length N  the speed length of the Pareto front (default: the largest)\n";
+	"  --pareto-length N  the speed length of the Pareto front (default: the largest)\n"
+	"  --mix-machines     plot a run merged from shards that ran on different machines\n"
+	"                     (CPU model or threads): its latencies compare machines too\n";
 
 int cmd_plot(int argc, char **argv)
 {
@@ -60,13 +64,15 @@ int cmd_plot(int argc, char **argv)
 		{ "size", required_argument, NULL, 's' },
 		{ "baseline", required_argument, NULL, 'b' },
 		{ "pareto-length", required_argument, NULL, 'p' },
+		{ "mix-machines", no_argument, NULL, 'm' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *db = DEFAULT_DB, *out = NULL, *run = NULL, *pareto = NULL;
 	struct plot_options po = { .formats = PLOT_ALL_FORMATS };
-	char why[512], gnuplot[4096], dir[4096], bad[64];
+	char why[512], gnuplot[4096], dir[4096], bad[64], machines[512];
 	struct store *st;
-	int opt, rc, figures;
+	int opt, rc, figures, n_machines;
+	bool mix_machines = false;
 
 	optind = 1;
 	opterr = 0;
@@ -99,6 +105,9 @@ int cmd_plot(int argc, char **argv)
 		case 'p':
 			pareto = optarg;
 			break;
+		case 'm':
+			mix_machines = true;
+			break;
 		default:
 			return option_error(opt, argv, "plot");
 		}
@@ -127,6 +136,22 @@ int cmd_plot(int argc, char **argv)
 		store_close(st);
 		return EXIT_USAGE;
 	}
+	/* a run merged from shards on different machines: its latency curves mix them */
+	n_machines = store_run_machines(store_db(st), po.run_id, machines, sizeof(machines));
+	if (n_machines < 0) {
+		error("cannot read the shards of run %" PRId64 ": %s", po.run_id, store_errmsg(st));
+		store_close(st);
+		return EXIT_USAGE;
+	}
+	if (n_machines > 1 && !mix_machines) {
+		store_close(st);
+		return error("run %" PRId64 " was merged from shards on %d machines (%s): its "
+			     "latency figures would mix them (--mix-machines plots anyway)",
+			     po.run_id, n_machines, machines);
+	}
+	if (n_machines > 1)
+		warning("run %" PRId64 " ran on %d machines (%s): latency figures mix them "
+			"(--mix-machines)", po.run_id, n_machines, machines);
 	if (!out) {
 		snprintf(dir, sizeof(dir), "plots/%" PRId64, po.run_id);
 		out = dir;

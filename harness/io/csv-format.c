@@ -62,6 +62,7 @@ const struct csv_column csv_cell_columns[C_COUNT] = {
 	[C_WALL_SECONDS] = { "wall_seconds", K_REAL, false },
 	[C_RSS_BYTES] = { "rss_bytes", K_COUNT, false },
 	[C_FINISHED] = { "finished", K_TIME, true },
+	[C_SHARD] = { "shard", K_SIZE, false },
 };
 
 const char *const csv_run_metric_keys[CSV_RM_KEYS] = { "variant", "pattern", "baseline",

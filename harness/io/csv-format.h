@@ -56,7 +56,7 @@ extern const struct csv_column csv_run_columns[R_COUNT];
 enum cell_column {
 	C_VARIANT, C_TASK, C_PATTERN, C_REGIME, C_N, C_M, C_D, C_HEADS, C_KV_HEADS, C_BATCH,
 	C_PARAMS, C_SEED, C_THREADS, C_STATUS, C_REASON, C_WALL_SECONDS, C_RSS_BYTES,
-	C_FINISHED, C_COUNT,
+	C_FINISHED, C_SHARD, C_COUNT,
 };
 
 extern const struct csv_column csv_cell_columns[C_COUNT];

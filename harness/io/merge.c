@@ -79,6 +79,7 @@ static const struct {
 	{ "run_metrics", validate_run_metric_columns, RM_COUNT, "run_id", "name" },
 	{ "plugins", validate_plugin_columns, P_COUNT, "run_id", "variant" },
 	{ "inputs", validate_input_columns, I_COUNT, "run_id", "name" },
+	{ "shards", validate_shard_columns, SH_COUNT, "run_id", "shard" },
 };
 
 static int append_quoted(struct buf *b, const char *name);
@@ -357,7 +358,13 @@ static int check_shards(struct run_identity *ids, size_t count, const char *out_
 					source_name(a, out_path, inputs), (long long)a->id,
 					b->shards, source_name(b, out_path, inputs),
 					(long long)b->id);
-		if (a->shard == b->shard)
+		if (!a->shard != !b->shard)	/* one is the suite made whole already */
+			return why_fail(-EEXIST, why, why_len, "suite %.12s is already one run "
+					"(%lld of '%s'): shard %d/%d ('%s', run %lld) is in it",
+					a->suite_id, (long long)a->id,
+					source_name(a, out_path, inputs), b->shard, b->shards,
+					source_name(b, out_path, inputs), (long long)b->id);
+		if (a->shard && a->shard == b->shard)	/* (two whole runs of a suite may be) */
 			return why_fail(-EEXIST, why, why_len, "shard %d/%d of suite %.12s is both "
 					"run %lld of '%s' and run %lld of '%s'", a->shard, a->shards,
 					a->suite_id, (long long)a->id,
@@ -504,6 +511,7 @@ static const struct {
 	{ "run_metrics", " WHERE run_id IN (SELECT id FROM %s.runs)" },
 	{ "plugins", " WHERE run_id IN (SELECT id FROM %s.runs)" },
 	{ "inputs", " WHERE run_id IN (SELECT id FROM %s.runs)" },
+	{ "shards", " WHERE run_id IN (SELECT id FROM %s.runs)" },
 };
 
 static int append_quoted(struct buf *b, const char *name)
@@ -723,8 +731,8 @@ int merge_shards_missing(sqlite3 *db, char *what, size_t len)
 
 	what[0] = '\0';
 	if (sqlite3_prepare_v2(db, "SELECT suite_id, shards, shard, status NOT IN ('complete',"
-			       " 'failed') FROM runs WHERE shards IS NOT NULL ORDER BY suite_id,"
-			       " shard", -1, &st, NULL) != SQLITE_OK)
+			       " 'failed') FROM runs WHERE shards IS NOT NULL AND shard IS NOT NULL"
+			       " ORDER BY suite_id, shard", -1, &st, NULL) != SQLITE_OK)
 		return -EIO;
 	rc = sqlite3_step(st);
 	while (rc == SQLITE_ROW) {
@@ -762,4 +770,144 @@ int merge_shards_missing(sqlite3 *db, char *what, size_t len)
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_DONE ? suites : -EIO;
+}
+
+/* The shard runs of suite ?1 cut in ?2 shards, in SQL. */
+#define SHARD_RUNS "SELECT id FROM runs WHERE suite_id = ?1 AND shards = ?2 AND shard IS NOT NULL"
+
+/* Each statement of a fold, on the suite (?1), its shard count (?2) and the new run (?3). */
+static const char *const fold_steps[] = {
+	/* the suite's run: its first shard's provenance, then what the shards share */
+	"UPDATE runs SET arguments = NULL, driver = NULL,"
+	"  started = (SELECT min(started) FROM runs WHERE id IN (" SHARD_RUNS ")),"
+	"  finished = (SELECT max(finished) FROM runs WHERE id IN (" SHARD_RUNS ")),"
+	"  status = CASE WHEN EXISTS (SELECT 1 FROM runs WHERE id IN (" SHARD_RUNS ") AND"
+	"    status = 'failed') THEN 'failed' ELSE 'complete' END,"
+	"  hostname = (SELECT group_concat(x, ', ') FROM (SELECT DISTINCT hostname AS x FROM"
+	"    runs WHERE id IN (" SHARD_RUNS ") ORDER BY x)),"
+	"  cpu_model = (SELECT group_concat(x, '; ') FROM (SELECT DISTINCT cpu_model AS x FROM"
+	"    runs WHERE id IN (" SHARD_RUNS ") ORDER BY x)),"
+	"  sgemm_gflops = (SELECT avg(sgemm_gflops) FROM runs WHERE id IN (" SHARD_RUNS ")),"
+	"  warnings = (SELECT group_concat(x, '; ') FROM (SELECT DISTINCT warnings AS x FROM"
+	"    runs WHERE id IN (" SHARD_RUNS ") ORDER BY x))"
+	" WHERE id = ?3",
+	"INSERT INTO shards (run_id, shard, started, finished, status, hostname, cpu_model,"
+	"  cores, threads, sgemm_gflops, load_avg, warnings, command)"
+	" SELECT ?3, shard, started, finished, status, hostname, cpu_model, cores, threads,"
+	"  sgemm_gflops, load_avg, warnings, command FROM runs WHERE id IN (" SHARD_RUNS ")",
+	"UPDATE cells SET shard = (SELECT r.shard FROM runs r WHERE r.id = cells.run_id),"
+	"  run_id = ?3 WHERE run_id IN (" SHARD_RUNS ")",
+	"INSERT OR IGNORE INTO plugins SELECT ?3, variant, path, sha256 FROM plugins"
+	" WHERE run_id IN (" SHARD_RUNS ")",
+	"INSERT OR IGNORE INTO inputs SELECT ?3, name, tensor, path, sha256 FROM inputs"
+	" WHERE run_id IN (" SHARD_RUNS ")",
+	/* their run metrics (efficiency lengths) were per shard: report remakes the run's */
+	"DELETE FROM runs WHERE id IN (" SHARD_RUNS ")",
+};
+
+/* The run that copies the provenance of suite's first shard; its id into *run. */
+static int fold_begin(sqlite3 *db, const char *suite, int shards, int64_t *run)
+{
+	struct buf cols = { 0 }, sql = { 0 };
+	sqlite3_stmt *st;
+	int ret = 0, rc, n = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('runs') WHERE name <> 'id'"
+			       " ORDER BY cid", -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		ret = buf_str(&cols, n++ ? ", " : "") ||
+		      append_quoted(&cols, (const char *)sqlite3_column_text(st, 0)) ? -ENOMEM : 0;
+	sqlite3_finalize(st);
+	if (!ret && (buf_str(&sql, "INSERT INTO runs (") || buf_str(&sql, cols.p) ||
+		     buf_str(&sql, ") SELECT ") || buf_str(&sql, cols.p) ||
+		     buf_str(&sql, " FROM runs WHERE id = (SELECT min(id) FROM runs WHERE"
+			     " suite_id = ?1 AND shards = ?2 AND shard = 1)")))
+		ret = -ENOMEM;
+	if (!ret && sqlite3_prepare_v2(db, sql.p, -1, &st, NULL) != SQLITE_OK)
+		ret = -EIO;
+	if (!ret) {
+		sqlite3_bind_text(st, 1, suite, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, shards);
+		ret = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+		sqlite3_finalize(st);
+		*run = sqlite3_last_insert_rowid(db);
+	}
+	/* not a shard itself: the steps' SHARD_RUNS must not find it */
+	if (!ret && sqlite3_prepare_v2(db, "UPDATE runs SET shard = NULL WHERE id = ?1", -1, &st,
+				       NULL) != SQLITE_OK)
+		ret = -EIO;
+	if (!ret) {
+		sqlite3_bind_int64(st, 1, *run);
+		ret = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+		sqlite3_finalize(st);
+	}
+	free(cols.p);
+	free(sql.p);
+	return ret;
+}
+
+/* Makes the shards of suite one run (merge.h), in the caller's transaction. */
+static int fold_suite(sqlite3 *db, const char *suite, int shards, int64_t *run)
+{
+	int ret = fold_begin(db, suite, shards, run);
+
+	for (size_t i = 0; !ret && i < sizeof(fold_steps) / sizeof(fold_steps[0]); i++) {
+		sqlite3_stmt *st;
+
+		if (sqlite3_prepare_v2(db, fold_steps[i], -1, &st, NULL) != SQLITE_OK)
+			return -EIO;
+		sqlite3_bind_text(st, 1, suite, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 2, shards);
+		sqlite3_bind_int64(st, 3, *run);
+		ret = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+		sqlite3_finalize(st);
+	}
+	return ret;
+}
+
+int merge_fold_shards(sqlite3 *db, char *what, size_t len, char *why, size_t why_len)
+{
+	sqlite3_stmt *st;
+	size_t used = 0;
+	int folded = 0, rc, ret = 0;
+
+	what[0] = '\0';
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+		return why_fail(-EIO, why, why_len, "%s", sqlite3_errmsg(db));
+	/* every suite whose shards are all here, each once, and finished */
+	if (sqlite3_prepare_v2(db, "SELECT suite_id, shards FROM runs WHERE shard IS NOT NULL"
+			       " AND suite_id IS NOT NULL GROUP BY suite_id, shards HAVING"
+			       " count(*) = shards AND count(DISTINCT shard) = shards AND"
+			       " min(shard) = 1 AND max(shard) = shards AND"
+			       " sum(status NOT IN ('complete', 'failed')) = 0", -1, &st, NULL) !=
+	    SQLITE_OK)
+		ret = -EIO;
+	while (!ret && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		char suite[72];
+		int shards = sqlite3_column_int(st, 1);
+		int64_t run;
+
+		snprintf(suite, sizeof(suite), "%s", (const char *)sqlite3_column_text(st, 0));
+		ret = fold_suite(db, suite, shards, &run);
+		if (!ret && used < len)
+			used += (size_t)snprintf(what + used, len - used, "%ssuite %.12s: %d shards "
+						 "made one, run %lld", used ? "\n" : "", suite,
+						 shards, (long long)run);
+		folded++;
+	}
+	if (!ret && rc != SQLITE_DONE)
+		ret = -EIO;
+	sqlite3_finalize(st);
+	if (ret) {
+		why_set(why, why_len, "%s", sqlite3_errmsg(db));
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return ret;
+	}
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		why_set(why, why_len, "%s", sqlite3_errmsg(db));
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return -EIO;
+	}
+	return folded;
 }

@@ -42,6 +42,17 @@ int merge_databases(sqlite3 *db, const char *const *inputs, int n, int64_t *runs
 		    int64_t *cells, char *why, size_t why_len);
 
 /*
+ * Makes the shards of each suite (run --shard) that are all in db, each once and finished,
+ * one run: a new run with the first shard's provenance (times spanning all, status failed
+ * if one failed, hosts, CPU models and warnings listed, the mean SGEMM rate, no command
+ * line to resume), every shard's times and machine in the table shards, their cells moved
+ * to it with their shard, plugins and inputs with them; the shard runs are deleted. One
+ * transaction. what gets a line per suite made one. Returns their number; -EIO with
+ * SQLite's reason in why.
+ */
+int merge_fold_shards(sqlite3 *db, char *what, size_t len, char *why, size_t why_len);
+
+/*
  * The suites of db whose shards (run --shard) are not all there and finished: one line
  * per such suite in what ("suite 1a2b3c4d5e6f: 14 of 16 shards, missing 3, 9,
  * unfinished 12"), as much as fits. Returns their number, or -EIO.

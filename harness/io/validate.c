@@ -55,6 +55,21 @@ const struct csv_column validate_plugin_columns[P_COUNT] = {
 	[P_SHA256] = { "sha256", K_NAME, true },
 };
 
+/* A shard of a suite merged into one run: its run's times, status and machine. */
+const struct csv_column validate_shard_columns[SH_COUNT] = {
+	[SH_STARTED] = { "started", K_TIME, false },
+	[SH_FINISHED] = { "finished", K_TIME, false },
+	[SH_STATUS] = { "status", K_RUN_STATUS, false },
+	[SH_HOSTNAME] = { "hostname", K_TEXT, false },
+	[SH_CPU_MODEL] = { "cpu_model", K_TEXT, false },
+	[SH_CORES] = { "cores", K_SIZE, false },
+	[SH_THREADS] = { "threads", K_SIZE, false },
+	[SH_SGEMM_GFLOPS] = { "sgemm_gflops", K_REAL, false },
+	[SH_LOAD_AVG] = { "load_avg", K_REAL, false },
+	[SH_WARNINGS] = { "warnings", K_TEXT, false },
+	[SH_COMMAND] = { "command", K_TEXT, false },
+};
+
 /* A set of --inputs: its name, which tensor (q, k, v: a name), its file, the SHA-256. */
 const struct csv_column validate_input_columns[I_COUNT] = {
 	[I_NAME] = { "name", K_NAME, true },

@@ -74,6 +74,10 @@ enum run_metric_column { RM_VARIANT, RM_PATTERN, RM_BASELINE, RM_NAME, RM_VALUE,
 			 RM_COUNT };
 enum plugin_column { P_VARIANT, P_PATH, P_SHA256, P_COUNT };
 enum input_column { I_NAME, I_TENSOR, I_PATH, I_SHA256, I_COUNT };
+enum shard_column {
+	SH_STARTED, SH_FINISHED, SH_STATUS, SH_HOSTNAME, SH_CPU_MODEL, SH_CORES, SH_THREADS,
+	SH_SGEMM_GFLOPS, SH_LOAD_AVG, SH_WARNINGS, SH_COMMAND, SH_COUNT,
+};
 
 extern const struct csv_column validate_metric_columns[M_COUNT];
 extern const struct csv_column validate_sample_columns[S_COUNT];
@@ -81,5 +85,6 @@ extern const struct csv_column validate_trial_columns[T_COUNT];
 extern const struct csv_column validate_run_metric_columns[RM_COUNT];
 extern const struct csv_column validate_plugin_columns[P_COUNT];
 extern const struct csv_column validate_input_columns[I_COUNT];
+extern const struct csv_column validate_shard_columns[SH_COUNT];
 
 #endif

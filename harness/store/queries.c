@@ -81,6 +81,28 @@ int store_find_shard(sqlite3 *db, const char *suite_id, int shard, int shards, i
 	return ret;
 }
 
+int store_run_machines(sqlite3 *db, int64_t run, char *list, size_t len)
+{
+	sqlite3_stmt *st;
+	size_t used = 0;
+	int n = 0, rc;
+
+	list[0] = '\0';
+	if (sqlite3_prepare_v2(db, "SELECT DISTINCT ifnull(cpu_model, '?') || ', ' ||"
+			       " ifnull(threads, '?') || ' threads' FROM shards WHERE run_id = ?1"
+			       " ORDER BY 1", -1, &st, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(st, 1, run);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (used < len)
+			used += (size_t)snprintf(list + used, len - used, "%s%s", n ? "; " : "",
+						 (const char *)sqlite3_column_text(st, 0));
+		n++;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? n : -EIO;
+}
+
 /* The text of a one-row, one-column query on run (?1) and key (?2, ?3) into buf. */
 static int query_text(sqlite3 *db, const char *sql, int64_t run, const char *key,
 		      const char *key2, char *buf, size_t len)

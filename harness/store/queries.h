@@ -29,6 +29,13 @@ int store_latest_run(sqlite3 *db, int64_t *run);
  */
 int store_find_shard(sqlite3 *db, const char *suite_id, int shard, int shards, int64_t *run);
 
+/*
+ * The machines (CPU model and threads) the shards of a run merged from shards ran on,
+ * "; "-separated into list; returns how many (0 for a run that was not sharded), or -EIO.
+ * More than one: its latencies compare machines as well as variants.
+ */
+int store_run_machines(sqlite3 *db, int64_t run, char *list, size_t len);
+
 /* 0 when the run is in the database; -ENOENT when not; -EIO on trouble. */
 int store_find_run(sqlite3 *db, int64_t run);
 
@@ -46,6 +53,15 @@ int store_run_status(sqlite3 *db, int64_t run, char *buf, size_t len);
 	"SELECT 'plugin ' || variant, path, sha256 FROM plugins WHERE run_id = ?1" \
 	" UNION ALL SELECT 'input ' || name || '.' || tensor, path, sha256 FROM inputs" \
 	" WHERE run_id = ?1 ORDER BY 1"
+
+/*
+ * The shards a run was merged from (run --shard, then merge), one row each: shard, its
+ * host, CPU model, threads, SGEMM rate, and seconds from start to end.
+ */
+#define STORE_SHARDS_SQL \
+	"SELECT shard, hostname, cpu_model, threads, sgemm_gflops," \
+	" (julianday(finished) - julianday(started)) * 86400 FROM shards WHERE run_id = ?1" \
+	" ORDER BY shard"
 
 /*
  * The SHA-256 (hex) of the plugin that provided variant in run, into buf. Returns 0;

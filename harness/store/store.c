@@ -11,10 +11,13 @@
 #include <sys/stat.h>
 
 /*
- * The columns of the `results` view as version 1 made it; later versions add to them
- * (the view is the contract of users' queries: columns are added, never changed).
+ * The columns of the `results` view as version 1 made it, with the SGEMM rate that
+ * peak_fraction divides by (the run's; from version 6 the shard's machine); later versions
+ * add to them (the view is the contract of users' queries: columns are added, never
+ * changed).
  */
-#define RESULTS_COLUMNS_1 \
+#define RESULTS_COLUMNS_1 RESULTS_COLUMNS_PEAK("r.sgemm_gflops")
+#define RESULTS_COLUMNS_PEAK(peak) \
 	"  c.run_id, c.id AS cell_id, c.variant, c.task, c.pattern, c.regime," \
 	"  c.n, c.m, c.d, c.heads, c.kv_heads, c.batch, c.params, c.status, c.reason," \
 	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'accuracy') AS accuracy," \
@@ -32,7 +35,7 @@
 	"    AS peak_bytes," \
 	"  c.rss_bytes," \
 	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gflops') AS gflops," \
-	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gflops') / r.sgemm_gflops" \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gflops') / " peak \
 	"    AS peak_fraction," \
 	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'depth') AS depth," \
 	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'pairs') AS pairs," \
@@ -55,9 +58,17 @@
 	" FROM cells c JOIN runs r ON r.id = c.run_id;"
 
 /* The view as version 5 made it: version 3's and the plugin that provided the variant. */
-#define RESULTS_VIEW_5 \
+#define RESULTS_VIEW_5 RESULTS_VIEW_FROM_5(RESULTS_COLUMNS_1, "")
+/*
+ * From version 6: a cell of a suite merged from shards (run --shard) has the shard that
+ * ran it, and its peak_fraction is of that shard's machine.
+ */
+#define RESULTS_VIEW_6 \
+	RESULTS_VIEW_FROM_5(RESULTS_COLUMNS_PEAK("coalesce((SELECT s.sgemm_gflops FROM shards s" \
+		" WHERE s.run_id = c.run_id AND s.shard = c.shard), r.sgemm_gflops)"), ", c.shard")
+#define RESULTS_VIEW_FROM_5(columns, more) \
 	"CREATE VIEW results AS SELECT" \
-	RESULTS_COLUMNS_1 "," \
+	columns "," \
 	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'rounds') AS rounds," \
 	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'latency_round_spread')" \
 	"    AS latency_round_spread," \
@@ -65,7 +76,7 @@
 	"  (SELECT path FROM plugins WHERE run_id = c.run_id AND variant = c.variant)" \
 	"    AS plugin_path," \
 	"  (SELECT sha256 FROM plugins WHERE run_id = c.run_id AND variant = c.variant)" \
-	"    AS plugin_sha256" \
+	"    AS plugin_sha256" more \
 	" FROM cells c JOIN runs r ON r.id = c.run_id;"
 
 /* migrations[v] takes a database from user_version v to v + 1. */
@@ -188,11 +199,23 @@ static const char *const migrations[] = {
 
 	/*
 	 * 6: the suite a run belongs to, the SHA-256 of its whole plan (shard.h), and for
-	 * run --shard K/N its slice: merge tells the shards of one suite by them.
+	 * run --shard K/N its slice: merge tells the shards of one suite by them and, once
+	 * all are there, makes them one run (shards in runs.shards, runs.shard NULL) whose
+	 * cells keep their shard, each shard's machine and times in the table shards.
 	 */
 	"ALTER TABLE runs ADD COLUMN suite_id TEXT;"
 	"ALTER TABLE runs ADD COLUMN shard INTEGER;"
-	"ALTER TABLE runs ADD COLUMN shards INTEGER;",
+	"ALTER TABLE runs ADD COLUMN shards INTEGER;"
+	"ALTER TABLE cells ADD COLUMN shard INTEGER;"
+	"CREATE TABLE shards ("
+	"  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+	"  shard INTEGER NOT NULL, started TEXT, finished TEXT, status TEXT, hostname TEXT,"
+	"  cpu_model TEXT, cores INTEGER, threads INTEGER, sgemm_gflops REAL, load_avg REAL,"
+	"  warnings TEXT, command TEXT,"
+	"  PRIMARY KEY (run_id, shard)"
+	") WITHOUT ROWID;"
+	"DROP VIEW results;"
+	RESULTS_VIEW_6,
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
