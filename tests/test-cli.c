@@ -1440,6 +1440,91 @@ static void test_merge_names_missing_and_refuses_repeated_shards(void **state)
 	free(o);
 }
 
+/* Writes an executable sh script at path that lists its arguments, one a line, in log. */
+static void fake_command(const char *path, const char *log)
+{
+	char text[1024];
+
+	snprintf(text, sizeof(text), "#!/bin/sh\nfor a in \"$@\"; do printf '%%s\\n' \"$a\"; "
+		 "done > '%s'\n", log);
+	write_text(path, text);
+	assert_int_equal(chmod(path, 0755), 0);
+}
+
+/*
+ * attnbench slurm: the script's task 0 submits the merge job after the array and runs its
+ * shard under srun (fakes here record their arguments), a hostile suite path arriving as
+ * one word, nothing it holds run; bad values refused with one line, nothing made.
+ */
+static void test_slurm_script_runs_its_shard_and_quotes_what_it_is_given(void **state)
+{
+	static const char suite[] =
+		"task,variants,patterns,lengths,dims,heads,kv_heads,batch,regimes\n"
+		"fidelity,vanilla flash,ns cs,64 96,16,2,,1,gaussian\n";
+	struct outcome *o = malloc(sizeof(*o));
+	char dir[400], csv[500], bin[400], cmd[2048], args[4096], *line, want[600];
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/we ird $(touch PWNED) 'q' `touch PWNED`", tmpdir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(csv, sizeof(csv), "%s/suite.csv", dir);
+	write_text(csv, suite);
+	snprintf(bin, sizeof(bin), "%s/fakebin", tmpdir);
+	assert_int_equal(mkdir(bin, 0755), 0);
+	snprintf(cmd, sizeof(cmd), "%s/sbatch", bin);
+	fake_command(cmd, path_in_tmp("sbatch.args"));
+	snprintf(cmd, sizeof(cmd), "%s/srun", bin);
+	fake_command(cmd, path_in_tmp("srun.args"));
+
+	run(o, "slurm", "--shards", "3", "--suite", csv, "--out", path_in_tmp("slurm-out"),
+	    "--partition", "debug", "--time", "1-02:00", "--cpus-per-task", "1", NULL);
+	assert_int_equal(o->status, 0);
+	assert_non_null(strstr(o->out, "#SBATCH --array=0-2\n"));
+	assert_non_null(strstr(o->out, "#SBATCH --partition=debug\n"));
+	assert_non_null(strstr(o->out, "#SBATCH --time=1-02:00\n"));
+	write_text(path_in_tmp("job.sbatch"), o->out);
+	snprintf(cmd, sizeof(cmd), "cd '%s' && PATH='%s':\"$PATH\" SLURM_ARRAY_TASK_ID=0 "
+		 "SLURM_ARRAY_TASK_MIN=0 SLURM_ARRAY_JOB_ID=77 SLURM_CPUS_PER_TASK=1 bash "
+		 "job.sbatch", tmpdir, bin);
+	assert_int_equal(system(cmd), 0);
+	slurp(path_in_tmp("srun.args"), args, sizeof(args));
+	assert_non_null(strstr(args, "--cpu-bind=cores\n"));
+	assert_non_null(strstr(args, "\n--shard\n1/3\n--threads\n1\n"));
+	/* the suite's path, one argument, byte for byte */
+	line = strstr(args, "\n--suite\n");
+	assert_non_null(line);
+	snprintf(want, sizeof(want), "\n--suite\n%s\n", csv);
+	assert_memory_equal(line, want, strlen(want));
+	slurp(path_in_tmp("sbatch.args"), args, sizeof(args));
+	assert_non_null(strstr(args, "--dependency=afterok:77\n"));
+	assert_non_null(strstr(args, "--kill-on-invalid-dep=yes\n"));
+	assert_int_equal(access(path_in_tmp("PWNED"), F_OK), -1);
+	snprintf(cmd, sizeof(cmd), "%s/PWNED", dir);
+	assert_int_equal(access(cmd, F_OK), -1);
+
+	/* bad values: one line, exit 2, no folder made */
+	{
+		static const char *const bad[][2] = {
+			{ "--out", "has space" }, { "--time", "2 hours" }, { "--partition", "a;b" },
+			{ "--shards", "0" }, { "--shards", "99" }, { "--cpus-per-task", "0" },
+		};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			const char *out = !strcmp(bad[i][0], "--out") ? bad[i][1] :
+					  path_in_tmp("slurm-bad");
+
+			run(o, "slurm", "--shards", "3", "--suite", csv, bad[i][0], bad[i][1],
+			    "--out", out, NULL);
+			assert_int_equal(o->status, 2);
+			assert_int_equal(strchr(o->err, '\n') - o->err + 1, (long)strlen(o->err));
+			assert_string_equal(o->out, "");
+		}
+		assert_int_equal(access(path_in_tmp("has space"), F_OK), -1);
+		assert_int_equal(access(path_in_tmp("slurm-bad"), F_OK), -1);
+	}
+	free(o);
+}
+
 /* Two shards into one: the union, both provenances, duplicates refused, OUT unchanged. */
 static void test_merge_combines_shards_and_refuses_duplicates(void **state)
 {
@@ -1700,6 +1785,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_import_refuses_bad_files_and_leaves_the_database_unchanged),
 		cmocka_unit_test(test_merge_combines_shards_and_refuses_duplicates),
 		cmocka_unit_test(test_merge_names_missing_and_refuses_repeated_shards),
+		cmocka_unit_test(test_slurm_script_runs_its_shard_and_quotes_what_it_is_given),
 		cmocka_unit_test(test_compare_finds_a_real_regression_and_fails_on_it),
 		cmocka_unit_test(test_compare_aa_stores_two_interleaved_runs_and_reports_a_rate),
 	};

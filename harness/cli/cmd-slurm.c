@@ -138,10 +138,10 @@ static int parse_args(int argc, char **argv, struct slurm_args *a)
 }
 
 /*
- * The absolute paths the nodes will use: the program, the results folder (made here, so
- * that a typo shows now), a suite file. 0, or an exit status after a one-line error.
+ * The absolute paths the nodes will use for the program and a suite file. 0, or an exit
+ * status after a one-line error.
  */
-static int resolve_paths(struct slurm_args *a)
+static int resolve_inputs(struct slurm_args *a)
 {
 	if (!a->job.attnbench) {
 		if (!realpath("/proc/self/exe", a->program))
@@ -150,17 +150,23 @@ static int resolve_paths(struct slurm_args *a)
 	} else if (a->job.attnbench[0] != '/') {
 		return error("--attnbench '%s' is not an absolute path", a->job.attnbench);
 	}
-	if (mkdir(a->out, 0777) && errno != EEXIST)
-		return error("cannot make the results folder '%s': %s", a->out, strerror(errno));
-	if (!realpath(a->out, a->out_path))
-		return error("cannot resolve '%s': %s", a->out, strerror(errno));
-	a->job.out = a->out_path;
 	if (!suite_builtin_csv(a->job.suite)) {
 		if (!realpath(a->job.suite, a->suite_path))
 			return error("no suite '%s': not quick, default or full, nor a file (%s)",
 				     a->job.suite, strerror(errno));
 		a->job.suite = a->suite_path;
 	}
+	return 0;
+}
+
+/* The results folder, made now (so that a typo shows) and resolved. 0, or exit status. */
+static int make_out(struct slurm_args *a)
+{
+	if (mkdir(a->out, 0777) && errno != EEXIST)
+		return error("cannot make the results folder '%s': %s", a->out, strerror(errno));
+	if (!realpath(a->out, a->out_path))
+		return error("cannot resolve '%s': %s", a->out, strerror(errno));
+	a->job.out = a->out_path;
 	return 0;
 }
 
@@ -211,21 +217,23 @@ int cmd_slurm(int argc, char **argv)
 		ret = error("%s", why);
 		goto out;
 	}
-	ret = resolve_paths(a);
+	ret = resolve_inputs(a);
 	if (ret)
 		goto out;
-	if (sbatch_check(&a->job, why, sizeof(why))) {
-		ret = error("%s", why);
-		goto out;
-	}
 	cost = calloc((size_t)a->job.shards, sizeof(*cost));
 	if (!cost) {
 		ret = error("out of memory");
 		goto out;
 	}
 	ret = estimate(a, cost);
+	if (!ret)
+		ret = make_out(a);
 	if (ret)
 		goto out;
+	if (sbatch_check(&a->job, why, sizeof(why))) {
+		ret = error("%s", why);
+		goto out;
+	}
 	a->job.cost = cost;
 	for (int i = 0; i < plugin_count() && i < SBATCH_MAX_PLUGINS; i++)
 		a->job.plugins[a->job.n_plugins++] = plugin_at(i)->path;
