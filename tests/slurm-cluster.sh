@@ -27,7 +27,9 @@ fail() { echo "slurm-cluster: FAILED: $*" >&2; exit 1; }
 
 echo "== installing slurm-wlm and munge"
 if ! command -v slurmctld > /dev/null || ! command -v munged > /dev/null; then
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge > "$work/apt.log" ||
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y -q slurm-wlm munge > "$work/apt.log" 2>&1 ||
+		{ apt-get update -qq && apt-get install -y -q slurm-wlm munge > "$work/apt.log" 2>&1; } ||
 		fail "apt-get install slurm-wlm munge (see $work/apt.log)"
 fi
 
@@ -53,14 +55,14 @@ chmod 0755 /run/munge
 runuser -u munge -- /usr/sbin/munged
 munge -n | unmunge > /dev/null || fail "munge cannot encode and decode a credential"
 
-echo "== slurm.conf for $host"
+echo "== slurm.conf for $host (addressed as 127.0.0.1: no name service needed)"
 # the node line as slurmd sees this machine (CPUs, sockets, cores, memory)
 node=$(slurmd -C | head -n 1)
 case "$node" in NodeName=*) ;; *) fail "slurmd -C printed '$node'" ;; esac
 mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
 cat > /etc/slurm/slurm.conf <<EOF
 ClusterName=attnbench
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 AuthType=auth/munge
 CryptoType=crypto/munge
 MpiDefault=none
@@ -79,7 +81,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-$node State=UNKNOWN
+$node NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
 rm -rf /var/spool/slurmctld/* /var/spool/slurmd/*

@@ -116,7 +116,11 @@ int sbatch_write(FILE *f, const struct sbatch_job *job)
 		"cpus=${SLURM_CPUS_PER_TASK:-%d}\n"
 		"mkdir -p \"$OUT\" || exit 2\n\n", job->cpus);
 
-	/* the merge job: no user text in --wrap, it reads ATTNBENCH and OUT from the env */
+	/*
+	 * The merge job: no user text in --wrap, it reads ATTNBENCH and OUT from the env. The
+	 * old database's -wal and -shm go before the new one takes its name: SQLite would
+	 * apply a stale log to the new file.
+	 */
 	fprintf(f, "# The first task submits the merge job: it starts when every task of this\n"
 		"# array ended well (a failed one cancels it) and merges the shards afresh.\n"
 		"if [ \"$task\" = \"${SLURM_ARRAY_TASK_MIN:-0}\" ]; then\n"
@@ -128,6 +132,7 @@ int sbatch_write(FILE *f, const struct sbatch_job *job)
 		"set -- \"$@\" \"$OUT/shard-$k.db\"; k=$((k + 1)); done; "
 		"rm -f \"$OUT/attnbench.db.new\"* && "
 		"\"$ATTNBENCH\" merge \"$OUT/attnbench.db.new\" \"$@\" && "
+		"rm -f \"$OUT/attnbench.db-wal\" \"$OUT/attnbench.db-shm\" && "
 		"mv -f \"$OUT/attnbench.db.new\" \"$OUT/attnbench.db\" && "
 		"\"$ATTNBENCH\" report --db \"$OUT/attnbench.db\" --markdown > \"$OUT/report.md\"' "
 		"|| exit 2\n"
