@@ -306,6 +306,7 @@ static void test_softplus_scaled_reweighting_equals_the_direct_form(void **state
 			transcription(&p, &direct, t.q, t.k, t.v, ref2, NULL);
 			for (size_t x = 0; x < t.nq; x++)
 				assert_float_equal(ref[x], ref2[x], FORMS_TOLERANCE);
+			free(ref);	/* check_output() frees ref2 */
 			check_output(softplus(), &p, &t, ref2,
 				     TOLERANCE, " direct p=%g",
 				     powers[pi]);
