@@ -345,6 +345,8 @@ static int by_shard(const void *x, const void *y)
 static int check_shards(struct run_identity *ids, size_t count, const char *out_path,
 			const char *const *inputs, char *why, size_t why_len)
 {
+	if (count < 2)	/* (ids may be NULL then, which qsort may not be given) */
+		return 0;
 	qsort(ids, count, sizeof(*ids), by_shard);
 	for (size_t i = 1; i < count; i++) {
 		const struct run_identity *a = &ids[i - 1], *b = &ids[i];
