@@ -9,11 +9,14 @@
  * it. Scores are kept in base 2 (Q is scaled by log2(e)/sqrt(d)), so one exp2 per score
  * suffices.
  *
- * Two tile engines compute the same thing:
- *  - AVX2+FMA (d a multiple of 8): hand-blocked kernels on a transposed score tile
- *    (keys x queries, from score-tile.h, which topk shares), so the softmax runs down
- *    columns with a vector of queries and the query tile is packed once per tile instead
- *    of a key tile per key tile;
+ * Three tile engines compute the same thing (flash.h); forward() takes the widest one the
+ * build has (-march=native picks the instruction sets) and the head dimension allows:
+ *  - AVX-512 (d a multiple of 16) and AVX2+FMA (d a multiple of 8): hand-blocked kernels
+ *    on a transposed score tile (keys x queries, from score-tile.h, which topk shares),
+ *    so the softmax runs down columns with a vector of queries and the query tile is
+ *    packed once per tile instead of a key tile per key tile. The AVX-512 kernels are the
+ *    AVX2 ones with twice the lanes and twice the registers: 12 keys x 32 queries per
+ *    score block, 6 rows x 64 columns per output block;
  *  - portable: cblas_sgemm for both products with OpenBLAS held single-threaded, and a
  *    scalar row softmax.
  *
@@ -35,9 +38,13 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define FLASH_AVX2 1
+#if defined(__AVX512F__)
+#define FLASH_AVX512 1
+#endif
 #endif
 
 #include "common.h"
+#include "flash.h"
 #include "kv-cache.h"
 #include "memory.h"
 #include "score-tile.h"
@@ -89,6 +96,7 @@ static const struct variant_param flash_params[] = {
 
 /* One work item's view of its slice and its thread's workspace. */
 struct flash_tile {
+	enum flash_engine engine;
 	const float *q, *k, *v;	/* the (batch, head) slice */
 	float *out;
 	int m, d;
@@ -97,9 +105,9 @@ struct flash_tile {
 	int bk;			/* keys per tile */
 	float *s;		/* score tile, then probabilities */
 	int lds;		/* its row stride */
-	float *qt;		/* AVX2: scaled query tile, transposed (d x lds) */
+	float *qt;		/* vector engines: scaled query tile, transposed (d x lds) */
 	float *mx, *l, *alpha;	/* per query row: running max, sum, last rescale */
-	float *kpad, *apad;	/* AVX2: padded copies of a partial kernel block */
+	float *kpad, *apad;	/* vector engines: padded copies of a partial kernel block */
 };
 
 static size_t round_up(size_t x, size_t to)
@@ -381,7 +389,208 @@ static void tile_accumulate(struct flash_tile *t, float *acc, int k0, int cols, 
 	}
 }
 
-static void tile_avx2(struct flash_tile *t, int q0, int rows)
+#ifdef FLASH_AVX512
+/* ---- AVX-512 engine: the AVX2 engine's structure at twice the width ---- */
+
+/* softmax_columns() sixteen queries at a time, masks instead of blends. */
+static void softmax_columns_512(struct flash_tile *t, int cols, int rows, int limit)
+{
+	const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
+	const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+					       14, 15);
+
+	for (int r = 0; r < rows; r += 16) {
+		float *s = t->s + r;
+		__m512 m_old = _mm512_load_ps(t->mx + r), m_new = m_old;
+		__m512 sum = _mm512_setzero_ps(), alpha, shift;
+
+		if (limit != NO_MASK) {
+			/* Query q0 + r + i sees key k0 + j iff j < limit + r + i. */
+			__m512i seen = _mm512_add_epi32(_mm512_set1_epi32(limit + r), lane);
+
+			for (int j = 0; j < cols; j++) {
+				__mmask16 vis = _mm512_cmpgt_epi32_mask(seen, _mm512_set1_epi32(j));
+				__m512 x = _mm512_mask_mov_ps(neg_inf, vis,
+							      _mm512_load_ps(s + (size_t)j * t->lds));
+
+				_mm512_store_ps(s + (size_t)j * t->lds, x);
+				m_new = _mm512_max_ps(m_new, x);
+			}
+		} else {
+			for (int j = 0; j < cols; j++)
+				m_new = _mm512_max_ps(m_new,
+						      _mm512_load_ps(s + (size_t)j * t->lds));
+		}
+		/* A query that has seen nothing keeps shift 0: no -inf - -inf. */
+		shift = _mm512_mask_mov_ps(m_new, _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_EQ_OQ),
+					   _mm512_setzero_ps());
+		for (int j = 0; j < cols; j++) {
+			float *at = s + (size_t)j * t->lds;
+			__m512 p = exp2_v16(_mm512_sub_ps(_mm512_load_ps(at), shift));
+
+			_mm512_store_ps(at, p);
+			sum = _mm512_add_ps(sum, p);
+		}
+		alpha = exp2_v16(_mm512_sub_ps(m_old, shift));
+		_mm512_store_ps(t->alpha + r, alpha);
+		_mm512_store_ps(t->l + r, _mm512_fmadd_ps(alpha, _mm512_load_ps(t->l + r), sum));
+		_mm512_store_ps(t->mx + r, m_new);
+	}
+}
+
+/* Output columns of the AVX-512 accumulate kernel's widest block: four vectors. */
+#define ACC_COLS_512 64
+
+#define ACC_LOAD_512(i)							\
+	do {								\
+		__m512 a = _mm512_set1_ps(alpha[i]);			\
+		const float *row = acc + (size_t)(i) * ld;		\
+									\
+		o##i##a = _mm512_mul_ps(a, _mm512_loadu_ps(row));	\
+		if (vecs >= 2)						\
+			o##i##b = _mm512_mul_ps(a, _mm512_loadu_ps(row + 16)); \
+		if (vecs == 4) {					\
+			o##i##c = _mm512_mul_ps(a, _mm512_loadu_ps(row + 32)); \
+			o##i##d = _mm512_mul_ps(a, _mm512_loadu_ps(row + 48)); \
+		}							\
+	} while (0)
+
+#define ACC_FMA_512(i)							\
+	do {								\
+		__m512 a = _mm512_set1_ps(pj[i]);			\
+									\
+		o##i##a = _mm512_fmadd_ps(a, b0, o##i##a);		\
+		if (vecs >= 2)						\
+			o##i##b = _mm512_fmadd_ps(a, b1, o##i##b);	\
+		if (vecs == 4) {					\
+			o##i##c = _mm512_fmadd_ps(a, b2, o##i##c);	\
+			o##i##d = _mm512_fmadd_ps(a, b3, o##i##d);	\
+		}							\
+	} while (0)
+
+#define ACC_STORE_512(i)						\
+	do {								\
+		float *row = acc + (size_t)(i) * ld;			\
+									\
+		_mm512_storeu_ps(row, o##i##a);				\
+		if (vecs >= 2)						\
+			_mm512_storeu_ps(row + 16, o##i##b);		\
+		if (vecs == 4) {					\
+			_mm512_storeu_ps(row + 32, o##i##c);		\
+			_mm512_storeu_ps(row + 48, o##i##d);		\
+		}							\
+	} while (0)
+
+/*
+ * accumulate_kernel() on KERNEL_ROWS rows by 16 * vecs columns, vecs 1, 2 or 4: at four,
+ * 24 accumulators, four value vectors and a broadcast fill 29 of the 32 registers.
+ */
+static ALWAYS_INLINE void accumulate_kernel_512(const float *p, int lds, const float *v,
+						int d, int cols, const float *alpha,
+						float *acc, int ld, int vecs)
+{
+	__m512 o0a, o0b, o0c, o0d, o1a, o1b, o1c, o1d, o2a, o2b, o2c, o2d;
+	__m512 o3a, o3b, o3c, o3d, o4a, o4b, o4c, o4d, o5a, o5b, o5c, o5d;
+
+	o0b = o1b = o2b = o3b = o4b = o5b = _mm512_setzero_ps();
+	o0c = o1c = o2c = o3c = o4c = o5c = o0b;
+	o0d = o1d = o2d = o3d = o4d = o5d = o0b;
+	ACC_LOAD_512(0);
+	ACC_LOAD_512(1);
+	ACC_LOAD_512(2);
+	ACC_LOAD_512(3);
+	ACC_LOAD_512(4);
+	ACC_LOAD_512(5);
+	for (int j = 0; j < cols; j++) {
+		const float *pj = p + (size_t)j * lds, *vj = v + (size_t)j * d;
+		__m512 b0 = _mm512_loadu_ps(vj), b1 = b0, b2 = b0, b3 = b0;
+
+		if (vecs >= 2)
+			b1 = _mm512_loadu_ps(vj + 16);
+		if (vecs == 4) {
+			b2 = _mm512_loadu_ps(vj + 32);
+			b3 = _mm512_loadu_ps(vj + 48);
+		}
+		ACC_FMA_512(0);
+		ACC_FMA_512(1);
+		ACC_FMA_512(2);
+		ACC_FMA_512(3);
+		ACC_FMA_512(4);
+		ACC_FMA_512(5);
+	}
+	ACC_STORE_512(0);
+	ACC_STORE_512(1);
+	ACC_STORE_512(2);
+	ACC_STORE_512(3);
+	ACC_STORE_512(4);
+	ACC_STORE_512(5);
+}
+
+#undef ACC_LOAD_512
+#undef ACC_FMA_512
+#undef ACC_STORE_512
+
+static NOINLINE void accumulate_64(const float *p, int lds, const float *v, int d, int cols,
+				   const float *alpha, float *acc, int ld)
+{
+	accumulate_kernel_512(p, lds, v, d, cols, alpha, acc, ld, 4);
+}
+
+static NOINLINE void accumulate_32(const float *p, int lds, const float *v, int d, int cols,
+				   const float *alpha, float *acc, int ld)
+{
+	accumulate_kernel_512(p, lds, v, d, cols, alpha, acc, ld, 2);
+}
+
+static NOINLINE void accumulate_16_512(const float *p, int lds, const float *v, int d,
+				       int cols, const float *alpha, float *acc, int ld)
+{
+	accumulate_kernel_512(p, lds, v, d, cols, alpha, acc, ld, 1);
+}
+
+/* tile_accumulate() over d in blocks of 64, then 32, then 16 columns. */
+static void tile_accumulate_512(struct flash_tile *t, float *acc, int k0, int cols, int rows)
+{
+	const float *v = t->v + (size_t)k0 * t->d;
+	int d = t->d;
+
+	for (int i = 0; i < rows; i += KERNEL_ROWS) {
+		int kr = rows - i < KERNEL_ROWS ? rows - i : KERNEL_ROWS;
+
+		for (int c = 0; c < d;) {
+			int width = d - c >= 64 ? 64 : d - c >= 32 ? 32 : 16;
+			float *out = acc + (size_t)i * d + c, *at = out;
+			int ld = d;
+
+			if (kr < KERNEL_ROWS) {
+				memset(t->apad, 0, sizeof(float) * KERNEL_ROWS * ACC_COLS_512);
+				for (int r = 0; r < kr; r++)
+					memcpy(t->apad + r * ACC_COLS_512, out + (size_t)r * d,
+					       sizeof(float) * width);
+				at = t->apad;
+				ld = ACC_COLS_512;
+			}
+			if (width == 64)
+				accumulate_64(t->s + i, t->lds, v + c, d, cols, t->alpha + i, at,
+					      ld);
+			else if (width == 32)
+				accumulate_32(t->s + i, t->lds, v + c, d, cols, t->alpha + i, at,
+					      ld);
+			else
+				accumulate_16_512(t->s + i, t->lds, v + c, d, cols, t->alpha + i,
+						  at, ld);
+			if (at != out)
+				for (int r = 0; r < kr; r++)
+					memcpy(out + (size_t)r * d, t->apad + r * ACC_COLS_512,
+					       sizeof(float) * width);
+			c += width;
+		}
+	}
+}
+#endif
+
+/* One query tile on a vector engine: pack the queries, then score, softmax, accumulate. */
+static void tile_vector(struct flash_tile *t, int q0, int rows)
 {
 	int d = t->d, kend = keys_needed(t, q0, rows);
 	float *acc = t->out + (size_t)q0 * d;
@@ -394,25 +603,50 @@ static void tile_avx2(struct flash_tile *t, int q0, int rows)
 	score_tile_pack_queries(t->qt, t->lds, t->q + (size_t)q0 * d, d, rows, t->qscale);
 	for (int k0 = 0; k0 < kend; k0 += t->bk) {
 		int cols = kend - k0 < t->bk ? kend - k0 : t->bk;
+		const float *kt = t->k + (size_t)k0 * d;
+		int limit = diagonal_limit(t, q0, k0, cols);
 
-		score_tile_scores(t->s, t->qt, t->lds, t->k + (size_t)k0 * d, d, cols, rows,
-				  t->kpad);
-		softmax_columns(t, cols, rows, diagonal_limit(t, q0, k0, cols));
+#ifdef FLASH_AVX512
+		if (t->engine == FLASH_ENGINE_AVX512) {
+			score_tile_scores_512(t->s, t->qt, t->lds, kt, d, cols, rows, t->kpad);
+			softmax_columns_512(t, cols, rows, limit);
+			tile_accumulate_512(t, acc, k0, cols, rows);
+			continue;
+		}
+#endif
+		score_tile_scores(t->s, t->qt, t->lds, kt, d, cols, rows, t->kpad);
+		softmax_columns(t, cols, rows, limit);
 		tile_accumulate(t, acc, k0, cols, rows);
 	}
 	finish_rows(acc, t->l, rows, d);
 }
 #endif
 
-/* Whether the AVX2 engine handles this head dimension. */
-static bool use_avx2(int d)
+bool flash_engine_handles(enum flash_engine e, int d)
 {
+	switch (e) {
+	case FLASH_ENGINE_BLAS:
+		return true;
 #ifdef FLASH_AVX2
-	return d % 8 == 0;
-#else
-	(void)d;
-	return false;
+	case FLASH_ENGINE_AVX2:
+		return d % 8 == 0;
 #endif
+#ifdef FLASH_AVX512
+	case FLASH_ENGINE_AVX512:
+		return d % 16 == 0;
+#endif
+	default:
+		return false;
+	}
+}
+
+enum flash_engine flash_engine_for(int d)
+{
+	if (flash_engine_handles(FLASH_ENGINE_AVX512, d))
+		return FLASH_ENGINE_AVX512;
+	if (flash_engine_handles(FLASH_ENGINE_AVX2, d))
+		return FLASH_ENGINE_AVX2;
+	return FLASH_ENGINE_BLAS;
 }
 
 /* Where the parts of one thread's workspace start, in floats. */
@@ -423,20 +657,28 @@ struct flash_layout {
 };
 
 /*
- * AVX2: scores are keys x queries, round6(bk) rows of round16(round6(bq)), plus the
- * transposed query tile and the padded kernel blocks. Portable: bq x round16(bk).
- * Nothing depends on n or m.
+ * Vector engines: scores are keys x queries, bk rounded up to the kernel's keys rows of
+ * round6(bq) rounded up to its query block (16 AVX2, 32 AVX-512), plus the transposed
+ * query tile and the padded kernel blocks. Portable: bq x round16(bk). Nothing depends
+ * on n or m.
  */
-static void tile_layout(struct flash_layout *lay, int bq, int bk, int d, bool avx2)
+static void tile_layout(struct flash_layout *lay, int bq, int bk, int d, enum flash_engine e)
 {
-	size_t row_len, s_len, qt_len = 0, pad_len = 0;
+	size_t row_len, s_len, qt_len = 0, kpad_len = 0, apad_len = 0;
+	size_t keys = SCORE_TILE_KEYS, queries = 16, acc_cols = 16;
 
-	if (avx2) {
-		row_len = round_up(round_up(bq, KERNEL_ROWS), FLASH_LINE);
+	if (e == FLASH_ENGINE_AVX512) {
+		keys = SCORE_TILE_KEYS_512;
+		queries = 32;
+		acc_cols = 64;
+	}
+	if (e != FLASH_ENGINE_BLAS) {
+		row_len = round_up(round_up(bq, KERNEL_ROWS), queries);
 		lay->lds = (int)row_len;
-		s_len = round_up(bk, SCORE_TILE_KEYS) * row_len;
+		s_len = round_up(bk, keys) * row_len;
 		qt_len = (size_t)d * row_len;
-		pad_len = round_up((size_t)SCORE_TILE_KEYS * d, FLASH_LINE);
+		kpad_len = round_up(keys * d, FLASH_LINE);
+		apad_len = KERNEL_ROWS * acc_cols;
 	} else {
 		row_len = round_up(bq, FLASH_LINE);
 		lay->lds = (int)round_up(bk, FLASH_LINE);
@@ -448,26 +690,33 @@ static void tile_layout(struct flash_layout *lay, int bq, int bk, int d, bool av
 	lay->l = lay->mx + row_len;
 	lay->alpha = lay->l + row_len;
 	lay->kpad = lay->alpha + row_len;
-	lay->apad = lay->kpad + pad_len;
-	lay->total = lay->apad + (avx2 ? KERNEL_ROWS * 16 : 0);
+	lay->apad = lay->kpad + kpad_len;
+	lay->total = lay->apad + apad_len;
 }
 
 static int flash_forward(const struct attn_problem *p, const float *q, const float *k,
 			 const float *v, float *out)
 {
+	return flash_forward_on(flash_engine_for(p->d), p, q, k, v, out);
+}
+
+int flash_forward_on(enum flash_engine engine, const struct attn_problem *p, const float *q,
+		     const float *k, const float *v, float *out)
+{
 	int bq = p->params ? (int)p->params[FLASH_BLOCK_Q] : FLASH_BLOCK_Q_DEFAULT;
 	int bk = p->params ? (int)p->params[FLASH_BLOCK_K] : FLASH_BLOCK_K_DEFAULT;
-	bool avx2 = use_avx2(p->d);
 	int threads = max_threads(), saved, tiles_q;
 	struct flash_layout lay;
 	long items;
 	float *ws;
 
+	if (!flash_engine_handles(engine, p->d))
+		return -ENOTSUP;
 	bq = bq < p->n ? bq : p->n;
 	bk = bk < p->m ? bk : p->m;
 	tiles_q = (p->n + bq - 1) / bq;
 	items = (long)p->batch * p->heads * tiles_q;
-	tile_layout(&lay, bq, bk, p->d, avx2);
+	tile_layout(&lay, bq, bk, p->d, engine);
 	/* Zeroed, so padding lanes read before they are written hold numbers. */
 	ws = attn_calloc((size_t)threads * lay.total, sizeof(float));
 	if (!ws)
@@ -478,6 +727,7 @@ static int flash_forward(const struct attn_problem *p, const float *q, const flo
 	{
 		float *base = ws + (size_t)thread_id() * lay.total;
 		struct flash_tile t = {
+			.engine	= engine,
 			.m	= p->m,
 			.d	= p->d,
 			.causal	= p->pattern == ATTN_CS,
@@ -508,8 +758,8 @@ static int flash_forward(const struct attn_problem *p, const float *q, const flo
 			t.v = v + kvo;
 			t.out = out + qo;
 #ifdef FLASH_AVX2
-			if (avx2) {
-				tile_avx2(&t, q0, rows);
+			if (engine != FLASH_ENGINE_BLAS) {
+				tile_vector(&t, q0, rows);
 				continue;
 			}
 #endif

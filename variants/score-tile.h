@@ -1,8 +1,9 @@
 /*
- * score-tile.h - the transposed score tile of flash's AVX2 engine and of topk: a query
- * tile packed once, scaled and transposed (d x ld), and a register-blocked AVX2 kernel
- * that scores the keys of a key tile against it, SCORE_TILE_KEYS keys by 16 queries at a
- * time, into a keys x queries tile (row j: key j's scores for every query of the tile).
+ * score-tile.h - the transposed score tile of flash's vector engines and of topk: a query
+ * tile packed once, scaled and transposed (d x ld), and a register-blocked kernel that
+ * scores the keys of a key tile against it, SCORE_TILE_KEYS keys by 16 queries at a time
+ * (AVX2), or SCORE_TILE_KEYS_512 keys by 32 (AVX-512), into a keys x queries tile (row j:
+ * key j's scores for every query of the tile).
  *
  * Every score is one fused multiply-add per dimension, in dimension order, from zero, on
  * the already scaled query. topk depends on that: its decoder recomputes the same scores
@@ -25,6 +26,11 @@
  * which with two query vectors and a broadcast key fill the 16 AVX2 registers.
  */
 #define SCORE_TILE_KEYS 6
+/*
+ * The AVX-512 kernel's: 12 keys x 32 queries are 24 accumulators, which with two query
+ * vectors and a broadcast key leave 5 of the 32 registers.
+ */
+#define SCORE_TILE_KEYS_512 12
 
 /*
  * qt[c][r] = qscale * q[r][c] for the rows query rows of q (row stride d), and 0 for
@@ -125,6 +131,96 @@ static inline void score_tile_scores(float *s, const float *qt, int ld, const fl
 			score_tile_kernel(kj, d, qt + r, ld, s + (size_t)j * ld + r, ld);
 	}
 }
+
+#ifdef __AVX512F__
+#define SCORE_TILE_AVX512 1
+
+#define SCORE_TILE_FMA_512(i)						\
+	do {								\
+		__m512 a = _mm512_set1_ps(k[(size_t)(i) * d + c]);	\
+									\
+		s##i##a = _mm512_fmadd_ps(a, b0, s##i##a);		\
+		s##i##b = _mm512_fmadd_ps(a, b1, s##i##b);		\
+	} while (0)
+
+#define SCORE_TILE_STORE_512(i)						\
+	do {								\
+		_mm512_store_ps(s + (size_t)(i) * lds, s##i##a);	\
+		_mm512_store_ps(s + (size_t)(i) * lds + 16, s##i##b);	\
+	} while (0)
+
+/*
+ * score_tile_kernel() for SCORE_TILE_KEYS_512 keys by 32 queries, each score the same
+ * chain of FMAs (so the same bits); qt and s 64-byte aligned, ldq and lds multiples of 16.
+ */
+static __attribute__((noinline, unused)) void score_tile_kernel_512(const float *k, int d,
+								    const float *qt, int ldq,
+								    float *s, int lds)
+{
+	__m512 s0a, s0b, s1a, s1b, s2a, s2b, s3a, s3b, s4a, s4b, s5a, s5b;
+	__m512 s6a, s6b, s7a, s7b, s8a, s8b, s9a, s9b, s10a, s10b, s11a, s11b;
+
+	s0a = s0b = s1a = s1b = s2a = s2b = s3a = s3b = _mm512_setzero_ps();
+	s4a = s4b = s5a = s5b = s6a = s6b = s7a = s7b = _mm512_setzero_ps();
+	s8a = s8b = s9a = s9b = s10a = s10b = s11a = s11b = _mm512_setzero_ps();
+	for (int c = 0; c < d; c++) {
+		__m512 b0 = _mm512_load_ps(qt + (size_t)c * ldq);
+		__m512 b1 = _mm512_load_ps(qt + (size_t)c * ldq + 16);
+
+		SCORE_TILE_FMA_512(0);
+		SCORE_TILE_FMA_512(1);
+		SCORE_TILE_FMA_512(2);
+		SCORE_TILE_FMA_512(3);
+		SCORE_TILE_FMA_512(4);
+		SCORE_TILE_FMA_512(5);
+		SCORE_TILE_FMA_512(6);
+		SCORE_TILE_FMA_512(7);
+		SCORE_TILE_FMA_512(8);
+		SCORE_TILE_FMA_512(9);
+		SCORE_TILE_FMA_512(10);
+		SCORE_TILE_FMA_512(11);
+	}
+	SCORE_TILE_STORE_512(0);
+	SCORE_TILE_STORE_512(1);
+	SCORE_TILE_STORE_512(2);
+	SCORE_TILE_STORE_512(3);
+	SCORE_TILE_STORE_512(4);
+	SCORE_TILE_STORE_512(5);
+	SCORE_TILE_STORE_512(6);
+	SCORE_TILE_STORE_512(7);
+	SCORE_TILE_STORE_512(8);
+	SCORE_TILE_STORE_512(9);
+	SCORE_TILE_STORE_512(10);
+	SCORE_TILE_STORE_512(11);
+}
+
+#undef SCORE_TILE_FMA_512
+#undef SCORE_TILE_STORE_512
+
+/*
+ * score_tile_scores() on the AVX-512 kernel: query columns up to round32(rows), so ld is
+ * a multiple of 32; s has rows for cols rounded up to SCORE_TILE_KEYS_512 and kpad holds
+ * SCORE_TILE_KEYS_512 x d floats; both 64-byte aligned.
+ */
+static inline void score_tile_scores_512(float *s, const float *qt, int ld, const float *k,
+					 int d, int cols, int rows, float *kpad)
+{
+	int qcols = (rows + 31) / 32 * 32;
+
+	for (int j = 0; j < cols; j += SCORE_TILE_KEYS_512) {
+		const float *kj = k + (size_t)j * d;
+
+		if (cols - j < SCORE_TILE_KEYS_512) {
+			memset(kpad, 0, sizeof(float) * SCORE_TILE_KEYS_512 * d);
+			memcpy(kpad, kj, sizeof(float) * (cols - j) * d);
+			kj = kpad;
+		}
+		for (int r = 0; r < qcols; r += 32)
+			score_tile_kernel_512(kj, d, qt + r, ld, s + (size_t)j * ld + r, ld);
+	}
+}
+
+#endif /* AVX-512 */
 
 #endif /* AVX2 and FMA */
 

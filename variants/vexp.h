@@ -45,6 +45,34 @@ static inline __attribute__((always_inline)) __m256 exp2_v8(__m256 x)
 
 #endif
 
+#if defined(VEXP_AVX2) && defined(__AVX512F__)
+#define VEXP_AVX512 1
+
+/* exp2_v8() sixteen at a time: the same reduction, polynomial and flush to 0. */
+static inline __attribute__((always_inline)) __m512 exp2_v16(__m512 x)
+{
+	const __m512 lowest = _mm512_set1_ps(-125.0f);
+	__mmask16 keep = _mm512_cmp_ps_mask(x, lowest, _CMP_GE_OQ);
+	__m512 k, r, p;
+	__m512i e;
+
+	x = _mm512_max_ps(x, lowest);
+	k = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	r = _mm512_sub_ps(x, k);
+	p = _mm512_set1_ps(1.537070493e-4f);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.339984825e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.618373588e-3f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.550329015e-2f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(2.402264774e-1f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(6.931471825e-1f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	e = _mm512_slli_epi32(_mm512_cvtps_epi32(k), 23);
+	p = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(p), e));
+	return _mm512_maskz_mov_ps(keep, p);
+}
+
+#endif
+
 /* Largest of x[0..n) (n >= 1). */
 static inline float row_max(const float *x, int n)
 {
