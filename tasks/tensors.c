@@ -68,6 +68,14 @@ float *tensor_alloc(size_t count, const char *name)
 		munmap(base, span + 2 * guard);
 		return NULL;
 	}
+	/*
+	 * Large tensors on transparent huge pages where the system allows them on request:
+	 * a 65536-key passkey cell spent a third of its time in 4 KiB page faults filling
+	 * its inputs, and every variant reads them with fewer TLB misses, as frameworks'
+	 * allocators arrange. Only advice: refused, the pages stay small.
+	 */
+	if (span >= TENSORS_HUGE_BYTES)
+		madvise(base + guard, span, MADV_HUGEPAGE);
 	*f = (struct fence){
 		.base = base, .map_bytes = span + 2 * guard,
 		.lo = base + guard, .hi = base + guard + span,

@@ -24,6 +24,8 @@
 
 /* 64 KiB: an overrun by a few thousand floats (a wrong row stride) still hits the guard */
 #define TENSORS_GUARD_BYTES ((size_t)64 << 10)
+/* Tensors from this size on are advised onto transparent huge pages (2 MiB on x86-64). */
+#define TENSORS_HUGE_BYTES ((size_t)4 << 20)
 /* Live buffers at once: a task holds at most two sets of q, k, v, o and decode's rows. */
 #define TENSORS_MAX 64
 
