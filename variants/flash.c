@@ -93,6 +93,9 @@ static const struct variant_param flash_params[] = {
  * SCORE_TILE_KEYS); query tiles are padded to whole blocks.
  */
 #define KERNEL_ROWS 6
+/* Output columns of the widest accumulate kernel: two AVX2 vectors, four AVX-512 ones. */
+#define ACC_COLS 16
+#define ACC_COLS_512 64
 
 /* One work item's view of its slice and its thread's workspace. */
 struct flash_tile {
@@ -350,45 +353,6 @@ static NOINLINE void accumulate_8(const float *p, int lds, const float *v, int d
 	accumulate_kernel(p, lds, v, d, cols, alpha, acc, ld, 1);
 }
 
-/*
- * acc = alpha * acc + P V for the tile's rows, over d in blocks of 16 then 8. A partial
- * block of rows runs on a padded copy (t->apad); P and alpha have padded lanes to read.
- */
-static void tile_accumulate(struct flash_tile *t, float *acc, int k0, int cols, int rows)
-{
-	const float *v = t->v + (size_t)k0 * t->d;
-	int d = t->d;
-
-	for (int i = 0; i < rows; i += KERNEL_ROWS) {
-		int kr = rows - i < KERNEL_ROWS ? rows - i : KERNEL_ROWS;
-
-		for (int c = 0; c < d; c += 16) {
-			int width = d - c >= 16 ? 16 : 8;
-			float *out = acc + (size_t)i * d + c, *at = out;
-			int ld = d;
-
-			if (kr < KERNEL_ROWS) {
-				memset(t->apad, 0, sizeof(float) * KERNEL_ROWS * 16);
-				for (int r = 0; r < kr; r++)
-					memcpy(t->apad + r * 16, out + (size_t)r * d,
-					       sizeof(float) * width);
-				at = t->apad;
-				ld = 16;
-			}
-			if (width == 16)
-				accumulate_16(t->s + i, t->lds, v + c, d, cols, t->alpha + i,
-					      at, ld);
-			else
-				accumulate_8(t->s + i, t->lds, v + c, d, cols, t->alpha + i,
-					     at, ld);
-			if (at != out)
-				for (int r = 0; r < kr; r++)
-					memcpy(out + (size_t)r * d, t->apad + r * 16,
-					       sizeof(float) * width);
-		}
-	}
-}
-
 #ifdef FLASH_AVX512
 /* ---- AVX-512 engine: the AVX2 engine's structure at twice the width ---- */
 
@@ -437,9 +401,6 @@ static void softmax_columns_512(struct flash_tile *t, int cols, int rows, int li
 		_mm512_store_ps(t->mx + r, m_new);
 	}
 }
-
-/* Output columns of the AVX-512 accumulate kernel's widest block: four vectors. */
-#define ACC_COLS_512 64
 
 #define ACC_LOAD_512(i)							\
 	do {								\
@@ -548,46 +509,61 @@ static NOINLINE void accumulate_16_512(const float *p, int lds, const float *v, 
 	accumulate_kernel_512(p, lds, v, d, cols, alpha, acc, ld, 1);
 }
 
-/* tile_accumulate() over d in blocks of 64, then 32, then 16 columns. */
-static void tile_accumulate_512(struct flash_tile *t, float *acc, int k0, int cols, int rows)
+#endif
+
+/* An accumulate kernel: KERNEL_ROWS output rows by one block of columns. */
+typedef void accumulate_fn(const float *p, int lds, const float *v, int d, int cols,
+			   const float *alpha, float *acc, int ld);
+
+/* The engine's widest kernel for `left` columns (a multiple of its smallest), and its width. */
+static accumulate_fn *accumulate_pick(enum flash_engine e, int left, int *width)
+{
+#ifdef FLASH_AVX512
+	if (e == FLASH_ENGINE_AVX512) {
+		*width = left >= 64 ? 64 : left >= 32 ? 32 : 16;
+		return *width == 64 ? accumulate_64 : *width == 32 ? accumulate_32 :
+		       accumulate_16_512;
+	}
+#endif
+	(void)e;
+	*width = left >= 16 ? 16 : 8;
+	return *width == 16 ? accumulate_16 : accumulate_8;
+}
+
+/*
+ * acc = alpha * acc + P V for the tile's rows, over d in the engine's blocks of columns
+ * (AVX2 16 then 8; AVX-512 64, 32, 16). A partial block of rows runs on a padded copy
+ * (t->apad, KERNEL_ROWS x the widest block); P and alpha have padded lanes to read.
+ */
+static void tile_accumulate(struct flash_tile *t, float *acc, int k0, int cols, int rows)
 {
 	const float *v = t->v + (size_t)k0 * t->d;
-	int d = t->d;
+	int d = t->d, pad_ld = t->engine == FLASH_ENGINE_AVX512 ? ACC_COLS_512 : ACC_COLS;
 
 	for (int i = 0; i < rows; i += KERNEL_ROWS) {
 		int kr = rows - i < KERNEL_ROWS ? rows - i : KERNEL_ROWS;
 
-		for (int c = 0; c < d;) {
-			int width = d - c >= 64 ? 64 : d - c >= 32 ? 32 : 16;
+		for (int c = 0, width; c < d; c += width) {
+			accumulate_fn *kernel = accumulate_pick(t->engine, d - c, &width);
 			float *out = acc + (size_t)i * d + c, *at = out;
 			int ld = d;
 
 			if (kr < KERNEL_ROWS) {
-				memset(t->apad, 0, sizeof(float) * KERNEL_ROWS * ACC_COLS_512);
+				memset(t->apad, 0, sizeof(float) * KERNEL_ROWS * pad_ld);
 				for (int r = 0; r < kr; r++)
-					memcpy(t->apad + r * ACC_COLS_512, out + (size_t)r * d,
+					memcpy(t->apad + r * pad_ld, out + (size_t)r * d,
 					       sizeof(float) * width);
 				at = t->apad;
-				ld = ACC_COLS_512;
+				ld = pad_ld;
 			}
-			if (width == 64)
-				accumulate_64(t->s + i, t->lds, v + c, d, cols, t->alpha + i, at,
-					      ld);
-			else if (width == 32)
-				accumulate_32(t->s + i, t->lds, v + c, d, cols, t->alpha + i, at,
-					      ld);
-			else
-				accumulate_16_512(t->s + i, t->lds, v + c, d, cols, t->alpha + i,
-						  at, ld);
+			kernel(t->s + i, t->lds, v + c, d, cols, t->alpha + i, at, ld);
 			if (at != out)
 				for (int r = 0; r < kr; r++)
-					memcpy(out + (size_t)r * d, t->apad + r * ACC_COLS_512,
+					memcpy(out + (size_t)r * d, t->apad + r * pad_ld,
 					       sizeof(float) * width);
-			c += width;
 		}
 	}
 }
-#endif
 
 /* One query tile on a vector engine: pack the queries, then score, softmax, accumulate. */
 static void tile_vector(struct flash_tile *t, int q0, int rows)
@@ -610,12 +586,12 @@ static void tile_vector(struct flash_tile *t, int q0, int rows)
 		if (t->engine == FLASH_ENGINE_AVX512) {
 			score_tile_scores_512(t->s, t->qt, t->lds, kt, d, cols, rows, t->kpad);
 			softmax_columns_512(t, cols, rows, limit);
-			tile_accumulate_512(t, acc, k0, cols, rows);
-			continue;
-		}
+		} else
 #endif
-		score_tile_scores(t->s, t->qt, t->lds, kt, d, cols, rows, t->kpad);
-		softmax_columns(t, cols, rows, limit);
+		{
+			score_tile_scores(t->s, t->qt, t->lds, kt, d, cols, rows, t->kpad);
+			softmax_columns(t, cols, rows, limit);
+		}
 		tile_accumulate(t, acc, k0, cols, rows);
 	}
 	finish_rows(acc, t->l, rows, d);
@@ -665,12 +641,12 @@ struct flash_layout {
 static void tile_layout(struct flash_layout *lay, int bq, int bk, int d, enum flash_engine e)
 {
 	size_t row_len, s_len, qt_len = 0, kpad_len = 0, apad_len = 0;
-	size_t keys = SCORE_TILE_KEYS, queries = 16, acc_cols = 16;
+	size_t keys = SCORE_TILE_KEYS, queries = 16, acc_cols = ACC_COLS;
 
 	if (e == FLASH_ENGINE_AVX512) {
 		keys = SCORE_TILE_KEYS_512;
 		queries = 32;
-		acc_cols = 64;
+		acc_cols = ACC_COLS_512;
 	}
 	if (e != FLASH_ENGINE_BLAS) {
 		row_len = round_up(round_up(bq, KERNEL_ROWS), queries);

@@ -106,30 +106,45 @@ static __attribute__((noinline, unused)) void score_tile_kernel(const float *k, 
 #undef SCORE_TILE_FMA
 #undef SCORE_TILE_STORE
 
+/* A register-blocked kernel: a block of keys against a block of query columns. */
+typedef void score_tile_kernel_fn(const float *k, int d, const float *qt, int ldq, float *s,
+				  int lds);
+
 /*
  * s[j][r] = k_j . qt[.][r] for the cols keys j (rows of k, stride d) and every query
- * column r < round16(rows) of the packed tile qt (score_tile_pack_queries()). qt and s
- * share the row stride ld, a multiple of 16 no smaller than round16(rows), and are
- * 32-byte aligned. s needs rows for cols rounded up to SCORE_TILE_KEYS: the last, partial
- * block of keys runs on a zero-padded copy in kpad (SCORE_TILE_KEYS x d floats), and its
- * extra scores land in rows nobody reads.
+ * column r < rows rounded up to the kernel's qblock, in blocks of `keys` keys. The last,
+ * partial block of keys runs on a zero-padded copy in kpad (keys x d floats), and its
+ * extra scores land in rows nobody reads; so s needs rows for cols rounded up to keys.
+ * Inlined with a constant kernel, the call is direct.
+ */
+static inline __attribute__((always_inline)) void
+score_tile_blocks(score_tile_kernel_fn *kernel, int keys, int qblock, float *s,
+		  const float *qt, int ld, const float *k, int d, int cols, int rows, float *kpad)
+{
+	int qcols = (rows + qblock - 1) / qblock * qblock;
+
+	for (int j = 0; j < cols; j += keys) {
+		const float *kj = k + (size_t)j * d;
+
+		if (cols - j < keys) {
+			memset(kpad, 0, sizeof(float) * keys * d);
+			memcpy(kpad, kj, sizeof(float) * (cols - j) * d);
+			kj = kpad;
+		}
+		for (int r = 0; r < qcols; r += qblock)
+			kernel(kj, d, qt + r, ld, s + (size_t)j * ld + r, ld);
+	}
+}
+
+/*
+ * The AVX2 tile (score_tile_blocks()): qt and s share the row stride ld, a multiple of 16
+ * no smaller than round16(rows), and are 32-byte aligned; kpad holds SCORE_TILE_KEYS x d.
  */
 static inline void score_tile_scores(float *s, const float *qt, int ld, const float *k,
 				     int d, int cols, int rows, float *kpad)
 {
-	int qcols = (rows + 15) / 16 * 16;
-
-	for (int j = 0; j < cols; j += SCORE_TILE_KEYS) {
-		const float *kj = k + (size_t)j * d;
-
-		if (cols - j < SCORE_TILE_KEYS) {
-			memset(kpad, 0, sizeof(float) * SCORE_TILE_KEYS * d);
-			memcpy(kpad, kj, sizeof(float) * (cols - j) * d);
-			kj = kpad;
-		}
-		for (int r = 0; r < qcols; r += 16)
-			score_tile_kernel(kj, d, qt + r, ld, s + (size_t)j * ld + r, ld);
-	}
+	score_tile_blocks(score_tile_kernel, SCORE_TILE_KEYS, 16, s, qt, ld, k, d, cols, rows,
+			  kpad);
 }
 
 #ifdef __AVX512F__
@@ -198,26 +213,14 @@ static __attribute__((noinline, unused)) void score_tile_kernel_512(const float 
 #undef SCORE_TILE_STORE_512
 
 /*
- * score_tile_scores() on the AVX-512 kernel: query columns up to round32(rows), so ld is
- * a multiple of 32; s has rows for cols rounded up to SCORE_TILE_KEYS_512 and kpad holds
- * SCORE_TILE_KEYS_512 x d floats; both 64-byte aligned.
+ * The AVX-512 tile: ld a multiple of 32 no smaller than round32(rows), qt and s 64-byte
+ * aligned, kpad SCORE_TILE_KEYS_512 x d floats.
  */
 static inline void score_tile_scores_512(float *s, const float *qt, int ld, const float *k,
 					 int d, int cols, int rows, float *kpad)
 {
-	int qcols = (rows + 31) / 32 * 32;
-
-	for (int j = 0; j < cols; j += SCORE_TILE_KEYS_512) {
-		const float *kj = k + (size_t)j * d;
-
-		if (cols - j < SCORE_TILE_KEYS_512) {
-			memset(kpad, 0, sizeof(float) * SCORE_TILE_KEYS_512 * d);
-			memcpy(kpad, kj, sizeof(float) * (cols - j) * d);
-			kj = kpad;
-		}
-		for (int r = 0; r < qcols; r += 32)
-			score_tile_kernel_512(kj, d, qt + r, ld, s + (size_t)j * ld + r, ld);
-	}
+	score_tile_blocks(score_tile_kernel_512, SCORE_TILE_KEYS_512, 32, s, qt, ld, k, d, cols,
+			  rows, kpad);
 }
 
 #endif /* AVX-512 */
