@@ -49,14 +49,19 @@ variant_style(n) = sprintf('set style line %d lc rgb "%s" pt %d lw %g dt %d', n,
 colour_reference = "#555555"	# chance, 1x and other references; "none" in efficiency
 colour_front = "#222222"	# Pareto fronts; intervals of efficiency lengths
 colour_bar = "#aaaaaa"		# the legend's sample of a bar of any variant
+colour_roof = "#444444"		# the roofline: the machine's compute and memory roofs
 ls_reference = 100
 ls_front = 101
 ls_mark = 102
 ls_below = 103
 ls_unstable = 104
+ls_roof = 105
+ls_leader = 106
 set style line ls_reference lc rgb colour_reference lw 1.5 dt 2	# chance, 1x and other references
 set style line ls_front lc rgb colour_front lw 1.5 dt 1	# Pareto front
 set style line ls_mark lc rgb "#000000" pt 12 ps 1.1 lw 1.5	# CAB's fitted crossing
 # an efficiency length below the measured range: an arrow to smaller lengths
 set style line ls_below lc rgb "#000000" lw 2
 set style line ls_unstable lc rgb "#000000" pt 6 ps 2.2 lw 1	# ring: an unstable cell
+set style line ls_roof lc rgb colour_roof lw 2 dt 1	# the roofline's two roofs
+set style line ls_leader lc rgb "#888888" lw 0.75	# from a point to its name set apart

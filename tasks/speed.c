@@ -1,5 +1,6 @@
 /*
- * speed.c - latency, work rate and workspace of one forward pass (SPEC sections 4, 5).
+ * speed.c - latency, work rate, bytes moved and workspace of one forward pass (SPEC
+ * sections 4, 5).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -27,7 +28,11 @@ static int speed_sample(void *arg, double seconds)
 	return result_sample(arg, seconds);
 }
 
-/* The latency, the time spent timing and the work rate, from r's samples. */
+/*
+ * The latency, the time spent timing and the work rate, from r's samples; and the bytes
+ * a forward moves (the variant's formula, or the compulsory traffic), which with the
+ * FLOPs place the variant on the roofline.
+ */
 static int speed_summarise(const struct cell *c, struct cell_result *r)
 {
 	struct attn_problem p = cell_problem(c);
@@ -40,6 +45,7 @@ static int speed_summarise(const struct cell *c, struct cell_result *r)
 	for (size_t i = 0; i < r->n_samples; i++)
 		timed += r->samples[i];
 	result_metric(r, "timed_seconds", timed, "s");
+	result_metric(r, "bytes", variant_bytes(c->variant, &p), "B");
 	if (c->variant->flops) {
 		double flops = c->variant->flops(&p);
 

@@ -172,6 +172,7 @@ static void test_list_shows_variants_tasks_suites_and_runs(void **state)
 	run(o, "list", "runs", "--db", db, NULL);
 	assert_int_equal(o->status, 0);
 	assert_non_null(strstr(o->out, "complete"));
+	assert_non_null(strstr(o->out, " sgemm   triad  cpu\n"));
 	run(o, "list", "colours", NULL);
 	assert_int_equal(o->status, 2);
 	free(o);
@@ -1393,11 +1394,18 @@ static void test_merge_names_missing_and_refuses_repeated_shards(void **state)
 	    " shard IS NULL), (SELECT count(*) FROM shards WHERE run_id = 3) FROM cells", NULL);
 	assert_non_null(strstr(o->out, "\r\n18,1,"));
 	assert_non_null(strstr(o->out, ",1,2\r\n"));
+	/* each shard's triad bandwidth kept; the run's is their mean, as its SGEMM rate */
+	run(o, "query", "--db", out, "--csv", "SELECT (SELECT count(*) FROM shards WHERE"
+	    " run_id = 3 AND triad_gbps > 0), (SELECT abs(r.triad_gbps - avg(s.triad_gbps))"
+	    " < 1e-9 FROM runs r JOIN shards s ON s.run_id = r.id WHERE r.id = 3)", NULL);
+	assert_non_null(strstr(o->out, "\r\n2,1\r\n"));
 	run(o, "list", "runs", "--db", out, NULL);
 	assert_non_null(strstr(o->out, "shard 1: "));
 	assert_non_null(strstr(o->out, "shard 2: "));
+	assert_non_null(strstr(o->out, ", triad "));
 	run(o, "report", "--db", out, NULL);
 	assert_non_null(strstr(o->out, "Merged from shards: shard 1 on "));
+	assert_non_null(strstr(o->out, " GB/s)"));
 	/* a second run of shard 2: already in the whole run; both in one merge: twice */
 	len_before = read_file(out, &before);
 	run(o, "merge", out, db_path[2], NULL);

@@ -168,10 +168,10 @@ static int64_t add_nasty_run(sqlite3 *db, const char *tag)
 	run_sql(db, "INSERT INTO runs (started, finished, status, sgemm_gflops, harness_version,"
 		" git_commit, compiler, cflags, cpu_model, cpu_flags, cores, threads, blas_config,"
 		" sqlite_version, kernel, hostname, governor, load_avg, smt, aslr, warnings, seed,"
-		" suite, command) VALUES (?1, NULL, 'interrupted', 159.73412345678912, '0.1.0',"
-		" '', 'gcc 12', '-O3 -march=native', ?2, ?3, '2', '2', ?4, '3.40.1', 'Linux',"
-		" ?5, NULL, '5.35', 'off', 'on', ?6, '42', ?7, ?8)", 8, started, nasty[1],
-		nasty[0], nasty[2], tag, nasty[3], nasty[10], nasty[9]);
+		" suite, command, triad_gbps) VALUES (?1, NULL, 'interrupted', 159.73412345678912,"
+		" '0.1.0', '', 'gcc 12', '-O3 -march=native', ?2, ?3, '2', '2', ?4, '3.40.1',"
+		" 'Linux', ?5, NULL, '5.35', 'off', 'on', ?6, '42', ?7, ?8, 21.123456789012345)", 8,
+		started, nasty[1], nasty[0], nasty[2], tag, nasty[3], nasty[10], nasty[9]);
 	run = sqlite3_last_insert_rowid(db);
 
 	long_text = malloc(200001);
@@ -490,6 +490,13 @@ static void test_a_small_handwritten_file_is_accepted(void **state)
 	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
 	assert_string_equal(sqlite3_column_text(st, 3), "{\"block_q\":96}");
 	assert_string_equal(sqlite3_column_text(st, 4), "101");
+	sqlite3_finalize(st);
+	/* a file from before a column (here most of runs', the triad among them): NULL */
+	assert_int_equal(sqlite3_prepare_v2(store_db(s), "SELECT count(*) FROM runs WHERE"
+					    " triad_gbps IS NULL AND sgemm_gflops IS NULL", -1, &st,
+					    NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 1);
 	sqlite3_finalize(st);
 	store_close(s);
 }
@@ -836,6 +843,10 @@ static void test_merge_refuses_rows_import_would_and_writes_nothing(void **state
 		{ "UPDATE runs SET status = 'done'", "table runs, row 1, column 'status': unknown "
 		  "run status 'done' (accepted: running, complete, failed, interrupted)" },
 		{ "UPDATE runs SET started = 'yesterday'", "table runs, row 1, column 'started'" },
+		{ "UPDATE runs SET triad_gbps = -25", "table runs, row 1, column 'triad_gbps': "
+		  "'-25' is not a finite number >= 0" },
+		{ "INSERT INTO shards (run_id, shard, triad_gbps) VALUES (1, 1, 'wide')",
+		  "table shards, row (run_id 1, shard 1), column 'triad_gbps'" },
 		{ "UPDATE cells SET reason = x'00ff' WHERE id = 2", "table cells, row 2, column "
 		  "'reason': holds a BLOB, not text" },
 		{ "UPDATE cells SET reason = 'a' || char(0) || 'b' WHERE id = 2", "column 'reason'" },

@@ -38,8 +38,9 @@ static char db[256], plots[256];
 /* Every figure kind the tiny run has, and so must get. */
 static const char *const figures[] = {
 	"latency-ns", "latency-cs", "memory-ns", "memory-cs", "speedup-ns", "speedup-cs",
-	"efficiency-ns", "pareto-ns", "pareto-cs", "fidelity-ns", "passkey-cs", "recall-ns",
-	"recall-packed-ns", "recall-state-ns", "recall-state-packed-ns",
+	"efficiency-ns", "pareto-ns", "pareto-cs", "roofline-ns", "roofline-cs", "fidelity-ns",
+	"passkey-cs", "recall-ns", "recall-packed-ns", "recall-state-ns",
+	"recall-state-packed-ns",
 };
 #define FIGURES (sizeof(figures) / sizeof(figures[0]))
 
@@ -629,6 +630,114 @@ static void test_pareto_front_is_the_undominated_points(void **state)
 	free(dat);
 }
 
+/* The number after `key` in text, which must be there. */
+static double number_after(const char *text, const char *key)
+{
+	const char *at = strstr(text, key);
+
+	if (!at)
+		fail_msg("no '%s'", key);
+	return strtod(at + strlen(key), NULL);
+}
+
+/* Whether a and b agree to 1e-8 of b: what %.9g keeps of a double. */
+static bool close_to(double a, double b)
+{
+	return fabs(a - b) <= 1e-8 * fabs(b);
+}
+
+/*
+ * roofline-ns: every variant with a rate on ns has its point, at its largest N, from the
+ * stored cells; the roof is at the run's stored SGEMM rate and triad bandwidth, in the
+ * data (the memory roof's slope, the ridge, the compute roof) and in the script.
+ */
+static void test_roofline_places_every_variant_under_the_stored_roofs(void **state)
+{
+	char *dat = slurp_file(path_in(plots, "roofline-ns.dat"), NULL);
+	char *gp = slurp_file(path_in(plots, "roofline-ns.gp"), NULL);
+	double rows[2][DAT_COLS], peak, triad, roof[3][2];
+	int variants = 0, blocks = 0;
+	char label[200];
+	const char *at;
+	sqlite3_stmt *st;
+	sqlite3 *h;
+
+	(void)state;
+	assert_non_null(dat);
+	assert_non_null(gp);
+	assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(h, "SELECT sgemm_gflops, triad_gbps FROM runs"
+					    " WHERE id = 1", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	peak = sqlite3_column_double(st, 0);
+	triad = sqlite3_column_double(st, 1);
+	sqlite3_finalize(st);
+	assert_true(peak > 0 && triad > 0);
+
+	/* the roofs at the stored values */
+	assert_true(close_to(number_after(dat, "sgemm_gflops = "), peak));
+	assert_true(close_to(number_after(dat, "triad_gbps = "), triad));
+	assert_true(close_to(number_after(dat, "ridge point: "), peak / triad));
+	at = strstr(dat, "# roof:");
+	assert_non_null(at);
+	at = strchr(strchr(at, '\n') + 1, '\n') + 1;	/* past the header's two lines */
+	for (int r = 0; r < 3; r++) {
+		char *end;
+
+		roof[r][0] = strtod(at, &end);
+		roof[r][1] = strtod(end, &end);
+		at = end + 1;
+	}
+	assert_true(close_to(roof[0][1] / roof[0][0], triad));
+	assert_true(close_to(roof[1][0], peak / triad) && close_to(roof[1][1], peak));
+	assert_true(close_to(roof[2][1], peak) && roof[2][0] > roof[1][0]);
+	assert_true(close_to(number_after(gp, "\tpeak = "), peak));
+	assert_true(close_to(number_after(gp, "\tbandwidth = "), triad));
+	snprintf(label, sizeof(label), peak >= 100 ? "\"SGEMM %.0f GFLOP/s\"" :
+		 "\"SGEMM %.3g GFLOP/s\"", peak);
+	assert_non_null(strstr(gp, label));
+	snprintf(label, sizeof(label), triad >= 100 ? "\"triad %.0f GB/s\"" :
+		 "\"triad %.3g GB/s\"", triad);
+	assert_non_null(strstr(gp, label));
+
+	/* every variant: one point, at its largest N, named beside it */
+	assert_int_equal(sqlite3_prepare_v2(h, "SELECT variant, max(n) FROM results"
+		" WHERE run_id = 1 AND task = 'speed' AND pattern = 'ns' AND status = 'ok'"
+		" AND gflops > 0 AND intensity > 0 GROUP BY variant", -1, &st, NULL), SQLITE_OK);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		int n = sqlite3_column_int(st, 1);
+		sqlite3_stmt *cell;
+
+		assert_int_equal(dat_rows(dat, name, rows, 2), 1);
+		assert_int_equal((int)rows[0][2], n);
+		assert_int_equal(sqlite3_prepare_v2(h, "SELECT avg(intensity), avg(gflops)"
+			" FROM results WHERE run_id = 1 AND task = 'speed' AND pattern = 'ns'"
+			" AND status = 'ok' AND variant = ?1 AND n = ?2", -1, &cell, NULL),
+			SQLITE_OK);
+		sqlite3_bind_text(cell, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_int(cell, 2, n);
+		assert_int_equal(sqlite3_step(cell), SQLITE_ROW);
+		assert_true(close_to(rows[0][0], sqlite3_column_double(cell, 0)));
+		assert_true(close_to(rows[0][1], sqlite3_column_double(cell, 1)));
+		sqlite3_finalize(cell);
+		snprintf(label, sizeof(label), "set label \"%s\" at graph ", name);
+		assert_non_null(strstr(gp, label));
+		variants++;
+	}
+	sqlite3_finalize(st);
+	for (at = dat; (at = strstr(at, "# variant ")); at++)
+		blocks++;
+	assert_int_equal(blocks, variants);
+	/* the tiny run has every variant on speed, vanilla and flash among them */
+	assert_true(variants > 20);
+	assert_int_equal(dat_rows(dat, "vanilla", rows, 2), 1);
+	assert_int_equal(dat_rows(dat, "flash", rows, 2), 1);
+	sqlite3_close(h);
+	free(dat);
+	free(gp);
+}
+
 /* Every legend lies in a band above the panels: no panel reaches into it. */
 static void test_legends_sit_above_every_panel(void **state)
 {
@@ -1161,6 +1270,32 @@ static void make_hostile_db(const char *path, bool every_column, char *vanilla_o
 	sqlite3_close(h);
 }
 
+/* A run from before the triad bandwidth was measured: the other figures, no roofline. */
+static void test_a_run_without_the_bandwidth_has_no_roofline(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	char older[300], dir[300];
+	sqlite3 *h;
+
+	(void)state;
+	snprintf(older, sizeof(older), "%s/no-triad.db", tmpdir);
+	snprintf(dir, sizeof(dir), "%s/no-triad", tmpdir);
+	unlink(older);
+	assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+	exec_sql(h, "VACUUM INTO ?1", older, NULL);
+	sqlite3_close(h);
+	assert_int_equal(sqlite3_open(older, &h), SQLITE_OK);
+	exec_sql(h, "UPDATE runs SET triad_gbps = NULL", NULL, NULL);
+	sqlite3_close(h);
+	run(o, "plot", "--db", older, "--out", dir, "--format", "svg", NULL);
+	assert_int_equal(o->status, 0);
+	assert_string_equal(o->err, "");
+	assert_true(exists(path_in(dir, "latency-ns.svg")));
+	assert_true(exists(path_in(dir, "pareto-ns.svg")));
+	assert_int_equal(count_named(dir, "roofline-"), 0);
+	free(o);
+}
+
 /* Fails if a hostile string ran: a file PWNED in dir, the test's folders, or /tmp/evil. */
 static void assert_nothing_ran(const char *dir, bool evil_before)
 {
@@ -1368,6 +1503,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_efficiency_bars_show_values_intervals_and_none),
 		cmocka_unit_test(test_efficiency_below_range_is_an_arrow_not_a_bar),
 		cmocka_unit_test(test_pareto_front_is_the_undominated_points),
+		cmocka_unit_test(test_roofline_places_every_variant_under_the_stored_roofs),
+		cmocka_unit_test(test_a_run_without_the_bandwidth_has_no_roofline),
 		cmocka_unit_test(test_legends_sit_above_every_panel),
 		cmocka_unit_test(test_a_variant_keeps_its_style_in_every_figure),
 		cmocka_unit_test(test_column_size_is_3_5_inches),

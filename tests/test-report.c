@@ -104,8 +104,8 @@ static void build_database(const char *path)
 	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
 	db = store_db(s);
 	exec_ok(db, "BEGIN");
-	exec_ok(db, "INSERT INTO runs (id, started, status, suite) VALUES (1,"
-		" '2024-01-01T00:00:00Z', 'complete', 'fixed')");
+	exec_ok(db, "INSERT INTO runs (id, started, status, suite, sgemm_gflops, triad_gbps)"
+		" VALUES (1, '2024-01-01T00:00:00Z', 'complete', 'fixed', 212, 25)");
 	for (int v = 0; v < 3; v++) {
 		for (int r = 0; r < 2; r++) {
 			sqlite3_int64 c = add_cell(db, names[v], "fidelity", "ns", 256, regimes[r],
@@ -412,6 +412,8 @@ static void test_markdown_ranks_scores_and_aligns(void **state)
 	assert_non_null(strstr(o.out, "## Pattern ns (noncausal self)"));
 	assert_non_null(strstr(o.out, "## Pattern cs (causal self)"));
 	assert_null(strstr(o.out, "Pattern nc"));
+	/* the machine's rates, measured at the run's start */
+	assert_non_null(strstr(o.out, " threads, SGEMM 212.0 GFLOP/s, triad 25.0 GB/s; baseline"));
 
 	/* ranking on ns, best first, as computed here */
 	for (int v = 0; v < VARIANTS; v++)

@@ -376,6 +376,16 @@ static void test_the_sgemm_peak_is_a_plausible_rate(void **state)
 	assert_true(gflops > 1 && gflops < 1e5);
 }
 
+static void test_the_triad_bandwidth_is_a_plausible_rate(void **state)
+{
+	double gbps = 0;
+
+	(void)state;
+	assert_int_equal(runner_triad_bandwidth(1, &gbps), 0);
+	/* one core of any machine that runs this moves more than 0.1 and less than 10^4 GB/s */
+	assert_true(gbps > 0.1 && gbps < 1e4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -388,6 +398,7 @@ int main(void)
 		cmocka_unit_test(test_many_trial_outcomes_arrive_whole_and_in_order),
 		cmocka_unit_test(test_the_rss_at_start_separates_the_cell_from_the_parent),
 		cmocka_unit_test(test_the_sgemm_peak_is_a_plausible_rate),
+		cmocka_unit_test(test_the_triad_bandwidth_is_a_plausible_rate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

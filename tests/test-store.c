@@ -269,8 +269,16 @@ static void test_store_migrates_an_empty_file_to_the_current_version(void **stat
  * Back to version 2 by hand: the columns and the view versions 3 and 4 added, taken out
  * (version 4's CHECK on cells.status stays: it only allows one status more).
  */
+/* Back to version 6: the triad bandwidth of runs and shards gone, and the view reading it. */
+#define UNDO_VERSION_7 \
+	"DROP VIEW results;" \
+	"ALTER TABLE shards DROP COLUMN triad_gbps;" \
+	"ALTER TABLE runs DROP COLUMN triad_gbps;" \
+	"CREATE VIEW results AS SELECT c.id AS cell_id FROM cells c;"
+
 /* Back to version 5: the suite identity of runs and the shards of cells gone. */
 #define UNDO_VERSION_6 \
+	UNDO_VERSION_7 \
 	"DROP VIEW results;" \
 	"DROP TABLE shards;" \
 	"ALTER TABLE cells DROP COLUMN shard;" \
@@ -467,6 +475,74 @@ static void test_store_migrates_version_5_to_suite_identity(void **state)
 	store_close(s);
 }
 
+/*
+ * A version 6 file gains the triad bandwidth of runs and shards (empty until measured)
+ * and the view its memory columns: gbps and bytes as stored, intensity = flops / bytes,
+ * bandwidth_fraction against the run's triad or, for a cell of a shard, the shard's.
+ */
+static void test_store_migrates_version_6_to_the_triad_bandwidth(void **state)
+{
+	static const char *const added[] = { "gbps", "bandwidth_fraction", "bytes", "intensity" };
+	char path[256], why[256], sql[160];
+	struct store *s;
+	int columns;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/v6.db", tmpdir);
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	columns = (int)query_double(s, "SELECT count(*) FROM pragma_table_info('results')");
+	assert_int_equal(sqlite3_exec(store_db(s),
+		UNDO_VERSION_7
+		"INSERT INTO runs (id, started, status, sgemm_gflops) VALUES"
+		" (7, 'then', 'complete', 200);"
+		"INSERT INTO shards (run_id, shard, sgemm_gflops) VALUES (7, 2, 100);"
+		"INSERT INTO cells (id, run_id, variant, task, pattern, n, m, d, heads, kv_heads,"
+		" batch, params, seed, threads, status, finished, shard) VALUES"
+		" (9, 7, 'vanilla', 'decode', 'cs', 8, 8, 4, 1, 1, 1, '{}', 0, 1, 'ok', 'then', NULL),"
+		" (10, 7, 'vanilla', 'speed', 'ns', 8, 8, 4, 1, 1, 1, '{}', 0, 1, 'ok', 'then', NULL),"
+		" (11, 7, 'vanilla', 'decode', 'cs', 16, 16, 4, 1, 1, 1, '{}', 0, 1, 'ok', 'then', 2);"
+		"INSERT INTO metrics VALUES (9, 'gbps', 5, 'GB/s'), (9, 'bytes', 1e6, 'B'),"
+		" (10, 'flops', 4e6, 'FLOP'), (10, 'bytes', 1e6, 'B'), (10, 'gflops', 50, 'GFLOP/s'),"
+		" (11, 'gbps', 6, 'GB/s');"
+		"PRAGMA user_version = 6", NULL, NULL, NULL), SQLITE_OK);
+	store_close(s);
+	assert_int_equal(store_open(path, 0, &s, why, sizeof(why)), 0);
+	assert_float_equal(query_double(s, "PRAGMA user_version"), STORE_SCHEMA_VERSION, 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM runs WHERE id = 7 AND"
+					" triad_gbps IS NULL"), 1, 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM shards WHERE triad_gbps IS NULL"),
+			   1, 0);
+	/* the view's columns: all the old ones, in their places, then the four new ones */
+	assert_float_equal(query_double(s, "SELECT count(*) FROM pragma_table_info('results')"),
+			   columns, 0);
+	for (int i = 0; i < 4; i++) {
+		snprintf(sql, sizeof(sql), "SELECT cid FROM pragma_table_info('results')"
+			 " WHERE name = '%s'", added[i]);
+		assert_float_equal(query_double(s, sql), columns - 4 + i, 0);
+	}
+	assert_float_equal(query_double(s, "SELECT cid FROM pragma_table_info('results')"
+					" WHERE name = 'shard'"), columns - 5, 0);
+	/* computed from the metrics; no bandwidth measured yet: no fraction */
+	assert_float_equal(query_double(s, "SELECT gbps FROM results WHERE cell_id = 9"), 5, 0);
+	assert_float_equal(query_double(s, "SELECT bytes FROM results WHERE cell_id = 9"), 1e6, 0);
+	assert_float_equal(query_double(s, "SELECT intensity FROM results WHERE cell_id = 10"), 4,
+			   0);
+	assert_float_equal(query_double(s, "SELECT peak_fraction FROM results WHERE cell_id = 10"),
+			   0.25, 0);
+	assert_float_equal(query_double(s, "SELECT count(*) FROM results WHERE"
+					" bandwidth_fraction IS NOT NULL OR (cell_id = 9 AND"
+					" intensity IS NOT NULL)"), 0, 0);
+	/* the run's triad, and the shard's for the cell that shard ran */
+	assert_int_equal(store_set_run_bandwidth(s, 7, 20), 0);
+	assert_int_equal(sqlite3_exec(store_db(s), "UPDATE shards SET triad_gbps = 30", NULL,
+				      NULL, NULL), SQLITE_OK);
+	assert_float_equal(query_double(s, "SELECT bandwidth_fraction FROM results"
+					" WHERE cell_id = 9"), 0.25, 1e-12);
+	assert_float_equal(query_double(s, "SELECT bandwidth_fraction FROM results"
+					" WHERE cell_id = 11"), 0.2, 1e-12);
+	store_close(s);
+}
+
 static void test_params_json_lists_every_declared_param(void **state)
 {
 	struct cell c = test_cell();
@@ -498,6 +574,7 @@ int main(void)
 		cmocka_unit_test(test_store_migrates_version_3_keeping_cells_and_their_rows),
 		cmocka_unit_test(test_store_migrates_version_4_to_loaded_files),
 		cmocka_unit_test(test_store_migrates_version_5_to_suite_identity),
+		cmocka_unit_test(test_store_migrates_version_6_to_the_triad_bandwidth),
 		cmocka_unit_test(test_params_json_lists_every_declared_param),
 	};
 

@@ -400,6 +400,7 @@ static void test_speed_stores_every_sample_and_a_summary(void **state)
 {
 	struct cell c = make_cell(variant_find("vanilla"), "speed", ATTN_CS, 128);
 	struct cell_result r = { 0 };
+	struct attn_problem p;
 
 	(void)state;
 	assert_int_equal(c.task->run(&c, &r), 0);
@@ -414,6 +415,19 @@ static void test_speed_stores_every_sample_and_a_summary(void **state)
 	assert_true(metric(&r, "gflops") > 0);
 	/* vanilla materialises one n x m slice of scores */
 	assert_true(metric(&r, "peak_bytes") >= 128 * 128 * sizeof(float));
+	/* the bytes of vanilla's own formula, beside its FLOPs */
+	p = cell_problem(&c);
+	assert_true(metric(&r, "bytes") == c.variant->bytes(&p));
+	assert_true(metric(&r, "bytes") > attn_compulsory_bytes(&p));
+	result_release(&r);
+
+	/* a variant without a formula: the compulsory traffic */
+	c = make_cell(variant_find("linear"), "speed", ATTN_NS, 128);
+	memset(&r, 0, sizeof(r));
+	assert_null(c.variant->bytes);
+	assert_int_equal(c.task->run(&c, &r), 0);
+	p = cell_problem(&c);
+	assert_true(metric(&r, "bytes") == attn_compulsory_bytes(&p));
 	result_release(&r);
 }
 
@@ -522,6 +536,9 @@ static void test_decode_of_exact_attention_equals_the_full_pass(void **state)
 	/* 64 samples: a pair inside [min, max] still reaching 95% */
 	assert_true(metric(&r, "latency_ci_level") >= 0.95 && metric(&r, "latency_ci_level") < 1);
 	assert_true(metric(&r, "latency_q1") <= metric(&r, "latency_q3"));
+	/* each step reads the whole cache: its bytes over the median step */
+	assert_true(metric(&r, "bytes") == cache);
+	assert_true(metric(&r, "gbps") == cache / metric(&r, "latency_median") * 1e-9);
 	assert_int_equal(memory_live_bytes(), live);
 	result_release(&r);
 }
@@ -536,9 +553,12 @@ static void test_decode_catches_a_wrong_step_and_refuses_without_hooks(void **st
 	assert_int_equal(r.status, CELL_FAILED);
 	assert_non_null(strstr(r.reason, "differs from the full causal pass"));
 	assert_true(metric(&r, "rel_err") > 1e-2);
-	/* no state_bytes hook, so no state_bytes metric */
-	for (int i = 0; i < r.n_metrics; i++)
+	/* no state_bytes hook, so no state_bytes metric, nor the bytes a step reads */
+	for (int i = 0; i < r.n_metrics; i++) {
 		assert_string_not_equal(r.metrics[i].name, "state_bytes");
+		assert_string_not_equal(r.metrics[i].name, "bytes");
+		assert_string_not_equal(r.metrics[i].name, "gbps");
+	}
 	result_release(&r);
 
 	memset(&r, 0, sizeof(r));

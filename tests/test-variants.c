@@ -1158,6 +1158,54 @@ static void test_state_bytes_follow_their_formulas(void **state)
 	}
 }
 
+/*
+ * The bytes a forward moves: the compulsory traffic by default (Q, K, V read and O written
+ * once), never less than it; vanilla's four passes over the scores, block by block in cs;
+ * flash's K and V once per query tile, up to the tile's last row in cs.
+ */
+static void test_bytes_follow_their_formulas(void **state)
+{
+	const struct variant_ops *vanilla = variant_find("vanilla");
+	const struct variant_ops *flash = variant_find("flash");
+	double params[VARIANT_MAX_PARAMS], block_q[2] = { 100, 96 }, whole[2] = { 512, 96 };
+	struct attn_problem nc = problem(2, 8, 2, 300, 200, 64, ATTN_NC, NULL);
+	struct attn_problem ns = problem(1, 2, 2, 300, 300, 64, ATTN_NS, NULL);
+	struct attn_problem cs = problem(1, 2, 2, 512, 512, 64, ATTN_CS, NULL);
+	struct attn_problem cs_tiles = problem(1, 2, 2, 300, 300, 64, ATTN_CS, block_q);
+	struct attn_problem one_tile = problem(1, 2, 2, 300, 300, 64, ATTN_NS, whole);
+	double d = 64;
+
+	(void)state;
+	assert_true(attn_compulsory_bytes(&nc) == 4.0 * (2 * 2 * 8 * 300 * 64 +
+							 2 * 2 * 2 * 200 * 64));
+	for (int i = 0; i < variant_count(); i++) {
+		const struct variant_ops *v = variant_at(i);
+
+		for (int pi = 0; pi < ATTN_PATTERN_COUNT; pi++) {
+			struct attn_problem p = problem(1, 4, 2, 96, 96, 16, pi, params);
+
+			variant_default_params(v, params);
+			if (!supports(v, pi))
+				continue;
+			assert_true(variant_bytes(v, &p) >= attn_compulsory_bytes(&p));
+			if (!v->bytes)
+				assert_true(variant_bytes(v, &p) == attn_compulsory_bytes(&p));
+		}
+	}
+	/* vanilla ns: Q, K, V once, the scores four times, O three times, the sums twice */
+	assert_true(vanilla->bytes(&ns) == 4.0 * 2 * (6 * 300 * d + 4 * 300 * 300 + 2 * 300));
+	/* cs in blocks of 256 rows: the first sees 256 keys, the second 512 */
+	assert_true(vanilla->bytes(&cs) == 4.0 * 2 * (4 * 256 * d + 2 * 256 * d + 4 * 256 * 256 +
+						      2 * 256 + 4 * 256 * d + 2 * 512 * d +
+						      4 * 256 * 512 + 2 * 256));
+	/* flash ns at block_q 96: 4 tiles (96, 96, 96, 12), each reading all of K and V */
+	assert_true(flash->bytes(&ns) == 4.0 * 2 * (2 * 300 * d + 4 * 2 * 300 * d));
+	/* cs at block_q 100: the tiles see 100, 200 and 300 keys */
+	assert_true(flash->bytes(&cs_tiles) == 4.0 * 2 * (2 * 300 * d + 2 * 600 * d));
+	/* one tile over every row: the compulsory traffic */
+	assert_true(flash->bytes(&one_tile) == attn_compulsory_bytes(&one_tile));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1192,6 +1240,7 @@ int main(void)
 		cmocka_unit_test(test_local_decoding_refuses_other_patterns),
 		cmocka_unit_test(test_local_decoding_state_does_not_grow_with_the_sequence),
 		cmocka_unit_test(test_state_bytes_follow_their_formulas),
+		cmocka_unit_test(test_bytes_follow_their_formulas),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1002,6 +1002,25 @@ static int flash_decode_step(void *state, const float *q, const float *k, const 
 	return 0;
 }
 
+/*
+ * Bytes one forward moves by its tiling, caches ignored: each (batch, head) query tile of
+ * block_q rows reads its Q rows and writes its O rows once, and reads the K and V rows of
+ * the keys it sees (all m; in cs up to its last row) once per tile.
+ */
+static double flash_bytes(const struct attn_problem *p)
+{
+	int bq = p->params ? (int)p->params[FLASH_BLOCK_Q] : FLASH_BLOCK_Q_DEFAULT;
+	double keys = 0;
+
+	bq = bq < p->n ? bq : p->n;
+	for (int q0 = 0; q0 < p->n; q0 += bq) {
+		int end = p->n - q0 < bq ? p->n : q0 + bq;
+
+		keys += p->pattern == ATTN_CS && end < p->m ? end : p->m;
+	}
+	return sizeof(float) * p->batch * p->heads * (2.0 * p->n * p->d + 2.0 * keys * p->d);
+}
+
 const struct variant_ops flash_variant = {
 	.name		= "flash",
 	.family		= "exact",
@@ -1015,6 +1034,7 @@ const struct variant_ops flash_variant = {
 	.n_params	= 2,
 	.forward	= flash_forward,
 	.flops		= exact_attention_flops,
+	.bytes		= flash_bytes,
 	.state_bytes	= exact_attention_state_bytes,
 	.decode_init	= flash_decode_init,
 	.decode_step	= flash_decode_step,

@@ -1,5 +1,6 @@
 /*
- * registry.c - the one list of variants, their parameters, and the pattern names.
+ * registry.c - the one list of variants, their parameters, the pattern names, and the
+ * bytes a forward moves when a variant does not say (attn_compulsory_bytes()).
  *
  * Adding a variant: declare its ops table below and add it to variants[].
  */
@@ -157,6 +158,19 @@ bool variant_is_builtin(const struct variant_ops *v)
 		if (variants[i] == v)
 			return true;
 	return false;
+}
+
+double attn_compulsory_bytes(const struct attn_problem *p)
+{
+	double q_o = 2.0 * p->batch * p->heads * p->n * p->d;
+	double k_v = 2.0 * p->batch * p->kv_heads * p->m * p->d;
+
+	return sizeof(float) * (q_o + k_v);
+}
+
+double variant_bytes(const struct variant_ops *v, const struct attn_problem *p)
+{
+	return v->bytes ? v->bytes(p) : attn_compulsory_bytes(p);
 }
 
 int variant_param_index(const struct variant_ops *v, const char *param)

@@ -105,6 +105,29 @@ static int vanilla_forward(const struct attn_problem *p, const float *q, const f
 }
 
 /*
+ * Bytes one forward moves, pass by pass as vanilla_forward() makes them, caches ignored.
+ * Per (batch, head) and block of rows: the first product reads the rows of Q and the keys
+ * they see and writes the scores; the softmax reads them and writes them back (and the
+ * row sums); the second product reads them and the values and writes the rows of O,
+ * which the division reads and writes again (reading the sums). Four passes over the
+ * n x m scores: from small n on, nearly all of it.
+ */
+static double vanilla_bytes(const struct attn_problem *p)
+{
+	bool causal = p->pattern == ATTN_CS;
+	int rows = causal ? VANILLA_CAUSAL_ROWS : p->n;
+	double floats = 0;
+
+	for (int r0 = 0; r0 < p->n; r0 += rows) {
+		double nr = p->n - r0 < rows ? p->n - r0 : rows;
+		double keys = causal ? r0 + nr : p->m;
+
+		floats += 4 * nr * p->d + 2 * keys * p->d + 4 * nr * keys + 2 * nr;
+	}
+	return sizeof(float) * p->batch * p->heads * floats;
+}
+
+/*
  * Below this many multiply-adds per step (slices x cached keys x d, scores and sum
  * alike) a parallel region costs more than it saves.
  */
@@ -207,6 +230,7 @@ const struct variant_ops vanilla_variant = {
 	.n_params	= 0,
 	.forward	= vanilla_forward,
 	.flops		= exact_attention_flops,
+	.bytes		= vanilla_bytes,
 	.state_bytes	= exact_attention_state_bytes,
 	.decode_init	= vanilla_decode_init,
 	.decode_step	= vanilla_decode_step,

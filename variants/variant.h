@@ -120,7 +120,7 @@ enum variant_flags {
  * (a plugin, loaded with --plugin) sets .abi to the value of the header it was compiled
  * against; attnbench refuses one whose value differs. Raised whenever the struct changes.
  */
-#define ATTN_VARIANT_ABI 1
+#define ATTN_VARIANT_ABI 2
 
 /*
  * A plugin exports this one function, returning its ops table (which must stay valid
@@ -177,6 +177,15 @@ struct variant_ops {
 	double (*flops)(const struct attn_problem *p);
 
 	/*
+	 * Optional: bytes one forward() moves to and from memory, by formula, for the
+	 * arithmetic intensity flops / bytes of the roofline: every pass the code makes over
+	 * an array counted (a matrix the method materialises, operands it reads again per
+	 * tile), 4 bytes a float, caches ignored. NULL means attn_compulsory_bytes(): Q, K
+	 * and V read once and O written once, the least any forward moves.
+	 */
+	double (*bytes)(const struct attn_problem *p);
+
+	/*
 	 * Optional: bytes of state the method keeps to produce its outputs at this shape
 	 * (KV cache for exact attention, the window for local, a recurrent state or kept
 	 * blocks for others), by formula, for recall-vs-state plots. Measured workspace is
@@ -211,6 +220,13 @@ int variant_register(const struct variant_ops *v);
 /* Whether v is one of the built-in variants. */
 bool variant_is_builtin(const struct variant_ops *v);
 #define VARIANT_MAX_REGISTERED 16
+/*
+ * The bytes any forward pass of p moves at least: Q, K and V read once and O written once,
+ * float32: 4 * (2 * batch * heads * n * d + 2 * batch * kv_heads * m * d).
+ */
+double attn_compulsory_bytes(const struct attn_problem *p);
+/* The bytes one forward() of v moves at p: its bytes hook, else attn_compulsory_bytes(). */
+double variant_bytes(const struct variant_ops *v, const struct attn_problem *p);
 /* Index of a declared parameter, or -1. */
 int variant_param_index(const struct variant_ops *v, const char *param);
 /* Fills `values` (v->n_params entries) with the declared defaults. */

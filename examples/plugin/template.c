@@ -213,6 +213,7 @@ static const struct variant_ops template_variant = {
 	.forward	= template_forward,
 	.mask		= NULL,			/* mask-exact variants declare their mask */
 	.flops		= template_flops,
+	.bytes		= NULL,			/* the least: Q, K, V and O once */
 	.state_bytes	= template_state_bytes,
 	.decode_init	= template_decode_init,
 	.decode_step	= template_decode_step,

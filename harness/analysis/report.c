@@ -771,10 +771,26 @@ static void write_loaded_files(const struct writer *w, sqlite3 *db)
 		fputc('\n', w->f);
 }
 
+/*
+ * ", SGEMM 212.0 GFLOP/s, triad 25.3 GB/s": the machine's rates in columns sgemm and triad
+ * of st, each left out when it was not measured (an older run); "" when neither was.
+ */
+static void machine_rates(sqlite3_stmt *st, int sgemm, int triad, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	if (sqlite3_column_type(st, sgemm) != SQLITE_NULL)
+		n = (size_t)snprintf(buf, len, ", SGEMM %.1f GFLOP/s",
+				     sqlite3_column_double(st, sgemm));
+	if (n < len && sqlite3_column_type(st, triad) != SQLITE_NULL)
+		snprintf(buf + n, len - n, ", triad %.1f GB/s", sqlite3_column_double(st, triad));
+}
+
 /* The shards the run was merged from (run --shard), each with its machine. */
 static void write_shards(const struct writer *w, sqlite3 *db)
 {
-	char host[320], cpu[320];
+	char host[320], cpu[320], rates[96];
 	sqlite3_stmt *st;
 	int shown = 0;
 
@@ -788,9 +804,9 @@ static void write_shards(const struct writer *w, sqlite3 *db)
 			fputs(shown ? "\n% " : "% Merged from shards:", w->f);
 		else
 			fputs(shown ? ";" : "Merged from shards:", w->f);
-		fprintf(w->f, " shard %d on %s (%s, %d threads, SGEMM %.1f GFLOP/s)",
-			sqlite3_column_int(st, 0), host, cpu, sqlite3_column_int(st, 3),
-			sqlite3_column_double(st, 4));
+		machine_rates(st, 4, 6, rates, sizeof(rates));
+		fprintf(w->f, " shard %d on %s (%s, %d threads%s)", sqlite3_column_int(st, 0),
+			host, cpu, sqlite3_column_int(st, 3), rates);
 		shown++;
 	}
 	sqlite3_finalize(st);
@@ -801,17 +817,19 @@ static void write_shards(const struct writer *w, sqlite3 *db)
 static void write_header(const struct writer *w, sqlite3 *db)
 {
 	sqlite3_stmt *st;
-	char info[512] = "", shown[1024];
+	char info[512] = "", shown[1024], rates[96];
 
 	if (sqlite3_prepare_v2(db, "SELECT ifnull(suite, ''), started, status,"
-			       " ifnull(cpu_model, ''), ifnull(threads, 0) FROM runs WHERE id = ?",
-			       -1, &st, NULL) == SQLITE_OK) {
+			       " ifnull(cpu_model, ''), ifnull(threads, 0), sgemm_gflops, triad_gbps"
+			       " FROM runs WHERE id = ?", -1, &st, NULL) == SQLITE_OK) {
 		sqlite3_bind_int64(st, 1, w->run_id);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			snprintf(info, sizeof(info), "suite %s, started %s, %s; %s, %d threads",
+		if (sqlite3_step(st) == SQLITE_ROW) {
+			machine_rates(st, 5, 6, rates, sizeof(rates));
+			snprintf(info, sizeof(info), "suite %s, started %s, %s; %s, %d threads%s",
 				 sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
 				 sqlite3_column_text(st, 2), sqlite3_column_text(st, 3),
-				 sqlite3_column_int(st, 4));
+				 sqlite3_column_int(st, 4), rates);
+		}
 		sqlite3_finalize(st);
 	}
 	escape(w, info, shown, sizeof(shown));	/* stored texts: no line breaks, no markup */

@@ -837,7 +837,7 @@ static int compare_aa(const struct compare_args *a, int argc, char **argv)
 	char loop_why[PATH_MAX + 512];	/* room for the database's path and SQLite's message */
 	size_t count, n_rows;
 	struct tally t;
-	double peak, rate, lo = 0, hi = 0, needed;
+	double peak, gbps, rate, lo = 0, hi = 0, needed;
 	FILE *out;
 	int ret;
 
@@ -871,6 +871,7 @@ static int compare_aa(const struct compare_args *a, int argc, char **argv)
 			"%lld (A') of %s\n", count, a->variant, (long long)rl.runs[0],
 			(long long)rl.runs[1], a->db);
 	run_loop_measure_peak(&rl, cells[0].threads, &peak);
+	run_loop_measure_bandwidth(&rl, cells[0].threads, &gbps);
 	run_loop_catch_signals(&rl);
 	ret = run_loop_run(&rl, loop_why, sizeof(loop_why));
 	if (ret)

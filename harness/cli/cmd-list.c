@@ -22,7 +22,9 @@ const char usage_list[] =
 	"             hyperparameters (set with --set variant.param=value)\n"
 	"  tasks      what each task measures, its patterns and input regimes\n"
 	"  suites     the built-in suites and their rows, in the suite CSV format\n"
-	"  runs       the runs stored in the database (default " DEFAULT_DB ")\n";
+	"  runs       the runs stored in the database (default " DEFAULT_DB "), with the\n"
+	"             machine's SGEMM rate (GFLOP/s) and triad bandwidth (GB/s) measured\n"
+	"             at their start\n";
 
 static void print_patterns(unsigned int patterns, unsigned int extensions)
 {
@@ -131,14 +133,23 @@ static const char *run_status(sqlite3_stmt *st, const char *host, char *buf, siz
 	return status;
 }
 
+/* A measured rate of the machine with one decimal, or "-" when the run has none. */
+static const char *rate(sqlite3_stmt *st, int col, char *buf, size_t len)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return "-";
+	snprintf(buf, len, "%.1f", sqlite3_column_double(st, col));
+	return buf;
+}
+
 static int list_runs(const char *db)
 {
 	static const char sql[] =
 		"SELECT r.id, r.started, r.status, r.suite, r.threads, r.sgemm_gflops,"
 		" r.cpu_model, (SELECT count(*) FROM cells c WHERE c.run_id = r.id),"
-		" r.hostname, r.driver FROM runs r ORDER BY r.id";
+		" r.hostname, r.driver, r.triad_gbps FROM runs r ORDER BY r.id";
 	char why[256], host[256] = "", started[64], status[32], suite[64], cpu[128];
-	char what[160], path[4096], sha[80];
+	char what[160], path[4096], sha[80], sgemm[32], triad[32];
 	struct store *st;
 	sqlite3_stmt *stmt, *loaded, *shards = NULL;
 	int rc;
@@ -151,8 +162,8 @@ static int list_runs(const char *db)
 		return EXIT_USAGE;
 	}
 	gethostname(host, sizeof(host) - 1);
-	printf("%-5s %-24s %-12s %-10s %7s %6s %9s  %s\n", "run", "started", "status", "suite",
-	       "threads", "cells", "sgemm", "cpu");
+	printf("%-5s %-24s %-12s %-10s %7s %6s %9s %7s  %s\n", "run", "started", "status",
+	       "suite", "threads", "cells", "sgemm", "triad", "cpu");
 	if (sqlite3_prepare_v2(store_db(st), STORE_LOADED_FILES_SQL, -1, &loaded, NULL) ||
 	    sqlite3_prepare_v2(store_db(st), STORE_SHARDS_SQL, -1, &shards, NULL)) {
 		sqlite3_finalize(shards);
@@ -162,13 +173,13 @@ static int list_runs(const char *db)
 		return EXIT_USAGE;
 	}
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		printf("%-5lld %-24s %-12s %-10s %7d %6d %9.1f  %s\n",
+		printf("%-5lld %-24s %-12s %-10s %7d %6d %9s %7s  %s\n",
 		       (long long)sqlite3_column_int64(stmt, 0),
 		       shown(stmt, 1, started, sizeof(started)),
 		       run_status(stmt, host, status, sizeof(status)),
 		       shown(stmt, 3, suite, sizeof(suite)), sqlite3_column_int(stmt, 4),
-		       sqlite3_column_int(stmt, 7), sqlite3_column_double(stmt, 5),
-		       shown(stmt, 6, cpu, sizeof(cpu)));
+		       sqlite3_column_int(stmt, 7), rate(stmt, 5, sgemm, sizeof(sgemm)),
+		       rate(stmt, 10, triad, sizeof(triad)), shown(stmt, 6, cpu, sizeof(cpu)));
 		/* what it loaded from files: plugins, the user's tensors */
 		sqlite3_bind_int64(loaded, 1, sqlite3_column_int64(stmt, 0));
 		while (sqlite3_step(loaded) == SQLITE_ROW)
@@ -179,10 +190,12 @@ static int list_runs(const char *db)
 		/* the shards it was merged from, each with its machine */
 		sqlite3_bind_int64(shards, 1, sqlite3_column_int64(stmt, 0));
 		while (sqlite3_step(shards) == SQLITE_ROW)
-			printf("      shard %d: %s, %s, %d threads, sgemm %.1f, %.1f s\n",
+			printf("      shard %d: %s, %s, %d threads, sgemm %s, triad %s, %.1f s\n",
 			       sqlite3_column_int(shards, 0), shown(shards, 1, what, sizeof(what)),
 			       shown(shards, 2, cpu, sizeof(cpu)), sqlite3_column_int(shards, 3),
-			       sqlite3_column_double(shards, 4), sqlite3_column_double(shards, 5));
+			       rate(shards, 4, sgemm, sizeof(sgemm)),
+			       rate(shards, 6, triad, sizeof(triad)),
+			       sqlite3_column_double(shards, 5));
 		sqlite3_reset(shards);
 	}
 	sqlite3_finalize(shards);

@@ -587,7 +587,7 @@ int cmd_run(int argc, char **argv)
 	const char *status;
 	size_t count;
 	bool progress, resuming;
-	double peak, started = timing_now();
+	double peak, gbps, started = timing_now();
 	char why[512], suite_id[SHA256_HEX_LEN];
 	char loop_why[PATH_MAX + 512];	/* room for the database's path and SQLite's message */
 	int ret = parse_args(argc, argv, &a);
@@ -704,6 +704,13 @@ int cmd_run(int argc, char **argv)
 			fprintf(stderr, "SGEMM peak of this machine: %.1f GFLOP/s\n", peak);
 	} else if (!resuming) {
 		warning("could not measure the SGEMM peak; peak_fraction will be empty");
+	}
+	if (!resuming && !run_loop_measure_bandwidth(&rl, a.sel.threads, &gbps)) {
+		if (!a.quiet)
+			fprintf(stderr, "triad bandwidth of this machine: %.1f GB/s\n", gbps);
+	} else if (!resuming) {
+		warning("could not measure the memory bandwidth; bandwidth_fraction will be "
+			"empty");
 	}
 	if (run_loop_use_reference_cache(&rl))
 		warning("no reference cache: every fidelity cell computes its own reference");

@@ -41,6 +41,7 @@ const struct csv_column csv_run_columns[R_COUNT] = {
 	[R_SUITE_ID] = { "suite_id", K_NAME, false },
 	[R_SHARD] = { "shard", K_SIZE, false },
 	[R_SHARDS] = { "shards", K_SIZE, false },
+	[R_TRIAD_GBPS] = { "triad_gbps", K_REAL, false },
 };
 
 const struct csv_column csv_cell_columns[C_COUNT] = {

@@ -790,13 +790,15 @@ static const char *const fold_steps[] = {
 	"  cpu_model = (SELECT group_concat(x, '; ') FROM (SELECT DISTINCT cpu_model AS x FROM"
 	"    runs WHERE id IN (" SHARD_RUNS ") ORDER BY x)),"
 	"  sgemm_gflops = (SELECT avg(sgemm_gflops) FROM runs WHERE id IN (" SHARD_RUNS ")),"
+	"  triad_gbps = (SELECT avg(triad_gbps) FROM runs WHERE id IN (" SHARD_RUNS ")),"
 	"  warnings = (SELECT group_concat(x, '; ') FROM (SELECT DISTINCT warnings AS x FROM"
 	"    runs WHERE id IN (" SHARD_RUNS ") ORDER BY x))"
 	" WHERE id = ?3",
 	"INSERT INTO shards (run_id, shard, started, finished, status, hostname, cpu_model,"
-	"  cores, threads, sgemm_gflops, load_avg, warnings, command)"
+	"  cores, threads, sgemm_gflops, load_avg, warnings, command, triad_gbps)"
 	" SELECT ?3, shard, started, finished, status, hostname, cpu_model, cores, threads,"
-	"  sgemm_gflops, load_avg, warnings, command FROM runs WHERE id IN (" SHARD_RUNS ")",
+	"  sgemm_gflops, load_avg, warnings, command, triad_gbps FROM runs"
+	" WHERE id IN (" SHARD_RUNS ")",
 	"UPDATE cells SET shard = (SELECT r.shard FROM runs r WHERE r.id = cells.run_id),"
 	"  run_id = ?3 WHERE run_id IN (" SHARD_RUNS ")",
 	"INSERT OR IGNORE INTO plugins SELECT ?3, variant, path, sha256 FROM plugins"

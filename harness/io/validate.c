@@ -68,6 +68,7 @@ const struct csv_column validate_shard_columns[SH_COUNT] = {
 	[SH_LOAD_AVG] = { "load_avg", K_REAL, false },
 	[SH_WARNINGS] = { "warnings", K_TEXT, false },
 	[SH_COMMAND] = { "command", K_TEXT, false },
+	[SH_TRIAD_GBPS] = { "triad_gbps", K_REAL, false },
 };
 
 /* A set of --inputs: its name, which tensor (q, k, v: a name), its file, the SHA-256. */

@@ -76,7 +76,7 @@ enum plugin_column { P_VARIANT, P_PATH, P_SHA256, P_COUNT };
 enum input_column { I_NAME, I_TENSOR, I_PATH, I_SHA256, I_COUNT };
 enum shard_column {
 	SH_STARTED, SH_FINISHED, SH_STATUS, SH_HOSTNAME, SH_CPU_MODEL, SH_CORES, SH_THREADS,
-	SH_SGEMM_GFLOPS, SH_LOAD_AVG, SH_WARNINGS, SH_COMMAND, SH_COUNT,
+	SH_SGEMM_GFLOPS, SH_LOAD_AVG, SH_WARNINGS, SH_COMMAND, SH_TRIAD_GBPS, SH_COUNT,
 };
 
 extern const struct csv_column validate_metric_columns[M_COUNT];

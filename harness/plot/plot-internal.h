@@ -11,6 +11,7 @@
  *                       and running gnuplot (fork/exec) and checking what it wrote
  *   figures-speed.c     latency, memory, speed-up, efficiency, Pareto
  *   figures-accuracy.c  fidelity, passkey, recall, recall-state
+ *   figures-roofline.c  roofline: achieved rate against intensity, the machine's roofs
  *
  * A new figure: a function in the figures file of its family (or a new figures-*.c),
  * called from plot_run(), and its template plots/KIND.gp, listed in plots/meson.build.
@@ -234,6 +235,9 @@ int figure_speed(struct plot_ctx *c, const char *pattern, bool memory);
 int figure_speedup(struct plot_ctx *c, const char *pattern);
 int figure_efficiency(struct plot_ctx *c, const char *pattern);
 int figure_pareto(struct plot_ctx *c, const char *pattern);
+
+/* figures-roofline.c */
+int figure_roofline(struct plot_ctx *c, const char *pattern);
 
 /* figures-accuracy.c */
 int figure_fidelity(struct plot_ctx *c, const char *pattern, bool self);

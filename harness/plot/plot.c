@@ -98,6 +98,8 @@ int plot_run(struct store *s, const struct plot_options *o, int *figures, char *
 		if (!rc)
 			rc = figure_pareto(&c, pattern);
 		if (!rc)
+			rc = figure_roofline(&c, pattern);
+		if (!rc)
 			rc = figure_fidelity(&c, pattern, self);
 		if (!rc)
 			rc = figure_passkey(&c, pattern, self);

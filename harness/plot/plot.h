@@ -23,6 +23,10 @@
  *                       and the log-log slope of latency when stored
  *   pareto-P            mean recall accuracy (or passkey accuracy when the run has no
  *                       recall) against median latency at one length, Pareto front
+ *   roofline-P          speed: achieved GFLOP/s against arithmetic intensity (FLOP per
+ *                       byte moved), a point per variant at its largest N, under the
+ *                       compute roof (SGEMM rate) and memory roof (triad bandwidth) of
+ *                       the run; only for runs that measured both
  *   fidelity-P          fidelity: relative Frobenius error vs length, a panel per regime
  *   passkey-P           passkey: accuracy by length and needle depth, a panel per variant
  *   recall-P            recall: accuracy vs pairs P, queries far from the pairs (gap > 0)

@@ -48,6 +48,17 @@ int run_loop_measure_peak(struct run_loop *rl, int threads, double *gflops)
 	return 0;
 }
 
+int run_loop_measure_bandwidth(struct run_loop *rl, int threads, double *gbps)
+{
+	int ret = runner_triad_bandwidth(threads, gbps);
+
+	if (ret)
+		return ret;
+	for (int i = 0; i < rl->n_runs; i++)
+		store_set_run_bandwidth(rl->store, rl->runs[i], *gbps);
+	return 0;
+}
+
 int run_loop_use_reference_cache(struct run_loop *rl)
 {
 	int ret;

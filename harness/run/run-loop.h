@@ -8,6 +8,7 @@
  *   struct run_loop rl = { .store, .db, .cells, .count, .n_runs, .limits, .ops, .data };
  *   run_loop_begin()                   the runs, status 'running'
  *   run_loop_measure_peak()            optional: the SGEMM rate, stored with each run
+ *   run_loop_measure_bandwidth()       optional: the triad bandwidth, stored likewise
  *   run_loop_use_reference_cache()     optional: one fp64 reference per input set
  *   run_loop_catch_signals()           SIGINT and SIGTERM only set a flag from here on
  *   run_loop_run()                     the cells; progress through rl.ops
@@ -84,6 +85,12 @@ int run_loop_begin(struct run_loop *rl, const struct provenance *p);
  * with each run; 0, or -errno when it could not be measured (nothing recorded).
  */
 int run_loop_measure_peak(struct run_loop *rl, int threads, double *gflops);
+
+/*
+ * Measures this machine's memory bandwidth (runner_triad_bandwidth()) with `threads`
+ * threads into *gbps and records it with each run; 0, or -errno (nothing recorded).
+ */
+int run_loop_measure_bandwidth(struct run_loop *rl, int threads, double *gbps);
 
 /*
  * Makes a reference cache for the run and points every cell at it, so that cells seeing

@@ -1,5 +1,6 @@
 /*
- * runner.c - child processes for cells: limits, a pipe back, wait4() for the rusage.
+ * runner.c - child processes for cells: limits, a pipe back, wait4() for the rusage; and
+ * the machine's rates measured in such a child at the start of a run (SGEMM, triad).
  *
  * The child writes "rss_at_start BYTES" as soon as it starts, then, when the cell is done,
  * one line per item ("metric NAME VALUE UNIT", "sample SECONDS", "trial 0|1", "status CODE
@@ -428,18 +429,88 @@ static int sgemm_peak_fn(void *arg, struct cell_result *r)
 	return result_metric(r, "sgemm_gflops", best * 1e-9, "GFLOP/s");
 }
 
-int runner_sgemm_peak(int threads, double *gflops)
+/*
+ * The triad's arrays: 32 Mi floats each, 384 MiB for the three. STREAM asks each array to
+ * be at least 4 times the last-level cache: 128 MiB is that for caches of up to 32 MiB (a
+ * desktop's L3, or the L3 of the one EPYC chiplet a run on a few cores sees), so the rate
+ * is the memory's and not a cache's.
+ */
+#define TRIAD_COUNT ((long)32 << 20)
+/* Timed triads after one warm-up: STREAM's 10, of which the best is the rate. */
+#define TRIAD_REPEATS 10
+
+/* a = b + s * c over the arrays, shared out as the first touch shared them. */
+static void triad(float *a, const float *b, const float *c, float s)
+{
+	#pragma omp parallel for schedule(static)
+	for (long i = 0; i < TRIAD_COUNT; i++)
+		a[i] = b[i] + s * c[i];
+}
+
+static int triad_bandwidth_fn(void *arg, struct cell_result *r)
+{
+	size_t size = (size_t)TRIAD_COUNT * sizeof(float);
+	float *a = malloc(size), *b = malloc(size), *c = malloc(size);
+	double best = 0;
+	int ret = -ENOMEM;
+
+	(void)arg;
+	if (!a || !b || !c)
+		goto out_free;
+	/* first touch in the triad's own static layout: each thread's pages near it */
+	#pragma omp parallel for schedule(static)
+	for (long i = 0; i < TRIAD_COUNT; i++) {
+		a[i] = 0;
+		b[i] = 1;
+		c[i] = 2;
+	}
+	for (int rep = 0; rep <= TRIAD_REPEATS; rep++) {
+		double t0 = timing_now(), took;
+
+		triad(a, b, c, 3.0f);
+		took = timing_now() - t0;
+		if (rep > 0 && (!best || took < best))
+			best = took;
+	}
+	/* the triad's result is read, so no store of it can be left out */
+	ret = a[TRIAD_COUNT - 1] == 7.0f && best > 0 ? 0 : -EIO;
+	/*
+	 * STREAM's count: b and c read, a written. The read of a that a write-allocate
+	 * cache makes before writing it is not counted, so this is the rate the program
+	 * sees, as STREAM reports it.
+	 */
+	if (!ret)
+		ret = result_metric(r, "triad_gbps", 3.0 * size / best * 1e-9, "GB/s");
+out_free:
+	free(a);
+	free(b);
+	free(c);
+	return ret;
+}
+
+/* Runs fn in a child with `threads` threads; the one metric it reports into *value. */
+static int machine_rate(int (*fn)(void *, struct cell_result *), int threads, double *value)
 {
 	struct runner_limits limits = { 120, 0 };
 	struct runner_outcome out;
 	struct cell_result r;
-	int ret = runner_call(sgemm_peak_fn, NULL, threads, &limits, &r, &out);
+	int ret = runner_call(fn, NULL, threads, &limits, &r, &out);
 
 	if (ret)
 		return ret;
 	ret = r.status == CELL_OK && r.n_metrics == 1 ? 0 : -EIO;
 	if (!ret)
-		*gflops = r.metrics[0].value;
+		*value = r.metrics[0].value;
 	result_release(&r);
 	return ret;
+}
+
+int runner_sgemm_peak(int threads, double *gflops)
+{
+	return machine_rate(sgemm_peak_fn, threads, gflops);
+}
+
+int runner_triad_bandwidth(int threads, double *gbps)
+{
+	return machine_rate(triad_bandwidth_fn, threads, gbps);
 }

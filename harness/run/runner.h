@@ -73,4 +73,12 @@ int runner_run_cell(const struct cell *c, const struct runner_limits *limits,
  */
 int runner_sgemm_peak(int threads, double *gflops);
 
+/*
+ * Measures this machine's memory bandwidth with `threads` threads in a child: STREAM's
+ * triad a[i] = b[i] + s * c[i] over three float arrays of 128 MiB, far beyond the caches,
+ * the best of 10 after a warm-up, counting 12 bytes per element (b and c read, a written;
+ * not the write-allocate read of a), in GB/s (1e9 bytes/s). 0 or -errno.
+ */
+int runner_triad_bandwidth(int threads, double *gbps);
+
 #endif

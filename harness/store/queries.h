@@ -56,12 +56,12 @@ int store_run_status(sqlite3 *db, int64_t run, char *buf, size_t len);
 
 /*
  * The shards a run was merged from (run --shard, then merge), one row each: shard, its
- * host, CPU model, threads, SGEMM rate, and seconds from start to end.
+ * host, CPU model, threads, SGEMM rate, seconds from start to end, and triad bandwidth.
  */
 #define STORE_SHARDS_SQL \
 	"SELECT shard, hostname, cpu_model, threads, sgemm_gflops," \
-	" (julianday(finished) - julianday(started)) * 86400 FROM shards WHERE run_id = ?1" \
-	" ORDER BY shard"
+	" (julianday(finished) - julianday(started)) * 86400, triad_gbps FROM shards" \
+	" WHERE run_id = ?1 ORDER BY shard"
 
 /*
  * The SHA-256 (hex) of the plugin that provided variant in run, into buf. Returns 0;

@@ -63,9 +63,25 @@
  * From version 6: a cell of a suite merged from shards (run --shard) has the shard that
  * ran it, and its peak_fraction is of that shard's machine.
  */
-#define RESULTS_VIEW_6 \
-	RESULTS_VIEW_FROM_5(RESULTS_COLUMNS_PEAK("coalesce((SELECT s.sgemm_gflops FROM shards s" \
-		" WHERE s.run_id = c.run_id AND s.shard = c.shard), r.sgemm_gflops)"), ", c.shard")
+#define RESULTS_VIEW_6 RESULTS_VIEW_FROM_5(RESULTS_COLUMNS_6, ", c.shard")
+#define RESULTS_COLUMNS_6 \
+	RESULTS_COLUMNS_PEAK("coalesce((SELECT s.sgemm_gflops FROM shards s" \
+		" WHERE s.run_id = c.run_id AND s.shard = c.shard), r.sgemm_gflops)")
+/*
+ * From version 7: the memory side of the roofline. gbps is the rate a cell moved its bytes
+ * at (decode: the state a step reads), bandwidth_fraction that rate over the machine's
+ * triad bandwidth (the shard's, as peak_fraction); bytes what a cell moves, intensity its
+ * FLOPs per byte.
+ */
+#define RESULTS_VIEW_7 \
+	RESULTS_VIEW_FROM_5(RESULTS_COLUMNS_6, ", c.shard," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gbps') AS gbps," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'gbps') /" \
+	"    coalesce((SELECT s.triad_gbps FROM shards s WHERE s.run_id = c.run_id AND" \
+	"    s.shard = c.shard), r.triad_gbps) AS bandwidth_fraction," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'bytes') AS bytes," \
+	"  (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'flops') /" \
+	"    (SELECT value FROM metrics WHERE cell_id = c.id AND name = 'bytes') AS intensity")
 #define RESULTS_VIEW_FROM_5(columns, more) \
 	"CREATE VIEW results AS SELECT" \
 	columns "," \
@@ -216,6 +232,16 @@ static const char *const migrations[] = {
 	") WITHOUT ROWID;"
 	"DROP VIEW results;"
 	RESULTS_VIEW_6,
+
+	/*
+	 * 7: the machine's memory bandwidth (STREAM's triad, GB/s) beside its SGEMM rate,
+	 * for each run and each shard; the view adds the bytes cells move, their rate, the
+	 * fraction of the bandwidth it is, and the arithmetic intensity.
+	 */
+	"ALTER TABLE runs ADD COLUMN triad_gbps REAL;"
+	"ALTER TABLE shards ADD COLUMN triad_gbps REAL;"
+	"DROP VIEW results;"
+	RESULTS_VIEW_7,
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -454,6 +480,12 @@ int store_set_run_peak(struct store *s, int64_t run_id, double sgemm_gflops)
 {
 	return update_run(s, "UPDATE runs SET sgemm_gflops = ? WHERE id = ?", run_id, NULL,
 			  sgemm_gflops);
+}
+
+int store_set_run_bandwidth(struct store *s, int64_t run_id, double triad_gbps)
+{
+	return update_run(s, "UPDATE runs SET triad_gbps = ? WHERE id = ?", run_id, NULL,
+			  triad_gbps);
 }
 
 int store_set_run_suite(struct store *s, int64_t run_id, const char *suite_id, int shard,

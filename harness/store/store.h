@@ -19,7 +19,7 @@
 #include "task.h"
 
 /* The schema version this build writes and reads. */
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 enum store_flags {
 	STORE_READONLY = 1 << 0,	/* open an existing database for reading only */
@@ -44,6 +44,8 @@ const char *store_errmsg(struct store *s);
 int store_begin_run(struct store *s, const struct provenance *p, int64_t *run_id);
 /* Records the machine's measured SGEMM rate for the run (GFLOP/s). */
 int store_set_run_peak(struct store *s, int64_t run_id, double sgemm_gflops);
+/* Records the machine's measured triad bandwidth for the run (GB/s). */
+int store_set_run_bandwidth(struct store *s, int64_t run_id, double triad_gbps);
 /*
  * Records the run's suite identity (shard.h) and, when shards > 0, that it runs shard
  * `shard` of them (run --shard); 0 or -EIO.
