@@ -15,16 +15,16 @@
 /* xoshiro256** seeded through splitmix64: fast, and the same stream on every machine. */
 struct rng {
 	uint64_t s[4];
-	double spare;		/* Box-Muller makes normals in pairs */
-	bool has_spare;
 };
 
 void rng_seed(struct rng *r, uint64_t seed);
 uint64_t rng_next(struct rng *r);
 /* Uniform in [0, 1). */
 double rng_uniform(struct rng *r);
-/* Standard normal (Box-Muller). */
+/* Standard normal (the ziggurat). */
 double rng_normal(struct rng *r);
+/* count standard normals times scale into x: the fast way to draw many. */
+void rng_normals(struct rng *r, float *x, size_t count, double scale);
 /* Uniform integer in [0, n). */
 uint64_t rng_below(struct rng *r, uint64_t n);
 

@@ -55,8 +55,7 @@ static void build_haystack(struct rng *r, int m, int d, int needle, double kappa
 	random_unit(r, h->marker, d);
 	for (int f = 0; f < PASSKEY_FILLERS; f++) {
 		orthogonal_unit(r, h->fillers[f], h->marker, d);
-		for (int c = 0; c < d; c++)
-			filler_values[f][c] = (float)(rng_normal(r) / sqrt(d));
+		rng_normals(r, filler_values[f], (size_t)d, 1 / sqrt(d));
 	}
 	for (int j = 0; j < m; j++) {
 		int f = j % PASSKEY_FILLERS;

@@ -117,8 +117,7 @@ static int recall_run(const struct cell *c, struct cell_result *r)
 				memcpy(val, codes + (size_t)value_of[j] * d, sizeof(*val) * d);
 			} else {
 				random_scaled(&g, key, d, kappa * RECALL_FILLER_NORM);
-				for (int x = 0; x < d; x++)
-					val[x] = (float)(rng_normal(&g) / sqrt(d));
+				rng_normals(&g, val, (size_t)d, 1 / sqrt(d));
 			}
 		}
 		/*

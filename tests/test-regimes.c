@@ -314,9 +314,13 @@ static void test_fidelity_stores_the_measured_properties(void **state)
 			assert_float_equal(metric(&res, "regime_sink"), pr.sink, 1e-12);
 			assert_float_equal(metric(&res, "regime_top1"), pr.top1, 1e-12);
 			assert_float_equal(metric(&res, "regime_entropy"), pr.entropy, 1e-9);
-			/* Gram squaring blurs only singular values that weigh nothing */
+			/*
+			 * Gram squaring blurs only singular values that weigh nothing: the
+			 * float inputs' rounding leaves the low-rank regime up to 60 of about
+			 * 1e-8 of the largest, each worth up to ~1e-6 of the entropy
+			 */
 			assert_float_equal(metric(&res, "regime_erank"), pr.erank,
-					   1e-6 * pr.erank);
+					   1e-4 * pr.erank);
 			assert_true(metric(&res, "scaled_err") < 1e-5);
 		}
 	}
