@@ -100,6 +100,9 @@ static double speed_cost(const struct cell *c, double forward, int visits)
 {
 	double timed = fmax(c->measure.min_seconds, c->measure.min_repeats * forward);
 
+	if (c->measure.long_call > 0 && forward >= c->measure.long_call)
+		timed = visits * forward;
+
 	return visits * c->measure.warmup * forward + timed;
 }
 

@@ -29,6 +29,8 @@ int timing_measure(int (*fn)(void *arg), void *arg, const struct measure_opts *o
 
 		if (i >= opts->min_repeats && total >= opts->min_seconds)
 			break;
+		if (i > 0 && opts->long_call > 0 && total >= i * opts->long_call)
+			break;
 		start = timing_now();
 		ret = fn(arg);
 		elapsed = timing_now() - start;

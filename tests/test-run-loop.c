@@ -470,13 +470,13 @@ static void make_timed_cells(struct cell *cells, const int *n, size_t count)
 	make_cells(cells, n, count);
 	for (size_t i = 1; i < count; i++) {
 		cells[i].task = &fake_timed_task;
-		cells[i].measure = (struct measure_opts){ 0, 6, 0, 1000 };
+		cells[i].measure = (struct measure_opts){ 0, 6, 0, 1000, 0 };
 	}
 }
 
 static void test_rounds_order_is_a_seeded_permutation_per_round(void **state)
 {
-	struct measure_opts m = { 1, 20, 0.5, 10000 }, share;
+	struct measure_opts m = { 1, 20, 0.5, 10000, 0 }, share;
 	size_t a[20], b[20], again[20];
 	bool seen[20] = { false }, differ = false;
 

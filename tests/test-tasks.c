@@ -50,7 +50,7 @@ static struct cell make_cell(const struct variant_ops *v, const char *task,
 	c.kv_heads = 1;
 	c.d = 32;
 	c.seed = 11;
-	c.measure = (struct measure_opts){ 1, 5, 0.0, 100 };
+	c.measure = (struct measure_opts){ 1, 5, 0.0, 100, 0 };
 	return c;
 }
 
@@ -513,6 +513,39 @@ static const struct variant_ops mean_decode_variant = {
 	.decode_free = mean_decode_free,
 };
 
+static int sleep_10ms(void *arg)
+{
+	(void)arg;
+	usleep(10000);
+	return 0;
+}
+
+static int count_sample(void *arg, double seconds)
+{
+	(void)seconds;
+	++*(int *)arg;
+	return 0;
+}
+
+/* Calls of long_call seconds or more stop the repeats at one; shorter ones do not. */
+static void test_a_long_call_is_enough_alone(void **state)
+{
+	struct measure_opts m = { 0, 4, 0, 100, 0.005 };
+	int samples = 0;
+
+	(void)state;
+	assert_int_equal(timing_measure(sleep_10ms, NULL, &m, count_sample, &samples), 0);
+	assert_int_equal(samples, 1);
+	m.long_call = 60;
+	samples = 0;
+	assert_int_equal(timing_measure(sleep_10ms, NULL, &m, count_sample, &samples), 0);
+	assert_int_equal(samples, 4);
+	m.long_call = 0;	/* off */
+	samples = 0;
+	assert_int_equal(timing_measure(sleep_10ms, NULL, &m, count_sample, &samples), 0);
+	assert_int_equal(samples, 4);
+}
+
 static void test_decode_of_exact_attention_equals_the_full_pass(void **state)
 {
 	struct cell c = make_cell(variant_find("vanilla"), "decode", ATTN_CS, 100);
@@ -707,6 +740,7 @@ int main(void)
 		cmocka_unit_test(test_causality_passes_exact_attention_and_catches_a_leak),
 		cmocka_unit_test(test_causality_holds_a_block_causal_variant_to_both_settings),
 		cmocka_unit_test(test_speed_stores_every_sample_and_a_summary),
+		cmocka_unit_test(test_a_long_call_is_enough_alone),
 		cmocka_unit_test(test_decode_of_exact_attention_equals_the_full_pass),
 		cmocka_unit_test(test_decode_catches_a_wrong_step_and_refuses_without_hooks),
 		cmocka_unit_test(test_causality_reports_a_nan_past_every_cut_as_nan),

@@ -434,7 +434,7 @@ static void check_cell(const char *variant, enum attn_pattern pattern, int heads
 		c.seed = 7;
 		c.threads = counts[i];
 		/* one warm-up call, then calls until WORK_SECONDS, as a short timed cell */
-		c.measure = (struct measure_opts){ 1, 2, WORK_SECONDS, 1000 };
+		c.measure = (struct measure_opts){ 1, 2, WORK_SECONDS, 1000, 0 };
 		watch_child(&w, variant, &c, 0, c.threads);
 		assert_within(&w, variant, c.threads);
 	}

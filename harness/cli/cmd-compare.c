@@ -764,8 +764,10 @@ static int aa_plan(const struct compare_args *a, struct suite *suite, struct cel
 		return error("%s", why);
 	if (suite_load("default", suite, why, sizeof(why)))
 		return error("%s", why);
-	if (a->repeats)
+	if (a->repeats) {	/* a count asked for is a count kept, however long the calls */
 		suite->measure.min_repeats = a->repeats;
+		suite->measure.long_call = 0;
+	}
 	if (a->min_time >= 0)
 		suite->measure.min_seconds = a->min_time;
 	if (plan_cells(suite, &sel, cells, count, why, sizeof(why)))

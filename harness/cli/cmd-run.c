@@ -615,8 +615,10 @@ int cmd_run(int argc, char **argv)
 		ret = error("%s", why);
 		goto out;
 	}
-	if (a.repeats)
+	if (a.repeats) {	/* a count asked for is a count kept, however long the calls */
 		suite->measure.min_repeats = a.repeats;
+		suite->measure.long_call = 0;
+	}
 	if (a.min_time >= 0)	/* --min-time 0 is a real choice: stop at the repeat count */
 		suite->measure.min_seconds = a.min_time;
 	if (plan_cells(suite, &a.sel, &cells, &count, why, sizeof(why))) {

@@ -203,12 +203,12 @@ int shard_suite_id(const struct cell *cells, size_t count, uint64_t seed, int ro
 
 		if (store_params_json(c, params, sizeof(params)))
 			params[0] = '\0';
-		fprintf(f, "%s %s %s %s %d %d %d %d %d %d %s %llu %d %d %d %.17g %d %s\n",
+		fprintf(f, "%s %s %s %s %d %d %d %d %d %d %s %llu %d %d %d %.17g %d %.17g %s\n",
 			c->variant->name, c->task->name, pattern_name(c->pattern),
 			c->regime ? c->regime : "-", c->n, c->m, c->d, c->heads, c->kv_heads,
 			c->batch, params, (unsigned long long)c->seed, c->threads,
 			c->measure.warmup, c->measure.min_repeats, c->measure.min_seconds,
-			c->measure.max_repeats, pl ? pl->sha256 : "built-in");
+			c->measure.max_repeats, c->measure.long_call, pl ? pl->sha256 : "built-in");
 	}
 	if (fclose(f)) {
 		free(text);
