@@ -41,6 +41,7 @@ static const char *const passkey_depths[] = {
 struct haystack {
 	float marker[PASSKEY_MAX_DIM];
 	float fillers[PASSKEY_FILLERS][PASSKEY_MAX_DIM];
+	float filler_keys[PASSKEY_FILLERS][PASSKEY_MAX_DIM];	/* kappa times fillers */
 	int digit;
 };
 
@@ -56,14 +57,15 @@ static void build_haystack(struct rng *r, int m, int d, int needle, double kappa
 	for (int f = 0; f < PASSKEY_FILLERS; f++) {
 		orthogonal_unit(r, h->fillers[f], h->marker, d);
 		rng_normals(r, filler_values[f], (size_t)d, 1 / sqrt(d));
+		for (int c = 0; c < d; c++)
+			h->filler_keys[f][c] = (float)(kappa * h->fillers[f][c]);
 	}
+	/* rows repeat every PASSKEY_FILLERS: copies, as 65,536-key haystacks need */
 	for (int j = 0; j < m; j++) {
 		int f = j % PASSKEY_FILLERS;
 
-		for (int c = 0; c < d; c++) {
-			k[(size_t)j * d + c] = (float)(kappa * h->fillers[f][c]);
-			v[(size_t)j * d + c] = filler_values[f][c];
-		}
+		memcpy(k + (size_t)j * d, h->filler_keys[f], sizeof(float) * (size_t)d);
+		memcpy(v + (size_t)j * d, filler_values[f], sizeof(float) * (size_t)d);
 	}
 	for (int i = 0; i < PASSKEY_DISTRACTORS && m > 2; i++) {
 		int j = (int)rng_below(r, (uint64_t)m);
@@ -128,9 +130,8 @@ static int passkey_run(const struct cell *c, struct cell_result *r)
 
 			/* Other rows ask about filler tokens; the probe asks for the marker. */
 			for (int i = 0; i < p.n; i++)
-				for (int x = 0; x < d; x++)
-					qs[(size_t)i * d + x] = (float)(kappa *
-						h->fillers[i % PASSKEY_FILLERS][x]);
+				memcpy(qs + (size_t)i * d, h->filler_keys[i % PASSKEY_FILLERS],
+				       sizeof(float) * (size_t)d);
 			for (int x = 0; x < d; x++)
 				qs[(size_t)probe * d + x] = (float)(kappa * h->marker[x]);
 		}
