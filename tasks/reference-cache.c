@@ -1,6 +1,6 @@
 /*
- * reference-cache.c - files of fp64 reference outputs, one per input set, in a per-run
- * directory; the oldest are deleted beyond REFERENCE_CACHE_FILES.
+ * reference-cache.c - files of fp64 reference outputs and regime properties, one per input
+ * set, in a per-run directory; the oldest are deleted beyond REFERENCE_CACHE_FILES.
  */
 #include "reference-cache.h"
 
@@ -132,20 +132,23 @@ static int cache_path(const struct cell *c, char *path, size_t len)
 	return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
 }
 
-static bool read_whole(const char *path, double *ref, size_t count)
+/* A file: the reference's count doubles, then the properties. */
+static bool read_whole(const char *path, double *ref, size_t count, struct regime_stats *st)
 {
 	FILE *f = fopen(path, "rb");
 	bool ok;
 
 	if (!f)
 		return false;
-	ok = fread(ref, sizeof(*ref), count, f) == count && fgetc(f) == EOF;
+	ok = fread(ref, sizeof(*ref), count, f) == count && fread(st, sizeof(*st), 1, f) == 1 &&
+	     fgetc(f) == EOF;
 	fclose(f);
 	return ok;
 }
 
 /* Writes under a name of this process, then renames: readers never see half a file. */
-static void write_whole(const char *path, const double *ref, size_t count)
+static void write_whole(const char *path, const double *ref, size_t count,
+			const struct regime_stats *st)
 {
 	char tmp[PATH_MAX + 32];
 	FILE *f;
@@ -155,24 +158,29 @@ static void write_whole(const char *path, const double *ref, size_t count)
 	f = fopen(tmp, "wb");
 	if (!f)
 		return;
-	ok = fwrite(ref, sizeof(*ref), count, f) == count;
+	ok = fwrite(ref, sizeof(*ref), count, f) == count && fwrite(st, sizeof(*st), 1, f) == 1;
 	ok = !fclose(f) && ok;
 	if (!ok || rename(tmp, path))
 		unlink(tmp);
 }
 
 int reference_cached(const struct cell *c, const struct attn_problem *p, const float *q,
-		     const float *k, const float *v, double *ref)
+		     const float *k, const float *v, double *ref, struct regime_stats *st)
 {
 	size_t count = problem_q_count(p);
 	char path[PATH_MAX];
+	int ret;
 
-	if (c->cache_dir && !cache_path(c, path, sizeof(path)) && read_whole(path, ref, count))
+	if (c->cache_dir && !cache_path(c, path, sizeof(path)) &&
+	    read_whole(path, ref, count, st))
 		return 0;
 	reference_attention(p, q, k, v, ref);
+	ret = regime_stats_measure(p, q, k, st);
+	if (ret)
+		return ret;
 	if (c->cache_dir && !cache_path(c, path, sizeof(path))) {
 		make_room(c->cache_dir);
-		write_whole(path, ref, count);
+		write_whole(path, ref, count, st);
 	}
 	return 0;
 }

@@ -1,6 +1,7 @@
 /*
- * reference-cache.h - the double-precision reference of an input set, computed once per
- * run and shared by every variant that sees those inputs.
+ * reference-cache.h - the double-precision reference of an input set and the measured
+ * properties of its attention, computed once per run and shared by every variant that
+ * sees those inputs.
  *
  * Inputs depend only on the regime, pattern, shape and seed of a cell, never on the
  * variant, so the O(n m d) oracle need not run once per variant. Cells run in separate
@@ -12,6 +13,7 @@
 
 #include <stddef.h>
 
+#include "regime-stats.h"
 #include "task.h"
 
 /* Files kept at most: enough for every regime of one shape, a bounded use of disk. */
@@ -28,11 +30,12 @@ void reference_cache_remove(const char *dir);
 int reference_cache_sweep(void);
 
 /*
- * ref = reference_attention() of c's inputs q, k, v (problem p): read from c->cache_dir
- * when an earlier cell stored it, else computed (and stored when c->cache_dir is set).
- * Returns 0; a cache that cannot be read or written only costs the computation.
+ * ref = reference_attention() of c's inputs q, k, v (problem p) and *st =
+ * regime_stats_measure() of them: read from c->cache_dir when an earlier cell stored
+ * them, else computed (and stored when c->cache_dir is set). Returns 0 or -ENOMEM; a
+ * cache that cannot be read or written only costs the computation.
  */
 int reference_cached(const struct cell *c, const struct attn_problem *p, const float *q,
-		     const float *k, const float *v, double *ref);
+		     const float *k, const float *v, double *ref, struct regime_stats *st);
 
 #endif

@@ -311,6 +311,9 @@ static void test_fidelity_shares_its_reference_through_the_run_cache(void **stat
 	assert_int_equal(c.task->run(&c, &second), 0);
 	assert_true(metric(&second, "rel_err") == metric(&plain, "rel_err"));
 	assert_true(metric(&second, "cosine") == metric(&plain, "cosine"));
+	/* the regime's properties come from the same file */
+	assert_true(metric(&second, "regime_erank") == metric(&plain, "regime_erank"));
+	assert_true(metric(&second, "regime_entropy") == metric(&plain, "regime_entropy"));
 
 	/* one file for the input set; truncate it: the next cell recomputes, same score */
 	d = opendir(dir);
@@ -328,6 +331,7 @@ static void test_fidelity_shares_its_reference_through_the_run_cache(void **stat
 	fclose(f);
 	assert_int_equal(c.task->run(&c, &damaged), 0);
 	assert_true(metric(&damaged, "rel_err") == metric(&plain, "rel_err"));
+	assert_true(metric(&damaged, "regime_top1") == metric(&plain, "regime_top1"));
 
 	/* more input sets than the limit: the directory keeps at most the limit */
 	for (int s = 0; s < REFERENCE_CACHE_FILES + 3; s++) {
