@@ -27,19 +27,32 @@
  * at b_q > 1 and strictly causal at hip.block_q = 1. cc has no blocks to share: it
  * always runs with b_q = 1, whatever hip.block_q says [harness].
  *
- * Work: a segment's score is computed once, from its representative's keys only,
- * gathered so that one sgemm per level scores every new segment of G; the final
- * attention is one sgemm over the gathered selected keys and values and one for the
- * output. Per query block that is O(b_q k d log(n / K_s)) and nothing of size N x M
- * exists: a thread's workspace is O(b_q k + k d). Work items are (batch, head, query
- * block), shared out dynamically over OpenMP threads with OpenBLAS single-threaded.
- * Selection is per query head (section 31): grouped heads read their KV head in place.
+ * Work: a segment's score is computed once, from its representative's keys only (a
+ * half that has its parent's representative keeps its parent's score). For b_q > 1 the
+ * representatives are gathered so that one sgemm per level scores every new segment of
+ * G, and the final attention is one sgemm over the gathered selected keys and values and
+ * one for the output. For one row (cc, hip.block_q = 1) gathering for a one-row sgemm
+ * costs more than the products: the row's scores are dot products read from K in place;
+ * its attention takes the kept blocks' scores from the search (b_k <= 2: a kept block
+ * is its own representative), then exp2 and a weighted sum of V rows in place. Where
+ * every row sees the same E and no mask (cc; ns/nc at b_q = 1), the first level's segments and
+ * their halves (the candidates of the second level) are the same for all rows, so a
+ * work item of HIP_ROW_TILE consecutive rows scores them with one sgemm; each row then
+ * selects from its own row of that tile only, so no row reads another. Each level keeps
+ * its K_s best by a selection (quickselect on score, then position), not a sort, and
+ * segments stay in order of position throughout. Per query block that is
+ * O(b_q k d log(n / K_s)) and nothing of size N x M exists: a thread's workspace is
+ * O(b_q k + k d), plus the row tile's scores of at most 3 x 2 K_s representative blocks.
+ * Work items are (batch, head, query block or row tile), shared out dynamically over
+ * OpenMP threads with OpenBLAS single-threaded. Selection is per query head (section
+ * 31): grouped heads read their KV head in place.
  */
 #include "variant.h"
 
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +65,13 @@
 #define HIP_K_DEFAULT		512
 #define HIP_BLOCK_Q_DEFAULT	32
 #define HIP_BLOCK_K_DEFAULT	2
+
+/*
+ * Rows of one work item when b_q = 1 and no mask (cc, and ns/nc at hip.block_q = 1):
+ * their first levels are the same segments, scored by one sgemm. Enough rows to
+ * amortise gathering 2 K_s representatives, few enough to keep the tile in cache.
+ */
+#define HIP_ROW_TILE		32
 
 enum hip_param {
 	HIP_K,
@@ -98,6 +118,8 @@ struct hip_plan {
 	int max_segs;		/* min(2 K_s, max_blocks): the most segments alive at once */
 	int max_keys;		/* the most keys a query block attends */
 	int max_reps;		/* the most representative keys one level scores */
+	int tile;		/* query rows per work item: b_q, or HIP_ROW_TILE */
+	bool shared_first;	/* b_q = 1 and E = M for every row: one first level */
 };
 
 static void hip_plan_make(struct hip_plan *pl, const struct attn_problem *p)
@@ -118,37 +140,125 @@ static void hip_plan_make(struct hip_plan *pl, const struct attn_problem *p)
 	diag = p->pattern == ATTN_CS ? (long)(pl->bq - 1) / pl->bk + 2 : 0;
 	pl->max_keys = (pl->ks + diag) * pl->bk < p->m ? (int)((pl->ks + diag) * pl->bk) : p->m;
 	pl->max_reps = (long)pl->max_segs * pl->bk < p->m ? pl->max_segs * pl->bk : p->m;
+	/* cc's rows, or single rows seeing all M keys, share the first level's segments */
+	pl->shared_first = pl->bq == 1 && p->pattern != ATTN_CS;
+	pl->tile = pl->bq;
+	if (pl->shared_first)
+		pl->tile = HIP_ROW_TILE < p->n ? HIP_ROW_TILE : p->n;
 }
+
+/*
+ * With b_k <= HIP_SEG_KEYS a one-row search also keeps the scores of a representative's
+ * keys: a kept single block is its own representative, so the final attention reuses
+ * them instead of computing the same dot products again.
+ */
+#define HIP_SEG_KEYS		2
 
 /* A candidate segment: blocks [lo, hi) and its score once computed. */
 struct hip_seg {
 	int lo, hi;
+	int id;			/* at the first level: its index there */
 	float score;
 	bool scored;
+	float keys[HIP_SEG_KEYS];	/* one row, b_k <= HIP_SEG_KEYS: each key's score */
 };
 
-/* Better first: higher score, then the segment further left, so the choice is fixed. */
-static int hip_by_rank(const void *a, const void *b)
+/*
+ * A segment's rank as one integer, larger is better: the score's bits mapped so that
+ * unsigned order is float order, above the position reversed, so that equal scores
+ * rank the segment further left first. Distinct segments never tie.
+ */
+static uint64_t hip_rank(const struct hip_seg *seg)
 {
-	const struct hip_seg *x = a, *y = b;
+	float score = seg->score + 0.0f;	/* -0 ranks as +0, as float compares them */
+	uint32_t bits;
 
-	if (x->score > y->score)
-		return -1;
-	if (x->score < y->score)
-		return 1;
-	return (x->lo > y->lo) - (x->lo < y->lo);
+	memcpy(&bits, &score, sizeof(bits));
+	/* negative: flip every bit; positive: the sign bit */
+	bits ^= (uint32_t)((int32_t)bits >> 31) | 0x80000000u;
+	return (uint64_t)bits << 32 | (uint32_t)~(uint32_t)seg->lo;
 }
 
-static int hip_by_position(const void *a, const void *b)
+/*
+ * The value at index `at` of a[0..n) if it were sorted ascending (distinct values), by
+ * quickselect. The partition does not branch on the data: scores are random enough that
+ * a branch on each comparison is mispredicted half the time.
+ */
+static uint64_t hip_nth(uint64_t *a, int n, int at)
 {
-	const struct hip_seg *x = a, *y = b;
+	int lo = 0, hi = n - 1;
 
-	return (x->lo > y->lo) - (x->lo < y->lo);
+	while (lo < hi) {
+		int store = lo, mid = (lo + hi) / 2, where;
+		uint64_t x = a[lo], y = a[mid], z = a[hi], pivot;
+
+		/* median of three, moved to the end: no quadratic case on sorted input */
+		pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+		where = pivot == x ? lo : pivot == y ? mid : hi;
+		a[where] = a[hi];
+		a[hi] = pivot;
+		/* Lomuto: a[lo..store) < pivot <= a[store..i) */
+		for (int i = lo; i < hi; i++) {
+			uint64_t v = a[i];
+
+			a[i] = a[store];
+			a[store] = v;
+			store += v < pivot;
+		}
+		a[hi] = a[store];
+		a[store] = pivot;
+		if (at == store)
+			return pivot;
+		if (at < store)
+			hi = store - 1;
+		else
+			lo = store + 1;
+	}
+	return a[at];
+}
+
+/*
+ * q . k for one row's scores, where each key costs one product and a horizontal sum:
+ * with AVX-512, sixteen lanes and one reduction in registers; otherwise common.h's
+ * dot(). Either way deterministic for a given d and build.
+ */
+static inline float hip_dot(const float *a, const float *b, int d)
+{
+#ifdef VEXP_AVX512
+	__m512 acc = _mm512_setzero_ps();
+	float tail = 0;
+	int c = 0;
+
+	for (; c + 16 <= d; c += 16)
+		acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + c), _mm512_loadu_ps(b + c), acc);
+	for (; c < d; c++)
+		tail += a[c] * b[c];
+	return tail + _mm512_reduce_add_ps(acc);
+#else
+	return dot(a, b, d);
+#endif
+}
+
+/*
+ * A row's representatives lie scattered over K, where the hardware cannot foresee them:
+ * scoring one segment asks for the keys of the one HIP_AHEAD segments later.
+ */
+#define HIP_AHEAD		8
+
+static inline void hip_prefetch(const float *x, size_t floats)
+{
+#if defined(__GNUC__) || defined(__clang__)
+	for (size_t f = 0; f < floats; f += 64 / sizeof(float))
+		__builtin_prefetch(x + f);
+#else
+	(void)x;
+	(void)floats;
+#endif
 }
 
 /* Where one thread's scratch lives: offsets in floats into its slot. */
 struct hip_layout {
-	size_t s, kr, kg, vg, sums, pos, segs, next, blocks, total;
+	size_t s, first, kr, kg, vg, sums, pos, segs, next, ranks, blocks, kept, cols, total;
 };
 
 static size_t round_line(size_t x)
@@ -160,19 +270,26 @@ static size_t round_line(size_t x)
 static void hip_layout(struct hip_layout *lay, const struct hip_plan *pl, int d)
 {
 	size_t cols = (size_t)(pl->max_keys > pl->max_reps ? pl->max_keys : pl->max_reps);
-	/* a segment is four floats wide; an int is one */
+	/* a segment is seven floats wide; an int is one, a rank two (and its copy) */
 	size_t seg_floats = (sizeof(struct hip_seg) + sizeof(float) - 1) / sizeof(float);
+	/* shared_first: the first level's representatives and their halves' */
+	size_t reps = (size_t)pl->max_reps * (pl->shared_first ? 3 : 1);
+	size_t first = pl->shared_first ? (size_t)pl->tile * reps : 0;
 
 	lay->s = 0;
-	lay->kr = lay->s + round_line((size_t)pl->bq * cols);
-	lay->kg = lay->kr + round_line((size_t)pl->max_reps * d);
+	lay->first = lay->s + round_line((size_t)pl->bq * cols);
+	lay->kr = lay->first + round_line(first);
+	lay->kg = lay->kr + round_line(reps * d);
 	lay->vg = lay->kg + round_line((size_t)pl->max_keys * d);
 	lay->sums = lay->vg + round_line((size_t)pl->max_keys * d);
 	lay->pos = lay->sums + round_line((size_t)pl->bq);
 	lay->segs = lay->pos + round_line((size_t)pl->max_keys);
 	lay->next = lay->segs + round_line((size_t)pl->max_segs * seg_floats);
-	lay->blocks = lay->next + round_line((size_t)pl->max_segs * seg_floats);
-	lay->total = lay->blocks + round_line((size_t)pl->max_segs);
+	lay->ranks = lay->next + round_line((size_t)pl->max_segs * seg_floats);
+	lay->blocks = lay->ranks + round_line((size_t)pl->max_segs * 4);
+	lay->kept = lay->blocks + round_line((size_t)pl->max_segs);
+	lay->cols = lay->kept + round_line((size_t)pl->max_segs * HIP_SEG_KEYS);
+	lay->total = lay->cols + round_line(pl->shared_first ? (size_t)pl->max_segs * 3 : 0);
 }
 
 /* One work item: query block G = rows g0 .. g0 + rows - 1 of a slice. */
@@ -182,8 +299,11 @@ struct hip_block {
 	int g0, rows, e, d;	/* E: visible keys */
 	bool causal;
 	float scale;		/* log2(e)/sqrt(d): base-2 scores */
-	float *s, *kr, *kg, *vg, *sums;
+	float *s, *first, *kr, *kg, *vg, *sums;
+	float *kept;		/* one row: the scores of the kept blocks' keys */
 	int *pos, *blocks;
+	int *cols;		/* shared_first: where each candidate's scores start */
+	uint64_t *ranks;
 	struct hip_seg *segs, *next;
 };
 
@@ -193,6 +313,24 @@ static void hip_block_keys(const struct hip_plan *pl, int e, int blk, int *j0, i
 {
 	*j0 = blk * pl->bk;
 	*j1 = *j0 + pl->bk < e ? *j0 + pl->bk : e;
+}
+
+/* The first level over n blocks: c = min(2 K_s, n) segments; returns c. */
+static int hip_first_level(const struct hip_plan *pl, int n, struct hip_seg *segs)
+{
+	int count = n < 2 * pl->ks ? n : 2 * (int)pl->ks;
+	int step = n / count, rest = n % count, lo = 0, frac = 0;
+
+	/* lo = floor(s n / count) step by step: every row of cc redoes this, divisions cost */
+	for (int s = 0; s < count; s++) {
+		segs[s].lo = lo;
+		frac += rest;
+		lo += step + (frac >= count);
+		frac -= frac >= count ? count : 0;
+		segs[s].hi = lo;
+		segs[s].scored = false;
+	}
+	return count;
 }
 
 /*
@@ -243,29 +381,149 @@ static void hip_score(struct hip_block *g, const struct hip_plan *pl, struct hip
 }
 
 /*
- * The hierarchical search over n > K_s blocks: leaves the K_s kept blocks of G in
- * g->blocks, ascending, and returns how many there are.
+ * hip_score() for G of one row: each representative key is scored by a dot product
+ * read from K in place, as gathering keys for a one-row sgemm costs more than the
+ * product itself.
  */
-static int hip_search(struct hip_block *g, const struct hip_plan *pl, int n)
+static void hip_score_row(struct hip_block *g, const struct hip_plan *pl,
+			  struct hip_seg *segs, int count)
+{
+	for (int s = 0; s < count; s++) {
+		float best = -INFINITY;
+		int j0, j1;
+
+		if (s + HIP_AHEAD < count && !segs[s + HIP_AHEAD].scored) {
+			const struct hip_seg *later = &segs[s + HIP_AHEAD];
+
+			hip_block_keys(pl, g->e, (later->lo + later->hi) / 2, &j0, &j1);
+			hip_prefetch(g->k + (size_t)j0 * g->d, (size_t)(j1 - j0) * g->d);
+		}
+		if (segs[s].scored)
+			continue;
+		hip_block_keys(pl, g->e, (segs[s].lo + segs[s].hi) / 2, &j0, &j1);
+		/* cs: the row sees keys j <= g0 only */
+		if (g->causal && g->g0 + 1 < j1)
+			j1 = g->g0 + 1;
+		for (int j = j0; j < j1; j++) {
+			float x = g->scale * hip_dot(g->q, g->k + (size_t)j * g->d, g->d);
+
+			if (pl->bk <= HIP_SEG_KEYS)
+				segs[s].keys[j - j0] = x;
+			best = x > best ? x : best;
+		}
+		segs[s].score = best;
+		segs[s].scored = true;
+	}
+}
+
+/* Appends the keys of segment seg's representative to kr; returns where they start. */
+static int hip_gather_rep(struct hip_block *g, const struct hip_plan *pl,
+			  const struct hip_seg *seg, int *reps)
+{
+	int j0, j1, at = *reps;
+
+	hip_block_keys(pl, g->e, (seg->lo + seg->hi) / 2, &j0, &j1);
+	memcpy(g->kr + (size_t)at * g->d, g->k + (size_t)j0 * g->d,
+	       sizeof(float) * (size_t)(j1 - j0) * g->d);
+	*reps += j1 - j0;
+	return at;
+}
+
+/*
+ * Scores, for every row of a work item at once where all rows see the same E and no
+ * mask (shared_first), the candidates of the first two levels: the c first-level
+ * segments, and the two halves of each (the second level is some K_s of those halves
+ * in every row). One sgemm of the rows against the representatives' keys into
+ * g->first, a row of `reps` scores per query row; g->cols[s] is where segment s's
+ * scores start, g->cols[c + 2 s + h] those of its half h (-1: none). Each row still
+ * selects from its own row only. Returns reps.
+ */
+static int hip_score_first(struct hip_block *g, const struct hip_plan *pl, int n)
+{
+	int count = hip_first_level(pl, n, g->segs), reps = 0;
+
+	for (int s = 0; s < count; s++)
+		g->cols[s] = hip_gather_rep(g, pl, &g->segs[s], &reps);
+	for (int s = 0; s < count; s++) {
+		int lo = g->segs[s].lo, hi = g->segs[s].hi, mid = (lo + hi) / 2;
+		struct hip_seg left = { .lo = lo, .hi = mid }, right = { .lo = mid, .hi = hi };
+
+		g->cols[count + 2 * s] = g->cols[count + 2 * s + 1] = -1;
+		if (hi - lo == 1)
+			continue;
+		g->cols[count + 2 * s] = hip_gather_rep(g, pl, &left, &reps);
+		g->cols[count + 2 * s + 1] = hip_gather_rep(g, pl, &right, &reps);
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->rows, reps, g->d, g->scale,
+		    g->q, g->d, g->kr, g->d, 0.0f, g->first, reps);
+	return reps;
+}
+
+/* Sets seg's score (and its keys') from the scores of its representative's keys at row. */
+static void hip_score_from(struct hip_seg *seg, const struct hip_plan *pl, int e,
+			   const float *row)
+{
+	float best = -INFINITY;
+	int j0, j1;
+
+	hip_block_keys(pl, e, (seg->lo + seg->hi) / 2, &j0, &j1);
+	for (int j = j0; j < j1; j++) {
+		if (pl->bk <= HIP_SEG_KEYS)
+			seg->keys[j - j0] = row[j - j0];
+		best = row[j - j0] > best ? row[j - j0] : best;
+	}
+	seg->score = best;
+	seg->scored = true;
+}
+
+/*
+ * Keeps the K_s best of segs[0..count) (count > K_s; ties: the segment further left) in
+ * place and in their order of position, which is the order they come in: the K_s-th
+ * best rank is found by selection, not by sorting every level.
+ */
+static int hip_keep(struct hip_block *g, const struct hip_plan *pl, struct hip_seg *segs,
+		    int count)
+{
+	uint64_t *rank = g->ranks, *work = g->ranks + pl->max_segs, least;
+	int ks = (int)pl->ks, kept = 0;
+
+	for (int s = 0; s < count; s++)
+		work[s] = rank[s] = hip_rank(&segs[s]);
+	least = hip_nth(work, count, count - ks);
+	/* compacting without a branch: s >= kept, so segs[s] is read before overwritten */
+	for (int s = 0; s < count; s++) {
+		segs[kept] = segs[s];
+		kept += rank[s] >= least;
+	}
+	return kept;
+}
+
+/*
+ * The hierarchical search over n > K_s blocks: leaves the K_s kept blocks of G in
+ * g->blocks, ascending, and returns how many there are. first, if not NULL, holds G's
+ * one row's scores of the first two levels' candidates (hip_score_first(), g->cols).
+ */
+static int hip_search(struct hip_block *g, const struct hip_plan *pl, int n,
+		      const float *first)
 {
 	struct hip_seg *cur = g->segs, *next = g->next, *swap;
-	int ks = (int)pl->ks, count = n < 2 * pl->ks ? n : 2 * ks;
+	int ks = (int)pl->ks, count = hip_first_level(pl, n, cur), top = count;
 
-	for (int s = 0; s < count; s++) {
-		cur[s].lo = (int)((long)s * n / count);
-		cur[s].hi = (int)((long)(s + 1) * n / count);
-		cur[s].scored = false;
+	for (int s = 0; first && s < count; s++) {
+		cur[s].id = s;
+		hip_score_from(&cur[s], pl, g->e, first + g->cols[s]);
 	}
+	/* segments stay in order of position throughout: the first level is, halves are */
 	for (;;) {
 		bool longer = false;
 		int kept = 0;
 
-		hip_score(g, pl, cur, count);
-		if (count > ks) {
-			qsort(cur, (size_t)count, sizeof(*cur), hip_by_rank);
-			count = ks;
-		}
-		qsort(cur, (size_t)count, sizeof(*cur), hip_by_position);
+		if (g->rows == 1)
+			hip_score_row(g, pl, cur, count);
+		else
+			hip_score(g, pl, cur, count);
+		if (count > ks)
+			count = hip_keep(g, pl, cur, count);
 		for (int s = 0; s < count; s++)
 			longer |= cur[s].hi - cur[s].lo > 1;
 		if (!longer)
@@ -279,50 +537,80 @@ static int hip_search(struct hip_block *g, const struct hip_plan *pl, int n)
 				continue;
 			}
 			next[kept++] = (struct hip_seg){ .lo = lo, .hi = mid };
-			next[kept++] = (struct hip_seg){ .lo = mid, .hi = hi };
+			/* [lo, lo + 2)'s right half has its parent's representative and scores */
+			next[kept] = cur[s];
+			next[kept].lo = mid;
+			next[kept++].scored = hi - mid == 1;
+			if (first && top) {
+				int at = top + 2 * cur[s].id;
+
+				hip_score_from(&next[kept - 2], pl, g->e, first + g->cols[at]);
+				hip_score_from(&next[kept - 1], pl, g->e, first + g->cols[at + 1]);
+			}
 		}
+		top = 0;
 		swap = cur;
 		cur = next;
 		next = swap;
 		count = kept;
 	}
-	for (int s = 0; s < count; s++)
+	for (int s = 0; s < count; s++) {
 		g->blocks[s] = cur[s].lo;
+		if (g->rows == 1 && pl->bk <= HIP_SEG_KEYS)
+			memcpy(g->kept + (size_t)s * HIP_SEG_KEYS, cur[s].keys,
+			       sizeof(cur[s].keys));
+	}
 	return count;
 }
 
 /*
- * Gathers the keys and values of the kept blocks[0..kept) and, in cs, of the blocks over
- * G's own rows, ascending and each once, into kg and vg with their positions in pos;
- * returns how many keys.
+ * The positions of the keys G attends: those of the kept blocks[0..kept) and, in cs, of
+ * the blocks over G's own rows, ascending and each once, into g->pos; returns how many.
+ * With w, G is one row: its scores of those keys go to w too, the kept blocks' taken
+ * from the search where it left them in g->kept.
  */
-static int hip_gather(struct hip_block *g, const struct hip_plan *pl, int kept)
+static int hip_positions(struct hip_block *g, const struct hip_plan *pl, int kept, float *w)
 {
-	int a = 0, own = 0, own_end = -1, len = 0, d = g->d;
+	int a = 0, own = 0, own_end = -1, len = 0;
 
 	if (g->causal) {
 		own = g->g0 / pl->bk;
 		own_end = (g->g0 + g->rows - 1) / pl->bk;
 	}
 	while (a < kept || own <= own_end) {
+		const float *known = NULL;
 		int blk, j0, j1;
 
 		if (own > own_end || (a < kept && g->blocks[a] < own)) {
+			known = g->kept + (size_t)a * HIP_SEG_KEYS;
 			blk = g->blocks[a++];
 		} else {
 			blk = own++;
 			if (a < kept && g->blocks[a] == blk)
-				a++;
+				known = g->kept + (size_t)a++ * HIP_SEG_KEYS;
 		}
+		if (pl->bk > HIP_SEG_KEYS)
+			known = NULL;
 		hip_block_keys(pl, g->e, blk, &j0, &j1);
-		memcpy(g->kg + (size_t)len * d, g->k + (size_t)j0 * d,
-		       sizeof(float) * (size_t)(j1 - j0) * d);
-		memcpy(g->vg + (size_t)len * d, g->v + (size_t)j0 * d,
-		       sizeof(float) * (size_t)(j1 - j0) * d);
-		for (int j = j0; j < j1; j++)
-			g->pos[len++] = j;
+		for (int j = j0; j < j1; j++, len++) {
+			g->pos[len] = j;
+			if (w)
+				w[len] = known ? known[j - j0] :
+				     g->scale * hip_dot(g->q, g->k + (size_t)j * g->d, g->d);
+		}
 	}
 	return len;
+}
+
+/* Gathers the keys and values at g->pos[0..len) into kg and vg. */
+static void hip_gather(struct hip_block *g, int len)
+{
+	size_t row = sizeof(float) * (size_t)g->d;
+
+	for (int i = 0; i < len; i++) {
+		memcpy(g->kg + (size_t)i * g->d, g->k + (size_t)g->pos[i] * g->d, row);
+		memcpy(g->vg + (size_t)i * g->d, g->v + (size_t)g->pos[i] * g->d, row);
+	}
 }
 
 /*
@@ -361,19 +649,89 @@ static void hip_attend(struct hip_block *g, const float *kk, const float *vv, co
 	}
 }
 
-/* Selection and attention of one query block. */
-static void hip_block_run(struct hip_block *g, const struct hip_plan *pl)
+/*
+ * hip_attend() for G of one row over the keys at pos[0..len) (NULL: 0, 1, ...), read
+ * from K and V in place: dot products (unless `scored`: already in g->s), exp2, and a
+ * weighted sum of value rows. Every key given is visible (in cs E = g0 + 1 already
+ * bounds them).
+ */
+static void hip_attend_row(struct hip_block *g, const int *pos, int len, bool scored)
+{
+	float *w = g->s, *o = g->out, sum, by;
+	int d = g->d, i;
+
+	for (i = 0; i < len && !scored; i++)
+		w[i] = g->scale * hip_dot(g->q, g->k + (size_t)(pos ? pos[i] : i) * d, d);
+	sum = len ? exp2_shifted_sum(w, len, row_max(w, len)) : 0;
+	memset(o, 0, sizeof(float) * (size_t)d);
+	/* four value rows per pass over o: a quarter of the chain of loads and stores to o */
+	for (i = 0; i + 4 <= len; i += 4) {
+		const float *v0 = g->v + (size_t)(pos ? pos[i] : i) * d;
+		const float *v1 = g->v + (size_t)(pos ? pos[i + 1] : i + 1) * d;
+		const float *v2 = g->v + (size_t)(pos ? pos[i + 2] : i + 2) * d;
+		const float *v3 = g->v + (size_t)(pos ? pos[i + 3] : i + 3) * d;
+
+		for (int c = 0; c < d; c++)
+			o[c] += (w[i] * v0[c] + w[i + 1] * v1[c]) +
+				(w[i + 2] * v2[c] + w[i + 3] * v3[c]);
+	}
+	for (; i < len; i++) {
+		const float *vj = g->v + (size_t)(pos ? pos[i] : i) * d;
+
+		for (int c = 0; c < d; c++)
+			o[c] += w[i] * vj[c];
+	}
+	by = sum > 0 ? 1.0f / sum : 0.0f;
+	for (int c = 0; c < d; c++)
+		o[c] *= by;
+}
+
+/* Selection and attention of one query block; first as hip_search() takes it. */
+static void hip_block_run(struct hip_block *g, const struct hip_plan *pl, const float *first)
 {
 	int n = (int)(((long)g->e + pl->bk - 1) / pl->bk), kept, len;
 
 	if (n <= pl->ks) {
 		/* everything visible is kept: attend in place */
-		hip_attend(g, g->k, g->v, NULL, g->e);
+		if (g->rows == 1)
+			hip_attend_row(g, NULL, g->e, false);
+		else
+			hip_attend(g, g->k, g->v, NULL, g->e);
 		return;
 	}
-	kept = hip_search(g, pl, n);
-	len = hip_gather(g, pl, kept);
+	kept = hip_search(g, pl, n, first);
+	len = hip_positions(g, pl, kept, g->rows == 1 ? g->s : NULL);
+	if (g->rows == 1) {
+		hip_attend_row(g, g->pos, len, true);
+		return;
+	}
+	hip_gather(g, len);
 	hip_attend(g, g->kg, g->vg, g->pos, len);
+}
+
+/*
+ * One work item: a query block of b_q rows, or with shared_first up to HIP_ROW_TILE rows
+ * of one row each, whose first level is scored once for all of them.
+ */
+static void hip_item_run(struct hip_block *g, const struct hip_plan *pl)
+{
+	int n = (int)(((long)g->e + pl->bk - 1) / pl->bk), reps = 0;
+
+	if (!pl->shared_first) {
+		hip_block_run(g, pl, NULL);
+		return;
+	}
+	if (n > pl->ks)
+		reps = hip_score_first(g, pl, n);
+	for (int r = 0; r < g->rows; r++) {
+		struct hip_block row = *g;
+
+		row.g0 = g->g0 + r;
+		row.rows = 1;
+		row.q = g->q + (size_t)r * g->d;
+		row.out = g->out + (size_t)r * g->d;
+		hip_block_run(&row, pl, reps ? g->first + (size_t)r * reps : NULL);
+	}
 }
 
 static int hip_forward(const struct attn_problem *p, const float *q, const float *k,
@@ -387,7 +745,7 @@ static int hip_forward(const struct attn_problem *p, const float *q, const float
 
 	hip_plan_make(&pl, p);
 	hip_layout(&lay, &pl, p->d);
-	tiles = (p->n + pl.bq - 1) / pl.bq;
+	tiles = (p->n + pl.tile - 1) / pl.tile;
 	items = (long)p->batch * p->heads * tiles;
 	ws = attn_alloc((size_t)threads * lay.total * sizeof(float));
 	if (!ws)
@@ -403,12 +761,16 @@ static int hip_forward(const struct attn_problem *p, const float *q, const float
 			/* log2(e)/sqrt(d): scores come out in base 2 for exp2. */
 			.scale	= (float)(1.4426950408889634 / sqrt((double)p->d)),
 			.s	= base + lay.s,
+			.first	= base + lay.first,
 			.kr	= base + lay.kr,
 			.kg	= base + lay.kg,
 			.vg	= base + lay.vg,
 			.sums	= base + lay.sums,
 			.pos	= (int *)(base + lay.pos),
 			.blocks	= (int *)(base + lay.blocks),
+			.kept	= base + lay.kept,
+			.cols	= (int *)(base + lay.cols),
+			.ranks	= (uint64_t *)(base + lay.ranks),
 			.segs	= (struct hip_seg *)(base + lay.segs),
 			.next	= (struct hip_seg *)(base + lay.next),
 		};
@@ -421,14 +783,14 @@ static int hip_forward(const struct attn_problem *p, const float *q, const float
 			int b = (int)(slice / p->heads), h = (int)(slice % p->heads);
 			size_t qo = problem_q_offset(p, b, h), kvo = problem_kv_offset(p, b, h);
 
-			g.g0 = tile * pl.bq;
-			g.rows = p->n - g.g0 < pl.bq ? p->n - g.g0 : pl.bq;
+			g.g0 = tile * pl.tile;
+			g.rows = p->n - g.g0 < pl.tile ? p->n - g.g0 : pl.tile;
 			g.e = g.causal ? g.g0 + g.rows : p->m;
 			g.q = q + qo + (size_t)g.g0 * p->d;
 			g.k = k + kvo;
 			g.v = v + kvo;
 			g.out = out + qo + (size_t)g.g0 * p->d;
-			hip_block_run(&g, &pl);
+			hip_item_run(&g, &pl);
 		}
 	}
 	blas_serial_end(saved);
@@ -440,7 +802,9 @@ static int hip_forward(const struct attn_problem *p, const float *q, const float
  * FLOPs of one query block of `rows` rows seeing e keys: 2d per (row, representative
  * key) scored and 4d per (row, selected key) attended. The search is counted as if
  * every kept segment split at every level (an upper bound: kept single blocks are not
- * scored again), with c = min(2 K_s, n) segments at the first level.
+ * scored again), with c = min(2 K_s, n) segments at the first level. It counts the
+ * method's work, not the kernels': a row tile's sgemm also scores the halves its rows
+ * do not keep, and one row's attention reuses the scores of its search.
  */
 static double hip_block_flops(const struct hip_plan *pl, int g0, int rows, int e, bool causal,
 			      int d)
