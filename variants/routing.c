@@ -32,13 +32,17 @@
  * so they stay per query head with a per-head stream.
  *
  * Work is O((N + M) C d T + N w d): Lloyd assignments are sgemm products of row tiles
- * with the centroid matrix (Lloyd stops once the assignments repeat, which leaves every
- * later step unchanged), key sets come from sgemm scores of K^ against blocks of
- * centroids and a selection, and attention gathers each cluster's queries in tiles and
- * its keys in blocks for two sgemm calls per block with an online softmax. No N x M
- * score matrix exists; a thread's scratch is O((N + M) d + M + tiles). Slices are
- * clustered in parallel (OpenMP, BLAS single-threaded inside), and attention runs in
- * parallel over (batch, head, cluster).
+ * with the centroid matrix and an argmax per row, vectorised from C = 128 on (Lloyd
+ * stops once the assignments repeat, which leaves every later step unchanged). Key sets
+ * are made only for the clusters some query is routed to (no other set is ever read;
+ * with N < C that is at most N of them): sgemm scores of K^ against blocks of those
+ * centroids, then one pass over the keys that keeps, per set, the keys above a running
+ * threshold (the w-th best score so far) and selects the w best of those few. Attention
+ * gathers each cluster's queries in tiles and its keys in blocks for two sgemm calls per
+ * block with an online softmax. No N x M score matrix exists; a thread's scratch is
+ * O((N + M) d + M + tiles). Slices are clustered in parallel (OpenMP, BLAS
+ * single-threaded inside; cc makes its sets after routing the queries), and attention
+ * runs in parallel over (batch, head, cluster).
  *
  * cs decodes incrementally from a KV cache and the cluster id of every cached key; the
  * cs assignments use dot() in both forward and decode, so the two agree bit for bit on
@@ -97,6 +101,17 @@ static const struct variant_param routing_params[] = {
 #define ROUTING_TILE 256
 /* Centroids per sgemm block when scoring keys for the balanced sets. */
 #define ROUTING_SET_BLOCK 16
+/*
+ * Room for one set's candidates while its keys are scanned, in multiples of w: a full
+ * room is cut back to the w best, so more room means fewer cuts but a longer last one.
+ */
+#define ROUTING_SET_ROOM 4
+/*
+ * Lanes of argmax(): a multiple of every vector width in floats, and 32 because argmax()
+ * halves them in five written-out steps. At 16 the compiler kept the lanes in scalar
+ * registers instead of vectors.
+ */
+#define ROUTING_ARGMAX_LANES 32
 /* Queries per attention tile and keys per block of its online softmax. */
 #define ROUTING_TILE_Q 64
 #define ROUTING_BLOCK_K 256
@@ -151,6 +166,7 @@ struct routing_plan {
 	int n, m, d;
 	int clusters, iters, width;
 	int rows;		/* rows Lloyd runs on: n + m (ns, nc), m (cc), 0 (cs) */
+	int room;		/* candidates per set while selecting: min(m, 4 w) */
 	float scale;		/* log2(e) / sqrt(d) */
 };
 
@@ -164,6 +180,7 @@ static void routing_plan_make(struct routing_plan *pl, const struct attn_problem
 	pl->iters = routing_iters(p);
 	pl->width = routing_width(p);
 	pl->rows = p->pattern == ATTN_CC ? p->m : p->pattern == ATTN_CS ? 0 : p->n + p->m;
+	pl->room = (int)fmin((double)ROUTING_SET_ROOM * pl->width, p->m);
 	pl->scale = (float)(LOG2E / sqrt((double)p->d));
 }
 
@@ -180,8 +197,14 @@ struct routing_ws {
 	float *qhat;		/* cc: ROUTING_TILE x d normalised queries */
 	float *tile;		/* ROUTING_TILE x C: assignment scores */
 	float *block;		/* m x ROUTING_SET_BLOCK: key scores for the sets */
+	float *cent;		/* ROUTING_SET_BLOCK x d: the centroids scored in block */
+	float *thr;		/* ROUTING_SET_BLOCK: a key must score above this to enter */
 	float *qt, *s, *kb, *vb, *acc, *mx, *l;	/* attention tile, see attend_tile() */
 	struct scored *sel;	/* m: keys ranked for one set */
+	struct scored *cand;	/* ROUTING_SET_BLOCK x room: each column's candidates */
+	int *target;		/* ROUTING_SET_BLOCK: the cluster of each block column, or -1 */
+	int *ncand;		/* ROUTING_SET_BLOCK: candidates held per column */
+	int *used;		/* C: the clusters some query is routed to */
 	int *assign;		/* rows: current cluster of each Lloyd row */
 	int *counts;		/* C: rows per cluster */
 	int *draw;		/* C: the rows that start the centroids */
@@ -220,6 +243,12 @@ static size_t routing_ws_layout(const struct routing_plan *pl, void *base,
 	PLACE(base, at, ws->tile, lloyd ? (size_t)tile * c : 0);
 	PLACE(base, at, ws->block, lloyd ? (size_t)pl->m * sb : 0);
 	PLACE(base, at, ws->sel, lloyd ? pl->m : 0);
+	PLACE(base, at, ws->cent, lloyd ? (size_t)sb * d : 0);
+	PLACE(base, at, ws->thr, lloyd ? sb : 0);
+	PLACE(base, at, ws->cand, lloyd ? (size_t)sb * pl->room : 0);
+	PLACE(base, at, ws->target, lloyd ? sb : 0);
+	PLACE(base, at, ws->ncand, lloyd ? sb : 0);
+	PLACE(base, at, ws->used, lloyd ? c : 0);
 	PLACE(base, at, ws->assign, pl->rows);
 	PLACE(base, at, ws->counts, c);
 	PLACE(base, at, ws->draw, c);
@@ -256,14 +285,59 @@ static void unit_rows(const float *x, int rows, int d, float *out)
 		unit_row(x + (size_t)r * d, d, out + (size_t)r * d);
 }
 
-/* Index of the largest of s[0..count); ties go to the first. */
+/*
+ * Index of the largest of s[0..count); ties go to the first. From 4 x
+ * ROUTING_ARGMAX_LANES scores on, the largest value comes from that many running maxima
+ * and the first index holding it from a search a block at a time, loops the compiler
+ * vectorises: 4x faster than the scalar scan at C = 256, where that scan, branching on
+ * every score, cost a quarter of a Lloyd step. Below that the scan was as fast here. The
+ * first index holding the largest value is what the scan finds, as long as there are no
+ * NaNs.
+ */
 static int argmax(const float *s, int count)
 {
-	int best = 0;
+	float part[ROUTING_ARGMAX_LANES], max;
+	int c, best = 0;
 
-	for (int c = 1; c < count; c++)
-		if (s[c] > s[best])
-			best = c;
+	if (count < 4 * ROUTING_ARGMAX_LANES) {
+		for (c = 1; c < count; c++)
+			if (s[c] > s[best])
+				best = c;
+		return best;
+	}
+	for (int x = 0; x < ROUTING_ARGMAX_LANES; x++)
+		part[x] = s[x];
+	for (c = ROUTING_ARGMAX_LANES; c + ROUTING_ARGMAX_LANES <= count;
+	     c += ROUTING_ARGMAX_LANES)
+		for (int x = 0; x < ROUTING_ARGMAX_LANES; x++)
+			part[x] = s[c + x] > part[x] ? s[c + x] : part[x];
+	/* halving with constant counts, which unroll into vector steps */
+	for (int x = 0; x < ROUTING_ARGMAX_LANES / 2; x++)
+		part[x] = part[x + ROUTING_ARGMAX_LANES / 2] > part[x] ?
+			  part[x + ROUTING_ARGMAX_LANES / 2] : part[x];
+	for (int x = 0; x < ROUTING_ARGMAX_LANES / 4; x++)
+		part[x] = part[x + ROUTING_ARGMAX_LANES / 4] > part[x] ?
+			  part[x + ROUTING_ARGMAX_LANES / 4] : part[x];
+	for (int x = 0; x < ROUTING_ARGMAX_LANES / 8; x++)
+		part[x] = part[x + ROUTING_ARGMAX_LANES / 8] > part[x] ?
+			  part[x + ROUTING_ARGMAX_LANES / 8] : part[x];
+	for (int x = 0; x < ROUTING_ARGMAX_LANES / 16; x++)
+		part[x] = part[x + ROUTING_ARGMAX_LANES / 16] > part[x] ?
+			  part[x + ROUTING_ARGMAX_LANES / 16] : part[x];
+	max = part[1] > part[0] ? part[1] : part[0];
+	for (; c < count; c++)
+		max = s[c] > max ? s[c] : max;
+	for (; best + ROUTING_ARGMAX_LANES <= count; best += ROUTING_ARGMAX_LANES) {
+		int hit = 0;
+
+		for (int x = 0; x < ROUTING_ARGMAX_LANES; x++)
+			hit |= s[best + x] == max;
+		if (hit)
+			break;
+	}
+	/* bounded: a NaN max equals nothing */
+	while (best < count - 1 && s[best] != max)
+		best++;
 	return best;
 }
 
@@ -442,38 +516,163 @@ static int by_value(const void *a, const void *b)
 }
 
 /*
- * sets[c w .. c w + w) = the w keys of largest khat_j . mu_c (ties: the smaller j), in
- * ascending order, for every cluster c; scores by sgemm against blocks of centroids.
+ * Keeps, in their order, the k first of x[0..*n) by ranks_before() (k <= *n), through a
+ * selection on a copy in tmp; *n becomes k. Returns the score of the k-th, below which
+ * (or level with it, further on in the scan) a key cannot enter.
  */
-static void key_sets(const struct routing_plan *pl, const float *khat, const float *mu,
-		     struct routing_ws *ws, int *sets)
+static float keep_first(struct scored *x, int *n, int k, struct scored *tmp)
 {
-	int m = pl->m, d = pl->d, w = pl->width, clusters = pl->clusters;
+	struct scored last;
+	int kept = 0;
 
-	for (int c0 = 0; c0 < clusters; c0 += ROUTING_SET_BLOCK) {
-		int nb = clusters - c0 < ROUTING_SET_BLOCK ? clusters - c0 : ROUTING_SET_BLOCK;
+	memcpy(tmp, x, sizeof(*x) * *n);
+	select_first(tmp, *n, k);
+	last = tmp[0];
+	for (int r = 1; r < k; r++)
+		if (ranks_before(&last, &tmp[r]))
+			last = tmp[r];
+	/* exactly k pass under a total order; kept < k bounds it when NaNs break the order */
+	for (int r = 0; r < *n && kept < k; r++)
+		if (!ranks_before(&last, &x[r]))
+			x[kept++] = x[r];
+	*n = kept;
+	return last.s;
+}
 
-		if (w < m)
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nb, d, 1.0f,
-				    khat, d, mu + (size_t)c0 * d, d, 0.0f, ws->block, nb);
-		for (int c = 0; c < nb; c++) {
-			int *set = sets + (size_t)(c0 + c) * w;
+/* The set of column col of the m x nb block by ranking all m keys (see select_sets()). */
+static void select_all(const struct routing_plan *pl, const float *block, int nb, int col,
+		       struct routing_ws *ws, int *set)
+{
+	int m = pl->m, w = pl->width;
 
-			if (w >= m) {
-				for (int j = 0; j < m; j++)
-					set[j] = j;
+	for (int j = 0; j < m; j++) {
+		ws->sel[j].s = block[(size_t)j * nb + col];
+		ws->sel[j].j = j;
+	}
+	select_first(ws->sel, m, w);
+	for (int r = 0; r < w; r++)
+		set[r] = ws->sel[r].j;
+	qsort(set, (size_t)w, sizeof(*set), by_value);
+}
+
+/*
+ * The balanced sets (w < m) of the columns of an m x nb block of key scores: column x
+ * fills the set of cluster ws->target[x], or nothing when that is -1. One pass over the
+ * keys in order keeps, per column, every key that beats the column's threshold: the w-th
+ * best score so far, set each time the candidates fill ws->room and are cut back to
+ * their w first. A later key level with it ranks after it (larger j), so it is out, and
+ * the candidates stay in key order: the first w of them by rank are the set, ascending.
+ */
+static void select_sets(const struct routing_plan *pl, const float *block, int nb,
+			struct routing_ws *ws, int *sets)
+{
+	int m = pl->m, w = pl->width, room = pl->room;
+
+	for (int x = 0; x < nb; x++) {
+		ws->thr[x] = ws->target[x] < 0 ? INFINITY : -INFINITY;
+		ws->ncand[x] = 0;
+	}
+	for (int j = 0; j < m; j++) {
+		const float *row = block + (size_t)j * nb;
+		int hit = 0;
+
+		/* most keys enter no set: one vector compare per row rules them out */
+		for (int x = 0; x < nb; x++)
+			hit |= row[x] > ws->thr[x];
+		if (!hit)
+			continue;
+		for (int x = 0; x < nb; x++) {
+			struct scored *cand = ws->cand + (size_t)x * room;
+
+			if (!(row[x] > ws->thr[x]))
 				continue;
+			if (ws->ncand[x] == room) {
+				ws->thr[x] = keep_first(cand, &ws->ncand[x], w, ws->sel);
+				if (!(row[x] > ws->thr[x]))
+					continue;
 			}
-			for (int j = 0; j < m; j++) {
-				ws->sel[j].s = ws->block[(size_t)j * nb + c];
-				ws->sel[j].j = j;
-			}
-			select_first(ws->sel, m, w);
-			for (int r = 0; r < w; r++)
-				set[r] = ws->sel[r].j;
-			qsort(set, (size_t)w, sizeof(*set), by_value);
+			cand[ws->ncand[x]].s = row[x];
+			cand[ws->ncand[x]++].j = j;
 		}
 	}
+	for (int x = 0; x < nb; x++) {
+		struct scored *cand = ws->cand + (size_t)x * room;
+		int *set;
+
+		if (ws->target[x] < 0)
+			continue;
+		set = sets + (size_t)ws->target[x] * w;
+		if (ws->ncand[x] > w)
+			keep_first(cand, &ws->ncand[x], w, ws->sel);
+		/* fewer than w only when NaN scores were never taken in */
+		if (ws->ncand[x] < w) {
+			select_all(pl, block, nb, x, ws, set);
+			continue;
+		}
+		for (int r = 0; r < w; r++)
+			set[r] = cand[r].j;
+	}
+}
+
+/*
+ * sets[c w .. c w + w) = the w keys of largest khat_j . mu_c (ties: the smaller j), in
+ * ascending order, for the clusters used[0..nused) (ascending); the other sets are never
+ * read and stay unwritten. Scores by sgemm against blocks of ROUTING_SET_BLOCK centroids:
+ * the used ones gathered into full blocks (the last padded with copies of its first),
+ * and those of a last, narrower block (C not a multiple) with that block as it is, so
+ * every score comes from the same sgemm shape as when all C sets were made.
+ */
+static void key_sets(const struct routing_plan *pl, const float *khat, const float *mu,
+		     const int *used, int nused, struct routing_ws *ws, int *sets)
+{
+	int m = pl->m, d = pl->d, w = pl->width, clusters = pl->clusters;
+	int sb = clusters < ROUTING_SET_BLOCK ? clusters : ROUTING_SET_BLOCK;
+	int full = clusters / sb * sb, u = 0;
+
+	if (w >= m) {
+		for (u = 0; u < nused; u++)
+			for (int j = 0; j < m; j++)
+				sets[(size_t)used[u] * w + j] = j;
+		return;
+	}
+	while (u < nused && used[u] < full) {
+		int nb = 0;
+
+		for (; nb < sb && u < nused && used[u] < full; nb++, u++) {
+			ws->target[nb] = used[u];
+			memcpy(ws->cent + (size_t)nb * d, mu + (size_t)used[u] * d,
+			       sizeof(float) * d);
+		}
+		for (int x = nb; x < sb; x++) {
+			ws->target[x] = -1;
+			memcpy(ws->cent + (size_t)x * d, ws->cent, sizeof(float) * d);
+		}
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, sb, d, 1.0f, khat, d,
+			    ws->cent, d, 0.0f, ws->block, sb);
+		select_sets(pl, ws->block, sb, ws, sets);
+	}
+	if (u < nused) {
+		int nb = clusters - full;
+
+		for (int x = 0; x < nb; x++)
+			ws->target[x] = -1;
+		for (; u < nused; u++)
+			ws->target[used[u] - full] = used[u];
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, nb, d, 1.0f, khat, d,
+			    mu + (size_t)full * d, d, 0.0f, ws->block, nb);
+		select_sets(pl, ws->block, nb, ws, sets);
+	}
+}
+
+/* used[] = the clusters with a query in the grouping off (C + 1); returns how many. */
+static int used_clusters(const int *off, int clusters, int *used)
+{
+	int count = 0;
+
+	for (int c = 0; c < clusters; c++)
+		if (off[c + 1] > off[c])
+			used[count++] = c;
+	return count;
 }
 
 /*
@@ -516,12 +715,13 @@ static void cluster_queries_and_keys(const struct routing_plan *pl, const float 
 		ids = ws->ids;
 	}
 	group_by_cluster(ids, n, pl->clusters, ws->cursor, perm, off);
-	key_sets(pl, ws->xhat + (size_t)n * d, mu, ws, sets);
+	key_sets(pl, ws->xhat + (size_t)n * d, mu, ws->used,
+		 used_clusters(off, pl->clusters, ws->used), ws, sets);
 }
 
-/* cc: clusters one KV slice's keys: centroids into mu, balanced key sets into sets. */
+/* cc: clusters one KV slice's keys into mu (its sets wait for the queries' clusters). */
 static void cluster_keys(const struct routing_plan *pl, const float *k, uint64_t seed,
-			 struct routing_ws *ws, float *mu, int *sets)
+			 struct routing_ws *ws, float *mu)
 {
 	struct plan_rng g = plan_rng_make(seed, ROUTING_KEY_STREAM);
 	int d = pl->d;
@@ -531,7 +731,31 @@ static void cluster_keys(const struct routing_plan *pl, const float *k, uint64_t
 	for (int c = 0; c < pl->clusters; c++)
 		memcpy(mu + (size_t)c * d, ws->xhat + (size_t)ws->draw[c] * d, sizeof(float) * d);
 	lloyd(pl, mu, ws);
-	key_sets(pl, ws->xhat, mu, ws, sets);
+}
+
+/*
+ * cc: the balanced sets of one KV slice (k, centroids mu) for the clusters that queries
+ * of its group are routed to; off holds the group's `group` query groupings, in turn.
+ */
+static void key_sets_for_group(const struct routing_plan *pl, const float *k,
+			       const float *mu, const int *off, int group,
+			       struct routing_ws *ws, int *sets)
+{
+	int clusters = pl->clusters, nused = 0;
+	int *wanted = ws->counts;
+
+	memset(wanted, 0, sizeof(int) * clusters);
+	for (int g = 0; g < group; g++) {
+		const int *o = off + (size_t)g * (clusters + 1);
+
+		for (int c = 0; c < clusters; c++)
+			wanted[c] |= o[c + 1] > o[c];
+	}
+	for (int c = 0; c < clusters; c++)
+		if (wanted[c])
+			ws->used[nused++] = c;
+	unit_rows(k, pl->m, pl->d, ws->xhat);
+	key_sets(pl, ws->xhat, mu, ws->used, nused, ws, sets);
 }
 
 /* cc: each query to argmax_c q^ . mu_c, tile by tile through sgemm; grouped into perm/off. */
@@ -739,7 +963,7 @@ static void routing_cluster_all(const struct attn_problem *p, const struct routi
 
 			routing_ws_layout(pl, ws_base + (size_t)thread_id() * ws_bytes, &ws);
 			cluster_keys(pl, k + (size_t)kv * pl->m * d, p->seed, &ws,
-				     st->mu + kv * c * d, st->sets + kv * c * pl->width);
+				     st->mu + kv * c * d);
 		}
 		#pragma omp parallel for schedule(dynamic, 1)
 		for (int sl = 0; sl < slices; sl++) {
@@ -750,6 +974,17 @@ static void routing_cluster_all(const struct attn_problem *p, const struct routi
 			routing_ws_layout(pl, ws_base + (size_t)thread_id() * ws_bytes, &ws);
 			route_queries(pl, q + problem_q_offset(p, b, h), st->mu + kv * c * d, &ws,
 				      st->perm + (size_t)sl * pl->n, st->off + sl * (c + 1));
+		}
+		/* a KV head's query heads are the consecutive slices of its group */
+		#pragma omp parallel for schedule(dynamic, 1)
+		for (int kv = 0; kv < kv_slices; kv++) {
+			int group = p->heads / p->kv_heads;
+			struct routing_ws ws;
+
+			routing_ws_layout(pl, ws_base + (size_t)thread_id() * ws_bytes, &ws);
+			key_sets_for_group(pl, k + (size_t)kv * pl->m * d, st->mu + kv * c * d,
+					   st->off + (size_t)kv * group * (c + 1), group, &ws,
+					   st->sets + kv * c * pl->width);
 		}
 		return;
 	}
@@ -860,7 +1095,8 @@ out_release:
  *   cs:    2dCM per KV head, 2dCN per query head, and 4d per pair over the expected
  *          N + N(N - 1)/(2C) pairs (each earlier key in the query's cluster with
  *          probability 1/C, and itself), exact for C = 1.
- * Lloyd stops once assignments repeat, so T steps is the most it does.
+ * Lloyd stops once assignments repeat, so T steps is the most it does, and sets are made
+ * only for the clusters queries land in, so C sets is the most.
  */
 static double routing_flops(const struct attn_problem *p)
 {
