@@ -42,44 +42,67 @@ struct haystack {
 	float marker[PASSKEY_MAX_DIM];
 	float fillers[PASSKEY_FILLERS][PASSKEY_MAX_DIM];
 	float filler_keys[PASSKEY_FILLERS][PASSKEY_MAX_DIM];	/* kappa times fillers */
+	float filler_values[PASSKEY_FILLERS][PASSKEY_MAX_DIM];
+	int distractor_at[PASSKEY_DISTRACTORS];			/* -1: lost */
+	int distractor_digit[PASSKEY_DISTRACTORS];
+	float distractor_keys[PASSKEY_DISTRACTORS][PASSKEY_MAX_DIM];
 	int digit;
 };
 
-/* Keys and values of one KV slice; fills h with what the queries need. */
-static void build_haystack(struct rng *r, int m, int d, int needle, double kappa,
-			   const float *codes, float *k, float *v, struct haystack *h,
-			   int avoid)
+/*
+ * Draws what one KV slice of m keys holds into h (h->digit set): every random choice of
+ * the slice, in the stream's order, so that laying the slices out can go in parallel.
+ */
+static void draw_haystack(struct rng *r, int m, int d, int needle, double kappa,
+			  struct haystack *h, int avoid)
 {
-	float filler_values[PASSKEY_FILLERS][PASSKEY_MAX_DIM], away[PASSKEY_MAX_DIM];
 	double match = PASSKEY_DISTRACTOR_MATCH, off = sqrt(1 - match * match);
+	float away[PASSKEY_MAX_DIM];
 
 	random_unit(r, h->marker, d);
 	for (int f = 0; f < PASSKEY_FILLERS; f++) {
 		orthogonal_unit(r, h->fillers[f], h->marker, d);
-		rng_normals(r, filler_values[f], (size_t)d, 1 / sqrt(d));
+		rng_normals(r, h->filler_values[f], (size_t)d, 1 / sqrt(d));
 		for (int c = 0; c < d; c++)
 			h->filler_keys[f][c] = (float)(kappa * h->fillers[f][c]);
 	}
-	/* rows repeat every PASSKEY_FILLERS: copies, as 65,536-key haystacks need */
-	for (int j = 0; j < m; j++) {
-		int f = j % PASSKEY_FILLERS;
+	for (int i = 0; i < PASSKEY_DISTRACTORS; i++) {
+		int j, wrong;
 
-		memcpy(k + (size_t)j * d, h->filler_keys[f], sizeof(float) * (size_t)d);
-		memcpy(v + (size_t)j * d, filler_values[f], sizeof(float) * (size_t)d);
-	}
-	for (int i = 0; i < PASSKEY_DISTRACTORS && m > 2; i++) {
-		int j = (int)rng_below(r, (uint64_t)m);
-		int wrong = (h->digit + 1 + (int)rng_below(r, PASSKEY_DIGITS - 1)) %
-			    PASSKEY_DIGITS;
-
+		h->distractor_at[i] = -1;
+		if (m <= 2)
+			continue;
+		j = (int)rng_below(r, (uint64_t)m);
+		wrong = (h->digit + 1 + (int)rng_below(r, PASSKEY_DIGITS - 1)) % PASSKEY_DIGITS;
 		if (j == needle || j == avoid)
 			continue;	/* a lost distractor only makes the test easier */
 		orthogonal_unit(r, away, h->marker, d);
-		for (int c = 0; c < d; c++) {
-			k[(size_t)j * d + c] = (float)(kappa * (match * h->marker[c] +
-								 off * away[c]));
-			v[(size_t)j * d + c] = codes[(size_t)wrong * d + c];
-		}
+		for (int c = 0; c < d; c++)
+			h->distractor_keys[i][c] = (float)(kappa * (match * h->marker[c] +
+								    off * away[c]));
+		h->distractor_at[i] = j;
+		h->distractor_digit[i] = wrong;
+	}
+}
+
+/* Keys and values of one KV slice from h: filler rows, then distractors, the needle. */
+static void lay_out_haystack(const struct haystack *h, int m, int d, int needle,
+			     double kappa, const float *codes, float *k, float *v)
+{
+	size_t row = sizeof(float) * (size_t)d;
+
+	/* rows repeat every PASSKEY_FILLERS: copies, as 65,536-key haystacks need */
+	for (int j = 0; j < m; j++) {
+		memcpy(k + (size_t)j * d, h->filler_keys[j % PASSKEY_FILLERS], row);
+		memcpy(v + (size_t)j * d, h->filler_values[j % PASSKEY_FILLERS], row);
+	}
+	for (int i = 0; i < PASSKEY_DISTRACTORS; i++) {
+		int j = h->distractor_at[i];
+
+		if (j < 0)
+			continue;
+		memcpy(k + (size_t)j * d, h->distractor_keys[i], row);
+		memcpy(v + (size_t)j * d, codes + (size_t)h->distractor_digit[i] * d, row);
 	}
 	for (int c = 0; c < d; c++) {
 		k[(size_t)needle * d + c] = (float)(kappa * h->marker[c]);
@@ -110,7 +133,7 @@ static int passkey_run(const struct cell *c, struct cell_result *r)
 	ret = tensors_alloc(&p, &q, &k, &v, &o);
 	if (ret)
 		return ret;
-	h = malloc(sizeof(*h));
+	h = malloc(sizeof(*h) * (size_t)slices);
 	if (!h) {
 		ret = -ENOMEM;
 		goto out_free;
@@ -119,21 +142,25 @@ static int passkey_run(const struct cell *c, struct cell_result *r)
 	for (int i = 0; i < PASSKEY_DIGITS; i++)
 		random_unit(&g, codes + (size_t)i * d, d);
 	for (int s = 0; s < slices; s++) {
+		h[s].digit = s % PASSKEY_DIGITS;	/* ten trials: each digit once */
+		draw_haystack(&g, p.m, d, needle, kappa, &h[s], self ? probe : -1);
+	}
+	/* hundreds of MB at 65,536 keys: laid out on every thread */
+	#pragma omp parallel for schedule(dynamic)
+	for (int s = 0; s < slices; s++) {
 		int b = s / p.kv_heads, kvh = s % p.kv_heads;
 		size_t kv = (size_t)s * p.m * d;
 
-		h->digit = s % PASSKEY_DIGITS;	/* ten trials: each digit once */
-		build_haystack(&g, p.m, d, needle, kappa, codes, k + kv, v + kv, h,
-			       self ? probe : -1);
+		lay_out_haystack(&h[s], p.m, d, needle, kappa, codes, k + kv, v + kv);
 		for (int hh = kvh * group; hh < (kvh + 1) * group; hh++) {
 			float *qs = q + problem_q_offset(&p, b, hh);
 
 			/* Other rows ask about filler tokens; the probe asks for the marker. */
 			for (int i = 0; i < p.n; i++)
-				memcpy(qs + (size_t)i * d, h->filler_keys[i % PASSKEY_FILLERS],
+				memcpy(qs + (size_t)i * d, h[s].filler_keys[i % PASSKEY_FILLERS],
 				       sizeof(float) * (size_t)d);
 			for (int x = 0; x < d; x++)
-				qs[(size_t)probe * d + x] = (float)(kappa * h->marker[x]);
+				qs[(size_t)probe * d + x] = (float)(kappa * h[s].marker[x]);
 		}
 	}
 	ret = tensors_seal(q, k, v);
