@@ -1149,6 +1149,7 @@ static void test_hedgehog_workspace_does_not_grow_with_the_sequence(void **state
 			size_t before;
 
 			tensors_make(&t, &p, SEED, 1.0);
+			run(hedgehog(), &p, &t);	/* the plan: fitted once per process */
 			before = memory_live_bytes();
 			memory_reset_peak();
 			run(hedgehog(), &p, &t);
@@ -1158,6 +1159,41 @@ static void test_hedgehog_workspace_does_not_grow_with_the_sequence(void **state
 		assert_true(peak[0] > 0);
 		assert_int_equal(peak[0], peak[1]);
 	}
+}
+
+/*
+ * The plan a forward keeps for the next call is the plan a new fit makes: the same
+ * outputs bit for bit whether the call before fitted for this problem or for another
+ * seed or mask, whose plan must not be taken for this one's.
+ */
+static void test_hedgehog_reuses_only_its_own_plan(void **state)
+{
+	struct attn_problem ns = problem(1, 2, 2, 65, 65, 16, ATTN_NS, temp_fit);
+	struct attn_problem cs = problem(1, 2, 2, 65, 65, 16, ATTN_CS, temp_fit);
+	struct attn_problem other = ns;
+	struct tensors t;
+	size_t bytes;
+	float *first;
+
+	(void)state;
+	other.seed = ns.seed + 1;
+	tensors_make(&t, &ns, SEED + 900, 1.0);
+	bytes = sizeof(float) * t.nq;
+	first = malloc(bytes);
+	assert_non_null(first);
+	run(hedgehog(), &other, &t);	/* the memo holds another seed's plan */
+	run(hedgehog(), &ns, &t);	/* fitted */
+	memcpy(first, t.o, bytes);
+	run(hedgehog(), &ns, &t);	/* kept */
+	assert_memory_equal(first, t.o, bytes);
+	run(hedgehog(), &cs, &t);	/* the causal fit, another tau */
+	assert_memory_not_equal(first, t.o, bytes);
+	run(hedgehog(), &ns, &t);	/* fitted again, not cs's plan */
+	assert_memory_equal(first, t.o, bytes);
+	run(hedgehog(), &other, &t);
+	assert_memory_not_equal(first, t.o, bytes);
+	free(first);
+	tensors_release(&t);
 }
 
 int main(void)
@@ -1185,6 +1221,7 @@ int main(void)
 		cmocka_unit_test(test_hedgehog_uses_the_temp_fit_without_params),
 		cmocka_unit_test(test_hedgehog_outputs_are_convex_combinations_of_visible_values),
 		cmocka_unit_test(test_hedgehog_workspace_does_not_grow_with_the_sequence),
+		cmocka_unit_test(test_hedgehog_reuses_only_its_own_plan),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
