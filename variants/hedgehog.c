@@ -230,7 +230,6 @@ struct fit {
 	double *target;		/* R x R: softmax(σ q_i·k_j) over the keys row i sees */
 	double *negent;		/* R: Σ_j p_ij ln p_ij of each row */
 	double *rowsum;		/* R: Σ_j a_ij over the keys row i sees */
-	double *la;		/* R: ln a_ij of one row */
 	double *u;		/* [2R][d]: W x + b, then the loss's gradient wrt it */
 	double *phi;		/* [2R][f]: features of queries, then keys */
 	double *a;		/* R x R: a_ij = φ(q_i)·φ(k_j), then dloss/da_ij */
@@ -245,7 +244,7 @@ struct fit {
 /* Doubles of one struct fit's arrays (fit_layout()). */
 static size_t fit_doubles(int d, bool full)
 {
-	size_t n = 2 * (size_t)R * d + 2 * (size_t)R * R + 3 * (size_t)R;
+	size_t n = 2 * (size_t)R * d + 2 * (size_t)R * R + 2 * (size_t)R;
 
 	n += 2 * (size_t)R * d + 2 * (size_t)R * 2 * d;
 	if (full)
@@ -265,8 +264,7 @@ static void fit_layout(struct fit *ft, double *mem, int d, bool causal, bool ful
 	ft->target = ft->x + 2 * (size_t)R * d;
 	ft->negent = ft->target + (size_t)R * R;
 	ft->rowsum = ft->negent + R;
-	ft->la = ft->rowsum + R;
-	ft->u = ft->la + R;
+	ft->u = ft->rowsum + R;
 	ft->phi = ft->u + 2 * (size_t)R * d;
 	ft->a = ft->phi + 2 * (size_t)R * ft->f;
 	if (!full)
@@ -358,8 +356,13 @@ static void fit_features_row(const double *u, int d, double *soft, double *phi)
 static double fit_kl(struct fit *ft)
 {
 	const double *phq = ft->phi, *phk = ft->phi + (size_t)R * ft->f;
-	double total = 0;
+	double row_kl[R], total = 0;
 
+	/*
+	 * Row blocks in parallel when the heads are not (one head: a passkey or recall
+	 * cell); the rows' terms are summed in order after, the same sum on any threads.
+	 */
+	#pragma omp parallel for schedule(dynamic)
 	for (int r0 = 0; r0 < R; r0 += HEDGEHOG_FIT_BLOCK) {
 		int rows = R - r0 < HEDGEHOG_FIT_BLOCK ? R - r0 : HEDGEHOG_FIT_BLOCK;
 		int keys = ft->causal ? r0 + rows : R;
@@ -367,18 +370,20 @@ static double fit_kl(struct fit *ft)
 		cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, ft->f, 1.0,
 			    phq + (size_t)r0 * ft->f, ft->f, phk, ft->f, 0.0,
 			    ft->a + (size_t)r0 * R, R);
-	}
-	for (int i = 0; i < R; i++) {
-		const double *a = ft->a + (size_t)i * R, *p = ft->target + (size_t)i * R;
-		double *la = ft->la, sum;
-		int keys = fit_visible(ft, i);
+		for (int i = r0; i < r0 + rows; i++) {
+			const double *a = ft->a + (size_t)i * R, *p = ft->target + (size_t)i * R;
+			double la[R], sum;
+			int seen = fit_visible(ft, i);
 
-		for (int j = 0; j < keys; j++)
-			la[j] = fit_log(a[j]);
-		sum = sum_fixed(a, keys);
-		ft->rowsum[i] = sum;
-		total += ft->negent[i] - dot_fixed(p, la, keys) + fit_log(sum);
+			for (int j = 0; j < seen; j++)
+				la[j] = fit_log(a[j]);
+			sum = sum_fixed(a, seen);
+			ft->rowsum[i] = sum;
+			row_kl[i] = ft->negent[i] - dot_fixed(p, la, seen) + fit_log(sum);
+		}
 	}
+	for (int i = 0; i < R; i++)
+		total += row_kl[i];
 	return total / R;
 }
 
@@ -387,6 +392,7 @@ static double fit_temp_loss(struct fit *ft, double tau)
 {
 	int d = ft->d;
 
+	#pragma omp parallel for schedule(static)
 	for (int r = 0; r < 2 * R; r++) {
 		double *u = ft->u + (size_t)r * d;
 
