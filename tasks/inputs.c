@@ -74,8 +74,8 @@ double rng_uniform(struct rng *r)
  * of width x_0 = V / f(R). One 64-bit draw gives the layer (bits 0-7), the sign (bit 8)
  * and the position (bits 11-63), disjoint bits so that layer and value are independent.
  * About 99% of draws end at the first comparison: with the state in registers a normal
- * costs 2 ns where Box-Muller's log, sqrt and sincos cost 16, which made drawing the
- * inputs a third of a cheap cell's time.
+ * costs 3 to 4 ns where Box-Muller's log, sqrt and sincos cost 16 to 22 (2-core Zen 5
+ * VM), which made drawing the inputs a third of a cheap cell's time.
  */
 #define ZIGGURAT_LAYERS 256
 #define ZIGGURAT_R 3.6541528853610088	/* x_1: 256 layers of equal area end at 0 */
