@@ -107,9 +107,8 @@ static const struct variant_param routing_params[] = {
  */
 #define ROUTING_SET_ROOM 4
 /*
- * Lanes of argmax(): a multiple of every vector width in floats, and 32 because argmax()
- * halves them in five written-out steps. At 16 the compiler kept the lanes in scalar
- * registers instead of vectors.
+ * Lanes of argmax(): a multiple of every vector width in floats; at 16 the compiler kept
+ * the lanes in scalar registers instead of vectors.
  */
 #define ROUTING_ARGMAX_LANES 32
 /* Queries per attention tile and keys per block of its online softmax. */
@@ -311,19 +310,10 @@ static int argmax(const float *s, int count)
 	     c += ROUTING_ARGMAX_LANES)
 		for (int x = 0; x < ROUTING_ARGMAX_LANES; x++)
 			part[x] = s[c + x] > part[x] ? s[c + x] : part[x];
-	/* halving with constant counts, which unroll into vector steps */
-	for (int x = 0; x < ROUTING_ARGMAX_LANES / 2; x++)
-		part[x] = part[x + ROUTING_ARGMAX_LANES / 2] > part[x] ?
-			  part[x + ROUTING_ARGMAX_LANES / 2] : part[x];
-	for (int x = 0; x < ROUTING_ARGMAX_LANES / 4; x++)
-		part[x] = part[x + ROUTING_ARGMAX_LANES / 4] > part[x] ?
-			  part[x + ROUTING_ARGMAX_LANES / 4] : part[x];
-	for (int x = 0; x < ROUTING_ARGMAX_LANES / 8; x++)
-		part[x] = part[x + ROUTING_ARGMAX_LANES / 8] > part[x] ?
-			  part[x + ROUTING_ARGMAX_LANES / 8] : part[x];
-	for (int x = 0; x < ROUTING_ARGMAX_LANES / 16; x++)
-		part[x] = part[x + ROUTING_ARGMAX_LANES / 16] > part[x] ?
-			  part[x + ROUTING_ARGMAX_LANES / 16] : part[x];
+	/* halving down to two lanes: a maximum is exact in any order */
+	for (int half = ROUTING_ARGMAX_LANES / 2; half >= 2; half /= 2)
+		for (int x = 0; x < half; x++)
+			part[x] = part[x + half] > part[x] ? part[x + half] : part[x];
 	max = part[1] > part[0] ? part[1] : part[0];
 	for (; c < count; c++)
 		max = s[c] > max ? s[c] : max;
