@@ -4,7 +4,9 @@
  * the same row of the full causal pass.
  *
  * The cell's n is the prefix N. The problem has N + DECODE_TOKENS positions in cs; the
- * prefix is fed untimed, then each generated position is timed alone.
+ * prefix is fed untimed, then each generated position is timed alone. A decoder with a
+ * prefill (a KV cache) reads the prefix in one go, as a prompt is read; the others are
+ * fed it step by step, each of those outputs checked too.
  */
 #include <errno.h>
 #include <math.h>
@@ -105,7 +107,7 @@ static int decode_run(const struct cell *c, struct cell_result *r)
 	size_t live, peak;
 	float *q, *k, *v, *o;
 	void *state;
-	int ret;
+	int ret, fed = 0;
 
 	if (!vo->decode_init || !vo->decode_step || !vo->decode_free) {
 		result_status(r, CELL_UNSUPPORTED, "'%s' has no incremental decoding",
@@ -138,7 +140,13 @@ static int decode_run(const struct cell *c, struct cell_result *r)
 	ret = vo->decode_init(&p, &state);
 	if (ret)
 		goto out_free_rows;
-	for (int t = 0; t < p.n; t++) {
+	if (vo->decode_prefill) {
+		ret = vo->decode_prefill(state, k, v, p.m, c->n);
+		if (ret)
+			goto out_free_state;
+		fed = c->n;
+	}
+	for (int t = fed; t < p.n; t++) {
 		double start, took;
 
 		gather_row(step.q, q, (size_t)p.batch * p.heads, p.n, p.d, t);
@@ -186,10 +194,13 @@ out_free_tensors:
 
 /*
  * Each visit: the full causal pass, then every position stepped (together about another
- * pass, and a call's own overhead each).
+ * pass, and a call's own overhead each), or the prefix read at once and the generated
+ * positions stepped.
  */
 static double decode_cost(const struct cell *c, double forward, int visits)
 {
+	if (c->variant->decode_prefill)
+		return visits * (forward + DECODE_TOKENS * 2e-6);
 	return visits * (2 * forward + (c->n + DECODE_TOKENS) * 2e-6);
 }
 

@@ -435,12 +435,14 @@ static inline double step_error(const struct attn_problem *p, const float *step,
 static inline void check_decode(const struct variant_ops *v, const struct attn_problem *p,
 			 uint64_t seed)
 {
-	size_t live = memory_live_bytes();
+	size_t live = memory_live_bytes(), row = (size_t)p->batch * p->heads * p->d;
+	float *stepped = malloc(sizeof(float) * row * p->n);
 	struct step_rows r;
 	struct tensors t;
 	void *dec = NULL;
 	char what[160];
 
+	assert_non_null(stepped);
 	tensors_make(&t, p, seed, 1.0);
 	step_rows_make(&r, p);
 	run(v, p, &t);
@@ -451,6 +453,7 @@ static inline void check_decode(const struct variant_ops *v, const struct attn_p
 
 		gather_step(&r, p, &t, i);
 		assert_int_equal(v->decode_step(dec, r.q, r.k, r.v, r.o), 0);
+		memcpy(stepped + row * i, r.o, sizeof(float) * row);
 		err = step_error(p, r.o, t.o, i);
 		if (!(err <= DECODE_TOLERANCE)) {
 			describe(what, sizeof(what), v, p);
@@ -461,7 +464,30 @@ static inline void check_decode(const struct variant_ops *v, const struct attn_p
 	}
 	assert_int_equal(v->decode_step(dec, r.q, r.k, r.v, r.o), -ENOSPC);
 	v->decode_free(dec);
+
+	/* a prefilled prefix leaves the state its steps leave: the later steps bit for bit */
+	for (int x = 0; v->decode_prefill && x < 3; x++) {
+		int fed = (int)((long)p->n * x / 2);
+
+		assert_int_equal(v->decode_init(p, &dec), 0);
+		assert_int_equal(v->decode_prefill(dec, t.k, t.v, p->m, fed), 0);
+		if (fed)	/* a state already fed takes no prompt */
+			assert_int_equal(v->decode_prefill(dec, t.k, t.v, p->m, fed), -EINVAL);
+		for (int i = fed; i < p->n; i++) {
+			gather_step(&r, p, &t, i);
+			assert_int_equal(v->decode_step(dec, r.q, r.k, r.v, r.o), 0);
+			assert_memory_equal(r.o, stepped + row * i, sizeof(float) * row);
+		}
+		assert_int_equal(v->decode_step(dec, r.q, r.k, r.v, r.o), -ENOSPC);
+		v->decode_free(dec);
+	}
+	if (v->decode_prefill) {
+		assert_int_equal(v->decode_init(p, &dec), 0);
+		assert_int_equal(v->decode_prefill(dec, t.k, t.v, p->m + 1, p->n + 1), -ENOSPC);
+		v->decode_free(dec);
+	}
 	assert_int_equal(memory_live_bytes(), live);
+	free(stepped);
 	step_rows_release(&r);
 	tensors_release(&t);
 }

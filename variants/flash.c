@@ -962,6 +962,15 @@ static void decode_merge(const float *part, int splits, int part_len, int d, flo
 		out[c] /= l;
 }
 
+/* A prompt's keys and values straight into the cache. */
+static int flash_decode_prefill(void *state, const float *k, const float *v, int rows,
+				int len)
+{
+	struct flash_decode *st = state;
+
+	return kv_cache_prefill(&st->cache, &st->len, k, v, rows, len);
+}
+
 static int flash_decode_step(void *state, const float *q, const float *k, const float *v,
 			     float *out)
 {
@@ -1039,4 +1048,5 @@ const struct variant_ops flash_variant = {
 	.decode_init	= flash_decode_init,
 	.decode_step	= flash_decode_step,
 	.decode_free	= flash_decode_free,
+	.decode_prefill	= flash_decode_prefill,
 };

@@ -46,6 +46,23 @@ void kv_cache_put(struct kv_cache *c, int slot, const float *k, const float *v)
 	}
 }
 
+int kv_cache_prefill(struct kv_cache *c, int *fed, const float *k, const float *v, int rows,
+		     int len)
+{
+	if (*fed || len < 0 || rows < len)
+		return -EINVAL;
+	if (len > c->slots)
+		return -ENOSPC;
+	for (int i = 0; i < c->slices; i++) {
+		size_t at = kv_cache_slice(c, i), from = (size_t)i * rows * c->d;
+
+		memcpy(c->k + at, k + from, sizeof(float) * len * c->d);
+		memcpy(c->v + at, v + from, sizeof(float) * len * c->d);
+	}
+	*fed = len;
+	return 0;
+}
+
 void kv_cache_release(struct kv_cache *c)
 {
 	attn_free(c->k);

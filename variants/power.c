@@ -163,4 +163,5 @@ const struct variant_ops power_variant = {
 	.decode_init	= power_decode_init,
 	.decode_step	= span_decode_step,
 	.decode_free	= span_decode_free,
+	.decode_prefill	= span_decode_prefill,
 };

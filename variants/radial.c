@@ -249,4 +249,5 @@ const struct variant_ops radial_variant = {
 	.decode_init	= radial_decode_init,
 	.decode_step	= span_decode_step,
 	.decode_free	= span_decode_free,
+	.decode_prefill	= span_decode_prefill,
 };

@@ -222,4 +222,5 @@ const struct variant_ops s2attn_variant = {
 	.decode_init	= s2attn_decode_init,
 	.decode_step	= span_decode_step,
 	.decode_free	= span_decode_free,
+	.decode_prefill	= span_decode_prefill,
 };

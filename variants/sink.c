@@ -135,4 +135,5 @@ const struct variant_ops sink_variant = {
 	.decode_init	= sink_decode_init,
 	.decode_step	= span_decode_step,
 	.decode_free	= span_decode_free,
+	.decode_prefill	= span_decode_prefill,
 };

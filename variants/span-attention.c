@@ -351,6 +351,13 @@ static void decode_row(const struct span_decode *st, const float *q, const float
 		out[c] /= sum;
 }
 
+int span_decode_prefill(void *state, const float *k, const float *v, int rows, int len)
+{
+	struct span_decode *st = state;
+
+	return kv_cache_prefill(&st->cache, &st->len, k, v, rows, len);
+}
+
 int span_decode_step(void *state, const float *q, const float *k, const float *v, float *out)
 {
 	struct span_decode *st = state;

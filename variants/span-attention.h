@@ -34,6 +34,8 @@ int span_decode_init(const struct attn_problem *p, attn_mask_fn mask, int n_para
 		     void **state);
 int span_decode_step(void *state, const float *q, const float *k, const float *v, float *out);
 void span_decode_free(void *state);
+/* A prompt's keys and values straight into the cache (decode_prefill()). */
+int span_decode_prefill(void *state, const float *k, const float *v, int rows, int len);
 
 /*
  * A mask's spans built in ascending order of their start (span_list_add()): a span that

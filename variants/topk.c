@@ -687,8 +687,12 @@ static void decode_scores(const float *qs, const float *kp, int d, int panels, f
 #endif
 }
 
-/* Stores position t's key and value of every KV slice (k and v are [slices][d]). */
-static void decode_put(struct topk_decode *st, int t, const float *k, const float *v)
+/*
+ * Stores position t's key and value of every KV slice: k and v hold slice 0's, each next
+ * slice's `stride` floats on ([slices][d] from a step: stride d).
+ */
+static void decode_put(struct topk_decode *st, int t, const float *k, const float *v,
+		       size_t stride)
 {
 	int slices = st->p.batch * st->p.kv_heads, d = st->p.d;
 	size_t plen = (size_t)d * PANEL;
@@ -697,10 +701,25 @@ static void decode_put(struct topk_decode *st, int t, const float *k, const floa
 		float *panel = st->kp + ((size_t)i * st->panels + t / PANEL) * plen;
 
 		for (int c = 0; c < d; c++)
-			panel[(size_t)c * PANEL + t % PANEL] = k[(size_t)i * d + c];
-		memcpy(st->vc + ((size_t)i * st->p.n + t) * d, v + (size_t)i * d,
-		       sizeof(float) * d);
+			panel[(size_t)c * PANEL + t % PANEL] = k[i * stride + c];
+		memcpy(st->vc + ((size_t)i * st->p.n + t) * d, v + i * stride, sizeof(float) * d);
 	}
+}
+
+/* A prompt's keys and values into the panels, position by position as steps put them. */
+static int topk_decode_prefill(void *state, const float *k, const float *v, int rows, int len)
+{
+	struct topk_decode *st = state;
+	size_t d = (size_t)st->p.d;
+
+	if (st->len || len < 0 || rows < len)
+		return -EINVAL;
+	if (len > st->p.n)
+		return -ENOSPC;
+	for (int t = 0; t < len; t++)
+		decode_put(st, t, k + t * d, v + t * d, (size_t)rows * d);
+	st->len = len;
+	return 0;
 }
 
 static int topk_decode_step(void *state, const float *q, const float *k, const float *v,
@@ -714,7 +733,7 @@ static int topk_decode_step(void *state, const float *q, const float *k, const f
 
 	if (t >= p->n)
 		return -ENOSPC;
-	decode_put(st, t, k, v);
+	decode_put(st, t, k, v, (size_t)st->p.d);
 	keys = ++st->len;
 
 	#pragma omp parallel for num_threads(st->threads) schedule(static) \
@@ -760,4 +779,5 @@ const struct variant_ops topk_variant = {
 	.decode_init	= topk_decode_init,
 	.decode_step	= topk_decode_step,
 	.decode_free	= topk_decode_free,
+	.decode_prefill	= topk_decode_prefill,
 };

@@ -180,6 +180,15 @@ out_free_state:
 	return ret;
 }
 
+/* A prompt's keys and values straight into the cache. */
+static int vanilla_decode_prefill(void *state, const float *k, const float *v, int rows,
+				  int len)
+{
+	struct vanilla_decode *st = state;
+
+	return kv_cache_prefill(&st->cache, &st->len, k, v, rows, len);
+}
+
 static int vanilla_decode_step(void *state, const float *q, const float *k, const float *v,
 			       float *out)
 {
@@ -235,4 +244,5 @@ const struct variant_ops vanilla_variant = {
 	.decode_init	= vanilla_decode_init,
 	.decode_step	= vanilla_decode_step,
 	.decode_free	= vanilla_decode_free,
+	.decode_prefill	= vanilla_decode_prefill,
 };

@@ -120,7 +120,7 @@ enum variant_flags {
  * (a plugin, loaded with --plugin) sets .abi to the value of the header it was compiled
  * against; attnbench refuses one whose value differs. Raised whenever the struct changes.
  */
-#define ATTN_VARIANT_ABI 2
+#define ATTN_VARIANT_ABI 3
 
 /*
  * A plugin exports this one function, returning its ops table (which must stay valid
@@ -205,6 +205,16 @@ struct variant_ops {
 	int (*decode_step)(void *state, const float *q, const float *k, const float *v,
 			   float *out);
 	void (*decode_free)(void *state);
+
+	/*
+	 * Optional, with the three above: feeds a state fresh from decode_init() positions
+	 * 0..len-1 at once, leaving it as len decode_step() calls would (the outputs are not
+	 * made). k and v are [batch][kv_heads][rows][d] with rows >= len. Only for a state
+	 * the queries and outputs of those positions do not enter (a KV cache): a prompt
+	 * read in one go instead of token by token. 0, -ENOSPC past the capacity, or
+	 * -EINVAL on a state already fed.
+	 */
+	int (*decode_prefill)(void *state, const float *k, const float *v, int rows, int len);
 };
 
 /* The registry (variants/registry.c): the built-in variants, then the registered ones. */
