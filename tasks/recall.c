@@ -2,9 +2,10 @@
  * recall.c - multi-query associative recall at the operator level, after Zoology's MQAR
  * (SPEC section 4): can a variant fetch many facts at once from far back?
  *
- * Each KV slice is one haystack: P key/value pairs (random unit keys, values drawn from
- * a codebook), then filler tokens, then query rows, some of which repeat the key of a
- * pair; such a row's output must decode (nearest code) to that pair's value. Self
+ * Each KV slice is one haystack, drawn from a stream of its own (the slices in parallel):
+ * P key/value pairs (random unit keys, values drawn from a codebook), then filler tokens,
+ * then query rows, some of which repeat the key of a pair; such a row's output must
+ * decode (nearest code) to that pair's value. Self
  * patterns hold pairs, gap and RECALL_QUERIES query rows in one sequence of the cell's
  * length, so the gap is n - P - RECALL_QUERIES (long range: pairs at the start, queries
  * at the end). Cross patterns take the pairs and fillers as the key/value source (m), and
@@ -65,19 +66,99 @@ static void draw_distinct(struct rng *r, int *idx, int n, int take)
 	}
 }
 
+/* What every slice of a cell shares while its haystack is drawn. */
+struct recall_layout {
+	const struct attn_problem *p;
+	int pairs, rows, first_query, slots, asked;
+	double kappa;
+	const float *codes;
+};
+
+/*
+ * Draws KV slice s (batch s / kv_heads) from its own stream: its pairs and fillers into
+ * k and v, its group's query rows into q, and into tg (the group's rows, head after
+ * head: slot = (head - first head) * rows + t) the value each row asks for, or -1.
+ */
+static int draw_slice(const struct recall_layout *l, uint64_t seed, int s, float *q, float *k,
+		      float *v, int *tg)
+{
+	const struct attn_problem *p = l->p;
+	int d = p->d, group = p->heads / p->kv_heads, b = s / p->kv_heads;
+	int kvh = s % p->kv_heads, pairs = l->pairs, rows = l->rows;
+	float *ks = k + (size_t)s * p->m * d, *vs = v + (size_t)s * p->m * d;
+	int *value_of = malloc(sizeof(*value_of) * (size_t)pairs);
+	int *pair_of = malloc(sizeof(*pair_of) * (size_t)pairs);
+	int *slot_of = malloc(sizeof(*slot_of) * (size_t)l->slots);
+	struct rng g;
+
+	if (!value_of || !pair_of || !slot_of) {
+		free(value_of);
+		free(pair_of);
+		free(slot_of);
+		return -ENOMEM;
+	}
+	rng_seed(&g, seed ^ (0x9e3779b97f4a7c15ULL * (uint64_t)(s + 1)));
+	for (int j = 0; j < p->m; j++) {
+		float *key = ks + (size_t)j * d, *val = vs + (size_t)j * d;
+
+		if (j < pairs) {
+			value_of[j] = (int)rng_below(&g, RECALL_CODES);
+			random_scaled(&g, key, d, l->kappa);
+			memcpy(val, l->codes + (size_t)value_of[j] * d, sizeof(*val) * d);
+		} else {
+			random_scaled(&g, key, d, l->kappa * RECALL_FILLER_NORM);
+			rng_normals(&g, val, (size_t)d, 1 / sqrt(d));
+		}
+	}
+	/*
+	 * Which pairs the group asks, and in which rows. A pair asked twice of one haystack
+	 * is one question (the same row of another head gives the same output, as does
+	 * another row of a non-causal pattern), so none is asked twice; rows left over get
+	 * filler queries and are not scored.
+	 */
+	draw_distinct(&g, pair_of, pairs, l->asked);
+	draw_distinct(&g, slot_of, l->slots, l->asked);
+	for (int t = 0; t < l->slots; t++)
+		tg[t] = -1;
+	for (int i = 0; i < l->asked; i++) {
+		int hh = kvh * group + slot_of[i] / rows, t = slot_of[i] % rows;
+		float *row = q + problem_q_offset(p, b, hh) + (size_t)(l->first_query + t) * d;
+
+		tg[slot_of[i]] = value_of[pair_of[i]];
+		memcpy(row, ks + (size_t)pair_of[i] * d, sizeof(*row) * d);
+	}
+	/* every other row: a token's own query, or a row asking nothing */
+	for (int hh = kvh * group; hh < (kvh + 1) * group; hh++) {
+		float *qs = q + problem_q_offset(p, b, hh);
+		const int *th = tg + (size_t)(hh - kvh * group) * rows;
+
+		for (int i = 0; i < p->n; i++)
+			if (i < l->first_query || th[i - l->first_query] < 0)
+				random_scaled(&g, qs + (size_t)i * d, d,
+					      l->kappa * RECALL_FILLER_NORM);
+	}
+	free(value_of);
+	free(pair_of);
+	free(slot_of);
+	return 0;
+}
+
 static int recall_run(const struct cell *c, struct cell_result *r)
 {
 	struct attn_problem p = cell_problem(c);
 	bool self = pattern_is_self(p.pattern);
 	int pairs = atoi(c->regime), d = p.d, group = p.heads / p.kv_heads;
-	int rows = self ? RECALL_QUERIES : p.n, first_query = self ? p.n - rows : 0;
+	int rows = self ? RECALL_QUERIES : p.n, slices = p.batch * p.kv_heads;
 	/* a group's query rows ask distinct pairs: every pair once when rows outnumber them */
-	int slots = group * rows, asked = pairs < slots ? pairs : slots;
-	double kappa = sqrt(RECALL_SHARPNESS * sqrt(d)), state;
+	struct recall_layout l = {
+		.p = &p, .pairs = pairs, .rows = rows, .first_query = self ? p.n - rows : 0,
+		.slots = group * rows, .asked = pairs < group * rows ? pairs : group * rows,
+		.kappa = sqrt(RECALL_SHARPNESS * sqrt(d)),
+	};
 	float *q, *k, *v, *o, *codes;
-	/* target: per query row, the value asked or -1; value_of: per pair, one slice */
-	int *target = NULL, *value_of = NULL, *pair_of = NULL, *slot_of = NULL;
+	int *target = NULL;	/* per query row, the value asked or -1 */
 	long right = 0, trials = 0;
+	double state;
 	struct rng g;
 	int ret;
 
@@ -91,64 +172,25 @@ static int recall_run(const struct cell *c, struct cell_result *r)
 		return ret;
 	codes = malloc(sizeof(*codes) * RECALL_CODES * d);
 	target = malloc(sizeof(*target) * (size_t)p.batch * p.heads * rows);
-	value_of = malloc(sizeof(*value_of) * (size_t)pairs);
-	pair_of = malloc(sizeof(*pair_of) * (size_t)pairs);
-	slot_of = malloc(sizeof(*slot_of) * (size_t)slots);
-	if (!codes || !target || !value_of || !pair_of || !slot_of) {
+	if (!codes || !target) {
 		ret = -ENOMEM;
 		goto out_free;
 	}
 	rng_seed(&g, c->seed);
 	for (int i = 0; i < RECALL_CODES; i++)
 		random_unit(&g, codes + (size_t)i * d, d);
+	l.codes = codes;
+	/* each slice from its own stream, so the slices are drawn in parallel */
+	#pragma omp parallel for schedule(dynamic, 1) reduction(min : ret)
+	for (int s = 0; s < slices; s++) {
+		int *tg = target + ((size_t)(s / p.kv_heads) * p.heads +
+				    (size_t)(s % p.kv_heads) * group) * rows;
+		int got = draw_slice(&l, c->seed, s, q, k, v, tg);
 
-	for (int s = 0; s < p.batch * p.kv_heads; s++) {
-		int b = s / p.kv_heads, kvh = s % p.kv_heads;
-		float *ks = k + (size_t)s * p.m * d, *vs = v + (size_t)s * p.m * d;
-		/* the group's rows, head after head: slot = (hh - first head) * rows + t */
-		int *tg = target + ((size_t)b * p.heads + (size_t)kvh * group) * rows;
-
-		for (int j = 0; j < p.m; j++) {
-			float *key = ks + (size_t)j * d, *val = vs + (size_t)j * d;
-
-			if (j < pairs) {
-				value_of[j] = (int)rng_below(&g, RECALL_CODES);
-				random_scaled(&g, key, d, kappa);
-				memcpy(val, codes + (size_t)value_of[j] * d, sizeof(*val) * d);
-			} else {
-				random_scaled(&g, key, d, kappa * RECALL_FILLER_NORM);
-				rng_normals(&g, val, (size_t)d, 1 / sqrt(d));
-			}
-		}
-		/*
-		 * Which pairs the group asks, and in which rows. A pair asked twice of one
-		 * haystack is one question (the same row of another head gives the same
-		 * output, as does another row of a non-causal pattern), so none is asked
-		 * twice; rows left over get filler queries and are not scored.
-		 */
-		draw_distinct(&g, pair_of, pairs, asked);
-		draw_distinct(&g, slot_of, slots, asked);
-		for (int t = 0; t < slots; t++)
-			tg[t] = -1;
-		for (int i = 0; i < asked; i++) {
-			int hh = kvh * group + slot_of[i] / rows, t = slot_of[i] % rows;
-			float *row = q + problem_q_offset(&p, b, hh) + (size_t)(first_query + t) * d;
-
-			tg[slot_of[i]] = value_of[pair_of[i]];
-			memcpy(row, ks + (size_t)pair_of[i] * d, sizeof(*row) * d);
-		}
-		/* every other row: a token's own query, or a row asking nothing */
-		for (int hh = kvh * group; hh < (kvh + 1) * group; hh++) {
-			float *qs = q + problem_q_offset(&p, b, hh);
-			const int *th = tg + (size_t)(hh - kvh * group) * rows;
-
-			for (int i = 0; i < p.n; i++)
-				if (i < first_query || th[i - first_query] < 0)
-					random_scaled(&g, qs + (size_t)i * d, d,
-						      kappa * RECALL_FILLER_NORM);
-		}
+		ret = got < ret ? got : ret;
 	}
-	ret = tensors_seal(q, k, v);
+	if (!ret)
+		ret = tensors_seal(q, k, v);
 	if (ret)
 		goto out_free;
 	ret = c->variant->forward(&p, q, k, v, o);
@@ -160,7 +202,7 @@ static int recall_run(const struct cell *c, struct cell_result *r)
 			for (int t = 0; t < rows; t++) {
 				int want = target[((size_t)b * p.heads + hh) * rows + t];
 				const float *row = o + problem_q_offset(&p, b, hh) +
-						   (size_t)(first_query + t) * d;
+						   (size_t)(l.first_query + t) * d;
 				bool ok;
 
 				if (want < 0)
@@ -183,9 +225,6 @@ static int recall_run(const struct cell *c, struct cell_result *r)
 out_free:
 	free(codes);
 	free(target);
-	free(value_of);
-	free(pair_of);
-	free(slot_of);
 	tensors_free(q, k, v, o);
 	return ret;
 }

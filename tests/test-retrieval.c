@@ -16,6 +16,7 @@
 #include "inputs.h"
 #include "mean-variant.h"
 #include "task-test.h"
+#include "threads.h"
 
 /* What the last forward() of spy_variant received: copies of q and k, from malloc(). */
 static float *spy_q, *spy_k;
@@ -287,6 +288,40 @@ static void test_recall_scores_each_distinct_question_once(void **state)
 	spy_q = spy_k = NULL;
 }
 
+/* Slices are drawn in parallel, each from its own stream: the same inputs on any count. */
+static void test_recall_inputs_do_not_depend_on_the_thread_count(void **state)
+{
+	struct cell c = make_cell(&spy_variant, "recall", ATTN_CS, 300, 300, "64");
+	struct attn_problem p;
+	struct cell_result one = { 0 }, three = { 0 };
+	float *q1, *k1;
+
+	(void)state;
+	c.batch = 3;
+	c.heads = 4;
+	c.kv_heads = 2;
+	p = cell_problem(&c);
+	threads_set(1);
+	assert_int_equal(c.task->run(&c, &one), 0);
+	q1 = spy_q;
+	k1 = spy_k;
+	spy_q = spy_k = NULL;
+	threads_set(3);
+	assert_int_equal(c.task->run(&c, &three), 0);
+	threads_set(threads_online());
+	assert_memory_equal(q1, spy_q, sizeof(float) * problem_q_count(&p));
+	assert_memory_equal(k1, spy_k, sizeof(float) * problem_kv_count(&p));
+	assert_int_equal(one.n_trials, three.n_trials);
+	assert_memory_equal(one.trials, three.trials, sizeof(*one.trials) * one.n_trials);
+	result_release(&one);
+	result_release(&three);
+	free(q1);
+	free(k1);
+	free(spy_q);
+	free(spy_k);
+	spy_q = spy_k = NULL;
+}
+
 static void test_recall_is_at_chance_blind_and_outside_a_window(void **state)
 {
 	struct cell c = make_cell(&mean_variant, "recall", ATTN_CS, 512, 512, "64");
@@ -322,6 +357,7 @@ int main(void)
 		cmocka_unit_test(test_recall_is_solved_by_exact_attention),
 		cmocka_unit_test(test_recall_is_solved_by_exact_attention_at_the_suite_shapes),
 		cmocka_unit_test(test_recall_scores_each_distinct_question_once),
+		cmocka_unit_test(test_recall_inputs_do_not_depend_on_the_thread_count),
 		cmocka_unit_test(test_recall_is_at_chance_blind_and_outside_a_window),
 		cmocka_unit_test(test_recall_refuses_a_sequence_too_short_for_its_pairs),
 	};
