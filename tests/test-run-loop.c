@@ -25,6 +25,8 @@
 #include "rounds.h"
 #include "run-loop.h"
 #include "store-test.h"
+#include "threads.h"
+#include "timing.h"
 
 /* Cell sizes the fake task treats specially. */
 #define N_CRASHES 13
@@ -71,6 +73,23 @@ static int fake_timed_run(const struct cell *c, struct cell_result *r)
 	return fake_timed_summarise(c, r);
 }
 
+/* A task that takes 0.2 s and reports when it ran and on how many threads. */
+static int slow_run(const struct cell *c, struct cell_result *r)
+{
+	double began = timing_now();
+
+	(void)c;
+	usleep(200000);
+	if (result_metric(r, "began", began, "s") || result_metric(r, "ended", timing_now(), "s"))
+		return -ENOMEM;
+	return result_metric(r, "threads_seen", threads_get(), "");
+}
+
+static const struct task_ops slow_task = {
+	.name	= "slow",
+	.run	= slow_run,
+};
+
 static const struct task_ops fake_timed_task = {
 	.name		= "fake_timed",
 	.run		= fake_timed_run,
@@ -109,8 +128,13 @@ static void saw_done(void *data, const struct run_loop_step *step,
 {
 	struct seen *s = data;
 
+	int started = 0;
+
 	assert_true(s->n_done < MAX_SEEN);
-	assert_int_equal(step->index, s->starts[s->n_starts - 1].index);
+	/* a step that started (cells may run side by side: not always the last one) */
+	for (int i = 0; i < s->n_starts; i++)
+		started += s->starts[i].index == step->index;
+	assert_int_equal(started, 1);
 	s->stored[s->n_done] = stored;
 	s->status[s->n_done++] = r->status;
 }
@@ -406,6 +430,72 @@ static void test_run_loop_reports_a_result_it_cannot_store(void **state)
 	assert_int_equal(rl.done, 0);
 	assert_string_equal(run_loop_status(-EIO, false), "failed");
 	store_close(rl.store);
+}
+
+/* A metric of the stored cell of size n of run. */
+static double stored_metric(struct store *s, int64_t run, int n, const char *name)
+{
+	sqlite3_stmt *st;
+	double x;
+
+	assert_int_equal(sqlite3_prepare_v2(store_db(s), "SELECT value FROM metrics JOIN cells c "
+					    "ON c.id = cell_id WHERE c.run_id = ?1 AND c.n = ?2 "
+					    "AND name = ?3", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_int64(st, 1, run);
+	sqlite3_bind_int(st, 2, n);
+	sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	x = sqlite3_column_double(st, 0);
+	sqlite3_finalize(st);
+	return x;
+}
+
+/*
+ * Two jobs: untimed cells run two at a time, each on half the threads, and each is
+ * stored with the threads it ran on; one job: one after the other, on all of them.
+ */
+static void test_run_loop_runs_untimed_cells_side_by_side_with_jobs(void **state)
+{
+	static const int n[] = { 4, 5, 6, 7 };
+
+	(void)state;
+	for (int jobs = 1; jobs <= 2; jobs++) {
+		struct cell cells[4];
+		struct run_loop rl;
+		struct seen seen;
+		char why[512];
+		int overlaps = 0;
+
+		make_cells(cells, n, 4);
+		for (int i = 0; i < 4; i++) {
+			cells[i].task = &slow_task;
+			cells[i].threads = 4;
+		}
+		begin(&rl, cells, 4, 1, &seen);
+		rl.jobs = jobs;
+		assert_int_equal(run_loop_run(&rl, why, sizeof(why)), 0);
+		assert_int_equal(rl.done, 4);
+		assert_int_equal(seen.n_starts, 4);
+		assert_int_equal(seen.n_done, 4);
+		for (int i = 0; i < 4; i++) {
+			assert_int_equal(seen.starts[i].index, i);
+			assert_ptr_equal(seen.starts[i].cell, &cells[i]);
+			assert_true(seen.stored[i]);
+			assert_true(stored_metric(rl.store, rl.runs[0], n[i], "threads_seen") ==
+				    4 / jobs);
+		}
+		assert_int_equal(query_int(rl.store, "SELECT count(*) FROM cells WHERE run_id = ?"
+					   " AND threads = 2", rl.runs[0]), jobs == 2 ? 4 : 0);
+		for (int i = 0; i < 4; i++)
+			for (int j = i + 1; j < 4; j++)
+				overlaps += stored_metric(rl.store, rl.runs[0], n[j], "began") <
+					    stored_metric(rl.store, rl.runs[0], n[i], "ended");
+		if (jobs == 1)
+			assert_int_equal(overlaps, 0);
+		else
+			assert_true(overlaps >= 2);
+		store_close(rl.store);
+	}
 }
 
 static void test_run_loop_points_cells_at_one_reference_cache(void **state)
@@ -777,6 +867,7 @@ int main(void)
 		cmocka_unit_test(test_run_loop_cells_failed_is_any_status_but_ok_and_unsupported),
 		cmocka_unit_test(test_run_loop_interrupted_keeps_finished_cells),
 		cmocka_unit_test(test_run_loop_reports_a_result_it_cannot_store),
+		cmocka_unit_test(test_run_loop_runs_untimed_cells_side_by_side_with_jobs),
 		cmocka_unit_test(test_run_loop_points_cells_at_one_reference_cache),
 		cmocka_unit_test(test_run_loop_default_mem_limit_leaves_room),
 		cmocka_unit_test(test_rounds_order_is_a_seeded_permutation_per_round),

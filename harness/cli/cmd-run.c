@@ -60,6 +60,9 @@ const char usage_run[] =
 	"  --suite NAME|FILE   quick, default, full, or a suite CSV file\n"
 	"  --seed N            input and variant seed (default 0)\n"
 	"  --threads N         threads per cell for OpenMP and OpenBLAS (default: all cores)\n"
+	"  --jobs N            untimed cells (fidelity, causality, passkey, recall) run N at\n"
+	"                      a time, each on threads/N threads and 1/N of --mem-limit;\n"
+	"                      timed ones always alone (default 2 with 2 threads or more)\n"
 	"  --repeats N         timed repeats at least (default: the suite's)\n"
 	"  --min-time S        timed seconds at least per cell (default: the suite's)\n"
 	"  --rounds N          measure timed cells in N interleaved rounds, each in a fresh\n"
@@ -78,7 +81,7 @@ enum {
 	OPT_SUITE = 256, OPT_VARIANTS, OPT_TASKS, OPT_PATTERNS, OPT_LENGTHS, OPT_DIMS,
 	OPT_HEADS, OPT_KV_HEADS, OPT_BATCH, OPT_SET, OPT_SEED, OPT_THREADS, OPT_REPEATS,
 	OPT_MIN_TIME, OPT_ROUNDS, OPT_TIME_LIMIT, OPT_MEM_LIMIT, OPT_DB, OPT_DRY_RUN,
-	OPT_RESUME, OPT_PLUGIN, OPT_INPUTS, OPT_SHARD,
+	OPT_RESUME, OPT_PLUGIN, OPT_INPUTS, OPT_SHARD, OPT_JOBS,
 };
 
 static const struct option run_options[] = {
@@ -94,6 +97,7 @@ static const struct option run_options[] = {
 	{ "set", required_argument, NULL, OPT_SET },
 	{ "seed", required_argument, NULL, OPT_SEED },
 	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "jobs", required_argument, NULL, OPT_JOBS },
 	{ "repeats", required_argument, NULL, OPT_REPEATS },
 	{ "min-time", required_argument, NULL, OPT_MIN_TIME },
 	{ "rounds", required_argument, NULL, OPT_ROUNDS },
@@ -117,6 +121,7 @@ struct run_args {
 	struct selection sel;
 	struct shard shard;	/* --shard K/N, or n = 0 */
 	int repeats, rounds;
+	int jobs;		/* --jobs, or 0 for the default */
 	double min_time, time_limit, mem_limit_gib;
 	bool dry_run, quiet;
 	bool resume;		/* --resume: the rest comes from the run */
@@ -184,6 +189,12 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 			if (option_number(optarg, 1, 1024, &x) || x != (int)x)
 				return error("--threads '%s' is not a whole number in 1..1024", optarg);
 			s->threads = (int)x;
+			break;
+		case OPT_JOBS:
+			if (option_number(optarg, 1, RUNNER_MAX_CHILDREN, &x) || x != (int)x)
+				return error("--jobs '%s' is not a whole number in 1..%d", optarg,
+					     RUNNER_MAX_CHILDREN);
+			a->jobs = (int)x;
 			break;
 		case OPT_REPEATS:
 			if (option_number(optarg, 1, 1000000, &x) || x != (int)x)
@@ -258,6 +269,12 @@ static int parse_args(int argc, char **argv, struct run_args *a)
 	if (optind < argc)
 		return error("unexpected argument '%s' (see 'attnbench run --help')",
 			     argv[optind]);
+	/* two at a time by default: a small accuracy cell leaves a core idle in its start */
+	if (!a->jobs)
+		a->jobs = s->threads >= 2 ? 2 : 1;
+	if (a->jobs > s->threads)
+		return error("--jobs %d is more than the %d threads: each cell needs one of its "
+			     "own", a->jobs, s->threads);
 	if (a->inputs && (s->n_lengths || s->n_dims || s->n_heads || s->n_kv_heads ||
 			  s->n_batch))
 		return error("--inputs gives the shapes: it takes no --lengths, --dims, --heads,"
@@ -672,6 +689,7 @@ int cmd_run(int argc, char **argv)
 	rl.cells = cells;
 	rl.count = count;
 	rl.rounds = a.rounds;
+	rl.jobs = a.jobs;
 	rl.seed = a.sel.seed;
 	rl.limits.seconds = a.time_limit;
 	progress = !a.quiet && isatty(STDERR_FILENO);

@@ -130,30 +130,110 @@ static void tell_done(struct run_loop *rl, const struct run_loop_step *step,
 		rl->ops->cell_done(rl->data, step, r, stored);
 }
 
-/* Runs an untimed cell into its run and stores it unless a signal came meanwhile. */
-static int run_once(struct run_loop *rl, const struct run_loop_step *step, char *why,
-		    size_t len)
+/*
+ * An untimed cell running in a child: what the loop told of it (the planned cell) and
+ * the cell as it runs and is stored, with its share of the threads.
+ */
+struct untimed_visit {
+	struct run_loop_step step;
+	struct cell cell;
+};
+
+/*
+ * Reaps the finished child of visit v and stores its result into its run unless a
+ * signal came while it ran; 0 or -EIO with a reason.
+ */
+static int finish_untimed(struct run_loop *rl, struct untimed_visit *v,
+			  struct runner_child *child, const struct runner_limits *limits,
+			  char *why, size_t len)
 {
 	struct runner_outcome out;
 	struct cell_result r;
-	struct cell_record rec = { step->cell, &r, 0, -1, NULL };
+	struct cell_record rec = { &v->cell, &r, 0, -1, NULL };
 	int64_t cell_id = 0;
-	int ret = run_child(rl, step, step->cell, &r, &out, why, len);
+	int ret = 0;
 
-	if (ret)
-		return ret;
+	runner_reap(child, limits, &r, &out);
 	if (!interrupted) {
 		rec.wall_seconds = out.wall_seconds;
 		rec.rss_bytes = out.rss_bytes;
-		ret = store_visit(rl, step, &rec, &cell_id, why, len);
+		ret = store_visit(rl, &v->step, &rec, &cell_id, why, len);
 		if (!ret) {
 			rl->by_status[r.status]++;
 			rl->done++;
 		}
 	}
 	if (!ret)
-		tell_done(rl, step, &r, !interrupted);
+		tell_done(rl, &v->step, &r, !interrupted);
 	result_release(&r);
+	return ret;
+}
+
+/*
+ * The untimed cells in plan order, into each run, up to rl->jobs at a time: each child
+ * gets its share of the cell's threads and of the address-space limit. Stops starting
+ * cells on a signal or an error, and waits for the ones running.
+ */
+static int run_untimed(struct run_loop *rl, struct run_loop_step *step, double started,
+		       char *why, size_t len)
+{
+	int jobs = rl->jobs < 1 ? 1 : rl->jobs > RUNNER_MAX_CHILDREN ? RUNNER_MAX_CHILDREN :
+		   rl->jobs;
+	struct untimed_visit *visits = calloc((size_t)jobs, sizeof(*visits));
+	struct runner_child *children = calloc((size_t)jobs, sizeof(*children));
+	struct runner_limits limits = rl->limits;
+	int side = 0, running = 0, ret = 0;
+	size_t i = 0;
+
+	if (!visits || !children) {
+		ret = why_fail(-ENOMEM, why, len, "out of memory planning the cells");
+		goto out;
+	}
+	limits.bytes /= (size_t)jobs;
+	for (;;) {
+		int k;
+
+		/* the free slots take the next untimed cells */
+		for (k = 0; k < jobs && !ret && !interrupted; k++) {
+			struct untimed_visit *v = &visits[k];
+
+			if (children[k].pid)
+				continue;
+			while (i < rl->count && rounds_timed(&rl->cells[i]))
+				i++;
+			if (i == rl->count)
+				break;
+			v->cell = rl->cells[i];
+			v->cell.threads = v->cell.threads / jobs > 0 ? v->cell.threads / jobs : 1;
+			v->step = *step;
+			v->step.cell = &rl->cells[i];
+			v->step.side = side;
+			v->step.elapsed = timing_now() - started;
+			if (rl->ops && rl->ops->cell_start)
+				rl->ops->cell_start(rl->data, &v->step);
+			ret = runner_start_cell(&v->cell, &limits, &children[k]);
+			if (ret) {
+				ret = why_fail(ret, why, len, "cannot start a child process: %s",
+					       strerror(-ret));
+				break;
+			}
+			running++;
+			step->index++;
+			if (++side == rl->n_runs) {
+				side = 0;
+				i++;
+			}
+		}
+		if (!running)
+			break;
+		k = runner_wait_any(children, jobs, &limits);
+		running--;
+		if (finish_untimed(rl, &visits[k], &children[k], &limits, why, len) && !ret)
+			ret = -EIO;
+	}
+out:
+	free(visits);
+	free(children);
 	return ret;
 }
 
@@ -289,21 +369,9 @@ int run_loop_run(struct run_loop *rl, char *why, size_t len)
 	step.total = (rl->count - n_timed + n_timed * (size_t)rl->rounds) * (size_t)rl->n_runs;
 
 	/* the untimed cells in plan order, then the timed ones round by round */
-	for (size_t i = 0; !ret && i < rl->count; i++)
-		for (int side = 0; !ret && side < rl->n_runs; side++) {
-			if (rounds_timed(&rl->cells[i]))
-				break;
-			if (interrupted)
-				goto out;
-			step.cell = &rl->cells[i];
-			step.side = side;
-			step.elapsed = timing_now() - started;
-			ret = run_once(rl, &step, why, len);
-			step.index++;
-		}
+	ret = run_untimed(rl, &step, started, why, len);
 	if (!ret && !interrupted && n_timed)
 		ret = run_rounds(rl, &step, timed, n_timed, started, why, len);
-out:
 	free(timed);
 	return ret;
 }

@@ -66,6 +66,11 @@ struct run_loop {
 	int rounds;			/* rounds of the timed cells (rounds.h); 0 is 1 */
 	uint64_t seed;			/* the run's seed: orders the rounds */
 	struct runner_limits limits;	/* of each cell's child */
+	/*
+	 * Untimed cells run this many at a time (0 is 1, at most RUNNER_MAX_CHILDREN),
+	 * each on its share of the cell's threads and of limits.bytes; timed cells alone.
+	 */
+	int jobs;
 	const struct run_loop_ops *ops;	/* NULL: no news of the cells */
 	void *data;
 
@@ -111,7 +116,8 @@ bool run_loop_interrupted(void);
 
 /*
  * Runs every cell into each run through the runner with rl->limits: the untimed cells
- * once each, in order, then the timed ones in rl->rounds interleaved rounds and any
+ * once each, in order (rl->jobs at a time, stored as each finishes, with the threads each
+ * ran on), then the timed ones in rl->rounds interleaved rounds and any
  * extra rounds (rounds.h), stored after each visit. A crashed, failed or refused cell
  * is stored and counted in rl->by_status (timed cells by their final status), not an
  * error. Stops early, returning 0, when interrupted: a visit a signal cut is dropped,

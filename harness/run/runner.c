@@ -194,44 +194,67 @@ static void child_main(int fd, int (*fn)(void *, struct cell_result *), void *ar
 	_exit(0);
 }
 
-/* Reads the child's report until EOF or the deadline; returns false on timeout. */
-static bool read_report(int fd, double deadline, char **text, size_t *len)
+/* Reads what ch's child has written so far; marks it done at the end of the report. */
+static void read_some(struct runner_child *ch)
 {
-	size_t cap = 0;
+	ssize_t got;
 
-	*text = NULL;
-	*len = 0;
-	for (;;) {
-		double left = deadline - timing_now();
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		ssize_t got;
-		int ready;
+	if (ch->len + 4096 + 1 > ch->cap) {
+		char *grown = realloc(ch->text, ch->cap = 2 * ch->cap + 8192);
 
-		if (left <= 0)
-			return false;
-		ready = poll(&pfd, 1, left > 60 ? 60000 : (int)(left * 1000) + 1);
-		/* a signal (the run being interrupted) must not turn off the time limit */
-		if (ready == 0 || (ready < 0 && errno == EINTR))
-			continue;
-		if (ready < 0)
-			break;	/* cannot wait: recorded by how the child ends */
-		if (*len + 4096 + 1 > cap) {
-			char *grown = realloc(*text, cap = 2 * cap + 8192);
-
-			if (!grown)
-				return true;	/* the report is lost: recorded as crashed */
-			*text = grown;
+		if (!grown) {
+			ch->done = true;	/* the report is lost: recorded as crashed */
+			return;
 		}
-		got = read(fd, *text + *len, cap - *len - 1);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0)
-			break;
-		*len += (size_t)got;
+		ch->text = grown;
 	}
-	if (*text)
-		(*text)[*len] = '\0';
-	return true;
+	got = read(ch->fd, ch->text + ch->len, ch->cap - ch->len - 1);
+	if (got < 0 && errno == EINTR)
+		return;
+	if (got <= 0)
+		ch->done = true;	/* on an error, recorded by how the child ends */
+	else
+		ch->len += (size_t)got;
+}
+
+int runner_wait_any(struct runner_child *children, int n, const struct runner_limits *limits)
+{
+	for (;;) {
+		struct pollfd pfd[RUNNER_MAX_CHILDREN];
+		int slot[RUNNER_MAX_CHILDREN], count = 0, ready;
+		double now = timing_now(), first = 0, left;
+
+		for (int i = 0; i < n && i < RUNNER_MAX_CHILDREN; i++) {
+			struct runner_child *ch = &children[i];
+			double deadline = ch->start + limits->seconds;
+
+			if (!ch->pid)
+				continue;
+			if (ch->done)
+				return i;
+			if (now >= deadline) {
+				ch->done = true;
+				ch->in_time = false;
+				return i;
+			}
+			if (!count || deadline < first)
+				first = deadline;
+			pfd[count] = (struct pollfd){ ch->fd, POLLIN, 0 };
+			slot[count++] = i;
+		}
+		if (!count)
+			return -1;
+		left = first - now;
+		ready = poll(pfd, (nfds_t)count, left > 60 ? 60000 : (int)(left * 1000) + 1);
+		/* a signal (the run being interrupted) must not turn off the time limit */
+		if (ready < 0 && errno != EINTR) {
+			children[slot[0]].done = true;	/* cannot wait: recorded by how it ends */
+			return slot[0];
+		}
+		for (int k = 0; ready > 0 && k < count; k++)
+			if (pfd[k].revents)
+				read_some(&children[slot[k]]);
+	}
 }
 
 /*
@@ -322,19 +345,16 @@ static void record_death(struct cell_result *r, bool in_time, int status,
 	}
 }
 
-int runner_call(int (*fn)(void *arg, struct cell_result *r), void *arg, int threads,
-		const struct runner_limits *limits, struct cell_result *r,
-		struct runner_outcome *out)
+/* Forks a child running fn(arg) into the free slot ch; 0 or -errno (ch stays free). */
+static int start_child(int (*fn)(void *arg, struct cell_result *r), void *arg, int threads,
+		       const struct runner_limits *limits, struct runner_child *ch)
 {
-	long long oom_kills = oom_kill_count();
-	double start = timing_now();
-	bool in_time, reported;
-	struct rusage ru;
-	int fds[2], status;
-	size_t len;
-	char *text;
+	int fds[2];
 	pid_t pid;
 
+	memset(ch, 0, sizeof(*ch));
+	ch->oom_kills = oom_kill_count();
+	ch->start = timing_now();
 	if (pipe(fds))
 		return -errno;
 	fflush(NULL);
@@ -351,25 +371,54 @@ int runner_call(int (*fn)(void *arg, struct cell_result *r), void *arg, int thre
 		child_main(fds[1], fn, arg, threads, limits);
 	}
 	close(fds[1]);
-	in_time = read_report(fds[0], start + limits->seconds, &text, &len);
-	close(fds[0]);
-	if (!in_time)
-		kill(pid, SIGKILL);
-	while (wait4(pid, &status, 0, &ru) < 0 && errno == EINTR)
+	ch->pid = pid;
+	ch->fd = fds[0];
+	ch->in_time = true;
+	return 0;
+}
+
+/* Reaps the done child of ch into r and out, and frees the slot. */
+static void collect(struct runner_child *ch, const struct runner_limits *limits,
+		    struct cell_result *r, struct runner_outcome *out)
+{
+	struct rusage ru;
+	bool reported;
+	int status;
+
+	close(ch->fd);
+	if (!ch->in_time)
+		kill(ch->pid, SIGKILL);
+	while (wait4(ch->pid, &status, 0, &ru) < 0 && errno == EINTR)
 		;
-	out->wall_seconds = timing_now() - start;
+	out->wall_seconds = timing_now() - ch->start;
 	out->rss_bytes = (long long)ru.ru_maxrss * 1024;
 	out->rss_at_start_bytes = -1;
+	if (ch->text)
+		ch->text[ch->len] = '\0';
 
 	memset(r, 0, sizeof(*r));
 	/* parsed even from a child that died: its first line, rss_at_start, is kept */
-	reported = text && parse_report(text, r, &out->rss_at_start_bytes);
-	if (!in_time || !WIFEXITED(status) || WEXITSTATUS(status) || !reported) {
+	reported = ch->text && parse_report(ch->text, r, &out->rss_at_start_bytes);
+	if (!ch->in_time || !WIFEXITED(status) || WEXITSTATUS(status) || !reported) {
 		result_release(r);
 		memset(r, 0, sizeof(*r));
-		record_death(r, in_time, status, limits, oom_kills);
+		record_death(r, ch->in_time, status, limits, ch->oom_kills);
 	}
-	free(text);
+	free(ch->text);
+	memset(ch, 0, sizeof(*ch));
+}
+
+int runner_call(int (*fn)(void *arg, struct cell_result *r), void *arg, int threads,
+		const struct runner_limits *limits, struct cell_result *r,
+		struct runner_outcome *out)
+{
+	struct runner_child ch;
+	int ret = start_child(fn, arg, threads, limits, &ch);
+
+	if (ret)
+		return ret;
+	runner_wait_any(&ch, 1, limits);
+	collect(&ch, limits, r, out);
 	return 0;
 }
 
@@ -380,15 +429,32 @@ static int run_cell_fn(void *arg, struct cell_result *r)
 	return c->task->run(c, r);
 }
 
+int runner_start_cell(const struct cell *c, const struct runner_limits *limits,
+		      struct runner_child *ch)
+{
+	return start_child(run_cell_fn, (void *)c, c->threads, limits, ch);
+}
+
+void runner_reap(struct runner_child *ch, const struct runner_limits *limits,
+		 struct cell_result *r, struct runner_outcome *out)
+{
+	collect(ch, limits, r, out);
+	/* a task that filled every metric slot loses this one (-ENOSPC), not its own */
+	if (out->rss_at_start_bytes >= 0)
+		result_metric(r, "rss_at_start_bytes", (double)out->rss_at_start_bytes, "B");
+}
+
 int runner_run_cell(const struct cell *c, const struct runner_limits *limits,
 		    struct cell_result *r, struct runner_outcome *out)
 {
-	int ret = runner_call(run_cell_fn, (void *)c, c->threads, limits, r, out);
+	struct runner_child ch;
+	int ret = runner_start_cell(c, limits, &ch);
 
-	/* a task that filled every metric slot loses this one (-ENOSPC), not its own */
-	if (!ret && out->rss_at_start_bytes >= 0)
-		result_metric(r, "rss_at_start_bytes", (double)out->rss_at_start_bytes, "B");
-	return ret;
+	if (ret)
+		return ret;
+	runner_wait_any(&ch, 1, limits);
+	runner_reap(&ch, limits, r, out);
+	return 0;
 }
 
 /* 2048^3 is far beyond the caches and takes ~0.1 s: the rate BLAS sustains. */

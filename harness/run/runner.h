@@ -10,7 +10,9 @@
 #ifndef ATTNBENCH_RUNNER_H
 #define ATTNBENCH_RUNNER_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "task.h"
 
@@ -66,6 +68,32 @@ int runner_call(int (*fn)(void *arg, struct cell_result *r), void *arg, int thre
  */
 int runner_run_cell(const struct cell *c, const struct runner_limits *limits,
 		    struct cell_result *r, struct runner_outcome *out);
+
+/*
+ * The same in steps, for several cells at once: runner_start_cell() forks a child for c
+ * (pid 0 in a zeroed struct means none), runner_wait_any() reads every running child's
+ * report until one is done (finished or past its time limit) and returns its index,
+ * runner_reap() collects that one into r and out as runner_run_cell() would and marks
+ * the slot free. runner_start_cell() returns 0 or -errno (the slot stays free).
+ * runner_wait_any() looks at the first RUNNER_MAX_CHILDREN slots; -1 when none runs.
+ */
+#define RUNNER_MAX_CHILDREN 64
+
+struct runner_child {
+	pid_t pid;		/* 0: the slot is free */
+	int fd;			/* the report pipe's read end */
+	double start;
+	long long oom_kills;	/* the kernel's count at the fork */
+	char *text;		/* the report so far */
+	size_t len, cap;
+	bool done, in_time;
+};
+
+int runner_start_cell(const struct cell *c, const struct runner_limits *limits,
+		      struct runner_child *ch);
+int runner_wait_any(struct runner_child *children, int n, const struct runner_limits *limits);
+void runner_reap(struct runner_child *ch, const struct runner_limits *limits,
+		 struct cell_result *r, struct runner_outcome *out);
 
 /*
  * Measures this machine's SGEMM rate with `threads` threads (a 2048^3 product, the best
