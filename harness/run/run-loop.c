@@ -227,6 +227,8 @@ static int run_untimed(struct run_loop *rl, struct run_loop_step *step, double s
 		if (!running)
 			break;
 		k = runner_wait_any(children, jobs, &limits);
+		if (k < 0)
+			break;
 		running--;
 		if (finish_untimed(rl, &visits[k], &children[k], &limits, why, len) && !ret)
 			ret = -EIO;
