@@ -113,7 +113,7 @@ static const struct {
 const struct suite_info suite_builtins[] = {
 	{ "quick", "every task, pattern and variant at small sizes (under a minute)" },
 	{ "default", "speed 64..4096, passkey to 65536, recall P 16..1024 (~9 min on 2 cores)" },
-	{ "full", "speed 64..16384, passkey to 16384, GQA and d = 128 rows (~55 min on 2 cores)" },
+	{ "full", "speed 64..16384, passkey to 16384, GQA and d = 128 rows (~47 min on 2 cores)" },
 	{ NULL, NULL },
 };
 
