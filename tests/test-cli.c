@@ -673,6 +673,56 @@ static void test_a_run_waits_passively_on_the_cpus_it_may_use(void **state)
 	free(o);
 }
 
+/* Runs one speed cell with OPENBLAS_CORETYPE=core; o->out gets its run's BLAS and warnings. */
+static void run_with_blas_core(struct outcome *o, const char *core)
+{
+	char name[64];
+	const char *path;
+
+	snprintf(name, sizeof(name), "core-%s.db", core);
+	path = path_in_tmp(name);
+	setenv("OPENBLAS_CORETYPE", core, 1);
+	run(o, "run", "--variants", "vanilla", "--tasks", "speed", "--patterns", "ns",
+	    "--lengths", "64", "--dims", "16", "--heads", "1", "--repeats", "2", "--min-time",
+	    "0", "--db", path, "-q", NULL);
+	unsetenv("OPENBLAS_CORETYPE");
+	assert_int_equal(o->status, 0);
+	run(o, "query", "--db", path, "--csv", "SELECT blas_config, ifnull(warnings, '') "
+	    "FROM runs", NULL);
+	assert_int_equal(o->status, 0);
+}
+
+/*
+ * A run whose OpenBLAS drives a CPU with AVX-512 through its Haswell (AVX2) kernels says
+ * that its SGEMM peak understates the machine; with the AVX-512 kernels, or on a CPU
+ * without AVX-512, it does not. Needs an OpenBLAS that chooses its kernels at run time.
+ */
+static void test_a_run_warns_when_openblas_kernels_are_narrower_than_the_cpu(void **state)
+{
+	struct outcome *o = malloc(sizeof(*o));
+	const char *warning = "OpenBLAS runs its Haswell kernels, without AVX-512";
+	bool avx512 = __builtin_cpu_supports("avx512f");
+
+	(void)state;
+	if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+		free(o);
+		skip();
+	}
+	run_with_blas_core(o, "Haswell");
+	if (!strstr(o->out, "DYNAMIC_ARCH") || !strstr(o->out, "(core Haswell)")) {
+		free(o);
+		skip();		/* this OpenBLAS has one set of kernels, chosen when built */
+	}
+	if (avx512) {
+		assert_non_null(strstr(o->out, warning));
+		assert_non_null(strstr(o->out, "OPENBLAS_CORETYPE=SkylakeX selects"));
+		run_with_blas_core(o, "SkylakeX");
+		assert_non_null(strstr(o->out, "(core SkylakeX)"));
+	}
+	assert_null(strstr(o->out, "without AVX-512"));
+	free(o);
+}
+
 /* Each bad command exits 2 with one line on stderr and leaves the database as it was. */
 static void test_bad_input_exits_2_and_leaves_the_database_unchanged(void **state)
 {
@@ -1779,6 +1829,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_a_run_stores_every_variant_on_every_supported_pattern),
 		cmocka_unit_test(test_a_run_records_the_commit_and_the_compiler_flags),
 		cmocka_unit_test(test_a_run_waits_passively_on_the_cpus_it_may_use),
+		cmocka_unit_test(test_a_run_warns_when_openblas_kernels_are_narrower_than_the_cpu),
 		cmocka_unit_test(test_outputs_never_replace_a_database),
 		cmocka_unit_test(test_two_runs_share_a_database_while_it_is_read),
 		cmocka_unit_test(test_a_killed_run_resumes_to_the_same_cells),

@@ -858,7 +858,7 @@ static int compare_aa(const struct compare_args *a, int argc, char **argv)
 		goto out_close;
 	}
 	if (prov.values[PROV_WARNINGS])
-		warning("timings may be unreliable: %s", prov.values[PROV_WARNINGS]);
+		warning("measurements may be unreliable: %s", prov.values[PROV_WARNINGS]);
 	rl.store = st;
 	rl.cells = cells;
 	rl.count = count;

@@ -683,7 +683,7 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	if (prov.values[PROV_WARNINGS])
-		warning("timings may be unreliable: %s", prov.values[PROV_WARNINGS]);
+		warning("measurements may be unreliable: %s", prov.values[PROV_WARNINGS]);
 	rl.store = st;
 	rl.db = a.db;
 	rl.cells = cells;

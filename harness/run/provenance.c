@@ -6,10 +6,12 @@
 #include <cblas.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
@@ -115,6 +117,44 @@ static void warn(char **warnings, const char *text)
 	}
 }
 
+/* Whether a /proc/cpuinfo flags line holds this flag as a whole word. */
+static bool has_flag(const char *flags, const char *flag)
+{
+	size_t len = strlen(flag);
+
+	for (const char *at = flags; at && (at = strstr(at, flag)); at += len)
+		if ((at == flags || at[-1] == ' ') && (at[len] == ' ' || at[len] == '\0'))
+			return true;
+	return false;
+}
+
+/*
+ * Every peak_fraction of a run divides by OpenBLAS's SGEMM rate, which is this machine's
+ * compute limit only if OpenBLAS runs kernels as wide as the CPU's vectors. It may not:
+ * Debian's 0.3.21 takes a Zen 5 for a Haswell, and its SGEMM then reaches half of what
+ * the CPU (and flash) can do. The cores below are the ones with AVX-512 kernels.
+ */
+static void check_blas_width(char **warnings, const char *cpu_flags)
+{
+	static const char *const avx512_cores[] = { "SkylakeX", "Cooperlake",
+						    "SapphireRapids" };
+	const char *core = openblas_get_corename();
+	char *text;
+
+	if (!has_flag(cpu_flags, "avx512f") || !core)
+		return;
+	for (size_t i = 0; i < sizeof(avx512_cores) / sizeof(avx512_cores[0]); i++)
+		if (!strcasecmp(core, avx512_cores[i]))
+			return;
+	text = format("OpenBLAS runs its %s kernels, without AVX-512, on a CPU that has it: "
+		      "the SGEMM peak understates this machine and peak_fraction may exceed 1"
+		      "%s", core, strstr(openblas_get_config(), "DYNAMIC_ARCH") ?
+		      " (OPENBLAS_CORETYPE=SkylakeX selects its AVX-512 kernels)" : "");
+	if (text)
+		warn(warnings, text);
+	free(text);
+}
+
 static void collect_state(struct provenance *p)
 {
 	char **v = p->values, *loadavg = read_line("/proc/loadavg"), *warnings = NULL;
@@ -166,6 +206,7 @@ static void collect_state(struct provenance *p)
 			warn(&warnings, text);
 		free(text);
 	}
+	check_blas_width(&warnings, v[PROV_CPU_FLAGS]);
 	v[PROV_WARNINGS] = warnings;
 }
 

@@ -43,7 +43,8 @@ const char *provenance_name(enum provenance_field f);
 /*
  * Collects the build, machine and system state; threads, seed, rounds, suite and the
  * command line come from the caller. Warnings name what makes timings unreliable (a governor
- * other than performance, load at start, SMT, ASLR). Returns 0 or -ENOMEM.
+ * other than performance, load at start, SMT, ASLR) or the SGEMM peak misleading (OpenBLAS
+ * without AVX-512 kernels on a CPU with AVX-512). Returns 0 or -ENOMEM.
  */
 int provenance_collect(struct provenance *p, int threads, unsigned long long seed,
 		       int rounds, const char *suite, int argc, char **argv);
