@@ -176,6 +176,19 @@ static void begin(struct run_loop *rl, struct cell *cells, size_t count, int n_r
 	provenance_release(&p);
 }
 
+/* A loop over four cells of task, sized n, on 4 threads, into one run, with jobs. */
+static void begin_four(struct run_loop *rl, struct cell *cells, const int *n,
+		       const struct task_ops *task, int jobs, struct seen *seen)
+{
+	make_cells(cells, n, 4);
+	for (int i = 0; i < 4; i++) {
+		cells[i].task = task;
+		cells[i].threads = 4;
+	}
+	begin(rl, cells, 4, 1, seen);
+	rl->jobs = jobs;
+}
+
 static long long query_int(struct store *s, const char *sql, int64_t run)
 {
 	sqlite3_stmt *st;
@@ -450,6 +463,108 @@ static double stored_metric(struct store *s, int64_t run, int n, const char *nam
 	return x;
 }
 
+/* A cell of this size needs more time or memory than the tests below allow, alone or not. */
+#define N_TOO_MUCH 99
+
+/*
+ * A task bound by its threads: 1.2 s over the threads it has (0.3 s on 4, 0.6 s on 2),
+ * or 2 s for N_TOO_MUCH.
+ */
+static int threads_bound_run(const struct cell *c, struct cell_result *r)
+{
+	usleep(c->n == N_TOO_MUCH ? 2000000 : 1200000 / (useconds_t)threads_get());
+	return result_metric(r, "threads_seen", threads_get(), "");
+}
+
+static const struct task_ops threads_bound_task = {
+	.name	= "threads_bound",
+	.run	= threads_bound_run,
+};
+
+/* The address space a greedy cell asks for: set by the test, inherited at the fork. */
+static size_t greedy_bytes;
+
+/* A task that needs greedy_bytes of address space at once, or twice that for N_TOO_MUCH. */
+static int greedy_run(const struct cell *c, struct cell_result *r)
+{
+	char *block = malloc(c->n == N_TOO_MUCH ? 2 * greedy_bytes : greedy_bytes);
+
+	if (!block)
+		return -ENOMEM;
+	free(block);
+	return result_metric(r, "threads_seen", threads_get(), "");
+}
+
+static const struct task_ops greedy_task = {
+	.name	= "greedy",
+	.run	= greedy_run,
+};
+
+/*
+ * Runs four cells of task on 4 threads with two jobs under limits: three that fail on
+ * their share of the threads and the limit but not alone, and one of N_TOO_MUCH, which
+ * fails alone too, with status too_much. Each must be stored once, as run alone.
+ */
+static void assert_solo_runs(const struct task_ops *task, struct runner_limits limits,
+			     enum cell_status too_much)
+{
+	const int n[] = { 4, 5, 6, N_TOO_MUCH };
+	char sql[160];
+	struct cell cells[4];
+	struct run_loop rl;
+	struct seen seen;
+	char why[512];
+
+	begin_four(&rl, cells, n, task, 2, &seen);
+	rl.limits = limits;
+	assert_int_equal(run_loop_run(&rl, why, sizeof(why)), 0);
+	/* four starts side by side, then four alone; one result each, the solo one */
+	assert_int_equal(seen.n_starts, 8);
+	assert_int_equal(seen.n_done, 4);
+	assert_int_equal(rl.done, 4);
+	for (int i = 4; i < 8; i++) {
+		assert_int_equal(seen.starts[i].index, i);
+		assert_int_equal(seen.starts[i].total, 8);
+	}
+	assert_int_equal(query_int(rl.store, "SELECT count(*) FROM cells WHERE run_id = ?",
+				   rl.runs[0]), 4);
+	assert_int_equal(query_int(rl.store, "SELECT count(*) FROM cells WHERE run_id = ? AND "
+				   "status = 'ok' AND threads = 4", rl.runs[0]), 3);
+	for (int i = 0; i < 3; i++)
+		assert_true(stored_metric(rl.store, rl.runs[0], n[i], "threads_seen") == 4);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM cells WHERE run_id = ? AND n = %d AND "
+		 "threads = 4 AND status = '%s'", N_TOO_MUCH, cell_status_name(too_much));
+	assert_int_equal(query_int(rl.store, sql, rl.runs[0]), 1);
+	for (int i = 0; i < seen.n_done; i++)
+		assert_true(seen.status[i] == CELL_OK || seen.status[i] == too_much);
+	store_close(rl.store);
+}
+
+/*
+ * A cell that runs out of time on its share of the threads beside another cell runs
+ * again alone on all of them, and only that result is stored: ok if it then fits, a
+ * timeout if it does not fit alone either. With one job nothing runs twice.
+ */
+static void test_run_loop_runs_a_cell_out_of_time_beside_others_again_alone(void **state)
+{
+	(void)state;
+	assert_solo_runs(&threads_bound_task, (struct runner_limits){ 0.45, 0 }, CELL_TIMEOUT);
+}
+
+/*
+ * The same for memory: a cell out of memory under its half of the address-space limit
+ * runs again alone under all of it (not under AddressSanitizer, which takes no limit).
+ */
+static void test_run_loop_runs_a_cell_out_of_memory_beside_others_again_alone(void **state)
+{
+	(void)state;
+	if (!RUNNER_LIMITS_ADDRESS_SPACE)
+		skip();
+	greedy_bytes = (size_t)3 << 30;
+	assert_solo_runs(&greedy_task, (struct runner_limits){ 20, (size_t)4 << 30 }, CELL_OOM);
+	greedy_bytes = 0;
+}
+
 /*
  * Two jobs: untimed cells run two at a time, each on half the threads, and each is
  * stored with the threads it ran on; one job: one after the other, on all of them.
@@ -466,13 +581,7 @@ static void test_run_loop_runs_untimed_cells_side_by_side_with_jobs(void **state
 		char why[512];
 		int overlaps = 0;
 
-		make_cells(cells, n, 4);
-		for (int i = 0; i < 4; i++) {
-			cells[i].task = &slow_task;
-			cells[i].threads = 4;
-		}
-		begin(&rl, cells, 4, 1, &seen);
-		rl.jobs = jobs;
+		begin_four(&rl, cells, n, &slow_task, jobs, &seen);
 		assert_int_equal(run_loop_run(&rl, why, sizeof(why)), 0);
 		assert_int_equal(rl.done, 4);
 		assert_int_equal(seen.n_starts, 4);
@@ -868,6 +977,8 @@ int main(void)
 		cmocka_unit_test(test_run_loop_interrupted_keeps_finished_cells),
 		cmocka_unit_test(test_run_loop_reports_a_result_it_cannot_store),
 		cmocka_unit_test(test_run_loop_runs_untimed_cells_side_by_side_with_jobs),
+		cmocka_unit_test(test_run_loop_runs_a_cell_out_of_time_beside_others_again_alone),
+		cmocka_unit_test(test_run_loop_runs_a_cell_out_of_memory_beside_others_again_alone),
 		cmocka_unit_test(test_run_loop_points_cells_at_one_reference_cache),
 		cmocka_unit_test(test_run_loop_default_mem_limit_leaves_room),
 		cmocka_unit_test(test_rounds_order_is_a_seeded_permutation_per_round),

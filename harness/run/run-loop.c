@@ -139,13 +139,31 @@ struct untimed_visit {
 	struct cell cell;
 };
 
+/* Untimed visits that must run again alone (needs_solo_run), in the order they ended. */
+struct solo_visits {
+	struct untimed_visit *visits;
+	size_t count, cap;
+};
+
+/*
+ * Out of memory under its share of the address space, or out of time on its share of the
+ * threads: beside other cells, that is a verdict of --jobs, not of the variant. Such a
+ * cell runs again alone, on all its threads and the whole limit, once the others are
+ * done, and only that result is stored.
+ */
+static bool needs_solo_run(const struct cell_result *r)
+{
+	return r->status == CELL_OOM || r->status == CELL_TIMEOUT;
+}
+
 /*
  * Reaps the finished child of visit v and stores its result into its run unless a
- * signal came while it ran; 0 or -EIO with a reason.
+ * signal came while it ran, or keeps the visit in solo (when not NULL) if it must run
+ * again alone; 0, or -EIO or -ENOMEM with a reason.
  */
 static int finish_untimed(struct run_loop *rl, struct untimed_visit *v,
 			  struct runner_child *child, const struct runner_limits *limits,
-			  char *why, size_t len)
+			  struct solo_visits *solo, char *why, size_t len)
 {
 	struct runner_outcome out;
 	struct cell_result r;
@@ -154,6 +172,22 @@ static int finish_untimed(struct run_loop *rl, struct untimed_visit *v,
 	int ret = 0;
 
 	runner_reap(child, limits, &r, &out);
+	if (solo && !interrupted && needs_solo_run(&r)) {
+		if (solo->count == solo->cap) {
+			size_t cap = solo->cap ? 2 * solo->cap : 8;
+			struct untimed_visit *grown = realloc(solo->visits, cap * sizeof(*grown));
+
+			if (!grown) {
+				result_release(&r);
+				return why_fail(-ENOMEM, why, len, "out of memory planning the cells");
+			}
+			solo->visits = grown;
+			solo->cap = cap;
+		}
+		solo->visits[solo->count++] = *v;
+		result_release(&r);
+		return 0;
+	}
 	if (!interrupted) {
 		rec.wall_seconds = out.wall_seconds;
 		rec.rss_bytes = out.rss_bytes;
@@ -170,9 +204,41 @@ static int finish_untimed(struct run_loop *rl, struct untimed_visit *v,
 }
 
 /*
+ * Runs the visits of solo one at a time, each cell on all its threads under rl->limits,
+ * and stores them; the steps they take are added to the plan's. 0, or -errno with a
+ * reason; stops at a signal.
+ */
+static int run_solo(struct run_loop *rl, struct run_loop_step *step,
+		    const struct solo_visits *solo, double started, char *why, size_t len)
+{
+	int ret = 0;
+
+	step->total += solo->count;
+	for (size_t i = 0; i < solo->count && !ret && !interrupted; i++) {
+		struct untimed_visit *v = &solo->visits[i];
+		struct runner_child child = { 0 };
+
+		v->cell = *v->step.cell;
+		v->step.index = step->index++;
+		v->step.total = step->total;
+		v->step.elapsed = timing_now() - started;
+		if (rl->ops && rl->ops->cell_start)
+			rl->ops->cell_start(rl->data, &v->step);
+		ret = runner_start_cell(&v->cell, &rl->limits, &child);
+		if (ret)
+			return why_fail(ret, why, len, "cannot start a child process: %s",
+					strerror(-ret));
+		if (runner_wait_any(&child, 1, &rl->limits) == 0)
+			ret = finish_untimed(rl, v, &child, &rl->limits, NULL, why, len);
+	}
+	return ret;
+}
+
+/*
  * The untimed cells in plan order, into each run, up to rl->jobs at a time: each child
  * gets its share of the cell's threads and of the address-space limit. Stops starting
- * cells on a signal or an error, and waits for the ones running.
+ * cells on a signal or an error, and waits for the ones running. A cell that ran out of
+ * its share of memory or time then runs again alone (needs_solo_run).
  */
 static int run_untimed(struct run_loop *rl, struct run_loop_step *step, double started,
 		       char *why, size_t len)
@@ -182,6 +248,7 @@ static int run_untimed(struct run_loop *rl, struct run_loop_step *step, double s
 	struct untimed_visit *visits = calloc((size_t)jobs, sizeof(*visits));
 	struct runner_child *children = calloc((size_t)jobs, sizeof(*children));
 	struct runner_limits limits = rl->limits;
+	struct solo_visits solo = { 0 };
 	int side = 0, running = 0, ret = 0;
 	size_t i = 0;
 
@@ -230,10 +297,14 @@ static int run_untimed(struct run_loop *rl, struct run_loop_step *step, double s
 		if (k < 0)
 			break;
 		running--;
-		if (finish_untimed(rl, &visits[k], &children[k], &limits, why, len) && !ret)
+		if (finish_untimed(rl, &visits[k], &children[k], &limits, jobs > 1 ? &solo : NULL,
+				   why, len) && !ret)
 			ret = -EIO;
 	}
+	if (!ret)
+		ret = run_solo(rl, step, &solo, started, why, len);
 out:
+	free(solo.visits);
 	free(visits);
 	free(children);
 	return ret;
