@@ -52,27 +52,47 @@ struct roof_panel {
 	double w, h;			/* inches */
 	double x_range[2], y_range[2];	/* FLOP/byte, GFLOP/s */
 	double peak, bandwidth, ridge;	/* GFLOP/s, GB/s, FLOP/byte */
+	char blas_core[32];		/* OpenBLAS's kernels for the SGEMM rate, or "" */
 	struct box fixed[3];		/* the roof's labels */
 	int n_fixed;
 };
 
 /*
- * The run's SGEMM rate and triad bandwidth into *peak and *bandwidth. Returns 1 when both
- * were measured, 0 when not (no figure), -EIO.
+ * The name of OpenBLAS's kernels in a stored blas_config ("... (core Haswell)") into core,
+ * or "" when there is none: letters, digits and '_' only, so nothing else of a stored
+ * string reaches the script.
  */
-static int machine_limits(struct plot_ctx *c, double *peak, double *bandwidth)
+static void blas_core_of(const char *config, char *core, size_t len)
 {
-	sqlite3_stmt *st = plot_prepare(c, "SELECT sgemm_gflops, triad_gbps FROM runs"
-					" WHERE id = ?1");
+	const char *at = config ? strstr(config, "(core ") : NULL;
+	size_t n = at ? strspn(at + 6, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			       "0123456789_") : 0;
+
+	core[0] = '\0';
+	if (n > 0 && n < len && at[6 + n] == ')')
+		snprintf(core, len, "%.*s", (int)n, at + 6);
+}
+
+/*
+ * The run's SGEMM rate, triad bandwidth and OpenBLAS kernels into rp. Returns 1 when both
+ * rates were measured, 0 when not (no figure), -EIO.
+ */
+static int machine_limits(struct plot_ctx *c, struct roof_panel *rp)
+{
+	sqlite3_stmt *st = plot_prepare(c, "SELECT sgemm_gflops, triad_gbps, blas_config"
+					" FROM runs WHERE id = ?1");
 	int rc, known = 0;
 
 	if (!st)
 		return -EIO;
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		*peak = sqlite3_column_double(st, 0);
-		*bandwidth = sqlite3_column_double(st, 1);
-		known = *peak > 0 && *bandwidth > 0 && isfinite(*peak) && isfinite(*bandwidth);
+		rp->peak = sqlite3_column_double(st, 0);
+		rp->bandwidth = sqlite3_column_double(st, 1);
+		known = rp->peak > 0 && rp->bandwidth > 0 && isfinite(rp->peak) &&
+			isfinite(rp->bandwidth);
+		blas_core_of((const char *)sqlite3_column_text(st, 2), rp->blas_core,
+			     sizeof(rp->blas_core));
 	}
 	sqlite3_finalize(st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? known : plot_read_failed(c);
@@ -145,9 +165,10 @@ static int write_dat(struct plot_ctx *c, const char *name, const char *pattern,
 	fprintf(f, "# roofline, pattern %s, run %lld: speed cells at d = %d, heads = %d,"
 		" kv_heads = %d, batch = %d,\n# each variant at its largest N there; intensity ="
 		" flops / bytes (FLOP/byte)\n# compute roof: sgemm_gflops = %.9g GFLOP/s (the"
-		" run's SGEMM rate)\n# memory roof: triad_gbps = %.9g GB/s (GFLOP/s = triad_gbps"
+		" run's SGEMM rate%s%s)\n# memory roof: triad_gbps = %.9g GB/s (GFLOP/s = triad_gbps"
 		" x FLOP/byte)\n# ridge point: %.9g FLOP/byte\n", pattern, (long long)c->o->run_id,
-		shape[0], shape[1], shape[2], shape[3], rp->peak, rp->bandwidth, rp->ridge);
+		shape[0], shape[1], shape[2], shape[3], rp->peak, rp->blas_core[0] ?
+		", OpenBLAS core " : "", rp->blas_core, rp->bandwidth, rp->ridge);
 	for (int i = 0; i < n; i++) {
 		plot_comment_text(pts[i].v->name, safe, sizeof(safe));
 		fprintf(f, "%s# variant %s\n# intensity\tgflops\tN\tflops\tbytes\tlatency_ms\n"
@@ -416,7 +437,11 @@ static void roof_labels(struct figure *g, struct roof_panel *rp, const struct ro
 	bandwidth_label(g, rp, text);
 
 	rate_text(rp->peak, value, sizeof(value));
-	snprintf(text, sizeof(text), "SGEMM %s GFLOP/s", value);
+	if (rp->blas_core[0])
+		snprintf(text, sizeof(text), "SGEMM %s GFLOP/s (OpenBLAS %s)", value,
+			 rp->blas_core);
+	else
+		snprintf(text, sizeof(text), "SGEMM %s GFLOP/s", value);
 	w = plot_text_in(g->c, text);
 	boxes[0] = label_box(rp->w - 0.05 - w, up, w, h);
 	boxes[1] = label_box(rp->w - 0.05 - w, down, w, h);
@@ -489,7 +514,7 @@ int figure_roofline(struct plot_ctx *c, const char *pattern)
 	char name[64];
 	struct figure g;
 
-	rc = machine_limits(c, &rp.peak, &rp.bandwidth);
+	rc = machine_limits(c, &rp);
 	if (rc <= 0)
 		return rc;
 	rc = plot_common_shape(c, "speed", pattern, NULL, shape);
