@@ -7,6 +7,9 @@
  * column block of the kernels (16, 32, 64 and their sums; 8 and 24 only for AVX2), tiles
  * cut anywhere (blocks of 1 to 200, n below, at and past a tile), GQA and batch 2.
  *
+ * The vector engines walk the keys for up to four query tiles at once; every group size
+ * must give the same bytes as the one forward() chose.
+ *
  * Engines the build lacks (a portable build, a CPU without AVX-512) are reported as
  * skipped, not passed: which ran is printed.
  */
@@ -101,6 +104,21 @@ static void run_engine(enum flash_engine e, const struct attn_problem *p, struct
 	assert_int_equal(memory_live_bytes(), live);
 }
 
+/* Engine e with each group size 1 to 4 gives t->o (forward()'s group) bit for bit. */
+static void check_groups(enum flash_engine e, const struct attn_problem *p,
+			 const struct tensors *t)
+{
+	float *o = malloc(sizeof(float) * t->nq);
+
+	assert_non_null(o);
+	for (int group = 1; group <= 4; group++) {
+		assert_int_equal(flash_forward_grouped(e, group, p, t->q, t->k, t->v, o), 0);
+		assert_memory_equal(o, t->o, sizeof(float) * t->nq);
+	}
+	assert_int_equal(flash_forward_grouped(e, 5, p, t->q, t->k, t->v, o), -ENOTSUP);
+	free(o);
+}
+
 /* Problems each engine ran, and its largest error against the fp64 loop. */
 struct tally {
 	int checked[3];
@@ -128,6 +146,8 @@ static void check_shape(const struct attn_problem *p, struct tally *tally)
 			    p->params ? p->params[1] : 0);
 		tally->checked[e]++;
 		tally->worst[e] = fmax(tally->worst[e], err);
+		if (e != FLASH_ENGINE_BLAS)
+			check_groups(e, p, &t);
 		if (e == FLASH_ENGINE_AVX2) {
 			avx2 = malloc(sizeof(float) * t.nq);
 			assert_non_null(avx2);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flash.h"
 #include "memory.h"
 #include "threads.h"
 #include "variant.h"
@@ -1173,7 +1174,9 @@ static void test_bytes_follow_their_formulas(void **state)
 	struct attn_problem cs = problem(1, 2, 2, 512, 512, 64, ATTN_CS, NULL);
 	struct attn_problem cs_tiles = problem(1, 2, 2, 300, 300, 64, ATTN_CS, block_q);
 	struct attn_problem one_tile = problem(1, 2, 2, 300, 300, 64, ATTN_NS, whole);
+	struct attn_problem long_ns = problem(1, 8, 8, 4096, 4096, 64, ATTN_NS, NULL);
 	double d = 64;
+	int saved, groups;
 
 	(void)state;
 	assert_true(attn_compulsory_bytes(&nc) == 4.0 * (2 * 2 * 8 * 300 * 64 +
@@ -1204,6 +1207,15 @@ static void test_bytes_follow_their_formulas(void **state)
 	assert_true(flash->bytes(&cs_tiles) == 4.0 * 2 * (2 * 300 * d + 2 * 600 * d));
 	/* one tile over every row: the compulsory traffic */
 	assert_true(flash->bytes(&one_tile) == attn_compulsory_bytes(&one_tile));
+	/*
+	 * ns at 4096 on 2 threads: 43 tiles of 96 rows; on a vector engine they walk K and V
+	 * four at a time (11 groups: 8 heads x 11 items are work enough for 2 threads)
+	 */
+	saved = threads_get();
+	threads_set(2);
+	groups = flash_engine_for(64) == FLASH_ENGINE_BLAS ? 43 : 11;
+	assert_true(flash->bytes(&long_ns) == 4.0 * 8 * (2 * 4096 * d + groups * 2 * 4096 * d));
+	threads_set(saved);
 }
 
 int main(void)

@@ -2,9 +2,11 @@
  * flash.c - exact attention without the score matrix: tiles and an online softmax
  * (Dao et al. 2022, FlashAttention; Dao 2023, FlashAttention-2).
  *
- * Work items are (batch, head, query tile), shared out dynamically over OpenMP threads.
- * Each keeps a running max m, sum l and the output rows as accumulator while it walks
- * the key tiles, rescaling when m grows, and divides by l at the end. In cs, key tiles
+ * Work items are (batch, head, query tile), shared out dynamically over OpenMP threads;
+ * on the vector engines an item is up to four neighbouring query tiles that walk the key
+ * tiles together, so each key tile is read once for all of them. Each query tile keeps a
+ * running max m, sum l and the output rows as accumulator while it walks the key tiles,
+ * rescaling when m grows, and divides by l at the end. In cs, key tiles
  * wholly above the diagonal are skipped and the mask is applied only on tiles that cross
  * it. Scores are kept in base 2 (Q is scaled by log2(e)/sqrt(d)), so one exp2 per score
  * suffices.
@@ -97,7 +99,7 @@ static const struct variant_param flash_params[] = {
 #define ACC_COLS 16
 #define ACC_COLS_512 64
 
-/* One work item's view of its slice and its thread's workspace. */
+/* One query tile's view of its slice and its thread's workspace. */
 struct flash_tile {
 	enum flash_engine engine;
 	const float *q, *k, *v;	/* the (batch, head) slice */
@@ -565,41 +567,63 @@ static void tile_accumulate(struct flash_tile *t, float *acc, int k0, int cols, 
 	}
 }
 
-/* One query tile on a vector engine: pack the queries, then score, softmax, accumulate. */
-static void tile_vector(struct flash_tile *t, int q0, int rows)
+/*
+ * Query tiles tiles[0..count) (rows starting at q0[g], rows[g] of them) on a vector
+ * engine: pack each tile's queries, then walk the key tiles once for all of them, each
+ * key tile scored, softmaxed and accumulated into every query tile that sees it in turn.
+ * Each query tile computes exactly what it would alone; walking the keys together reads
+ * them from memory once per group instead of once per tile.
+ */
+static void group_vector(struct flash_tile *tiles, int count, const int *q0, const int *rows)
 {
-	int d = t->d, kend = keys_needed(t, q0, rows);
-	float *acc = t->out + (size_t)q0 * d;
+	int d = tiles[0].d, bk = tiles[0].bk, kend = 0;
 
-	for (int r = 0; r < t->lds; r++) {
-		t->mx[r] = -INFINITY;
-		t->l[r] = 0;
-	}
-	memset(acc, 0, sizeof(float) * rows * d);
-	score_tile_pack_queries(t->qt, t->lds, t->q + (size_t)q0 * d, d, rows, t->qscale);
-	for (int k0 = 0; k0 < kend; k0 += t->bk) {
-		int cols = kend - k0 < t->bk ? kend - k0 : t->bk;
-		const float *kt = t->k + (size_t)k0 * d;
-		int limit = diagonal_limit(t, q0, k0, cols);
+	for (int g = 0; g < count; g++) {
+		struct flash_tile *t = &tiles[g];
+		int needed = keys_needed(t, q0[g], rows[g]);
 
-#ifdef FLASH_AVX512
-		if (t->engine == FLASH_ENGINE_AVX512) {
-			score_tile_scores_512(t->s, t->qt, t->lds, kt, d, cols, rows, t->kpad);
-			softmax_columns_512(t, cols, rows, limit);
-		} else
-#endif
-		{
-			score_tile_scores(t->s, t->qt, t->lds, kt, d, cols, rows, t->kpad);
-			softmax_columns(t, cols, rows, limit);
+		for (int r = 0; r < t->lds; r++) {
+			t->mx[r] = -INFINITY;
+			t->l[r] = 0;
 		}
-		tile_accumulate(t, acc, k0, cols, rows);
+		memset(t->out + (size_t)q0[g] * d, 0, sizeof(float) * rows[g] * d);
+		score_tile_pack_queries(t->qt, t->lds, t->q + (size_t)q0[g] * d, d, rows[g],
+					t->qscale);
+		kend = needed > kend ? needed : kend;
 	}
-	finish_rows(acc, t->l, rows, d);
+	for (int k0 = 0; k0 < kend; k0 += bk) {
+		for (int g = 0; g < count; g++) {
+			struct flash_tile *t = &tiles[g];
+			int needed = keys_needed(t, q0[g], rows[g]);
+			int cols = needed - k0 < bk ? needed - k0 : bk;
+			const float *kt = t->k + (size_t)k0 * d;
+			int limit;
+
+			if (cols <= 0)
+				continue;
+			limit = diagonal_limit(t, q0[g], k0, cols);
+#ifdef FLASH_AVX512
+			if (t->engine == FLASH_ENGINE_AVX512) {
+				score_tile_scores_512(t->s, t->qt, t->lds, kt, d, cols, rows[g],
+						      t->kpad);
+				softmax_columns_512(t, cols, rows[g], limit);
+			} else
+#endif
+			{
+				score_tile_scores(t->s, t->qt, t->lds, kt, d, cols, rows[g], t->kpad);
+				softmax_columns(t, cols, rows[g], limit);
+			}
+			tile_accumulate(t, t->out + (size_t)q0[g] * d, k0, cols, rows[g]);
+		}
+	}
+	for (int g = 0; g < count; g++)
+		finish_rows(tiles[g].out + (size_t)q0[g] * d, tiles[g].l, rows[g], d);
 }
 #endif
 
 bool flash_engine_handles(enum flash_engine e, int d)
 {
+	(void)d;	/* a portable build has no engine that asks */
 	switch (e) {
 	case FLASH_ENGINE_BLAS:
 		return true;
@@ -625,20 +649,26 @@ enum flash_engine flash_engine_for(int d)
 	return FLASH_ENGINE_BLAS;
 }
 
-/* Where the parts of one thread's workspace start, in floats. */
+/*
+ * Where the parts of one thread's workspace start, in floats: the score tile and the
+ * padded kernel blocks once, then each query tile of a group its own queries and row
+ * state (the parts of tile g start tile_floats * g after those of tile 0).
+ */
 struct flash_layout {
 	int lds;			/* score tile row stride */
-	size_t s, qt, mx, l, alpha, kpad, apad;
+	size_t s, kpad, apad, qt, mx, l, alpha;
+	size_t tile_floats;		/* one query tile's parts */
 	size_t total;			/* floats per thread */
 };
 
 /*
  * Vector engines: scores are keys x queries, bk rounded up to the kernel's keys rows of
- * round6(bq) rounded up to its query block (16 AVX2, 32 AVX-512), plus the transposed
- * query tile and the padded kernel blocks. Portable: bq x round16(bk). Nothing depends
- * on n or m.
+ * round6(bq) rounded up to its query block (16 AVX2, 32 AVX-512), plus the padded kernel
+ * blocks, and for each of a group's query tiles its transposed queries and row state
+ * (running max, sum, rescale). Portable: bq x round16(bk). Nothing depends on n or m.
  */
-static void tile_layout(struct flash_layout *lay, int bq, int bk, int d, enum flash_engine e)
+static void tile_layout(struct flash_layout *lay, int bq, int bk, int d, enum flash_engine e,
+			int group)
 {
 	size_t row_len, s_len, qt_len = 0, kpad_len = 0, apad_len = 0;
 	size_t keys = SCORE_TILE_KEYS, queries = 16, acc_cols = ACC_COLS;
@@ -661,13 +691,33 @@ static void tile_layout(struct flash_layout *lay, int bq, int bk, int d, enum fl
 		s_len = (size_t)bq * lay->lds;
 	}
 	lay->s = 0;
-	lay->qt = lay->s + s_len;
+	lay->kpad = lay->s + s_len;
+	lay->apad = lay->kpad + kpad_len;
+	lay->qt = lay->apad + apad_len;
 	lay->mx = lay->qt + qt_len;
 	lay->l = lay->mx + row_len;
 	lay->alpha = lay->l + row_len;
-	lay->kpad = lay->alpha + row_len;
-	lay->apad = lay->kpad + kpad_len;
-	lay->total = lay->apad + apad_len;
+	lay->tile_floats = qt_len + 3 * row_len;
+	lay->total = lay->qt + (size_t)group * lay->tile_floats;
+}
+
+/*
+ * Query tiles that walk the keys together (group_vector()): four, so that at 16384 keys
+ * (8 MiB of keys and values per head at d = 64, beyond what stays cached) each key tile
+ * comes from memory once per four query tiles; fewer when that would leave fewer than
+ * eight work items per thread; one on the portable engine. Measured on a Zen 5 VM (AVX-512, one thread, B = 1, H = 8,
+ * d = 64, ns): tiles one at a time ran at 148-153 GFLOP/s at N = 16384 against 165-170
+ * at 4096; in fours, 182 at both.
+ */
+#define FLASH_GROUP_MAX 4
+
+static int forward_group(enum flash_engine e, long slices, int tiles_q)
+{
+	int group = e == FLASH_ENGINE_BLAS ? 1 : FLASH_GROUP_MAX;
+
+	while (group > 1 && slices * ((tiles_q + group - 1) / group) < 8L * max_threads())
+		group--;
+	return group;
 }
 
 static int flash_forward(const struct attn_problem *p, const float *q, const float *k,
@@ -679,20 +729,32 @@ static int flash_forward(const struct attn_problem *p, const float *q, const flo
 int flash_forward_on(enum flash_engine engine, const struct attn_problem *p, const float *q,
 		     const float *k, const float *v, float *out)
 {
+	return flash_forward_grouped(engine, 0, p, q, k, v, out);
+}
+
+int flash_forward_grouped(enum flash_engine engine, int group, const struct attn_problem *p,
+			  const float *q, const float *k, const float *v, float *out)
+{
 	int bq = p->params ? (int)p->params[FLASH_BLOCK_Q] : FLASH_BLOCK_Q_DEFAULT;
 	int bk = p->params ? (int)p->params[FLASH_BLOCK_K] : FLASH_BLOCK_K_DEFAULT;
-	int threads = max_threads(), saved, tiles_q;
+	int threads = max_threads(), saved, tiles_q, groups;
+	long slices = (long)p->batch * p->heads, items;
 	struct flash_layout lay;
-	long items;
 	float *ws;
 
-	if (!flash_engine_handles(engine, p->d))
+	if (!flash_engine_handles(engine, p->d) || group < 0 || group > FLASH_GROUP_MAX)
 		return -ENOTSUP;
 	bq = bq < p->n ? bq : p->n;
 	bk = bk < p->m ? bk : p->m;
 	tiles_q = (p->n + bq - 1) / bq;
-	items = (long)p->batch * p->heads * tiles_q;
-	tile_layout(&lay, bq, bk, p->d, engine);
+	if (engine == FLASH_ENGINE_BLAS)
+		group = 1;
+	else if (!group)
+		group = forward_group(engine, slices, tiles_q);
+	groups = (tiles_q + group - 1) / group;
+	items = slices * groups;
+	/* room for a whole group always, so no length changes the workspace */
+	tile_layout(&lay, bq, bk, p->d, engine, engine == FLASH_ENGINE_BLAS ? 1 : FLASH_GROUP_MAX);
 	/* Zeroed, so padding lanes read before they are written hold numbers. */
 	ws = attn_calloc((size_t)threads * lay.total, sizeof(float));
 	if (!ws)
@@ -702,7 +764,7 @@ int flash_forward_on(enum flash_engine engine, const struct attn_problem *p, con
 	#pragma omp parallel
 	{
 		float *base = ws + (size_t)thread_id() * lay.total;
-		struct flash_tile t = {
+		struct flash_tile tiles[FLASH_GROUP_MAX], t = {
 			.engine	= engine,
 			.m	= p->m,
 			.d	= p->d,
@@ -720,26 +782,37 @@ int flash_forward_on(enum flash_engine engine, const struct attn_problem *p, con
 			.apad	= base + lay.apad,
 		};
 
-		/* Dynamic: cs tiles differ in work; the last (largest) tiles go first. */
+		/* Dynamic: cs tiles differ in work; the last (largest) groups go first. */
 		#pragma omp for schedule(dynamic, 1)
 		for (long it = 0; it < items; it++) {
-			long slice = it / tiles_q;
-			int tile = tiles_q - 1 - (int)(it % tiles_q);
+			long slice = it / groups;
+			int first = (groups - 1 - (int)(it % groups)) * group, count = 0;
 			int b = (int)(slice / p->heads), h = (int)(slice % p->heads);
 			size_t qo = problem_q_offset(p, b, h), kvo = problem_kv_offset(p, b, h);
-			int q0 = tile * bq, rows = p->n - q0 < bq ? p->n - q0 : bq;
+			int q0[FLASH_GROUP_MAX], rows[FLASH_GROUP_MAX];
 
 			t.q = q + qo;
 			t.k = k + kvo;
 			t.v = v + kvo;
 			t.out = out + qo;
+			for (int tile = first; tile < tiles_q && count < group; tile++, count++) {
+				size_t at = lay.tile_floats * (size_t)count;
+
+				tiles[count] = t;
+				tiles[count].qt += at;
+				tiles[count].mx += at;
+				tiles[count].l += at;
+				tiles[count].alpha += at;
+				q0[count] = tile * bq;
+				rows[count] = p->n - q0[count] < bq ? p->n - q0[count] : bq;
+			}
 #ifdef FLASH_AVX2
 			if (engine != FLASH_ENGINE_BLAS) {
-				tile_vector(&t, q0, rows);
+				group_vector(tiles, count, q0, rows);
 				continue;
 			}
 #endif
-			tile_blas(&t, q0, rows);
+			tile_blas(&t, q0[0], rows[0]);
 		}
 	}
 	blas_serial_end(saved);
@@ -1018,12 +1091,15 @@ static int flash_decode_step(void *state, const float *q, const float *k, const 
  */
 static double flash_bytes(const struct attn_problem *p)
 {
-	int bq = p->params ? (int)p->params[FLASH_BLOCK_Q] : FLASH_BLOCK_Q_DEFAULT;
+	int bq = p->params ? (int)p->params[FLASH_BLOCK_Q] : FLASH_BLOCK_Q_DEFAULT, span;
 	double keys = 0;
 
 	bq = bq < p->n ? bq : p->n;
-	for (int q0 = 0; q0 < p->n; q0 += bq) {
-		int end = p->n - q0 < bq ? p->n : q0 + bq;
+	span = bq * forward_group(flash_engine_for(p->d), (long)p->batch * p->heads,
+				  (p->n + bq - 1) / bq);
+	/* K and V once per group of query tiles, as far as its last row sees */
+	for (int q0 = 0; q0 < p->n; q0 += span) {
+		int end = p->n - q0 < span ? p->n : q0 + span;
 
 		keys += p->pattern == ATTN_CS && end < p->m ? end : p->m;
 	}

@@ -23,5 +23,12 @@ enum flash_engine flash_engine_for(int d);
 /* flash's forward() on engine e; -ENOTSUP when e does not handle p->d. */
 int flash_forward_on(enum flash_engine e, const struct attn_problem *p, const float *q,
 		     const float *k, const float *v, float *out);
+/*
+ * The same with `group` query tiles walking the keys together on a vector engine (1 to
+ * 4; 0 chooses as forward() does; the portable engine always takes 1): the result must
+ * not depend on it, bit for bit.
+ */
+int flash_forward_grouped(enum flash_engine e, int group, const struct attn_problem *p,
+			  const float *q, const float *k, const float *v, float *out);
 
 #endif
