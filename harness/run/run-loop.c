@@ -156,6 +156,22 @@ static bool needs_solo_run(const struct cell_result *r)
 	return r->status == CELL_OOM || r->status == CELL_TIMEOUT;
 }
 
+/* Appends v to solo; 0 or -ENOMEM. */
+static int solo_add(struct solo_visits *solo, const struct untimed_visit *v)
+{
+	if (solo->count == solo->cap) {
+		size_t cap = solo->cap ? 2 * solo->cap : 8;
+		struct untimed_visit *grown = realloc(solo->visits, cap * sizeof(*grown));
+
+		if (!grown)
+			return -ENOMEM;
+		solo->visits = grown;
+		solo->cap = cap;
+	}
+	solo->visits[solo->count++] = *v;
+	return 0;
+}
+
 /*
  * Reaps the finished child of visit v and stores its result into its run unless a
  * signal came while it ran, or keeps the visit in solo (when not NULL) if it must run
@@ -173,19 +189,9 @@ static int finish_untimed(struct run_loop *rl, struct untimed_visit *v,
 
 	runner_reap(child, limits, &r, &out);
 	if (solo && !interrupted && needs_solo_run(&r)) {
-		if (solo->count == solo->cap) {
-			size_t cap = solo->cap ? 2 * solo->cap : 8;
-			struct untimed_visit *grown = realloc(solo->visits, cap * sizeof(*grown));
-
-			if (!grown) {
-				result_release(&r);
-				return why_fail(-ENOMEM, why, len, "out of memory planning the cells");
-			}
-			solo->visits = grown;
-			solo->cap = cap;
-		}
-		solo->visits[solo->count++] = *v;
 		result_release(&r);
+		if (solo_add(solo, v))
+			return why_fail(-ENOMEM, why, len, "out of memory planning the cells");
 		return 0;
 	}
 	if (!interrupted) {
